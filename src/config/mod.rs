@@ -1,0 +1,297 @@
+//! The TOML config file: its schema, its defaults, `validate()`, and the engine spec
+//! it turns into. docs/configuration.md documents every key.
+//!
+//! Reading is in two steps. Serde reads the file into the structs below; values with a
+//! format of their own (sizes, durations, regexes, addresses) parse while being read,
+//! so their errors carry the key path. Then [`Config::validate`] checks the rules that
+//! span keys (unique ids, known clusters, a connected link graph). After both, building
+//! the engine spec cannot fail, and no cluster has been contacted.
+
+mod error;
+#[cfg(test)]
+mod tests;
+mod validate;
+mod values;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use duplex_sync::spec::{ClusterSpec, EngineSpec, Limits, LinkSpec, StartPosition, TopicSelection};
+use serde::Deserialize;
+
+pub use error::ConfigError;
+pub use values::{ByteSize, HumanDuration, ListenAddr, TopicPattern};
+
+/// Every default of the file, in one place; docs/configuration.md repeats them.
+pub mod defaults {
+    use super::{ByteSize, HumanDuration, Limits, TopicPattern};
+
+    /// `limits.in_flight_bytes`: bytes sent and not yet acknowledged, per flow.
+    pub const IN_FLIGHT_BYTES: ByteSize = ByteSize(64 << 20);
+    /// `links.topics.include`: every topic (internal topics are never selected).
+    pub const INCLUDE: &str = ".*";
+
+    // The intervals come from the engine's own defaults so the two never disagree.
+    pub(super) fn refresh_interval() -> HumanDuration {
+        HumanDuration(Limits::default().refresh_interval)
+    }
+    pub(super) fn commit_interval() -> HumanDuration {
+        HumanDuration(Limits::default().commit_interval)
+    }
+    pub(super) fn request_timeout() -> HumanDuration {
+        HumanDuration(Limits::default().request_timeout)
+    }
+    pub(super) fn include() -> Vec<TopicPattern> {
+        vec![TopicPattern::new(INCLUDE).expect("the default pattern compiles")]
+    }
+}
+
+/// The whole config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Engine-wide limits and intervals; every key has a default.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// The Prometheus endpoint; without it no endpoint is served.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    /// The Kafka clusters kept in sync; ids are unique.
+    #[serde(default)]
+    pub clusters: Vec<ClusterConfig>,
+    /// Pairs of clusters that sync with each other; together they connect every cluster.
+    #[serde(default)]
+    pub links: Vec<LinkConfig>,
+}
+
+/// `[limits]`: engine-wide limits and intervals.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Per-flow bound on record bytes sent to the target and not yet acknowledged;
+    /// a link may override it. This is what bounds memory (DESIGN.md rule 5).
+    pub in_flight_bytes: ByteSize,
+    /// How often each flow looks for new topics and partitions.
+    pub refresh_interval: HumanDuration,
+    /// How often acknowledged positions are committed to the source consumer group.
+    pub commit_interval: HumanDuration,
+    /// Timeout for metadata, admin and watermark requests.
+    pub request_timeout: HumanDuration,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            in_flight_bytes: defaults::IN_FLIGHT_BYTES,
+            refresh_interval: defaults::refresh_interval(),
+            commit_interval: defaults::commit_interval(),
+            request_timeout: defaults::request_timeout(),
+        }
+    }
+}
+
+/// `[metrics]`: the Prometheus endpoint.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address to serve Prometheus text on at `/metrics`, e.g. `127.0.0.1:9464`.
+    pub listen: Option<ListenAddr>,
+}
+
+/// `[[clusters]]`: one Kafka cluster.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Stable id, `[A-Za-z0-9._-]{1,64}`; written into provenance headers, so renaming
+    /// a cluster changes the identity of everything it originated.
+    pub id: String,
+    /// Comma-separated `host:port` list.
+    pub bootstrap_servers: String,
+    /// librdkafka options for every client of this cluster (TLS, SASL, ...).
+    #[serde(default, deserialize_with = "values::option_map")]
+    pub options: BTreeMap<String, String>,
+    /// librdkafka options for producers writing to this cluster, over `options`.
+    #[serde(default, deserialize_with = "values::option_map")]
+    pub producer: BTreeMap<String, String>,
+    /// librdkafka options for consumers reading this cluster, over `options`.
+    #[serde(default, deserialize_with = "values::option_map")]
+    pub consumer: BTreeMap<String, String>,
+}
+
+/// Written by hand so that secrets in option values never reach a log.
+impl fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Masked<'a>(&'a BTreeMap<String, String>);
+        impl fmt::Debug for Masked<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_map()
+                    .entries(self.0.iter().map(|(k, v)| (k, shown_value(k, v))))
+                    .finish()
+            }
+        }
+        f.debug_struct("ClusterConfig")
+            .field("id", &self.id)
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("options", &Masked(&self.options))
+            .field("producer", &Masked(&self.producer))
+            .field("consumer", &Masked(&self.consumer))
+            .finish()
+    }
+}
+
+/// Whether an option's value must never be shown. The engine's list, plus key
+/// fragments it misses (`sasl.oauthbearer.assertion.private.key.passphrase`, `.pem`).
+pub fn is_secret_option(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    duplex_sync::spec::is_secret_key(key)
+        || ["passphrase", "private.key", "credential"]
+            .iter()
+            .any(|s| k.contains(s))
+}
+
+/// An option value as it may be shown: `***` for secrets.
+pub fn shown_value<'a>(key: &str, value: &'a str) -> &'a str {
+    if is_secret_option(key) { "***" } else { value }
+}
+
+/// `[[links]]`: two clusters that sync with each other, both ways.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkConfig {
+    /// The two cluster ids, distinct and known.
+    pub clusters: Vec<String>,
+    /// Name in group ids, metrics and logs; default `<a>-<b>` in the order of `clusters`.
+    pub name: Option<String>,
+    /// Where a flow starts in a partition it has never replicated.
+    #[serde(default)]
+    pub start: Start,
+    /// Overrides `limits.in_flight_bytes` for both flows of this link.
+    pub in_flight_bytes: Option<ByteSize>,
+    /// Topics replicated, in both directions.
+    #[serde(default)]
+    pub topics: TopicsConfig,
+}
+
+impl LinkConfig {
+    /// The name, given or derived from the cluster ids.
+    pub fn name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| self.clusters.join("-"))
+    }
+}
+
+/// `[links.topics]`: which topics a link replicates.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicsConfig {
+    /// A topic is replicated when one of these regexes matches its whole name...
+    #[serde(default = "defaults::include")]
+    pub include: Vec<TopicPattern>,
+    /// ...and none of these does.
+    #[serde(default)]
+    pub exclude: Vec<TopicPattern>,
+}
+
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        TopicsConfig {
+            include: defaults::include(),
+            exclude: Vec::new(),
+        }
+    }
+}
+
+/// `start`: where a flow begins in a partition with no replication history.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Start {
+    /// From the log start: everything the source still holds.
+    #[default]
+    Earliest,
+    /// From the end at first start: only records produced from then on.
+    Latest,
+}
+
+impl Config {
+    /// Reads, parses and validates a config file. Touches no cluster.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text)
+    }
+
+    /// Parses and validates config text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::from_toml(text, &e))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// What the engine runs. Panics only if called on a config that failed `validate()`.
+    pub fn engine_spec(&self) -> EngineSpec {
+        let clusters = self
+            .clusters
+            .iter()
+            .map(|c| ClusterSpec {
+                id: c.id.clone(),
+                bootstrap_servers: c.bootstrap_servers.trim().to_owned(),
+                options: c.options.clone(),
+                producer: c.producer.clone(),
+                consumer: c.consumer.clone(),
+            })
+            .collect();
+        let links = self
+            .links
+            .iter()
+            .zip(self.link_indexes())
+            .map(|(l, clusters)| LinkSpec {
+                name: l.name(),
+                clusters,
+                topics: TopicSelection {
+                    include: l.topics.include.iter().map(|p| p.regex().clone()).collect(),
+                    exclude: l.topics.exclude.iter().map(|p| p.regex().clone()).collect(),
+                },
+                start: match l.start {
+                    Start::Earliest => StartPosition::Earliest,
+                    Start::Latest => StartPosition::Latest,
+                },
+                in_flight_bytes: l.in_flight_bytes.unwrap_or(self.limits.in_flight_bytes).0,
+            })
+            .collect();
+        let limits = Limits {
+            refresh_interval: self.limits.refresh_interval.0,
+            commit_interval: self.limits.commit_interval.0,
+            request_timeout: self.limits.request_timeout.0,
+        };
+        EngineSpec {
+            clusters,
+            links,
+            limits,
+        }
+    }
+
+    /// `[metrics] listen`, if set.
+    pub fn metrics_listen(&self) -> Option<SocketAddr> {
+        self.metrics.listen.map(|l| l.0)
+    }
+
+    /// Index of a cluster id in `clusters`.
+    fn cluster_index(&self, id: &str) -> Option<usize> {
+        self.clusters.iter().position(|c| c.id == id)
+    }
+
+    /// Each link's two clusters as indexes. Only meaningful once validated.
+    fn link_indexes(&self) -> Vec<[usize; 2]> {
+        let idx = |id: &String| {
+            self.cluster_index(id)
+                .expect("validate() checked that link clusters are known")
+        };
+        self.links
+            .iter()
+            .map(|l| [idx(&l.clusters[0]), idx(&l.clusters[1])])
+            .collect()
+    }
+}

@@ -1,0 +1,17 @@
+//! The `duplex` service: CLI commands, config, and the wiring of the engine.
+//!
+//! - [`config`]: the TOML file, its defaults and `validate()`, into an engine spec.
+//! - [`check`]: `duplex check-config`, which prints what a config will run.
+//! - [`run`]: `duplex run`, the engine with metrics and signal handling.
+//! - [`demo`]: `duplex demo`, three mock clusters in a full mesh.
+//! - [`inspect`]: reading topics back with each record's identity (demo, tests).
+//! - [`metrics_http`]: Prometheus text at `/metrics`.
+//! - [`telemetry`]: tracing setup.
+
+pub mod check;
+pub mod config;
+pub mod demo;
+pub mod inspect;
+pub mod metrics_http;
+pub mod run;
+pub mod telemetry;

@@ -1,0 +1,45 @@
+//! The `duplex` binary: parses the command line and hands over to the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Duplex keeps N Kafka clusters in sync, active-active.
+#[derive(Debug, Parser)]
+#[command(name = "duplex", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate a config file and print clusters, links, flows and the routing table.
+    CheckConfig {
+        /// The TOML config file.
+        file: PathBuf,
+    },
+    /// Run every flow of a config until SIGTERM or Ctrl-C.
+    Run {
+        /// The TOML config file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Three in-process mock clusters in a full mesh: replicate and prove exactly-once.
+    Demo {
+        /// Records produced on each cluster.
+        #[arg(long, default_value_t = 2000)]
+        records: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    duplex::telemetry::init();
+    match cli.command {
+        Command::CheckConfig { file } => duplex::check::check_config(&file),
+        Command::Run { config } => duplex::run::run_file(&config),
+        Command::Demo { records } => duplex::demo::run(records),
+    }
+}

@@ -1,0 +1,97 @@
+//! librdkafka client configurations for flows: the settings Duplex's guarantees rest on,
+//! with the operator's options layered in between.
+//!
+//! Order of precedence, lowest first: Duplex defaults, `options` of the cluster, the
+//! `producer`/`consumer` overrides, then the settings rule 3 depends on, which cannot be
+//! overridden (idempotence, gapless guarantee, acks=all, manual offset storage).
+
+use std::collections::BTreeMap;
+
+use rdkafka::ClientConfig;
+
+use crate::spec::ClusterSpec;
+
+fn base(
+    cluster: &ClusterSpec,
+    defaults: &[(&str, String)],
+    role: &BTreeMap<String, String>,
+) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    for (k, v) in defaults {
+        c.set(*k, v);
+    }
+    for (k, v) in cluster.options.iter().chain(role) {
+        c.set(k, v);
+    }
+    c.set("bootstrap.servers", &cluster.bootstrap_servers);
+    c
+}
+
+/// Producer that writes a flow's records to its target.
+pub fn producer(cluster: &ClusterSpec, client_id: &str, in_flight_bytes: usize) -> ClientConfig {
+    // The local queue holds at least what the flow may have in flight.
+    let queue_kb = (in_flight_bytes / 1024 + 1024).min(2_097_151);
+    let defaults = [
+        ("client.id", client_id.to_string()),
+        ("linger.ms", "5".to_string()),
+        ("queue.buffering.max.kbytes", queue_kb.to_string()),
+        ("queue.buffering.max.messages", "1000000".to_string()),
+        ("message.max.bytes", "16777216".to_string()),
+        ("statistics.interval.ms", "0".to_string()),
+    ];
+    let mut c = base(cluster, &defaults, &cluster.producer);
+    // Rule 3: each target partition holds a gap-free prefix of what the flow sent, and
+    // nothing is dropped for taking long: a record is retried until it lands or is refused.
+    c.set("enable.idempotence", "true")
+        .set("enable.gapless.guarantee", "true")
+        .set("acks", "all")
+        .set("message.timeout.ms", "0")
+        .set("max.in.flight.requests.per.connection", "5");
+    c
+}
+
+/// Consumer that reads a flow's source and commits its checkpoints to `group_id`.
+pub fn consumer(
+    cluster: &ClusterSpec,
+    client_id: &str,
+    group_id: &str,
+    in_flight_bytes: usize,
+) -> ClientConfig {
+    // Prefetch is bounded by the same budget as deliveries (rule 5).
+    let queued_kb = (in_flight_bytes / 1024).clamp(1024, 2_097_151);
+    let defaults = [
+        ("client.id", client_id.to_string()),
+        ("queued.max.messages.kbytes", queued_kb.to_string()),
+        ("statistics.interval.ms", "5000".to_string()),
+    ];
+    let mut c = base(cluster, &defaults, &cluster.consumer);
+    c.set("group.id", group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("isolation.level", "read_committed")
+        .set("auto.offset.reset", "earliest")
+        .set("allow.auto.create.topics", "false")
+        .set("enable.partition.eof", "false");
+    c
+}
+
+/// Consumer that scans a target partition to find where a flow got to. No group.
+pub fn scanner(cluster: &ClusterSpec, client_id: &str) -> ClientConfig {
+    let defaults = [("client.id", client_id.to_string())];
+    let mut c = base(cluster, &defaults, &cluster.consumer);
+    c.remove("group.id");
+    c.set("group.id", format!("{client_id}.unused"))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("isolation.level", "read_committed")
+        .set("allow.auto.create.topics", "false")
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "earliest");
+    c
+}
+
+/// Admin client (topic creation on the target, configs of the source).
+pub fn admin(cluster: &ClusterSpec, client_id: &str) -> ClientConfig {
+    let defaults = [("client.id", client_id.to_string())];
+    base(cluster, &defaults, &BTreeMap::new())
+}

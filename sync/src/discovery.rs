@@ -1,0 +1,149 @@
+//! Discovery: which source topics a link selects, and making sure each exists on the
+//! target with the source's partition count and cleanup.policy before a flow writes.
+//!
+//! The engine never lets a producer auto-create a target topic: an auto-created topic
+//! gets the broker's default shape (4 partitions on librdkafka's mock cluster), and the
+//! partition numbers of rule 1 would no longer hold.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+
+use crate::error::SyncError;
+use crate::spec::TopicSelection;
+
+/// Topic name → partition count.
+pub type TopicMap = BTreeMap<String, usize>;
+
+/// Lists the topics of a cluster, as seen by `client`, that `selection` selects.
+/// Blocking: call from `spawn_blocking`.
+pub fn selected_topics<C: ConsumerContext>(
+    client: &impl Consumer<C>,
+    cluster: &str,
+    selection: &TopicSelection,
+    timeout: Duration,
+) -> Result<TopicMap, SyncError> {
+    let md = client
+        .fetch_metadata(None, timeout)
+        .map_err(|source| SyncError::Kafka {
+            op: "fetch metadata",
+            cluster: cluster.to_string(),
+            source,
+        })?;
+    Ok(md
+        .topics()
+        .iter()
+        .filter(|t| {
+            t.error().is_none() && !t.partitions().is_empty() && selection.selects(t.name())
+        })
+        .map(|t| (t.name().to_string(), t.partitions().len()))
+        .collect())
+}
+
+/// Partition count of `topic` on a cluster, or `None` when it does not exist.
+/// Blocking. Uses a consumer-type client, which never triggers auto-creation.
+pub fn partition_count(
+    client: &BaseConsumer,
+    cluster: &str,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Option<usize>, SyncError> {
+    let md = client
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(|source| SyncError::Kafka {
+            op: "fetch topic metadata",
+            cluster: cluster.to_string(),
+            source,
+        })?;
+    Ok(md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .and_then(|t| {
+            if t.error().is_some() || t.partitions().is_empty() {
+                None
+            } else {
+                Some(t.partitions().len())
+            }
+        }))
+}
+
+/// Admin clients of one flow: the source (to read topic configs) and the target.
+#[derive(Clone)]
+pub struct TopicCreator {
+    /// Source cluster id.
+    pub source_id: String,
+    /// Target cluster id.
+    pub target_id: String,
+    /// Admin client on the source.
+    pub source: Arc<AdminClient<DefaultClientContext>>,
+    /// Admin client on the target.
+    pub target: Arc<AdminClient<DefaultClientContext>>,
+    /// Request timeout for both.
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for TopicCreator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TopicCreator")
+            .field("source", &self.source_id)
+            .field("target", &self.target_id)
+            .finish()
+    }
+}
+
+impl TopicCreator {
+    fn err(&self, topic: &str, reason: String) -> SyncError {
+        SyncError::TargetTopic {
+            cluster: self.target_id.clone(),
+            topic: topic.to_string(),
+            reason,
+        }
+    }
+
+    /// Creates `topic` on the target with `partitions` partitions and the source's
+    /// cleanup.policy. Says clearly what to do when the target cannot do it.
+    pub async fn create(&self, topic: &str, partitions: usize) -> Result<(), SyncError> {
+        let opts = AdminOptions::new()
+            .request_timeout(Some(self.timeout))
+            .operation_timeout(Some(self.timeout));
+        let described = self
+            .source
+            .describe_configs([&ResourceSpecifier::Topic(topic)], &opts)
+            .await
+            .map_err(|e| self.err(topic, format!("cannot read its cleanup.policy on source cluster {}: {}; create it on the target with {partitions} partitions", self.source_id, explain(&e))))?;
+        let policy = described
+            .first()
+            .and_then(|r| r.as_ref().ok())
+            .and_then(|r| r.get("cleanup.policy"))
+            .and_then(|e| e.value.clone())
+            .unwrap_or_else(|| "delete".to_string());
+        let new = NewTopic::new(topic, partitions as i32, TopicReplication::Fixed(-1))
+            .set("cleanup.policy", &policy);
+        let results = self
+            .target
+            .create_topics([&new], &opts)
+            .await
+            .map_err(|e| self.err(topic, format!("cannot create it ({}); create it with {partitions} partitions and cleanup.policy={policy}", explain(&e))))?;
+        match results.into_iter().next() {
+            Some(Ok(_)) => Ok(()),
+            Some(Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists))) => Ok(()),
+            Some(Err((_, code))) => Err(self.err(topic, format!("cannot create it ({code}); create it with {partitions} partitions and cleanup.policy={policy}"))),
+            None => Err(self.err(topic, "the broker returned no result for CreateTopics".to_string())),
+        }
+    }
+}
+
+fn explain(e: &KafkaError) -> String {
+    match e.rdkafka_error_code() {
+        Some(rdkafka::types::RDKafkaErrorCode::OperationTimedOut) => {
+            format!("{e}: the cluster did not answer the admin request")
+        }
+        _ => e.to_string(),
+    }
+}

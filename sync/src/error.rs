@@ -1,0 +1,125 @@
+//! The engine's error type: which operation failed, on which cluster, and whether a
+//! restart of the flow can help.
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use thiserror::Error;
+
+use crate::provenance::ProvenanceError;
+
+/// Everything that stops a flow.
+#[derive(Debug, Error)]
+pub enum SyncError {
+    /// A client call failed (create, metadata, watermarks, commit, consume).
+    #[error("{op} on cluster {cluster} failed: {source}")]
+    Kafka {
+        /// What was being done, as a phrase ("fetch metadata").
+        op: &'static str,
+        /// The cluster id.
+        cluster: String,
+        /// The client's error, with its code.
+        #[source]
+        source: KafkaError,
+    },
+    /// The target refused a record for a reason a retry cannot fix. The record is not
+    /// skipped: the flow stops at it.
+    #[error(
+        "cluster {target} refused {topic}/{partition} offset {offset} from {source_cluster}: {source}"
+    )]
+    Refused {
+        /// Target cluster id.
+        target: String,
+        /// Source cluster id.
+        source_cluster: String,
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// Source offset of the refused record.
+        offset: i64,
+        /// The delivery error.
+        #[source]
+        source: KafkaError,
+    },
+    /// Delivery failed for a reason a fresh producer may overcome (a fatal idempotence
+    /// error, for example).
+    #[error(
+        "delivery to cluster {target} failed for {topic}/{partition} offset {offset}: {source}"
+    )]
+    Delivery {
+        /// Target cluster id.
+        target: String,
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// Source offset.
+        offset: i64,
+        /// The delivery error.
+        #[source]
+        source: KafkaError,
+    },
+    /// A record's provenance header cannot be read.
+    #[error("record {topic}/{partition} offset {offset} on cluster {cluster}: {source}")]
+    Provenance {
+        /// Cluster the record was read from.
+        cluster: String,
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// Offset.
+        offset: i64,
+        /// What is wrong with the header.
+        #[source]
+        source: ProvenanceError,
+    },
+    /// A target topic is missing and cannot be created, or has the wrong shape.
+    #[error("target topic {topic} on cluster {cluster}: {reason}")]
+    TargetTopic {
+        /// Target cluster id.
+        cluster: String,
+        /// Topic.
+        topic: String,
+        /// What is wrong, and what the operator can do.
+        reason: String,
+    },
+}
+
+impl SyncError {
+    /// Whether restarting the flow (new clients, resume from the target) may succeed.
+    pub fn is_retriable(&self) -> bool {
+        !matches!(
+            self,
+            SyncError::Refused { .. } | SyncError::Provenance { .. }
+        )
+    }
+
+    /// The Kafka error code behind this error, if any.
+    pub fn kafka_code(&self) -> Option<RDKafkaErrorCode> {
+        match self {
+            SyncError::Kafka { source, .. }
+            | SyncError::Refused { source, .. }
+            | SyncError::Delivery { source, .. } => source.rdkafka_error_code(),
+            _ => None,
+        }
+    }
+}
+
+/// Delivery errors that mean "this record will never be accepted as it is".
+pub fn is_refusal(code: RDKafkaErrorCode) -> bool {
+    use RDKafkaErrorCode::*;
+    matches!(
+        code,
+        MessageSizeTooLarge
+            | InvalidRecord
+            | InvalidMessage
+            | InvalidMessageSize
+            | InvalidTimestamp
+            | MessageBatchTooLarge
+            | ClusterAuthorizationFailed
+            | TopicAuthorizationFailed
+            | PolicyViolation
+            | InvalidTopic
+            | UnknownPartition
+    )
+}

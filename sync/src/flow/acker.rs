@@ -1,0 +1,223 @@
+//! The acker: awaits each delivery in the order records were read, advances the
+//! per-partition positions, and commits them to the source group as checkpoints.
+//!
+//! Positions only move past a record once the target acknowledged it (or routing passed
+//! it over), so a committed checkpoint never runs ahead of the target.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::producer::DeliveryFuture;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use super::{Clients, Flow, LagContext};
+use crate::error::{SyncError, is_refusal};
+use crate::resume::checkpoint_metadata;
+
+/// What the reader did with one record, in read order.
+pub(crate) enum Ack {
+    /// Handed to the producer; `delivery` resolves when the target acknowledged it.
+    Sent {
+        topic: Arc<str>,
+        partition: i32,
+        offset: i64,
+        bytes: usize,
+        timestamp: Option<i64>,
+        delivery: DeliveryFuture,
+        /// Returns the record's bytes to the in-flight budget when dropped.
+        _permit: OwnedSemaphorePermit,
+    },
+    /// Not for this flow (routing or the hop guard): its position simply advances.
+    Passed {
+        topic: Arc<str>,
+        partition: i32,
+        offset: i64,
+    },
+}
+
+#[derive(Clone, Copy)]
+struct Position {
+    next: i64,
+    target_offset: Option<i64>,
+    committed: bool,
+}
+
+pub(crate) struct Acker<'a> {
+    flow: &'a Flow,
+    consumer: Arc<StreamConsumer<LagContext>>,
+    stop: CancellationToken,
+    positions: HashMap<(Arc<str>, i32), Position>,
+}
+
+impl<'a> Acker<'a> {
+    pub(crate) fn new(flow: &'a Flow, clients: &Clients, stop: CancellationToken) -> Self {
+        Acker {
+            flow,
+            consumer: clients.consumer.clone(),
+            stop,
+            positions: HashMap::new(),
+        }
+    }
+
+    /// Runs until the reader hangs up and every delivery is resolved, or until the
+    /// drain deadline after a stop. Commits what was acknowledged either way.
+    pub(crate) async fn run(mut self, mut rx: mpsc::Receiver<Ack>) -> Result<(), SyncError> {
+        let spec = self.flow.spec.clone();
+        let mut tick = tokio::time::interval(spec.limits.commit_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let stop = self.stop.clone();
+        let deadline = async move {
+            stop.cancelled().await;
+            tokio::time::sleep(spec.drain_timeout).await;
+        };
+        tokio::pin!(deadline);
+        let result = loop {
+            let ack = tokio::select! {
+                biased;
+                _ = &mut deadline => {
+                    warn!(flow = %self.flow.spec.name(), "Stopping with deliveries still unacknowledged; the next start resumes from what the target holds.");
+                    break Ok(());
+                }
+                _ = tick.tick() => { self.commit(CommitMode::Async); continue; }
+                a = rx.recv() => a,
+            };
+            let Some(ack) = ack else { break Ok(()) };
+            match ack {
+                Ack::Passed {
+                    topic,
+                    partition,
+                    offset,
+                } => self.advance(topic, partition, offset, None),
+                Ack::Sent {
+                    topic,
+                    partition,
+                    offset,
+                    bytes,
+                    timestamp,
+                    delivery,
+                    _permit,
+                } => {
+                    let outcome = tokio::select! {
+                        biased;
+                        d = delivery => d,
+                        _ = &mut deadline => {
+                            warn!(flow = %self.flow.spec.name(), "Stopping with deliveries still unacknowledged; the next start resumes from what the target holds.");
+                            break Ok(());
+                        }
+                    };
+                    match outcome {
+                        Ok(Ok(d)) => {
+                            let m = &self.flow.metrics;
+                            m.forwarded.fetch_add(1, Relaxed);
+                            m.forwarded_bytes.fetch_add(bytes as u64, Relaxed);
+                            if let Some(ts) = timestamp {
+                                let now = SystemTime::now()
+                                    .duration_since(UNIX_EPOCH)
+                                    .map_or(0, |d| d.as_millis() as i64);
+                                m.latency_ms_sum
+                                    .fetch_add((now - ts).max(0) as u64, Relaxed);
+                                m.latency_count.fetch_add(1, Relaxed);
+                            }
+                            self.advance(topic, partition, offset, Some(d.offset));
+                        }
+                        Ok(Err((e, _))) => {
+                            break Err(self.delivery_error(&topic, partition, offset, e));
+                        }
+                        Err(_) => {
+                            break Err(SyncError::Delivery {
+                                target: self.flow.spec.target.id.clone(),
+                                topic: topic.to_string(),
+                                partition,
+                                offset,
+                                source: rdkafka::error::KafkaError::Canceled,
+                            });
+                        }
+                    }
+                }
+            }
+        };
+        self.commit(CommitMode::Sync);
+        result
+    }
+
+    fn delivery_error(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        e: rdkafka::error::KafkaError,
+    ) -> SyncError {
+        let spec = &self.flow.spec;
+        match e.rdkafka_error_code() {
+            Some(code) if is_refusal(code) => SyncError::Refused {
+                target: spec.target.id.clone(),
+                source_cluster: spec.source.id.clone(),
+                topic: topic.to_string(),
+                partition,
+                offset,
+                source: e,
+            },
+            _ => SyncError::Delivery {
+                target: spec.target.id.clone(),
+                topic: topic.to_string(),
+                partition,
+                offset,
+                source: e,
+            },
+        }
+    }
+
+    fn advance(
+        &mut self,
+        topic: Arc<str>,
+        partition: i32,
+        offset: i64,
+        target_offset: Option<i64>,
+    ) {
+        let p = self
+            .positions
+            .entry((topic, partition))
+            .or_insert(Position {
+                next: 0,
+                target_offset: None,
+                committed: true,
+            });
+        p.next = offset + 1;
+        if target_offset.is_some() {
+            p.target_offset = target_offset;
+        }
+        p.committed = false;
+    }
+
+    fn commit(&mut self, mode: CommitMode) {
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), p) in &self.positions {
+            if p.committed {
+                continue;
+            }
+            let mut e = tpl.add_partition(topic, *partition);
+            if e.set_offset(Offset::Offset(p.next)).is_err() {
+                continue;
+            }
+            if let Some(t) = p.target_offset {
+                e.set_metadata(checkpoint_metadata(t));
+            }
+        }
+        if tpl.count() == 0 {
+            return;
+        }
+        // A failed commit only makes the next resume scan longer; it is not an error.
+        match self.consumer.commit(&tpl, mode) {
+            Ok(()) => self.positions.values_mut().for_each(|p| p.committed = true),
+            Err(e) => {
+                warn!(flow = %self.flow.spec.name(), error = %e, "Committing the source checkpoint failed; will retry.")
+            }
+        }
+    }
+}

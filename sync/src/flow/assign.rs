@@ -1,0 +1,204 @@
+//! Assignment: finds the selected source topics, checks or creates them on the target,
+//! computes each new partition's resume position and adds it to the consumer.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+
+use rdkafka::consumer::Consumer;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::task::spawn_blocking;
+use tracing::{info, warn};
+
+use super::{Clients, Flow};
+use crate::discovery::{partition_count, selected_topics};
+use crate::error::SyncError;
+use crate::resume::{self, checkpoint_metadata};
+use crate::spec::StartPosition;
+
+/// Where one partition starts, and the checkpoint to commit at once for a first start.
+struct Start {
+    partition: i32,
+    offset: i64,
+    initial: Option<(i64, i64)>,
+}
+
+fn joined<T>(r: Result<Result<T, SyncError>, tokio::task::JoinError>) -> Result<T, SyncError> {
+    r.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+}
+
+impl Flow {
+    /// Adds topics and partitions that appeared on the source since the last call.
+    /// `assigned`: topic → partitions already read.
+    pub(crate) async fn refresh_assignment(
+        &self,
+        c: &Clients,
+        assigned: &mut HashMap<String, usize>,
+    ) -> Result<(), SyncError> {
+        let s = self.spec.clone();
+        let consumer = c.consumer.clone();
+        let topics = joined(
+            spawn_blocking(move || {
+                selected_topics(
+                    &*consumer,
+                    &s.source.id,
+                    &s.topics,
+                    s.limits.request_timeout,
+                )
+            })
+            .await,
+        )?;
+        for (topic, count) in topics {
+            let have = assigned.get(&topic).copied().unwrap_or(0);
+            if count <= have {
+                continue;
+            }
+            self.ensure_target(c, &topic, count).await?;
+            let starts = self.starts(c, &topic, have, count).await?;
+            let mut tpl = TopicPartitionList::new();
+            let mut checkpoint = TopicPartitionList::new();
+            for st in &starts {
+                let err = |e| SyncError::Kafka {
+                    op: "assign",
+                    cluster: self.spec.source.id.clone(),
+                    source: e,
+                };
+                tpl.add_partition_offset(&topic, st.partition, Offset::Offset(st.offset))
+                    .map_err(err)?;
+                if let Some((next, target_off)) = st.initial {
+                    let mut e = checkpoint.add_partition(&topic, st.partition);
+                    e.set_offset(Offset::Offset(next)).map_err(err)?;
+                    e.set_metadata(checkpoint_metadata(target_off));
+                }
+            }
+            if checkpoint.count() > 0 {
+                // A first start at "latest" is remembered, so a restart does not skip
+                // what was produced in between.
+                c.consumer
+                    .commit(&checkpoint, rdkafka::consumer::CommitMode::Sync)
+                    .map_err(|e| SyncError::Kafka {
+                        op: "commit initial checkpoint",
+                        cluster: self.spec.source.id.clone(),
+                        source: e,
+                    })?;
+            }
+            c.consumer
+                .incremental_assign(&tpl)
+                .map_err(|e| SyncError::Kafka {
+                    op: "assign partitions",
+                    cluster: self.spec.source.id.clone(),
+                    source: e,
+                })?;
+            info!(flow = %self.spec.name(), %topic, partitions = ?starts.iter().map(|s| (s.partition, s.offset)).collect::<Vec<_>>(), "Replicating partitions from these source offsets.");
+            self.metrics
+                .partitions
+                .fetch_add((count - have) as i64, Relaxed);
+            assigned.insert(topic, count);
+        }
+        Ok(())
+    }
+
+    /// Makes sure the target has `topic` with at least `count` partitions.
+    async fn ensure_target(&self, c: &Clients, topic: &str, count: usize) -> Result<(), SyncError> {
+        let target_count = self.target_partitions(c, topic).await?;
+        match target_count {
+            Some(n) if n >= count => return Ok(()),
+            Some(n) => {
+                return Err(SyncError::TargetTopic {
+                    cluster: self.spec.target.id.clone(),
+                    topic: topic.to_string(),
+                    reason: format!(
+                        "it has {n} partitions and the source has {count}; Duplex keeps partition numbers, so add partitions on the target"
+                    ),
+                });
+            }
+            None => {}
+        }
+        info!(flow = %self.spec.name(), %topic, partitions = count, "Creating the topic on the target.");
+        c.creator.create(topic, count).await?;
+        // Metadata can lag creation by a moment; wait until the target shows it.
+        for _ in 0..50 {
+            if self
+                .target_partitions(c, topic)
+                .await?
+                .is_some_and(|n| n >= count)
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        Err(SyncError::TargetTopic {
+            cluster: self.spec.target.id.clone(),
+            topic: topic.to_string(),
+            reason: "created, but it does not show in metadata with all partitions after 5 s"
+                .to_string(),
+        })
+    }
+
+    async fn target_partitions(
+        &self,
+        c: &Clients,
+        topic: &str,
+    ) -> Result<Option<usize>, SyncError> {
+        let (scanner, s, t) = (c.scanner.clone(), self.spec.clone(), topic.to_string());
+        joined(
+            spawn_blocking(move || {
+                partition_count(&scanner, &s.target.id, &t, s.limits.request_timeout)
+            })
+            .await,
+        )
+    }
+
+    /// Resume positions for partitions `from..to` of `topic`.
+    async fn starts(
+        &self,
+        c: &Clients,
+        topic: &str,
+        from: usize,
+        to: usize,
+    ) -> Result<Vec<Start>, SyncError> {
+        let (consumer, scanner, s, metrics) = (
+            c.consumer.clone(),
+            c.scanner.clone(),
+            self.spec.clone(),
+            self.metrics.clone(),
+        );
+        let topic = topic.to_string();
+        joined(
+            spawn_blocking(move || {
+                let timeout = s.limits.request_timeout;
+                let src = s.source.id.as_str();
+                let mut out = Vec::new();
+                for p in from as i32..to as i32 {
+                    let ck = resume::committed(&*consumer, src, &topic, p, timeout)?;
+                    let found =
+                        resume::last_written(&scanner, &s.target.id, src.as_bytes(), &topic, p, ck.and_then(|c| c.target_offset), timeout)?;
+                    let (low, high) = consumer
+                        .fetch_watermarks(&topic, p, timeout)
+                        .map_err(|e| SyncError::Kafka { op: "fetch watermarks", cluster: src.to_string(), source: e })?;
+                    let resumed = match (found.map(|o| o + 1), ck.map(|c| c.source_next)) {
+                        (Some(a), Some(b)) => Some(a.max(b)),
+                        (a, b) => a.or(b),
+                    };
+                    let (offset, initial) = match resumed {
+                        Some(o) => (o, None),
+                        None => {
+                            let o = if s.start == StartPosition::Earliest { low } else { high };
+                            let (_, target_high) = scanner
+                                .fetch_watermarks(&topic, p, timeout)
+                                .map_err(|e| SyncError::Kafka { op: "fetch watermarks", cluster: s.target.id.clone(), source: e })?;
+                            (o, Some((o, target_high)))
+                        }
+                    };
+                    if offset < low {
+                        let lost = low - offset;
+                        metrics.source_gap_records.fetch_add(lost as u64, Relaxed);
+                        warn!(flow = %s.name(), %topic, partition = p, from = offset, to = low, "The source deleted {lost} records (retention) before they were replicated; resuming at its log start.");
+                    }
+                    out.push(Start { partition: p, offset: offset.max(low), initial });
+                }
+                Ok(out)
+            })
+            .await,
+        )
+    }
+}

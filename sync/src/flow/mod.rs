@@ -1,0 +1,182 @@
+//! A flow: one direction S→T of a link. A consumer on S, an idempotent producer on T.
+//!
+//! - [`Flow::run_once`] builds the clients, then runs the reader and the acker side by side.
+//! - `assign`: discovery of selected topics, target topic checks, resume positions.
+//! - [`reader`]: the per-record hot path (decode provenance, route, produce).
+//! - [`acker`]: awaits deliveries in order, advances per-partition positions, commits.
+
+mod acker;
+mod assign;
+mod reader;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::ClientContext;
+use rdkafka::admin::AdminClient;
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, StreamConsumer};
+use rdkafka::producer::FutureProducer;
+use rdkafka::statistics::Statistics;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::clients;
+use crate::discovery::TopicCreator;
+use crate::error::SyncError;
+use crate::metrics::FlowMetrics;
+use crate::routing::FlowRouter;
+use crate::spec::{ClusterSpec, Limits, StartPosition, TopicSelection};
+
+/// Everything one flow needs, fixed for its lifetime.
+#[derive(Debug, Clone)]
+pub struct FlowSpec {
+    /// Link name.
+    pub link: String,
+    /// Source cluster.
+    pub source: ClusterSpec,
+    /// Target cluster.
+    pub target: ClusterSpec,
+    /// Topics of the link.
+    pub topics: TopicSelection,
+    /// Start position for partitions never replicated.
+    pub start: StartPosition,
+    /// Bytes of records sent and not yet acknowledged, at most.
+    pub in_flight_bytes: usize,
+    /// Engine-wide settings.
+    pub limits: Limits,
+    /// Precomputed routing decision.
+    pub router: FlowRouter,
+    /// How long a shutdown waits for outstanding deliveries.
+    pub drain_timeout: Duration,
+}
+
+impl FlowSpec {
+    /// `source->target`.
+    pub fn name(&self) -> String {
+        format!("{}->{}", self.source.id, self.target.id)
+    }
+
+    /// The source consumer group: derived from the link and the direction.
+    pub fn group_id(&self) -> String {
+        format!(
+            "duplex.{}.{}-to-{}",
+            self.link, self.source.id, self.target.id
+        )
+    }
+}
+
+/// Consumer context that feeds the lag gauge from librdkafka's statistics.
+pub(crate) struct LagContext {
+    metrics: Arc<FlowMetrics>,
+}
+
+impl ClientContext for LagContext {
+    fn stats(&self, stats: Statistics) {
+        let lag: i64 = stats
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.values())
+            .filter(|p| p.partition >= 0 && p.consumer_lag >= 0)
+            .map(|p| p.consumer_lag)
+            .sum();
+        self.metrics
+            .lag
+            .store(lag, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+impl ConsumerContext for LagContext {}
+
+/// The clients of one run of a flow.
+pub(crate) struct Clients {
+    pub consumer: Arc<StreamConsumer<LagContext>>,
+    pub producer: FutureProducer,
+    pub scanner: Arc<BaseConsumer>,
+    pub creator: TopicCreator,
+}
+
+/// A flow with its counters.
+#[derive(Debug, Clone)]
+pub struct Flow {
+    /// What it runs.
+    pub spec: Arc<FlowSpec>,
+    /// Its counters.
+    pub metrics: Arc<FlowMetrics>,
+}
+
+impl Flow {
+    fn clients(&self) -> Result<Clients, SyncError> {
+        let s = &self.spec;
+        let name = format!("duplex-{}-{}", s.source.id, s.target.id);
+        let create = |op: &'static str, cluster: &str, e| SyncError::Kafka {
+            op,
+            cluster: cluster.to_string(),
+            source: e,
+        };
+        let consumer: StreamConsumer<LagContext> =
+            clients::consumer(&s.source, &name, &s.group_id(), s.in_flight_bytes)
+                .create_with_context(LagContext {
+                    metrics: self.metrics.clone(),
+                })
+                .map_err(|e| create("create consumer", &s.source.id, e))?;
+        let producer: FutureProducer = clients::producer(&s.target, &name, s.in_flight_bytes)
+            .create()
+            .map_err(|e| create("create producer", &s.target.id, e))?;
+        let scanner: BaseConsumer = clients::scanner(&s.target, &format!("{name}-scan"))
+            .create()
+            .map_err(|e| create("create scanner", &s.target.id, e))?;
+        let source_admin: AdminClient<DefaultClientContext> =
+            clients::admin(&s.source, &format!("{name}-admin"))
+                .create()
+                .map_err(|e| create("create admin client", &s.source.id, e))?;
+        let target_admin: AdminClient<DefaultClientContext> =
+            clients::admin(&s.target, &format!("{name}-admin"))
+                .create()
+                .map_err(|e| create("create admin client", &s.target.id, e))?;
+        let creator = TopicCreator {
+            source_id: s.source.id.clone(),
+            target_id: s.target.id.clone(),
+            source: Arc::new(source_admin),
+            target: Arc::new(target_admin),
+            timeout: s.limits.request_timeout,
+        };
+        Ok(Clients {
+            consumer: Arc::new(consumer),
+            producer,
+            scanner: Arc::new(scanner),
+            creator,
+        })
+    }
+
+    /// Runs the flow until `cancel` fires (Ok) or an error stops it. Outstanding
+    /// deliveries are drained, and acknowledged positions committed, before it returns.
+    pub async fn run_once(&self, cancel: &CancellationToken) -> Result<(), SyncError> {
+        let clients = self.clients()?;
+        let stop = cancel.child_token();
+        let budget = Arc::new(Semaphore::new(self.spec.in_flight_bytes));
+        // The channel only orders acks; the byte budget is what bounds memory.
+        let (tx, rx) = mpsc::channel(64 * 1024);
+        let reader = reader::Reader::new(self, &clients, budget.clone(), tx);
+        let acker = acker::Acker::new(self, &clients, stop.clone());
+        let (r, a) = tokio::join!(
+            async {
+                let r = reader.run(&stop).await;
+                if r.is_err() {
+                    stop.cancel();
+                }
+                r
+            },
+            async {
+                let a = acker.run(rx).await;
+                if a.is_err() {
+                    stop.cancel();
+                }
+                a
+            }
+        );
+        self.metrics
+            .partitions
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+        a.and(r)
+    }
+}

@@ -1,0 +1,253 @@
+//! The reader: the per-record hot path of a flow. Reads the source, decides by
+//! provenance whether this flow carries the record, and hands it to the producer with
+//! the user's headers in order and `duplex.path` extended by one hop.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use super::acker::Ack;
+use super::{Clients, Flow};
+use crate::error::{SyncError, is_refusal};
+use crate::provenance::{Hop, PATH_HEADER, Path, encode_origin, is_reserved};
+use crate::routing::Decision;
+
+pub(crate) struct Reader<'a> {
+    flow: &'a Flow,
+    clients: &'a Clients,
+    budget: Arc<Semaphore>,
+    acks: mpsc::Sender<Ack>,
+    topics: HashMap<String, Arc<str>>,
+    path_buf: Vec<u8>,
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(
+        flow: &'a Flow,
+        clients: &'a Clients,
+        budget: Arc<Semaphore>,
+        acks: mpsc::Sender<Ack>,
+    ) -> Self {
+        Reader {
+            flow,
+            clients,
+            budget,
+            acks,
+            topics: HashMap::new(),
+            path_buf: Vec::with_capacity(128),
+        }
+    }
+
+    /// Reads until `stop` fires or an error occurs. Dropping the ack sender on return
+    /// lets the acker drain and finish.
+    pub(crate) async fn run(mut self, stop: &CancellationToken) -> Result<(), SyncError> {
+        let mut assigned = HashMap::new();
+        self.flow
+            .refresh_assignment(self.clients, &mut assigned)
+            .await?;
+        let mut refresh = tokio::time::interval(self.flow.spec.limits.refresh_interval);
+        refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        refresh.reset();
+        let consumer = self.clients.consumer.clone();
+        loop {
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => return Ok(()),
+                _ = refresh.tick() => self.flow.refresh_assignment(self.clients, &mut assigned).await?,
+                m = consumer.recv() => match m {
+                    Ok(m) => self.handle(&m, stop).await?,
+                    Err(e) => self.consume_error(e)?,
+                },
+            }
+        }
+    }
+
+    fn consume_error(&self, e: KafkaError) -> Result<(), SyncError> {
+        match e.rdkafka_error_code() {
+            // Transport hiccups are retried inside librdkafka; they surface as events.
+            Some(
+                RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::PartitionEOF,
+            ) => {
+                debug!(flow = %self.flow.spec.name(), error = %e, "The source connection had a problem; librdkafka retries.");
+                Ok(())
+            }
+            _ => Err(SyncError::Kafka {
+                op: "consume",
+                cluster: self.flow.spec.source.id.clone(),
+                source: e,
+            }),
+        }
+    }
+
+    fn topic(&mut self, name: &str) -> Arc<str> {
+        if let Some(t) = self.topics.get(name) {
+            return t.clone();
+        }
+        let t: Arc<str> = Arc::from(name);
+        self.topics.insert(name.to_string(), t.clone());
+        t
+    }
+
+    async fn handle(
+        &mut self,
+        m: &BorrowedMessage<'_>,
+        stop: &CancellationToken,
+    ) -> Result<(), SyncError> {
+        let spec = &self.flow.spec;
+        let (partition, offset) = (m.partition(), m.offset());
+        let mut path_value: Option<Option<&[u8]>> = None;
+        let mut user = OwnedHeaders::new_with_capacity(m.headers().map_or(0, |h| h.count()) + 1);
+        let mut header_bytes = 0usize;
+        if let Some(hs) = m.headers() {
+            for h in hs.iter() {
+                if is_reserved(h.key) {
+                    if h.key == PATH_HEADER {
+                        path_value = Some(h.value);
+                    }
+                } else {
+                    header_bytes += h.key.len() + h.value.map_or(0, <[u8]>::len);
+                    user = user.insert(h);
+                }
+            }
+        }
+        let path = match path_value {
+            None => None,
+            Some(v) => Some(Path::decode(v.unwrap_or_default()).map_err(|source| {
+                SyncError::Provenance {
+                    cluster: spec.source.id.clone(),
+                    topic: m.topic().to_string(),
+                    partition,
+                    offset,
+                    source,
+                }
+            })?),
+        };
+        let topic = self.topic(m.topic());
+        match spec.router.decide(path.as_ref()) {
+            Decision::Forward => {}
+            decision => {
+                let counter = if decision == Decision::NotInTree {
+                    &self.flow.metrics.not_forwarded
+                } else {
+                    &self.flow.metrics.loop_stopped
+                };
+                counter.fetch_add(1, Relaxed);
+                return self
+                    .send_ack(Ack::Passed {
+                        topic,
+                        partition,
+                        offset,
+                    })
+                    .await;
+            }
+        }
+        let hop = Hop {
+            cluster: spec.source.id.as_bytes(),
+            partition,
+            offset,
+        };
+        let encoded = match &path {
+            Some(p) => p.extend_into(hop, &mut self.path_buf),
+            None => encode_origin(hop, &mut self.path_buf),
+        };
+        encoded.map_err(|source| SyncError::Provenance {
+            cluster: spec.source.id.clone(),
+            topic: m.topic().to_string(),
+            partition,
+            offset,
+            source,
+        })?;
+        let headers = user.insert(Header {
+            key: PATH_HEADER,
+            value: Some(self.path_buf.as_slice()),
+        });
+        let bytes =
+            m.key().map_or(0, <[u8]>::len) + m.payload().map_or(0, <[u8]>::len) + header_bytes;
+        // Rule 5: wait for acknowledgements while the in-flight budget is spent.
+        let permits = bytes.clamp(1, spec.in_flight_bytes) as u32;
+        let permit = tokio::select! {
+            p = self.budget.clone().acquire_many_owned(permits) => p.expect("budget semaphore is never closed"),
+            _ = stop.cancelled() => return Ok(()),
+        };
+        let timestamp = m.timestamp().to_millis();
+        let mut record = FutureRecord::<[u8], [u8]>::to(m.topic())
+            .partition(partition)
+            .headers(headers);
+        if let Some(k) = m.key() {
+            record = record.key(k);
+        }
+        if let Some(v) = m.payload() {
+            record = record.payload(v);
+        }
+        if let Some(ts) = timestamp {
+            record = record.timestamp(ts);
+        }
+        let delivery = send(&self.clients.producer, record, stop)
+            .await
+            .map_err(|source| match source.rdkafka_error_code() {
+                Some(code) if is_refusal(code) => SyncError::Refused {
+                    target: spec.target.id.clone(),
+                    source_cluster: spec.source.id.clone(),
+                    topic: m.topic().to_string(),
+                    partition,
+                    offset,
+                    source,
+                },
+                _ => SyncError::Kafka {
+                    op: "produce",
+                    cluster: spec.target.id.clone(),
+                    source,
+                },
+            })?;
+        let Some(delivery) = delivery else {
+            return Ok(());
+        };
+        self.send_ack(Ack::Sent {
+            topic,
+            partition,
+            offset,
+            bytes,
+            timestamp,
+            delivery,
+            _permit: permit,
+        })
+        .await
+    }
+
+    async fn send_ack(&self, ack: Ack) -> Result<(), SyncError> {
+        // The acker only stops receiving after an error it reports itself.
+        let _ = self.acks.send(ack).await;
+        Ok(())
+    }
+}
+
+/// Enqueues a record. A full local queue is "not ready": wait and try again.
+async fn send<'r>(
+    producer: &FutureProducer,
+    mut record: FutureRecord<'r, [u8], [u8]>,
+    stop: &CancellationToken,
+) -> Result<Option<rdkafka::producer::DeliveryFuture>, KafkaError> {
+    loop {
+        match producer.send_result(record) {
+            Ok(d) => return Ok(Some(d)),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                record = r;
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(2)) => {}
+                    _ = stop.cancelled() => return Ok(None),
+                }
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}

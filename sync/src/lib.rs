@@ -1,0 +1,26 @@
+//! Duplex replication engine: keeps N Kafka clusters in sync, active-active.
+//! No gRPC here; the service package wires it.
+//!
+//! - [`spec`]: what the engine runs (clusters, links, limits), built by the service.
+//! - [`provenance`]: the `duplex.path` header contract, encode and decode.
+//! - [`routing`]: spanning trees per origin and the per-flow routing decision.
+//! - [`engine`]: two flows per link, supervised, restarted after retriable errors.
+//! - [`flow`]: one direction of a link: read, route, produce, acknowledge, commit.
+//! - [`resume`]: where a flow restarts, read off the target itself.
+//! - [`discovery`]: selected topics, and their creation on the target.
+//! - [`clients`]: librdkafka settings the guarantees rest on.
+//! - [`metrics`]: per-flow counters, Prometheus text.
+//! - [`error`]: the engine's error type.
+
+pub mod clients;
+pub mod discovery;
+pub mod engine;
+pub mod error;
+pub mod flow;
+pub mod metrics;
+pub mod provenance;
+pub mod resume;
+pub mod routing;
+pub mod spec;
+
+pub use error::SyncError;

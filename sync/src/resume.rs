@@ -1,0 +1,210 @@
+//! Resume: where a flow starts reading a source partition (DESIGN.md rule 3).
+//!
+//! The target says how far a flow got. Every record flow S→T writes carries its source
+//! position as the last hop of `duplex.path`, and the idempotent, gapless producer
+//! leaves on each target partition a gap-free prefix of what it sent. So the flow
+//! resumes right after the last record on the target whose last hop is S.
+//!
+//! To keep that scan short, the flow commits to its source group, after the target
+//! acknowledged, the next source offset with the target offset of the last record it
+//! wrote as commit metadata (`duplex/1 t=<offset>`). The scan then starts there. With no
+//! checkpoint it walks back from the end of the target partition in growing windows.
+//! All functions here block: call them from `spawn_blocking`.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::Offset;
+use rdkafka::TopicPartitionList;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message};
+use rdkafka::types::RDKafkaErrorCode;
+
+use crate::error::SyncError;
+use crate::provenance::{PATH_HEADER, Path};
+
+/// Commit metadata carrying the target offset of the last record written.
+pub fn checkpoint_metadata(target_offset: i64) -> String {
+    format!("duplex/1 t={target_offset}")
+}
+
+/// Reads commit metadata written by [`checkpoint_metadata`].
+pub fn parse_checkpoint_metadata(meta: &str) -> Option<i64> {
+    meta.strip_prefix("duplex/1 t=")?.parse().ok()
+}
+
+/// A committed source position, with the target offset it corresponds to if known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Next source offset to read.
+    pub source_next: i64,
+    /// Target offset of the last record written before it.
+    pub target_offset: Option<i64>,
+}
+
+/// The checkpoint committed for one partition, if any. Blocking.
+pub fn committed<C: ConsumerContext>(
+    consumer: &impl Consumer<C>,
+    cluster: &str,
+    topic: &str,
+    partition: i32,
+    timeout: Duration,
+) -> Result<Option<Checkpoint>, SyncError> {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    let got = consumer
+        .committed_offsets(tpl, timeout)
+        .map_err(|source| SyncError::Kafka {
+            op: "fetch committed offsets",
+            cluster: cluster.to_string(),
+            source,
+        })?;
+    let Some(elem) = got.find_partition(topic, partition) else {
+        return Ok(None);
+    };
+    Ok(match elem.offset() {
+        Offset::Offset(o) if o >= 0 => Some(Checkpoint {
+            source_next: o,
+            target_offset: parse_checkpoint_metadata(elem.metadata()),
+        }),
+        _ => None,
+    })
+}
+
+/// Scans a target partition for the last record written by the flow from `source_id`
+/// and returns its source offset. `hint`: a target offset at or before that record.
+pub fn last_written(
+    scanner: &BaseConsumer,
+    target: &str,
+    source_id: &[u8],
+    topic: &str,
+    partition: i32,
+    hint: Option<i64>,
+    timeout: Duration,
+) -> Result<Option<i64>, SyncError> {
+    let kafka = |op, source| SyncError::Kafka {
+        op,
+        cluster: target.to_string(),
+        source,
+    };
+    let (low, high) = scanner
+        .fetch_watermarks(topic, partition, timeout)
+        .map_err(|e| kafka("fetch watermarks", e))?;
+    if high <= low {
+        return Ok(None);
+    }
+    if let Some(from) = hint.filter(|&t| t < high) {
+        // A checkpointed target offset bounds the scan from below.
+        if let Some(found) = scan(
+            scanner,
+            target,
+            source_id,
+            topic,
+            partition,
+            from.max(low),
+            None,
+            timeout,
+        )? {
+            return Ok(Some(found));
+        }
+        if from >= low {
+            return Ok(None);
+        }
+    }
+    let (mut hi, mut window) = (high, 1024i64);
+    loop {
+        let lo = (hi - window).max(low);
+        if let Some(found) = scan(
+            scanner,
+            target,
+            source_id,
+            topic,
+            partition,
+            lo,
+            Some(hi),
+            timeout,
+        )? {
+            return Ok(Some(found));
+        }
+        if lo == low {
+            return Ok(None);
+        }
+        hi = lo;
+        window = window.saturating_mul(2);
+    }
+}
+
+/// Reads `[from, to)` (to the end when `to` is None) and returns the largest source
+/// offset among records whose last hop is `source_id`.
+#[allow(clippy::too_many_arguments)]
+fn scan(
+    scanner: &BaseConsumer,
+    target: &str,
+    source_id: &[u8],
+    topic: &str,
+    partition: i32,
+    from: i64,
+    to: Option<i64>,
+    timeout: Duration,
+) -> Result<Option<i64>, SyncError> {
+    let kafka = |op, source| SyncError::Kafka {
+        op,
+        cluster: target.to_string(),
+        source,
+    };
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(from))
+        .map_err(|e| kafka("assign scan", e))?;
+    scanner.assign(&tpl).map_err(|e| kafka("assign scan", e))?;
+    let mut found: Option<i64> = None;
+    let mut last_progress = Instant::now();
+    let result = loop {
+        match scanner.poll(Duration::from_millis(200)) {
+            None if last_progress.elapsed() > timeout => {
+                break Err(kafka(
+                    "scan target partition",
+                    KafkaError::MessageConsumption(RDKafkaErrorCode::OperationTimedOut),
+                ));
+            }
+            None => continue,
+            Some(Err(KafkaError::PartitionEOF(_))) => break Ok(()),
+            Some(Err(e)) => break Err(kafka("scan target partition", e)),
+            Some(Ok(m)) => {
+                last_progress = Instant::now();
+                if to.is_some_and(|to| m.offset() >= to) {
+                    break Ok(());
+                }
+                let path = m
+                    .headers()
+                    .and_then(|hs| hs.iter().find(|h| h.key == PATH_HEADER))
+                    .and_then(|h| h.value);
+                if let Some(Ok(p)) = path.map(Path::decode) {
+                    let hop = p.last();
+                    if hop.cluster == source_id && hop.partition == partition {
+                        found = Some(found.map_or(hop.offset, |f: i64| f.max(hop.offset)));
+                    }
+                }
+                if to.is_some_and(|to| m.offset() + 1 >= to) {
+                    break Ok(());
+                }
+            }
+        }
+    };
+    scanner.unassign().map_err(|e| kafka("unassign scan", e))?;
+    result.map(|()| found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_round_trips() {
+        assert_eq!(
+            parse_checkpoint_metadata(&checkpoint_metadata(42)),
+            Some(42)
+        );
+        assert_eq!(parse_checkpoint_metadata(""), None);
+        assert_eq!(parse_checkpoint_metadata("other tool"), None);
+    }
+}

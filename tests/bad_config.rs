@@ -1,0 +1,371 @@
+//! A bad config stops `duplex check-config` and `duplex run` with exit code 2 and one
+//! `error:` line naming the key and the problem, before any cluster is contacted
+//! (DESIGN.md rule 6); a good one prints its flows and routing table, secrets masked.
+//!
+//! The clusters below point at port 1 on loopback, where nothing listens: a test that
+//! passed by reaching a broker would be testing the wrong thing.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_duplex");
+
+/// Two clusters and one link: each bad case below breaks one thing in it.
+const BASE: &str = r#"
+[[clusters]]
+id = "a"
+bootstrap_servers = "127.0.0.1:1"
+
+[[clusters]]
+id = "b"
+bootstrap_servers = "127.0.0.1:1"
+
+[[links]]
+clusters = ["a", "b"]
+"#;
+
+fn write_config(text: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::Builder::new()
+        .suffix(".toml")
+        .tempfile()
+        .expect("temp file");
+    f.write_all(text.as_bytes()).expect("write config");
+    f
+}
+
+fn duplex(args: &[&str]) -> Output {
+    // RUST_LOG=off: stderr must hold the error and nothing else.
+    Command::new(BIN)
+        .args(args)
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("run duplex")
+}
+
+fn check_config(path: &Path) -> Output {
+    duplex(&["check-config", path.to_str().expect("utf-8 temp path")])
+}
+
+/// Asserts exit 2, an empty stdout, and a first stderr line `error: ...` containing
+/// every fragment.
+fn assert_refused(out: &Output, fragments: &[&str]) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "exit code; stderr: {stderr}");
+    assert!(
+        out.stdout.is_empty(),
+        "nothing on stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let first = stderr.lines().next().unwrap_or_default().to_owned();
+    assert!(
+        first.starts_with("error: "),
+        "first line starts with `error: `: {stderr}"
+    );
+    for f in fragments {
+        assert!(
+            first.contains(f),
+            "first stderr line should contain {f:?}: {stderr}"
+        );
+    }
+    first
+}
+
+fn refused(text: &str, fragments: &[&str]) -> String {
+    let file = write_config(text);
+    assert_refused(&check_config(file.path()), fragments)
+}
+
+#[test]
+fn base_config_is_valid() {
+    let file = write_config(BASE);
+    let out = check_config(file.path());
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn unknown_key_is_named() {
+    let text = BASE.replace("id = \"b\"", "id = \"b\"\nbootstrap = \"typo\"");
+    refused(
+        &text,
+        &["clusters[1].bootstrap", "unknown field `bootstrap`"],
+    );
+    refused(
+        &format!("[limits]\nrefresh = \"5s\"\n{BASE}"),
+        &["limits.refresh", "unknown field `refresh`"],
+    );
+    refused(
+        &format!("{BASE}[links.topics]\nincludes = [\"x\"]\n"),
+        &["links[0].topics.includes", "unknown field"],
+    );
+    refused(
+        &format!("[limit]\n{BASE}"),
+        &["error: limit: unknown field `limit`"],
+    );
+}
+
+#[test]
+fn duplicate_cluster_id() {
+    refused(
+        &BASE.replace("id = \"b\"", "id = \"a\""),
+        &["clusters[1].id: duplicate cluster id \"a\""],
+    );
+}
+
+#[test]
+fn unknown_cluster_in_link() {
+    refused(
+        &BASE.replace("[\"a\", \"b\"]", "[\"a\", \"zz\"]"),
+        &["links[0].clusters: unknown cluster \"zz\""],
+    );
+}
+
+#[test]
+fn link_to_itself() {
+    refused(
+        &BASE.replace("[\"a\", \"b\"]", "[\"a\", \"a\"]"),
+        &["links[0].clusters: a link needs two different clusters, got \"a\" twice"],
+    );
+}
+
+#[test]
+fn link_with_three_clusters() {
+    refused(
+        &BASE.replace("[\"a\", \"b\"]", "[\"a\", \"b\", \"a\"]"),
+        &["links[0].clusters", "exactly two clusters"],
+    );
+}
+
+#[test]
+fn unconnected_cluster() {
+    let text = format!("{BASE}\n[[clusters]]\nid = \"c\"\nbootstrap_servers = \"127.0.0.1:1\"\n");
+    refused(
+        &text,
+        &["links: ", "\"c\" is not connected to \"a\", \"b\""],
+    );
+}
+
+#[test]
+fn invalid_regex() {
+    let text = format!("{BASE}[links.topics]\ninclude = [\"orders\", \"(\"]\n");
+    refused(
+        &text,
+        &[
+            "links[0].topics.include[1]: invalid regular expression \"(\": ",
+            "unclosed group",
+        ],
+    );
+}
+
+#[test]
+fn invalid_duration() {
+    let text = format!("[limits]\nrefresh_interval = \"5 parsecs\"\n{BASE}");
+    refused(
+        &text,
+        &["limits.refresh_interval: invalid duration \"5 parsecs\": "],
+    );
+}
+
+#[test]
+fn zero_duration() {
+    let text = format!("[limits]\ncommit_interval = \"0s\"\n{BASE}");
+    refused(
+        &text,
+        &["limits.commit_interval: invalid duration \"0s\": must be greater than zero"],
+    );
+}
+
+#[test]
+fn invalid_size() {
+    let text = format!("[limits]\nin_flight_bytes = \"lots\"\n{BASE}");
+    refused(&text, &["limits.in_flight_bytes: invalid size \"lots\": "]);
+}
+
+#[test]
+fn zero_size() {
+    refused(
+        &format!("{BASE}in_flight_bytes = 0\n"),
+        &["links[0].in_flight_bytes: invalid size 0: must be greater than zero"],
+    );
+    refused(
+        &format!("[limits]\nin_flight_bytes = \"0MiB\"\n{BASE}"),
+        &["limits.in_flight_bytes: invalid size \"0MiB\""],
+    );
+}
+
+#[test]
+fn empty_bootstrap_servers() {
+    let text = BASE.replacen(
+        "bootstrap_servers = \"127.0.0.1:1\"",
+        "bootstrap_servers = \"\"",
+        1,
+    );
+    refused(&text, &["clusters[0].bootstrap_servers: empty"]);
+}
+
+#[test]
+fn bad_cluster_id_characters() {
+    refused(
+        &BASE.replace("id = \"b\"", "id = \"b/c\""),
+        &["clusters[1].id: invalid cluster id \"b/c\""],
+    );
+}
+
+#[test]
+fn no_clusters() {
+    refused(
+        "[[links]]\nclusters = [\"a\", \"b\"]\n",
+        &["clusters: no clusters configured"],
+    );
+    refused("", &["clusters: no clusters configured"]);
+}
+
+#[test]
+fn no_links() {
+    refused(
+        &BASE.replace("[[links]]\nclusters = [\"a\", \"b\"]\n", ""),
+        &["links: no links configured"],
+    );
+}
+
+#[test]
+fn duplicate_link() {
+    let text = format!("{BASE}\n[[links]]\nclusters = [\"b\", \"a\"]\nname = \"again\"\n");
+    refused(
+        &text,
+        &["links[1].clusters: clusters \"b\" and \"a\" are already linked by links[0]"],
+    );
+}
+
+#[test]
+fn duplicate_link_name() {
+    let text = format!(
+        "{BASE}name = \"x\"\n[[clusters]]\nid = \"c\"\nbootstrap_servers = \"127.0.0.1:1\"\n\
+         [[links]]\nclusters = [\"b\", \"c\"]\nname = \"x\"\n"
+    );
+    refused(&text, &["links[1].name: duplicate link name \"x\""]);
+}
+
+#[test]
+fn option_value_of_wrong_type_is_named_and_not_echoed() {
+    let text = format!("{BASE}[clusters.options]\n\"sasl.password\" = [\"do-not-print-me\"]\n");
+    let line = refused(
+        &text,
+        &[
+            "clusters[1].options.\"sasl.password\"",
+            "expected a string, integer or boolean",
+        ],
+    );
+    assert!(!line.contains("do-not-print-me"), "{line}");
+}
+
+#[test]
+fn not_toml() {
+    refused("[[clusters]\nid = \"a\"\n", &["invalid TOML at line 1"]);
+}
+
+#[test]
+fn missing_file_names_the_path() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("absent.toml");
+    assert_refused(
+        &check_config(&path),
+        &["cannot read config file", path.to_str().unwrap()],
+    );
+    // A directory is not a readable file either.
+    assert_refused(
+        &check_config(dir.path()),
+        &["cannot read config file", dir.path().to_str().unwrap()],
+    );
+}
+
+#[test]
+fn run_refuses_a_bad_config_the_same_way() {
+    let file = write_config(&BASE.replace("id = \"b\"", "id = \"a\""));
+    let path = file.path().to_str().unwrap();
+    let checked = assert_refused(
+        &check_config(file.path()),
+        &["clusters[1].id: duplicate cluster id \"a\""],
+    );
+    let ran = assert_refused(
+        &duplex(&["run", "--config", path]),
+        &["clusters[1].id: duplicate cluster id \"a\""],
+    );
+    assert_eq!(checked, ran);
+}
+
+/// Three clusters in a chain onprem - msk - dr: msk relays between the other two.
+const GOOD: &str = r#"
+[limits]
+in_flight_bytes = "32MiB"
+
+[[clusters]]
+id = "onprem"
+bootstrap_servers = "127.0.0.1:1"
+[clusters.options]
+"security.protocol" = "SASL_SSL"
+"sasl.mechanism" = "SCRAM-SHA-512"
+"sasl.username" = "duplex"
+"sasl.password" = "TOP-SECRET-PASSWORD"
+
+[[clusters]]
+id = "msk"
+bootstrap_servers = "127.0.0.1:1"
+[clusters.producer]
+"ssl.key.password" = "ANOTHER-SECRET"
+
+[[clusters]]
+id = "dr"
+bootstrap_servers = "127.0.0.1:1"
+
+[[links]]
+clusters = ["onprem", "msk"]
+[links.topics]
+include = ["orders.*"]
+
+[[links]]
+clusters = ["msk", "dr"]
+name = "cloud-dr"
+start = "latest"
+"#;
+
+#[test]
+fn good_config_prints_flows_and_routing_without_secrets() {
+    let file = write_config(GOOD);
+    let out = check_config(file.path());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
+    for line in [
+        "onprem -> msk (link onprem-msk)",
+        "msk -> onprem (link onprem-msk)",
+        "msk -> dr (link cloud-dr)",
+        "dr -> msk (link cloud-dr)",
+        "onprem -> msk forwards origins: onprem",
+        "msk -> onprem forwards origins: dr, msk",
+        "msk -> dr forwards origins: msk, onprem",
+        "dr -> msk forwards origins: dr",
+        "sasl.username = duplex",
+        "sasl.password = ***",
+        "ssl.key.password = ***",
+        "include: \"orders.*\"",
+        "start: latest",
+        "in_flight_bytes: 32MiB",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l.trim() == line || l.contains(line)),
+            "missing {line:?} in:\n{stdout}"
+        );
+    }
+    for secret in ["TOP-SECRET-PASSWORD", "ANOTHER-SECRET"] {
+        assert!(
+            !stdout.contains(secret) && !stderr.contains(secret),
+            "secret printed:\n{stdout}\n{stderr}"
+        );
+    }
+}

@@ -1,0 +1,436 @@
+//! The test-broker harness (DESIGN.md "Test brokers"): one API over librdkafka's mock
+//! cluster in-process, Tansu processes over TCP, and external clusters named by
+//! environment variables. Helpers to produce records, run the engine, and check what
+//! each cluster holds.
+#![allow(dead_code)]
+
+pub mod tansu;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use duplex::inspect::{self, Held};
+use duplex_sync::metrics::Registry;
+use duplex_sync::spec::{ClusterSpec, EngineSpec, TopicSelection};
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{DefaultProducerContext, FutureProducer, FutureRecord};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Which kind of broker a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    /// librdkafka's mock cluster, in this process.
+    Mock,
+    /// Tansu broker processes on loopback ports.
+    Tansu,
+    /// Clusters named by `DUPLEX_TEST_EXTERNAL="a=host:9092;b=host:9093;c=..."`.
+    External,
+}
+
+/// A feature some providers lack; a test skips (saying so) only for these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feature {
+    /// CreateTopics / DescribeConfigs (the mock answers no admin request).
+    Admin,
+    /// Stop and restart a broker, keeping its data.
+    Restart,
+}
+
+enum Backend {
+    Mock(MockCluster<'static, DefaultProducerContext>),
+    Tansu(tansu::Broker),
+    External,
+}
+
+/// One test cluster.
+pub struct TestCluster {
+    pub id: String,
+    pub bootstrap: String,
+    backend: Backend,
+}
+
+impl Provider {
+    pub fn supports(self, f: Feature) -> bool {
+        match (self, f) {
+            (Provider::Mock, Feature::Admin) => false,
+            (Provider::External, Feature::Restart) => false,
+            _ => true,
+        }
+    }
+}
+
+/// Starts (or names) one cluster per id. `None` when the provider is not available
+/// here (External without its variable); the reason is printed.
+pub fn start(provider: Provider, ids: &[&str]) -> Option<Vec<TestCluster>> {
+    match provider {
+        Provider::Mock => Some(
+            ids.iter()
+                .map(|id| {
+                    let m = MockCluster::new(1).expect("mock cluster");
+                    TestCluster {
+                        id: id.to_string(),
+                        bootstrap: m.bootstrap_servers(),
+                        backend: Backend::Mock(m),
+                    }
+                })
+                .collect(),
+        ),
+        Provider::Tansu => Some(
+            ids.iter()
+                .map(|id| {
+                    let b = tansu::Broker::start(id);
+                    TestCluster {
+                        id: id.to_string(),
+                        bootstrap: b.bootstrap(),
+                        backend: Backend::Tansu(b),
+                    }
+                })
+                .collect(),
+        ),
+        Provider::External => {
+            let Ok(var) = std::env::var("DUPLEX_TEST_EXTERNAL") else {
+                eprintln!("skipped on external clusters: DUPLEX_TEST_EXTERNAL is not set");
+                return None;
+            };
+            let named: BTreeMap<&str, &str> =
+                var.split(';').filter_map(|kv| kv.split_once('=')).collect();
+            if named.len() < ids.len() {
+                eprintln!(
+                    "skipped on external clusters: the test needs {} clusters, DUPLEX_TEST_EXTERNAL names {}",
+                    ids.len(),
+                    named.len()
+                );
+                return None;
+            }
+            Some(
+                ids.iter()
+                    .zip(named.values())
+                    .map(|(id, b)| TestCluster {
+                        id: id.to_string(),
+                        bootstrap: b.to_string(),
+                        backend: Backend::External,
+                    })
+                    .collect(),
+            )
+        }
+    }
+}
+
+/// Says why a test does not run on a provider, and returns whether it should.
+pub fn needs(provider: Provider, f: Feature, test: &str) -> bool {
+    let ok = provider.supports(f);
+    if !ok {
+        eprintln!("{test}: skipped on {provider:?}: it lacks {f:?}");
+    }
+    ok
+}
+
+impl TestCluster {
+    pub fn spec(&self) -> ClusterSpec {
+        ClusterSpec::new(self.id.clone(), self.bootstrap.clone())
+    }
+
+    /// Creates a topic: `MockCluster::create_topic` on mock, CreateTopics elsewhere.
+    pub async fn create_topic(&self, topic: &str, partitions: i32) {
+        match &self.backend {
+            Backend::Mock(m) => m
+                .create_topic(topic, partitions, 1)
+                .expect("mock create_topic"),
+            _ => {
+                let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+                    .set("bootstrap.servers", &self.bootstrap)
+                    .create()
+                    .expect("admin client");
+                let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
+                let r = admin
+                    .create_topics(
+                        [&NewTopic::new(
+                            topic,
+                            partitions,
+                            TopicReplication::Fixed(1),
+                        )],
+                        &opts,
+                    )
+                    .await
+                    .expect("create topics");
+                r.into_iter()
+                    .next()
+                    .expect("one result")
+                    .expect("topic created");
+            }
+        }
+        // Wait until metadata shows every partition.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while inspect::partitions(&self.bootstrap, topic, Duration::from_secs(5)).unwrap_or(0)
+            < partitions as usize
+        {
+            assert!(
+                Instant::now() < deadline,
+                "{topic} did not appear on {}",
+                self.id
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Takes the broker down: `broker_down` on mock, SIGKILL of the process on Tansu.
+    pub fn broker_down(&mut self) {
+        match &mut self.backend {
+            Backend::Mock(m) => m.broker_down(1).expect("mock broker_down"),
+            Backend::Tansu(b) => b.down(),
+            Backend::External => panic!("external clusters cannot be restarted by tests"),
+        }
+    }
+
+    /// Brings it back with its data.
+    pub fn broker_up(&mut self) {
+        match &mut self.backend {
+            Backend::Mock(m) => m.broker_up(1).expect("mock broker_up"),
+            Backend::Tansu(b) => b.up(),
+            Backend::External => panic!("external clusters cannot be restarted by tests"),
+        }
+    }
+}
+
+/// A record as a test produces it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rec {
+    pub partition: i32,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+    pub timestamp: i64,
+}
+
+/// `n` varied records from `origin`: keys (some null), values (some null, some empty),
+/// headers in order (some null-valued, some repeated), distinct CreateTime timestamps.
+pub fn records(origin: &str, n: usize, partitions: i32) -> Vec<Rec> {
+    (0..n)
+        .map(|i| Rec {
+            partition: (i as i32) % partitions,
+            key: (i % 7 != 3).then(|| format!("{origin}-key-{i}").into_bytes()),
+            value: match i % 10 {
+                4 => None,
+                8 => Some(Vec::new()),
+                _ => Some(format!("{origin} value {i} {}", "x".repeat(i % 50)).into_bytes()),
+            },
+            headers: vec![
+                (
+                    "trace".to_string(),
+                    Some(format!("{origin}-{i}").into_bytes()),
+                ),
+                (
+                    "empty".to_string(),
+                    if i % 2 == 0 { None } else { Some(Vec::new()) },
+                ),
+                ("trace".to_string(), Some(b"repeated".to_vec())),
+            ],
+            timestamp: 1_700_000_000_000 + i as i64,
+        })
+        .collect()
+}
+
+/// Produces `recs` on `c` (idempotent producer) and returns each record's identity:
+/// (origin cluster, partition, offset).
+pub async fn produce(c: &TestCluster, topic: &str, recs: &[Rec]) -> Vec<(String, i32, i64)> {
+    let p: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &c.bootstrap)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "2")
+        .create()
+        .expect("producer");
+    let mut futures = Vec::with_capacity(recs.len());
+    for r in recs {
+        let mut h = OwnedHeaders::new();
+        for (k, v) in &r.headers {
+            h = h.insert(Header {
+                key: k,
+                value: v.as_deref(),
+            });
+        }
+        let mut rec = FutureRecord::<[u8], [u8]>::to(topic)
+            .partition(r.partition)
+            .timestamp(r.timestamp)
+            .headers(h);
+        if let Some(k) = &r.key {
+            rec = rec.key(k);
+        }
+        if let Some(v) = &r.value {
+            rec = rec.payload(v);
+        }
+        loop {
+            match p.send_result(rec) {
+                Ok(d) => break futures.push(d),
+                Err((_, back)) => {
+                    rec = back;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        }
+    }
+    let mut ids = Vec::with_capacity(futures.len());
+    for f in futures {
+        let d = f
+            .await
+            .expect("delivery future")
+            .map_err(|(e, _)| e)
+            .expect("produce");
+        ids.push((c.id.clone(), d.partition, d.offset));
+    }
+    ids
+}
+
+/// What every cluster must hold: identity → record.
+pub type Expected = BTreeMap<(String, i32, i64), Rec>;
+
+pub fn expect(into: &mut Expected, ids: Vec<(String, i32, i64)>, recs: &[Rec]) {
+    assert_eq!(ids.len(), recs.len());
+    into.extend(ids.into_iter().zip(recs.iter().cloned()));
+}
+
+/// Waits until `topic` holds at least `n` records on every cluster.
+pub async fn wait_for_count(clusters: &[&TestCluster], topic: &str, n: i64, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut counts = Vec::new();
+        for c in clusters {
+            counts.push(inspect::count(&c.bootstrap, topic, Duration::from_secs(5)).unwrap_or(-1));
+        }
+        if counts.iter().all(|&k| k >= n) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{topic}: waited {timeout:?} for {n} records on every cluster, have {counts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Asserts that `c` holds every expected record exactly once, field for field, in
+/// the partition it was produced to, and nothing else.
+pub fn assert_holds_exactly(c: &TestCluster, topic: &str, expected: &Expected) -> Vec<Held> {
+    let held = inspect::read_topic(&c.bootstrap, &c.id, topic, Duration::from_secs(60))
+        .expect("read topic");
+    let mut seen = BTreeMap::new();
+    for h in &held {
+        let id = (h.origin.clone(), h.origin_position.0, h.origin_position.1);
+        let n = seen.entry(id.clone()).or_insert(0);
+        *n += 1;
+        assert_eq!(
+            *n, 1,
+            "{}: {id:?} held twice (second at offset {})",
+            c.id, h.offset
+        );
+        let want = expected.get(&id).unwrap_or_else(|| {
+            panic!(
+                "{}: unexpected record {id:?} at {}/{}",
+                c.id, h.partition, h.offset
+            )
+        });
+        assert_eq!(h.partition, want.partition, "{}: {id:?} partition", c.id);
+        assert_eq!(h.key, want.key, "{}: {id:?} key", c.id);
+        assert_eq!(h.value, want.value, "{}: {id:?} value", c.id);
+        assert_eq!(h.headers, want.headers, "{}: {id:?} headers", c.id);
+        assert_eq!(
+            h.timestamp,
+            Some(want.timestamp),
+            "{}: {id:?} timestamp",
+            c.id
+        );
+        if h.origin != c.id {
+            assert!(
+                !h.hops.contains(&c.id),
+                "{}: {id:?} came back through {:?}",
+                c.id,
+                h.hops
+            );
+        }
+    }
+    let missing: Vec<_> = expected
+        .keys()
+        .filter(|k| !seen.contains_key(*k))
+        .take(5)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{}: {} records missing, e.g. {missing:?}",
+        c.id,
+        expected.len() - seen.len()
+    );
+    assert_eq!(held.len(), expected.len(), "{}: record count", c.id);
+    held
+}
+
+/// The engine running in this process.
+pub struct Running {
+    pub registry: Arc<Registry>,
+    pub cancel: CancellationToken,
+    pub handle: JoinHandle<Result<(), duplex_sync::SyncError>>,
+}
+
+impl Running {
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        self.handle.await.expect("engine task").expect("engine");
+    }
+
+    pub fn total(&self, f: impl Fn(&duplex_sync::metrics::FlowMetrics) -> u64) -> u64 {
+        self.registry.entries().iter().map(|e| f(&e.metrics)).sum()
+    }
+}
+
+/// A spec over `clusters` with `links`, replicating topics matching `topics`, with
+/// short refresh and commit intervals.
+pub fn spec(clusters: &[&TestCluster], links: &[[usize; 2]], topics: &str) -> EngineSpec {
+    let mut s = EngineSpec::linked(
+        clusters.iter().map(|c| c.spec()).collect(),
+        links,
+        TopicSelection::matching(topics).expect("regex"),
+    );
+    s.limits.refresh_interval = Duration::from_millis(500);
+    s.limits.commit_interval = Duration::from_millis(200);
+    s
+}
+
+pub fn run_engine(spec: EngineSpec) -> Running {
+    let registry = Arc::new(Registry::default());
+    let cancel = CancellationToken::new();
+    let (r, c) = (registry.clone(), cancel.clone());
+    let handle = tokio::spawn(async move { duplex::run::run(&spec, &r, c).await });
+    Running {
+        registry,
+        cancel,
+        handle,
+    }
+}
+
+/// A topic name no other test uses.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}.{:08x}", rand::random::<u32>())
+}
+
+/// Waits until `cond` holds, failing with `what` after `timeout`.
+pub async fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "waited {timeout:?} for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+impl Running {
+    /// Sum of one counter over all flows.
+    pub fn sum(
+        &self,
+        f: fn(&duplex_sync::metrics::FlowMetrics) -> &std::sync::atomic::AtomicU64,
+    ) -> u64 {
+        self.total(|m| f(m).load(std::sync::atomic::Ordering::Relaxed))
+    }
+}
