@@ -46,7 +46,8 @@ pub fn read_topic(
         .set("group.id", "duplex-inspect")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
-        .set("isolation.level", "read_committed")
+        // Everything up to the high watermark: what the cluster holds, committed or not.
+        .set("isolation.level", "read_uncommitted")
         .set("allow.auto.create.topics", "false")
         .create()
         .context("create inspect consumer")?;

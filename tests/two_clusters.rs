@@ -13,8 +13,8 @@ async fn two_clusters_converge(provider: Provider) {
     };
     let (a, b) = (&clusters[0], &clusters[1]);
     let topic = harness::unique("orders");
-    a.create_topic(&topic, 3).await;
-    b.create_topic(&topic, 3).await;
+    a.create_topic(&topic, 4).await;
+    b.create_topic(&topic, 4).await;
     let running = harness::run_engine(harness::spec(&[a, b], &[[0, 1]], "orders\\..*"));
 
     let (ra, rb) = (

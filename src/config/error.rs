@@ -24,8 +24,10 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The text is not TOML.
-    #[error("invalid TOML at line {line}, column {column}: {message}")]
+    #[error("{}", SyntaxLine { key, line: *line, column: *column, message })]
     Syntax {
+        /// Key path of the value being read, when the parser got that far.
+        key: String,
         /// 1-based line of the problem.
         line: usize,
         /// 1-based column of the problem.
@@ -59,7 +61,11 @@ impl ConfigError {
     /// The key path the error is about, if it is about one.
     pub fn key(&self) -> Option<&str> {
         match self {
-            ConfigError::Invalid { key, .. } if !key.is_empty() => Some(key),
+            ConfigError::Invalid { key, .. } | ConfigError::Syntax { key, .. }
+                if !key.is_empty() =>
+            {
+                Some(key)
+            }
             _ => None,
         }
     }
@@ -70,17 +76,26 @@ impl ConfigError {
         let span = err.span();
         let line_col = |s: &Range<usize>| line_column(text, s.start);
         match DeTable::parse(text) {
-            // The document itself does not parse: there is no key to name yet.
+            // Not TOML. The parser's recovered document still often holds the key
+            // whose value is broken (an unquoted string, a bad escape), so name it.
             Err(syntax) => {
-                let (line, column) = syntax
-                    .span()
-                    .or(span)
-                    .map(|s| line_col(&s))
-                    .unwrap_or((1, 1));
+                let at = syntax.span().or(span).unwrap_or(0..0);
+                let (line, column) = line_col(&at);
+                let (doc, _) = DeTable::parse_recoverable(text);
+                let key = key_at(doc.get_ref(), at.start);
+                let mut message = one_line(syntax.message());
+                // The span of a duplicate key is the key as written: safe to echo, unlike
+                // a value, which may be a secret.
+                if message == "duplicate key" {
+                    if let Some(k) = text.get(at.clone()).filter(|k| !k.is_empty()) {
+                        message = format!("duplicate key `{k}`");
+                    }
+                }
                 ConfigError::Syntax {
+                    key,
                     line,
                     column,
-                    message: one_line(syntax.message()),
+                    message,
                 }
             }
             Ok(doc) => {
@@ -94,6 +109,33 @@ impl ConfigError {
                     line: span.map(|s| line_col(&s).0),
                 }
             }
+        }
+    }
+}
+
+/// Formats the `Syntax` variant: `key: invalid TOML: problem (line n, column m)`.
+struct SyntaxLine<'a> {
+    key: &'a str,
+    line: usize,
+    column: usize,
+    message: &'a str,
+}
+
+impl fmt::Display for SyntaxLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let SyntaxLine {
+            key,
+            line,
+            column,
+            message,
+        } = self;
+        if key.is_empty() {
+            write!(f, "invalid TOML at line {line}, column {column}: {message}")
+        } else {
+            write!(
+                f,
+                "{key}: invalid TOML: {message} (line {line}, column {column})"
+            )
         }
     }
 }
@@ -252,5 +294,17 @@ mod tests {
             ConfigError::invalid("links", "none").to_string(),
             "links: none"
         );
+    }
+
+    #[test]
+    fn syntax_errors_name_the_key_when_the_parser_recovers_it() {
+        let text = "[[c]]\nid = \"a\"\n[c.opts]\n\"sasl.password\" = hunter2\n";
+        let e = crate::config::Config::parse(text).unwrap_err().to_string();
+        let want = "c[0].opts.\"sasl.password\": invalid TOML: string values must be quoted, expected literal string (line 4, column 19)";
+        assert_eq!(e, want);
+        let e = crate::config::Config::parse("[a]\nx = 1\nx = 2\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "invalid TOML at line 3, column 1: duplicate key `x`");
     }
 }

@@ -50,7 +50,7 @@ pub mod defaults {
 
 /// The whole config file.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table")]
 pub struct Config {
     /// Engine-wide limits and intervals; every key has a default.
     #[serde(default)]
@@ -68,7 +68,7 @@ pub struct Config {
 
 /// `[limits]`: engine-wide limits and intervals.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields, default, expecting = "a table")]
 pub struct LimitsConfig {
     /// Per-flow bound on record bytes sent to the target and not yet acknowledged;
     /// a link may override it. This is what bounds memory (DESIGN.md rule 5).
@@ -94,7 +94,7 @@ impl Default for LimitsConfig {
 
 /// `[metrics]`: the Prometheus endpoint.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table")]
 pub struct MetricsConfig {
     /// Address to serve Prometheus text on at `/metrics`, e.g. `127.0.0.1:9464`.
     pub listen: Option<ListenAddr>,
@@ -102,7 +102,7 @@ pub struct MetricsConfig {
 
 /// `[[clusters]]`: one Kafka cluster.
 #[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table")]
 pub struct ClusterConfig {
     /// Stable id, `[A-Za-z0-9._-]{1,64}`; written into provenance headers, so renaming
     /// a cluster changes the identity of everything it originated.
@@ -158,7 +158,7 @@ pub fn shown_value<'a>(key: &str, value: &'a str) -> &'a str {
 
 /// `[[links]]`: two clusters that sync with each other, both ways.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table")]
 pub struct LinkConfig {
     /// The two cluster ids, distinct and known.
     pub clusters: Vec<String>,
@@ -183,7 +183,7 @@ impl LinkConfig {
 
 /// `[links.topics]`: which topics a link replicates.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table")]
 pub struct TopicsConfig {
     /// A topic is replicated when one of these regexes matches its whole name...
     #[serde(default = "defaults::include")]

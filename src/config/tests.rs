@@ -148,6 +148,10 @@ fn wrong_types_and_missing_keys_are_named() {
         &err(&format!("{TWO}start = \"middle\"")),
         "links[0].start: unknown variant `middle`",
     );
+    assert_starts(
+        &err(&format!("limits = 3\n{TWO}")),
+        "limits: invalid type: integer `3`, expected a table",
+    );
 }
 
 #[test]

@@ -97,6 +97,7 @@ pub async fn supervise(flow: Flow, cancel: CancellationToken) -> Result<(), Sync
                 return Ok(());
             }
             Err(e) if e.is_retriable() && !cancel.is_cancelled() => {
+                *flow.metrics.last_error.lock().expect("metrics lock") = Some(e.to_string());
                 flow.metrics.restarts.fetch_add(1, Relaxed);
                 warn!(flow = %name, error = %e, retry_in = ?backoff, "Flow failed; restarting it from what the target holds.");
                 tokio::select! {
@@ -110,6 +111,7 @@ pub async fn supervise(flow: Flow, cancel: CancellationToken) -> Result<(), Sync
                 return Ok(());
             }
             Err(e) => {
+                *flow.metrics.last_error.lock().expect("metrics lock") = Some(e.to_string());
                 flow.metrics.up.store(0, Relaxed);
                 error!(flow = %name, error = %e, "Flow stopped for good: this needs an operator. No record was skipped.");
                 return Err(e);

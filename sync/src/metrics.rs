@@ -30,6 +30,15 @@ pub struct FlowMetrics {
     pub partitions: AtomicI64,
     /// Records the source deleted (retention) before the flow read them.
     pub source_gap_records: AtomicU64,
+    /// The last error that stopped or restarted the flow, for operators and tests.
+    pub last_error: Mutex<Option<String>>,
+}
+
+impl FlowMetrics {
+    /// The last error that stopped or restarted the flow.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().expect("metrics lock").clone()
+    }
 }
 
 /// One flow's name and counters.

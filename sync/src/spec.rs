@@ -32,6 +32,9 @@ pub fn is_secret_key(key: &str) -> bool {
         "secret",
         "token",
         "sasl.jaas",
+        "passphrase",
+        "private.key",
+        "credential",
         "ssl.key.pem",
         "sasl.oauthbearer.config",
     ]

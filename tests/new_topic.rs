@@ -1,0 +1,135 @@
+//! A topic created on a source while Duplex runs is picked up within the refresh
+//! interval and replicated; the engine creates it on the target with the source's
+//! partition count and cleanup.policy, or says clearly why it cannot.
+
+mod harness;
+
+use std::time::Duration;
+
+use harness::{Expected, Feature, Provider};
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+use rdkafka::client::DefaultClientContext;
+
+async fn cleanup_policy(bootstrap: &str, topic: &str) -> String {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
+    let r = admin
+        .describe_configs([&ResourceSpecifier::Topic(topic)], &opts)
+        .await
+        .unwrap();
+    let res = r.into_iter().next().unwrap().unwrap();
+    res.get("cleanup.policy")
+        .and_then(|e| e.value.clone())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_created_while_running_is_replicated_on_tansu() {
+    let provider = Provider::Tansu;
+    if !harness::needs(provider, Feature::Admin, "topic_created_while_running") {
+        return;
+    }
+    let Some(clusters) = harness::start(provider, &["src", "dst"]) else {
+        return;
+    };
+    let (a, b) = (&clusters[0], &clusters[1]);
+    let running = harness::run_engine(harness::spec(&[a, b], &[[0, 1]], "late\\..*"));
+    // The engine is running with nothing to replicate; now a topic appears on the source.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let topic = harness::unique("late");
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &a.bootstrap)
+        .create()
+        .unwrap();
+    let new = rdkafka::admin::NewTopic::new(&topic, 5, rdkafka::admin::TopicReplication::Fixed(1))
+        .set("cleanup.policy", "compact");
+    admin
+        .create_topics([&new], &AdminOptions::new())
+        .await
+        .unwrap()
+        .remove(0)
+        .unwrap();
+    let recs = harness::records("src", 200, 5);
+    let ids = harness::produce(a, &topic, &recs).await;
+    let mut expected = Expected::new();
+    harness::expect(&mut expected, ids, &recs);
+    harness::wait_for_count(&[b], &topic, 200, Duration::from_secs(60)).await;
+    running.stop().await;
+    assert_eq!(
+        duplex::inspect::partitions(&b.bootstrap, &topic, Duration::from_secs(5)).unwrap(),
+        5,
+        "source's partition count"
+    );
+    assert_eq!(
+        cleanup_policy(&b.bootstrap, &topic).await,
+        "compact",
+        "source's cleanup.policy"
+    );
+    harness::assert_holds_exactly(b, &topic, &expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_created_on_both_sides_while_running_is_replicated_on_mock() {
+    // The mock cluster answers no admin request, so the test creates the topic on both
+    // sides (DESIGN.md "Test brokers"); discovery is what is under test here.
+    let Some(clusters) = harness::start(Provider::Mock, &["src", "dst"]) else {
+        return;
+    };
+    let (a, b) = (&clusters[0], &clusters[1]);
+    let running = harness::run_engine(harness::spec(&[a, b], &[[0, 1]], "late\\..*"));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let topic = harness::unique("late");
+    b.create_topic(&topic, 3).await;
+    a.create_topic(&topic, 3).await;
+    let recs = harness::records("src", 200, 3);
+    let ids = harness::produce(a, &topic, &recs).await;
+    let mut expected = Expected::new();
+    harness::expect(&mut expected, ids, &recs);
+    harness::wait_for_count(&[b], &topic, 200, Duration::from_secs(60)).await;
+    running.stop().await;
+    harness::assert_holds_exactly(b, &topic, &expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_target_topic_on_mock_is_an_error_not_an_auto_created_topic() {
+    let Some(clusters) = harness::start(Provider::Mock, &["src", "dst"]) else {
+        return;
+    };
+    let (a, b) = (&clusters[0], &clusters[1]);
+    let topic = harness::unique("orphan");
+    a.create_topic(&topic, 3).await;
+    let mut spec = harness::spec(&[a, b], &[[0, 1]], "orphan\\..*");
+    spec.limits.request_timeout = Duration::from_secs(1);
+    let running = harness::run_engine(spec);
+    harness::wait_until(
+        "the flow to fail and restart",
+        Duration::from_secs(30),
+        || running.sum(|m| &m.restarts) >= 1,
+    )
+    .await;
+    let error = running
+        .registry
+        .entries()
+        .iter()
+        .find(|e| e.flow == "src->dst")
+        .and_then(|e| e.metrics.last_error())
+        .unwrap();
+    running.stop().await;
+    assert!(
+        error.contains(&format!("target topic {topic} on cluster dst")),
+        "{error}"
+    );
+    assert!(
+        error.contains("create it on the target with 3 partitions"),
+        "{error}"
+    );
+    assert_eq!(
+        duplex::inspect::partitions(&b.bootstrap, &topic, Duration::from_secs(5)).unwrap(),
+        0,
+        "the target topic must not be auto-created with the broker's default shape"
+    );
+}
