@@ -36,7 +36,11 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    duplex::telemetry::init();
+    match cli.command {
+        // The demo's output is its table; engine logs would drown it.
+        Command::Demo { .. } => duplex::telemetry::init_with("warn,librdkafka=error"),
+        _ => duplex::telemetry::init(),
+    }
     match cli.command {
         Command::CheckConfig { file } => duplex::check::check_config(&file),
         Command::Run { config } => duplex::run::run_file(&config),

@@ -1,13 +1,18 @@
-//! Tracing setup: human-readable logs on stderr, filtered by `RUST_LOG` (default info).
+//! Tracing setup: human-readable logs on stderr, filtered by `RUST_LOG`.
 
 use tracing_subscriber::EnvFilter;
 
-/// Installs the global subscriber once; later calls are no-ops.
-pub fn init() {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,librdkafka=warn"));
+/// Installs the global subscriber once; later calls are no-ops. `default` applies when
+/// `RUST_LOG` is not set.
+pub fn init_with(default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// [`init_with`] at info level (librdkafka's own chatter at warn).
+pub fn init() {
+    init_with("info,librdkafka=warn");
 }

@@ -12,7 +12,9 @@ async fn outage(provider: Provider, down: usize) {
     if !harness::needs(provider, Feature::Restart, "broker_outage") {
         return;
     }
-    let Some(mut clusters) = harness::start(provider, &["east", "west"]) else { return };
+    let Some(mut clusters) = harness::start(provider, &["east", "west"]) else {
+        return;
+    };
     let topic = harness::unique("outage");
     for c in &clusters {
         c.create_topic(&topic, 2).await;
