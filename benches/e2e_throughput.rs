@@ -335,21 +335,11 @@ fn replicate(
     n: usize,
     partitions: i32,
 ) -> anyhow::Result<Replicated> {
-    let mk = |id: &str, boot: &str| {
-        let mut c = ClusterSpec::new(id, boot);
-        if let Ok(v) = std::env::var("FWM") {
-            c.consumer.insert("fetch.wait.max.ms".into(), v);
-        }
-        c
-    };
-    let mut spec = EngineSpec::linked(
-        vec![mk("a", a), mk("b", b)],
+    let spec = EngineSpec::linked(
+        vec![ClusterSpec::new("a", a), ClusterSpec::new("b", b)],
         &[[0, 1]],
         TopicSelection::matching(topic)?,
     );
-    if let Ok(v) = std::env::var("INFLIGHT_MB") {
-        spec.links[0].in_flight_bytes = v.parse::<usize>().unwrap() << 20;
-    }
     let replicated = rt.block_on(async {
         let registry = Arc::new(Registry::default());
         let cancel = CancellationToken::new();

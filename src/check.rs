@@ -92,6 +92,7 @@ pub fn summary(path: &Path, config: &Config) -> String {
     let _ = writeln!(out, "  refresh_interval: {}", limits.refresh_interval);
     let _ = writeln!(out, "  commit_interval: {}", limits.commit_interval);
     let _ = writeln!(out, "  request_timeout: {}", limits.request_timeout);
+    let _ = writeln!(out, "  stall_timeout: {}", limits.stall_timeout);
     let listen = config
         .metrics_listen()
         .map_or_else(|| "off".to_owned(), |a| format!("http://{a}/metrics"));

@@ -14,7 +14,7 @@ use rand::Rng;
 /// options (see `TestCluster::spec`).
 fn config(clusters: &[&TestCluster], metrics_port: u16) -> String {
     let mut s = format!(
-        "[limits]\nrefresh_interval = \"500ms\"\ncommit_interval = \"200ms\"\n\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\n"
+        "[limits]\nrefresh_interval = \"500ms\"\ncommit_interval = \"200ms\"\nstall_timeout = \"5s\"\n\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\n"
     );
     for c in clusters {
         let mut spec = c.spec();
@@ -95,7 +95,6 @@ async fn kill_dash_nine(provider: Provider) {
     std::fs::write(&cfg, config(&[a, b], port)).unwrap();
     let log = dir.path().join("duplex.log");
     eprintln!("duplex log: {}", log.display());
-    let dir = Box::leak(Box::new(dir));
 
     // Clients keep writing on both sides in batches while Duplex is killed and restarted.
     let kills = async {

@@ -43,6 +43,9 @@ pub mod defaults {
     pub(super) fn request_timeout() -> HumanDuration {
         HumanDuration(Limits::default().request_timeout)
     }
+    pub(super) fn stall_timeout() -> HumanDuration {
+        HumanDuration(Limits::default().stall_timeout)
+    }
     pub(super) fn include() -> Vec<TopicPattern> {
         vec![TopicPattern::new(INCLUDE).expect("the default pattern compiles")]
     }
@@ -79,6 +82,9 @@ pub struct LimitsConfig {
     pub commit_interval: HumanDuration,
     /// Timeout for metadata, admin and watermark requests.
     pub request_timeout: HumanDuration,
+    /// A flow that reads nothing for this long while its source has records past its
+    /// position is restarted with new clients, resuming from the target.
+    pub stall_timeout: HumanDuration,
 }
 
 impl Default for LimitsConfig {
@@ -88,6 +94,7 @@ impl Default for LimitsConfig {
             refresh_interval: defaults::refresh_interval(),
             commit_interval: defaults::commit_interval(),
             request_timeout: defaults::request_timeout(),
+            stall_timeout: defaults::stall_timeout(),
         }
     }
 }
@@ -265,6 +272,7 @@ impl Config {
             refresh_interval: self.limits.refresh_interval.0,
             commit_interval: self.limits.commit_interval.0,
             request_timeout: self.limits.request_timeout.0,
+            stall_timeout: self.limits.stall_timeout.0,
         };
         EngineSpec {
             clusters,

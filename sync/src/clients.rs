@@ -63,6 +63,10 @@ pub fn consumer(
     let defaults = [
         ("client.id", client_id.to_string()),
         ("queued.max.messages.kbytes", queued_kb.to_string()),
+        // librdkafka waits 1 s by default before fetching again once the prefetch queue
+        // is full; with a backlog larger than the budget that halves throughput
+        // (docs/benchmarks.md).
+        ("fetch.queue.backoff.ms", "10".to_string()),
         ("statistics.interval.ms", "5000".to_string()),
         // Records of aborted or open transactions on the source are not replicated.
         // Overridable for brokers whose last stable offset misbehaves (docs/testing.md).
@@ -87,6 +91,8 @@ pub fn scanner(cluster: &ClusterSpec, client_id: &str) -> ClientConfig {
     let defaults = [("client.id", client_id.to_string())];
     let mut c = base(cluster, &defaults, &cluster.consumer);
     c.remove("group.id");
+    // A scan reads a bounded range and stops at its end: do not long-poll there.
+    c.set("fetch.wait.max.ms", "10");
     c.set("group.id", format!("{client_id}.unused"))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")

@@ -73,6 +73,27 @@ pub enum SyncError {
         #[source]
         source: ProvenanceError,
     },
+    /// The flow read nothing for `limits.stall_timeout` while its source has records past
+    /// its position: the client stopped fetching. Restarting the flow recovers.
+    #[error(
+        "flow {flow} stalled: {topic}/{partition} is at offset {position} on cluster {cluster}, which holds records up to {high}, and nothing was read for {idle_secs} s"
+    )]
+    Stalled {
+        /// `source->target`.
+        flow: String,
+        /// Source cluster id.
+        cluster: String,
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// The consumer's position.
+        position: i64,
+        /// The source's high watermark.
+        high: i64,
+        /// Seconds without a record.
+        idle_secs: u64,
+    },
     /// A target topic is missing and cannot be created, or has the wrong shape.
     #[error("target topic {topic} on cluster {cluster}: {reason}")]
     TargetTopic {

@@ -133,6 +133,9 @@ pub struct Limits {
     pub commit_interval: Duration,
     /// Timeout for metadata, admin and watermark requests.
     pub request_timeout: Duration,
+    /// A flow that has read nothing for this long while its source has records past its
+    /// position is restarted (new clients, resume from the target).
+    pub stall_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -141,6 +144,7 @@ impl Default for Limits {
             refresh_interval: Duration::from_secs(5),
             commit_interval: Duration::from_secs(1),
             request_timeout: Duration::from_secs(10),
+            stall_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -57,11 +57,10 @@ pub struct TestCluster {
 
 impl Provider {
     pub fn supports(self, f: Feature) -> bool {
-        match (self, f) {
-            (Provider::Mock, Feature::Admin) => false,
-            (Provider::External, Feature::Restart) => false,
-            _ => true,
-        }
+        !matches!(
+            (self, f),
+            (Provider::Mock, Feature::Admin) | (Provider::External, Feature::Restart)
+        )
     }
 }
 
@@ -134,6 +133,10 @@ pub fn needs(provider: Provider, f: Feature, test: &str) -> bool {
 impl TestCluster {
     pub fn spec(&self) -> ClusterSpec {
         let mut spec = ClusterSpec::new(self.id.clone(), self.bootstrap.clone());
+        // librdkafka debug contexts for the engine's consumers, e.g. "fetch".
+        if let Ok(d) = std::env::var("DUPLEX_TEST_CONSUMER_DEBUG") {
+            spec.consumer.insert("debug".into(), d);
+        }
         if let Backend::Tansu(_) = self.backend {
             // Tansu 0.6.0's last stable offset can lag its high watermark after
             // concurrent producers until the next write, stalling read_committed
@@ -453,10 +456,14 @@ pub fn spec(clusters: &[&TestCluster], links: &[[usize; 2]], topics: &str) -> En
     );
     s.limits.refresh_interval = Duration::from_millis(500);
     s.limits.commit_interval = Duration::from_millis(200);
+    s.limits.stall_timeout = Duration::from_secs(5);
     s
 }
 
 pub fn run_engine(spec: EngineSpec) -> Running {
+    if std::env::var_os("DUPLEX_TEST_CONSUMER_DEBUG").is_some() {
+        duplex::telemetry::init_with("info,librdkafka=debug");
+    }
     let registry = Arc::new(Registry::default());
     let cancel = CancellationToken::new();
     let (r, c) = (registry.clone(), cancel.clone());

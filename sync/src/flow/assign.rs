@@ -28,11 +28,12 @@ fn joined<T>(r: Result<Result<T, SyncError>, tokio::task::JoinError>) -> Result<
 
 impl Flow {
     /// Adds topics and partitions that appeared on the source since the last call.
-    /// `assigned`: topic → partitions already read.
+    /// `assigned`: topic → partitions already read; `starts_out`: where each was started.
     pub(crate) async fn refresh_assignment(
         &self,
         c: &Clients,
         assigned: &mut HashMap<String, usize>,
+        starts_out: &mut HashMap<(String, i32), i64>,
     ) -> Result<(), SyncError> {
         let s = self.spec.clone();
         let consumer = c.consumer.clone();
@@ -92,6 +93,11 @@ impl Flow {
             self.metrics
                 .partitions
                 .fetch_add((count - have) as i64, Relaxed);
+            starts_out.extend(
+                starts
+                    .iter()
+                    .map(|st| ((topic.clone(), st.partition), st.offset)),
+            );
             assigned.insert(topic, count);
         }
         Ok(())

@@ -4,10 +4,12 @@
 //! - `assign`: discovery of selected topics, target topic checks, resume positions.
 //! - [`reader`]: the per-record hot path (decode provenance, route, produce).
 //! - [`acker`]: awaits deliveries in order, advances per-partition positions, commits.
+//! - `watchdog`: restarts a flow whose consumer stopped fetching without an error.
 
 mod acker;
 mod assign;
 mod reader;
+mod watchdog;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::acker::Ack;
-use super::{Clients, Flow};
+use super::{Clients, Flow, watchdog};
 use crate::error::{SyncError, is_refusal};
 use crate::provenance::{Hop, PATH_HEADER, Path, encode_origin, is_reserved};
 use crate::routing::Decision;
@@ -49,21 +49,43 @@ impl<'a> Reader<'a> {
     /// Reads until `stop` fires or an error occurs. Dropping the ack sender on return
     /// lets the acker drain and finish.
     pub(crate) async fn run(mut self, stop: &CancellationToken) -> Result<(), SyncError> {
+        let limits = self.flow.spec.limits.clone();
         let mut assigned = HashMap::new();
-        self.flow
-            .refresh_assignment(self.clients, &mut assigned)
-            .await?;
-        let mut refresh = tokio::time::interval(self.flow.spec.limits.refresh_interval);
+        // Where each partition started: the watchdog's position for partitions that have
+        // read nothing yet.
+        let mut starts = HashMap::new();
+        tokio::select! {
+            r = self.flow.refresh_assignment(self.clients, &mut assigned, &mut starts) => r?,
+            _ = stop.cancelled() => return Ok(()),
+        }
+        let mut refresh = tokio::time::interval(limits.refresh_interval);
         refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         refresh.reset();
+        let mut watch = tokio::time::interval(limits.stall_timeout / 3);
+        watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        watch.reset();
+        let mut last_read = Instant::now();
         let consumer = self.clients.consumer.clone();
         loop {
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => return Ok(()),
-                _ = refresh.tick() => self.flow.refresh_assignment(self.clients, &mut assigned).await?,
+                // Before refresh: a slow refresh is due again whenever it ends and would
+                // otherwise starve the watchdog.
+                _ = watch.tick(), if last_read.elapsed() >= limits.stall_timeout => {
+                    debug!(flow = %self.flow.spec.name(), "Nothing read for a while: checking whether the source holds more.");
+                    watchdog::check(&self.flow.spec, &consumer, &starts, last_read.elapsed()).await?;
+                }
+                _ = refresh.tick() => {
+                    debug!(flow = %self.flow.spec.name(), idle_ms = last_read.elapsed().as_millis() as u64, "Looking for new topics and partitions.");
+                    self.flow.refresh_assignment(self.clients, &mut assigned, &mut starts).await?;
+                    debug!(flow = %self.flow.spec.name(), "Topics and partitions are up to date.");
+                }
                 m = consumer.recv() => match m {
-                    Ok(m) => self.handle(&m, stop).await?,
+                    Ok(m) => {
+                        last_read = Instant::now();
+                        self.handle(&m, stop).await?;
+                    }
                     Err(e) => self.consume_error(e)?,
                 },
             }
