@@ -41,16 +41,7 @@ pub fn read_topic(
     topic: &str,
     timeout: Duration,
 ) -> anyhow::Result<Vec<Held>> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "duplex-inspect")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        // Everything up to the high watermark: what the cluster holds, committed or not.
-        .set("isolation.level", "read_uncommitted")
-        .set("allow.auto.create.topics", "false")
-        .create()
-        .context("create inspect consumer")?;
+    let c = consumer(bootstrap)?;
     let md = c
         .fetch_metadata(Some(topic), timeout)
         .context("fetch metadata")?;
@@ -130,13 +121,23 @@ pub fn read_topic(
     Ok(out)
 }
 
-/// Total records on `topic` (sum of high minus low watermarks).
-pub fn count(bootstrap: &str, topic: &str, timeout: Duration) -> anyhow::Result<i64> {
-    let c: BaseConsumer = ClientConfig::new()
+/// A consumer that reads everything up to the high watermark (what the cluster holds,
+/// committed or not), never creates topics, and commits nothing.
+fn consumer(bootstrap: &str) -> anyhow::Result<BaseConsumer> {
+    ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "duplex-inspect")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .set("isolation.level", "read_uncommitted")
         .set("allow.auto.create.topics", "false")
-        .create()?;
+        .create()
+        .context("create inspect consumer")
+}
+
+/// Total records on `topic` (sum of high minus low watermarks).
+pub fn count(bootstrap: &str, topic: &str, timeout: Duration) -> anyhow::Result<i64> {
+    let c = consumer(bootstrap)?;
     let md = c.fetch_metadata(Some(topic), timeout)?;
     let n = md.topics().first().map_or(0, |t| t.partitions().len()) as i32;
     let mut total = 0;
@@ -172,11 +173,7 @@ pub fn tally(held: &[Held]) -> BTreeMap<String, OriginTally> {
 
 /// Partition count of `topic`, 0 when it does not exist.
 pub fn partitions(bootstrap: &str, topic: &str, timeout: Duration) -> anyhow::Result<usize> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "duplex-inspect")
-        .set("allow.auto.create.topics", "false")
-        .create()?;
+    let c = consumer(bootstrap)?;
     let md = c.fetch_metadata(Some(topic), timeout)?;
     Ok(md
         .topics()

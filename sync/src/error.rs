@@ -107,6 +107,35 @@ pub enum SyncError {
 }
 
 impl SyncError {
+    /// The error for a record the target did not take: [`SyncError::Refused`] when no
+    /// retry can help (the flow stops at it), [`SyncError::Delivery`] otherwise.
+    pub fn delivery(
+        source_cluster: &str,
+        target: &str,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        e: KafkaError,
+    ) -> Self {
+        match e.rdkafka_error_code() {
+            Some(code) if is_refusal(code) => SyncError::Refused {
+                target: target.to_string(),
+                source_cluster: source_cluster.to_string(),
+                topic: topic.to_string(),
+                partition,
+                offset,
+                source: e,
+            },
+            _ => SyncError::Delivery {
+                target: target.to_string(),
+                topic: topic.to_string(),
+                partition,
+                offset,
+                source: e,
+            },
+        }
+    }
+
     /// Whether restarting the flow (new clients, resume from the target) may succeed.
     pub fn is_retriable(&self) -> bool {
         !matches!(

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::{Clients, Flow, LagContext};
-use crate::error::{SyncError, is_refusal};
+use crate::error::SyncError;
 use crate::resume::checkpoint_metadata;
 
 /// What the reader did with one record, in read order.
@@ -127,7 +127,17 @@ impl<'a> Acker<'a> {
                             self.advance(topic, partition, offset, Some(d.offset));
                         }
                         Ok(Err((e, _))) => {
-                            break Err(self.delivery_error(&topic, partition, offset, e));
+                            break Err({
+                                let spec = &self.flow.spec;
+                                SyncError::delivery(
+                                    &spec.source.id,
+                                    &spec.target.id,
+                                    &topic,
+                                    partition,
+                                    offset,
+                                    e,
+                                )
+                            });
                         }
                         Err(_) => {
                             break Err(SyncError::Delivery {
@@ -144,33 +154,6 @@ impl<'a> Acker<'a> {
         };
         self.commit(CommitMode::Sync);
         result
-    }
-
-    fn delivery_error(
-        &self,
-        topic: &str,
-        partition: i32,
-        offset: i64,
-        e: rdkafka::error::KafkaError,
-    ) -> SyncError {
-        let spec = &self.flow.spec;
-        match e.rdkafka_error_code() {
-            Some(code) if is_refusal(code) => SyncError::Refused {
-                target: spec.target.id.clone(),
-                source_cluster: spec.source.id.clone(),
-                topic: topic.to_string(),
-                partition,
-                offset,
-                source: e,
-            },
-            _ => SyncError::Delivery {
-                target: spec.target.id.clone(),
-                topic: topic.to_string(),
-                partition,
-                offset,
-                source: e,
-            },
-        }
     }
 
     fn advance(

@@ -16,7 +16,7 @@ use tracing::debug;
 
 use super::acker::Ack;
 use super::{Clients, Flow, watchdog};
-use crate::error::{SyncError, is_refusal};
+use crate::error::SyncError;
 use crate::provenance::{Hop, PATH_HEADER, Path, encode_origin, is_reserved};
 use crate::routing::Decision;
 
@@ -216,20 +216,15 @@ impl<'a> Reader<'a> {
         }
         let delivery = send(&self.clients.producer, record, stop)
             .await
-            .map_err(|source| match source.rdkafka_error_code() {
-                Some(code) if is_refusal(code) => SyncError::Refused {
-                    target: spec.target.id.clone(),
-                    source_cluster: spec.source.id.clone(),
-                    topic: m.topic().to_string(),
+            .map_err(|e| {
+                SyncError::delivery(
+                    &spec.source.id,
+                    &spec.target.id,
+                    m.topic(),
                     partition,
                     offset,
-                    source,
-                },
-                _ => SyncError::Kafka {
-                    op: "produce",
-                    cluster: spec.target.id.clone(),
-                    source,
-                },
+                    e,
+                )
             })?;
         let Some(delivery) = delivery else {
             return Ok(());
