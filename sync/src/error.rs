@@ -94,6 +94,9 @@ pub enum SyncError {
         /// Seconds without a record.
         idle_secs: u64,
     },
+    /// A blocking client call was cancelled because the runtime is shutting down.
+    #[error("{0} was cancelled: the runtime is shutting down")]
+    Cancelled(&'static str),
     /// A target topic is missing and cannot be created, or has the wrong shape.
     #[error("target topic {topic} on cluster {cluster}: {reason}")]
     TargetTopic {
@@ -172,4 +175,17 @@ pub fn is_refusal(code: RDKafkaErrorCode) -> bool {
             | InvalidTopic
             | UnknownPartition
     )
+}
+
+/// The result of a `spawn_blocking` task: a panic is propagated, a cancellation (the
+/// runtime shutting down) becomes [`SyncError::Cancelled`].
+pub(crate) fn joined<T>(
+    op: &'static str,
+    r: Result<Result<T, SyncError>, tokio::task::JoinError>,
+) -> Result<T, SyncError> {
+    match r {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(SyncError::Cancelled(op)),
+    }
 }

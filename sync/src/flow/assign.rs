@@ -11,7 +11,7 @@ use tracing::{info, warn};
 
 use super::{Clients, Flow};
 use crate::discovery::{partition_count, selected_topics};
-use crate::error::SyncError;
+use crate::error::{SyncError, joined};
 use crate::resume::{self, checkpoint_metadata};
 use crate::spec::StartPosition;
 
@@ -20,10 +20,6 @@ struct Start {
     partition: i32,
     offset: i64,
     initial: Option<(i64, i64)>,
-}
-
-fn joined<T>(r: Result<Result<T, SyncError>, tokio::task::JoinError>) -> Result<T, SyncError> {
-    r.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }
 
 impl Flow {
@@ -38,6 +34,7 @@ impl Flow {
         let s = self.spec.clone();
         let consumer = c.consumer.clone();
         let topics = joined(
+            "fetch source metadata",
             spawn_blocking(move || {
                 selected_topics(
                     &*consumer,
@@ -147,6 +144,7 @@ impl Flow {
     ) -> Result<Option<usize>, SyncError> {
         let (scanner, s, t) = (c.scanner.clone(), self.spec.clone(), topic.to_string());
         joined(
+            "fetch target metadata",
             spawn_blocking(move || {
                 partition_count(&scanner, &s.target.id, &t, s.limits.request_timeout)
             })
@@ -170,6 +168,7 @@ impl Flow {
         );
         let topic = topic.to_string();
         joined(
+            "compute resume positions",
             spawn_blocking(move || {
                 let timeout = s.limits.request_timeout;
                 let src = s.source.id.as_str();

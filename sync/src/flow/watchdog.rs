@@ -12,7 +12,7 @@ use rdkafka::Offset;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 
 use super::{FlowSpec, LagContext};
-use crate::error::SyncError;
+use crate::error::{SyncError, joined};
 
 /// Fails with [`SyncError::Stalled`] when a partition's source holds records past the
 /// consumer's position. `starts`: where each partition was started, for partitions that
@@ -24,7 +24,7 @@ pub(crate) async fn check(
     idle: Duration,
 ) -> Result<(), SyncError> {
     let (spec, consumer, starts) = (spec.clone(), consumer.clone(), starts.clone());
-    tokio::task::spawn_blocking(move || {
+    let r = tokio::task::spawn_blocking(move || {
         let kafka = |op, source| SyncError::Kafka {
             op,
             cluster: spec.source.id.clone(),
@@ -58,6 +58,6 @@ pub(crate) async fn check(
         }
         Ok(())
     })
-    .await
-    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+    .await;
+    joined("check for a stall", r)
 }
