@@ -38,8 +38,8 @@ async fn topic_created_while_running_is_replicated_on_tansu() {
     };
     let (a, b) = (&clusters[0], &clusters[1]);
     let running = harness::run_engine(harness::spec(&[a, b], &[[0, 1]], "late\\..*"));
-    // The engine is running with nothing to replicate; now a topic appears on the source.
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // The engine has looked at the source once and found nothing; now a topic appears.
+    running.wait_discovered(2).await;
     let topic = harness::unique("late");
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", &a.bootstrap)
@@ -81,7 +81,7 @@ async fn topic_created_on_both_sides_while_running_is_replicated_on_mock() {
     };
     let (a, b) = (&clusters[0], &clusters[1]);
     let running = harness::run_engine(harness::spec(&[a, b], &[[0, 1]], "late\\..*"));
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    running.wait_discovered(2).await;
     let topic = harness::unique("late");
     b.create_topic(&topic, 3).await;
     a.create_topic(&topic, 3).await;

@@ -28,6 +28,8 @@ pub struct FlowMetrics {
     pub up: AtomicI64,
     /// Partitions currently replicated.
     pub partitions: AtomicI64,
+    /// Topic-discovery rounds completed (the first assignment included).
+    pub refreshes: AtomicU64,
     /// Records the source deleted (retention) before the flow read them.
     pub source_gap_records: AtomicU64,
     /// The last error that stopped or restarted the flow, for operators and tests.
@@ -79,7 +81,7 @@ impl Registry {
     /// Prometheus text exposition format 0.0.4.
     pub fn render(&self) -> String {
         type Get = fn(&FlowMetrics) -> i64;
-        let series: [(&str, &str, &str, Get); 11] = [
+        let series: [(&str, &str, &str, Get); 12] = [
             (
                 "duplex_records_forwarded_total",
                 "counter",
@@ -121,6 +123,12 @@ impl Registry {
                 "gauge",
                 "Records on the source not yet read by the flow.",
                 |m| m.lag.load(Relaxed),
+            ),
+            (
+                "duplex_flow_discovery_rounds_total",
+                "counter",
+                "Topic-discovery rounds the flow completed.",
+                |m| m.refreshes.load(Relaxed) as i64,
             ),
             (
                 "duplex_flow_partitions",
@@ -178,6 +186,6 @@ mod tests {
         let text = r.render();
         assert!(text.contains("duplex_records_forwarded_total{flow=\"a->b\",link=\"a-b\"} 3"));
         assert!(text.contains("duplex_records_forwarded_total{flow=\"b->a\",link=\"a-b\"} 0"));
-        assert_eq!(text.matches("# TYPE").count(), 11);
+        assert_eq!(text.matches("# TYPE").count(), 12);
     }
 }

@@ -436,6 +436,26 @@ pub struct Running {
 }
 
 impl Running {
+    /// Waits until `flows` flows are registered and each finished a discovery round, so
+    /// that a topic created afterwards is found by discovery, not by the first assignment.
+    pub async fn wait_discovered(&self, flows: usize) {
+        wait_until(
+            "every flow's first discovery round",
+            Duration::from_secs(30),
+            || {
+                let e = self.registry.entries();
+                e.len() == flows
+                    && e.iter().all(|f| {
+                        f.metrics
+                            .refreshes
+                            .load(std::sync::atomic::Ordering::Relaxed)
+                            >= 1
+                    })
+            },
+        )
+        .await;
+    }
+
     pub async fn stop(self) {
         self.cancel.cancel();
         self.handle.await.expect("engine task").expect("engine");

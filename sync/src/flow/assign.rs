@@ -97,6 +97,7 @@ impl Flow {
             );
             assigned.insert(topic, count);
         }
+        self.metrics.refreshes.fetch_add(1, Relaxed);
         Ok(())
     }
 
