@@ -1,6 +1,6 @@
 //! `duplex demo`: three in-process librdkafka mock clusters in a full mesh, records
 //! produced on all three at once, Duplex replicating, then a table per cluster proving
-//! that every cluster holds every record exactly once.
+//! that every cluster holds every record exactly once, and the verifier's parity proof.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -134,8 +134,24 @@ fn demo(records: usize) -> anyhow::Result<bool> {
             "FAIL: some cluster is missing records or holds duplicates (see the table above)."
         );
     }
+    let parity = prove_parity(&clusters)?;
     drop(mocks);
-    Ok(ok)
+    Ok(ok && parity)
+}
+
+/// The verifier's proof on the same clusters: east against west and north, record by
+/// record, with a report written to a temporary directory.
+fn prove_parity(clusters: &[ClusterSpec]) -> anyhow::Result<bool> {
+    let dir = tempfile::tempdir().context("temporary directory for the verifier")?;
+    let topics = regex::Regex::new(&format!("^{}$", regex::escape(TOPIC)))?;
+    let spec =
+        duplex_verifier::VerifySpec::new(clusters.to_vec(), topics, dir.path().join("store"));
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let report = duplex_verifier::run::verify(&spec, &stop, &|_| {})?;
+    println!();
+    println!("duplex verify --between {}:", IDS.join(","));
+    print!("{}", duplex_verifier::report::text::summary(&report));
+    Ok(report.verdict == duplex_verifier::Verdict::Pass)
 }
 
 /// Produces `n` records on `c`: keys, two user headers, and every tenth value null.

@@ -6,6 +6,7 @@
 //! - [`demo`]: `duplex demo`, three mock clusters in a full mesh.
 //! - [`inspect`]: reading topics back with each record's identity (demo, tests).
 //! - [`metrics_http`]: Prometheus text at `/metrics`.
+//! - [`verify`]: `duplex verify`, the parity proof and its reports.
 //! - [`telemetry`]: tracing setup.
 
 pub mod check;
@@ -15,3 +16,4 @@ pub mod inspect;
 pub mod metrics_http;
 pub mod run;
 pub mod telemetry;
+pub mod verify;

@@ -26,6 +26,8 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Prove, record by record, that clusters hold the same data; write a parity report.
+    Verify(Box<duplex::verify::VerifyArgs>),
     /// Three in-process mock clusters in a full mesh: replicate and prove exactly-once.
     Demo {
         /// Records produced on each cluster.
@@ -45,5 +47,6 @@ fn main() -> ExitCode {
         Command::CheckConfig { file } => duplex::check::check_config(&file),
         Command::Run { config } => duplex::run::run_file(&config),
         Command::Demo { records } => duplex::demo::run(records),
+        Command::Verify(args) => duplex::verify::run_cli(&args),
     }
 }

@@ -4,7 +4,9 @@
 //! each cluster holds.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod tansu;
+pub mod verify;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

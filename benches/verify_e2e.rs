@@ -1,0 +1,407 @@
+//! End-to-end verification rate on librdkafka mock clusters, in one process and one run:
+//! a consume-only baseline (both clusters read to their end offsets, with the verifier's
+//! own consumer settings) against `duplex_verifier::run::verify` over the same records,
+//! then verify / consume-only, the baseline ratio; and a second, resumed verification
+//! over the filled store (snapshot and comparison only).
+//!
+//! Run with `cargo bench --bench verify_e2e`; `DUPLEX_BENCH_RECORDS` sets the record
+//! count. What each phase times, and figures, are in docs/benchmarks.md. This measures
+//! and prints; it asserts nothing about time. It fails when a cluster does not hold what
+//! it should or the verification does not say PASS with every record matched, because
+//! then the figures would mean nothing.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, ensure};
+use duplex_sync::provenance::{Hop, PATH_HEADER, encode_origin};
+use duplex_sync::spec::ClusterSpec;
+use duplex_verifier::run::verify;
+use duplex_verifier::{Report, Verdict, VerifySpec};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use regex::Regex;
+
+const VALUE_BYTES: usize = 1024;
+const DEFAULT_RECORDS: usize = 48_000;
+/// The mock keeps only the last 5 MiB of each partition: stay well below with ~1.1 KB
+/// per record (value, key, headers, batch overhead, and `duplex.path` on b).
+const RECORDS_PER_PARTITION: usize = 3_000;
+const RUNS: usize = 2;
+const TOPIC: &str = "bench-verify";
+const TIMEOUT: Duration = Duration::from_secs(300);
+const REQUEST: Duration = Duration::from_secs(10);
+const BASE_TIMESTAMP: i64 = 1_764_000_000_000;
+
+/// One timed window.
+#[derive(Debug, Clone, Copy)]
+struct Timed {
+    records: usize,
+    elapsed: Duration,
+    /// CPU time of the whole process (clients, mock brokers, verifier) in the window.
+    cpu: Option<Duration>,
+}
+
+impl Timed {
+    fn rate(&self) -> f64 {
+        self.records as f64 / self.elapsed.as_secs_f64()
+    }
+    fn mib(&self) -> f64 {
+        self.rate() * VALUE_BYTES as f64 / (1024.0 * 1024.0)
+    }
+    /// Average cores busy in the window, as text.
+    fn cores(&self) -> String {
+        self.cpu.map_or("-".into(), |c| {
+            format!("{:.2}", c.as_secs_f64() / self.elapsed.as_secs_f64())
+        })
+    }
+}
+
+/// Marks the start of a timed window: wall clock and process CPU time.
+struct Window {
+    wall: Instant,
+    cpu: Option<Duration>,
+}
+
+impl Window {
+    fn start() -> Self {
+        Window {
+            wall: Instant::now(),
+            cpu: cpu_time(),
+        }
+    }
+    fn end(&self, records: usize) -> Timed {
+        Timed {
+            records,
+            elapsed: self.wall.elapsed(),
+            cpu: cpu_time().zip(self.cpu).map(|(e, s)| e.saturating_sub(s)),
+        }
+    }
+}
+
+/// CPU time (user and system) of this process, from Linux's `/proc/self/stat`, in
+/// clock ticks of 10 ms (USER_HZ is 100 on Linux). Unlike per-thread counters it keeps
+/// the time of threads that exited: the readers of both phases run in threads of their own.
+fn cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
+fn main() -> anyhow::Result<()> {
+    // `cargo bench` passes --bench; `cargo test --benches/--all-targets` does not.
+    if !std::env::args().skip(1).any(|a| a == "--bench") {
+        println!("verify_e2e: run with cargo bench");
+        return Ok(());
+    }
+    let n: usize = match std::env::var("DUPLEX_BENCH_RECORDS") {
+        Ok(v) => v
+            .parse()
+            .with_context(|| format!("DUPLEX_BENCH_RECORDS={v:?} is not a count"))?,
+        Err(_) => DEFAULT_RECORDS,
+    };
+    ensure!(n >= 1, "DUPLEX_BENCH_RECORDS must be at least 1");
+    let partitions = n.div_ceil(RECORDS_PER_PARTITION).max(8) as i32;
+    println!(
+        "verify_e2e: {n} records of {VALUE_BYTES} B (key, 2 headers) on a, their copies with \
+         duplex.path on b, {partitions} partitions, librdkafka mock clusters in this process, \
+         best of {RUNS} runs"
+    );
+
+    // Mock clusters are not Send: they stay on this thread.
+    let a = MockCluster::new(1).context("start mock cluster a")?;
+    let b = MockCluster::new(1).context("start mock cluster b")?;
+    let (a_boot, b_boot) = (a.bootstrap_servers(), b.bootstrap_servers());
+    a.create_topic(TOPIC, partitions, 1)?;
+    b.create_topic(TOPIC, partitions, 1)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let loading = Instant::now();
+    rt.block_on(async {
+        tokio::try_join!(
+            produce(&a_boot, n, partitions, false),
+            produce(&b_boot, n, partitions, true)
+        )
+    })?;
+    for (id, boot) in [("a", &a_boot), ("b", &b_boot)] {
+        let held = held(boot, partitions)?;
+        ensure!(
+            held == n as i64,
+            "{id} holds {held} records of {TOPIC}, expected {n}"
+        );
+    }
+    println!(
+        "loaded both clusters in {:.1} s (not timed below)",
+        loading.elapsed().as_secs_f64()
+    );
+
+    let sides = vec![
+        ClusterSpec::new("a", &a_boot),
+        ClusterSpec::new("b", &b_boot),
+    ];
+    let topics = Regex::new(&format!("^{TOPIC}$"))?;
+    let (mut consumed, mut fresh, mut resumed) = (Vec::new(), Vec::new(), Vec::new());
+    for run in 1..=RUNS {
+        let c = consume_both(&sides, partitions, n)?;
+        let dir = tempfile::tempdir().context("store directory")?;
+        let spec = VerifySpec::new(sides.clone(), topics.clone(), dir.path().join("store"));
+        let (f, first) = timed_verify(&spec, 2 * n)?;
+        check(&first, n, 2 * n as u64, "fresh")?;
+        let (r, again) = timed_verify(&spec, 2 * n)?;
+        check(&again, n, 0, "resumed")?;
+        println!(
+            "run {run}: consume-only {:>7.0}/s  verify {:>7.0}/s  (report run time {:.3} s, \
+             store {:.0} MiB)  resumed verify {:.3} s",
+            c.rate(),
+            f.rate(),
+            first.run.seconds,
+            dir_mib(dir.path()),
+            r.elapsed.as_secs_f64(),
+        );
+        consumed.push(c);
+        fresh.push(f);
+        resumed.push(r);
+    }
+
+    let best = |v: &[Timed]| {
+        *v.iter()
+            .max_by(|x, y| x.rate().total_cmp(&y.rate()))
+            .expect("RUNS >= 1")
+    };
+    let (c, f, r) = (best(&consumed), best(&fresh), best(&resumed));
+    println!();
+    println!(
+        "{:<16} {:>8} {:>8} {:>10} {:>7} {:>6}",
+        "best run", "records", "seconds", "records/s", "MiB/s", "cores"
+    );
+    for (name, t) in [("consume-only", c), ("verify", f)] {
+        println!(
+            "{name:<16} {:>8} {:>8.3} {:>10.0} {:>7.1} {:>6}",
+            t.records,
+            t.elapsed.as_secs_f64(),
+            t.rate(),
+            t.mib(),
+            t.cores(),
+        );
+    }
+    println!(
+        "{:<16} {:>8} {:>8.3} {:>10} {:>7} {:>6}",
+        "resumed verify",
+        0,
+        r.elapsed.as_secs_f64(),
+        "-",
+        "-",
+        r.cores()
+    );
+    println!(
+        "(records: both clusters, 2 x {n}; MiB/s counts the 1 KiB values only; cores: process \
+         CPU time / wall time, of {})",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!();
+    println!("ratio verify / consume-only = {:.2}", f.rate() / c.rate());
+    Ok(())
+}
+
+/// Loads `n` records on one cluster: record `i` goes to partition `i % partitions` with
+/// timestamp `BASE_TIMESTAMP + i`. With `copy`, each carries the `duplex.path` of the
+/// same record on a (origin a, that partition, offset `i / partitions`), as a flow would
+/// have written it on b. An idempotent producer keeps each partition in send order, so
+/// those offsets are exact.
+async fn produce(bootstrap: &str, n: usize, partitions: i32, copy: bool) -> anyhow::Result<()> {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .create()
+        .context("create producer")?;
+    let value = vec![0x5a_u8; VALUE_BYTES];
+    let mut path = Vec::with_capacity(32);
+    let mut deliveries = Vec::with_capacity(n);
+    for i in 0..n {
+        let partition = i as i32 % partitions;
+        let key = format!("key-{i:010}");
+        let trace = format!("{i:016x}");
+        let mut headers = OwnedHeaders::new_with_capacity(3)
+            .insert(Header {
+                key: "trace-id",
+                value: Some(trace.as_bytes()),
+            })
+            .insert(Header {
+                key: "source",
+                value: Some(b"bench".as_slice()),
+            });
+        if copy {
+            let origin = Hop {
+                cluster: b"a",
+                partition,
+                offset: (i / partitions as usize) as i64,
+            };
+            encode_origin(origin, &mut path).context("encode duplex.path")?;
+            headers = headers.insert(Header {
+                key: PATH_HEADER,
+                value: Some(path.as_slice()),
+            });
+        }
+        let mut record = FutureRecord::to(TOPIC)
+            .partition(partition)
+            .key(key.as_bytes())
+            .payload(value.as_slice())
+            .headers(headers)
+            .timestamp(BASE_TIMESTAMP + i as i64);
+        loop {
+            match producer.send_result(record) {
+                Ok(d) => break deliveries.push(d),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err((e, _)) => return Err(e).context("enqueue record"),
+            }
+        }
+    }
+    for d in deliveries {
+        d.await
+            .context("delivery future dropped")?
+            .map_err(|(e, _)| e)
+            .context("produce")?;
+    }
+    Ok(())
+}
+
+/// Records of the topic on a cluster: sum of high minus low watermarks.
+fn held(bootstrap: &str, partitions: i32) -> anyhow::Result<i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .context("create consumer")?;
+    let mut total = 0;
+    for p in 0..partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(TOPIC, p, REQUEST)
+            .context("watermarks")?;
+        total += high - low;
+    }
+    Ok(total)
+}
+
+/// Consume-only: what the verifier's readers do without the verifier's work. One
+/// thread per cluster creates a consumer with the verifier's settings
+/// (`reader::consumer_config`), looks up each partition's log start and end, assigns
+/// every partition at its log start and polls until each reached its end. Timed from
+/// before the threads start to when both finished, as `verify` is timed as a whole.
+fn consume_both(sides: &[ClusterSpec], partitions: i32, n: usize) -> anyhow::Result<Timed> {
+    let window = Window::start();
+    let counts = std::thread::scope(|scope| {
+        let handles: Vec<_> = sides
+            .iter()
+            .map(|c| scope.spawn(move || consume(c, partitions)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("consumer thread panicked"))
+            .collect::<anyhow::Result<Vec<_>>>()
+    })?;
+    let timed = window.end(2 * n);
+    for (c, got) in sides.iter().zip(counts) {
+        ensure!(
+            got == n,
+            "consume-only read {got} records on {}, expected {n}",
+            c.id
+        );
+    }
+    Ok(timed)
+}
+
+fn consume(cluster: &ClusterSpec, partitions: i32) -> anyhow::Result<usize> {
+    let consumer: BaseConsumer = duplex_verifier::reader::consumer_config(cluster)
+        .create()
+        .context("create consumer")?;
+    let mut tpl = TopicPartitionList::new();
+    let mut remaining = HashMap::new();
+    for p in 0..partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(TOPIC, p, REQUEST)
+            .context("watermarks")?;
+        if low < high {
+            tpl.add_partition_offset(TOPIC, p, Offset::Offset(low))?;
+            remaining.insert(p, high);
+        }
+    }
+    consumer.assign(&tpl).context("assign")?;
+    let started = Instant::now();
+    let (mut got, mut bytes) = (0usize, 0usize);
+    while !remaining.is_empty() {
+        ensure!(
+            started.elapsed() < TIMEOUT,
+            "consume {}: {got} records after {TIMEOUT:?}",
+            cluster.id
+        );
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            let m = m.context("consume")?;
+            bytes += m.payload_len() + m.key().map_or(0, <[u8]>::len);
+            got += 1;
+            if remaining
+                .get(&m.partition())
+                .is_some_and(|end| m.offset() + 1 >= *end)
+            {
+                remaining.remove(&m.partition());
+            }
+        }
+    }
+    std::hint::black_box(bytes);
+    Ok(got)
+}
+
+/// One `verify` call (store open, snapshot, read, compare), timed as a whole.
+fn timed_verify(spec: &VerifySpec, records: usize) -> anyhow::Result<(Timed, Report)> {
+    let stop = AtomicBool::new(false);
+    let window = Window::start();
+    let report = verify(spec, &stop, &|_| {}).context("verify")?;
+    Ok((window.end(records), report))
+}
+
+/// The verification must say PASS with all `n` records matched, having read `read`.
+fn check(report: &Report, n: usize, read: u64, what: &str) -> anyhow::Result<()> {
+    let t = &report.totals;
+    ensure!(
+        report.verdict == Verdict::Pass && t.matched == n as u64 && t.discrepancies() == 0,
+        "{what} verify: {:?} with {} matched of {n}, {} discrepancies ({t:?})",
+        report.verdict,
+        t.matched,
+        t.discrepancies()
+    );
+    let got: u64 = report.run.sides.iter().map(|s| s.records_read).sum();
+    ensure!(
+        got == read,
+        "{what} verify read {got} records, expected {read}"
+    );
+    Ok(())
+}
+
+/// Size of the store directory in MiB.
+fn dir_mib(dir: &Path) -> f64 {
+    fn walk(p: &Path) -> u64 {
+        std::fs::read_dir(p).map_or(0, |entries| {
+            entries
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => walk(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+    }
+    walk(dir) as f64 / (1024.0 * 1024.0)
+}

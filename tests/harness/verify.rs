@@ -1,0 +1,97 @@
+//! Running `duplex verify` from tests: configs, the command, and the report it wrote.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use duplex_sync::provenance::{Hop, PATH_HEADER, encode_origin};
+use duplex_verifier::Report;
+
+use super::{Rec, TestCluster};
+
+/// A `duplex` config naming these clusters (with the harness's client options) and one
+/// link between the first two, written into `dir`.
+pub fn write_config(dir: &Path, clusters: &[&TestCluster]) -> PathBuf {
+    let mut s = String::new();
+    for c in clusters {
+        let spec = c.spec();
+        s += &format!(
+            "[[clusters]]\nid = \"{}\"\nbootstrap_servers = \"{}\"\n",
+            spec.id, spec.bootstrap_servers
+        );
+        for (table, map) in [("consumer", &spec.consumer), ("producer", &spec.producer)] {
+            s += &format!("[clusters.{table}]\n");
+            for (k, v) in map {
+                s += &format!("\"{k}\" = \"{v}\"\n");
+            }
+        }
+        s += "\n";
+    }
+    for pair in clusters.windows(2) {
+        s += &format!(
+            "[[links]]\nclusters = [\"{}\", \"{}\"]\n",
+            pair[0].id, pair[1].id
+        );
+    }
+    let path = dir.join("duplex.toml");
+    std::fs::write(&path, s).expect("write config");
+    path
+}
+
+/// `duplex verify --config CONFIG --report DIR/report --store DIR/store ARGS...`.
+pub fn command(config: &Path, dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_duplex"));
+    cmd.arg("verify")
+        .arg("--config")
+        .arg(config)
+        .arg("--report")
+        .arg(dir.join("report"))
+        .arg("--store")
+        .arg(dir.join("store"))
+        .args(args)
+        .env("RUST_LOG", "warn,librdkafka=error");
+    cmd
+}
+
+/// Runs `duplex verify` to the end (from a blocking thread, so that in-process mock
+/// clusters keep serving) and returns its output.
+pub async fn run(config: &Path, dir: &Path, args: &[&str]) -> Output {
+    let mut cmd = command(config, dir, args);
+    tokio::task::spawn_blocking(move || cmd.output().expect("run duplex verify"))
+        .await
+        .expect("join")
+}
+
+/// The `parity.json` a run wrote into `dir/report`.
+pub fn report(dir: &Path) -> Report {
+    let text =
+        std::fs::read_to_string(dir.join("report/parity.json")).expect("parity.json written");
+    serde_json::from_str(&text).expect("parity.json parses as a duplex.parity/1 report")
+}
+
+/// Says what a run printed, for assertion messages.
+pub fn describe(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A copy of `rec` carrying the provenance of `(origin, partition, offset)`, as Duplex
+/// would write it to a target.
+pub fn replica(rec: &Rec, origin: &str, partition: i32, offset: i64) -> Rec {
+    let mut path = Vec::new();
+    encode_origin(
+        Hop {
+            cluster: origin.as_bytes(),
+            partition,
+            offset,
+        },
+        &mut path,
+    )
+    .expect("encode provenance");
+    let mut r = rec.clone();
+    r.headers.push((PATH_HEADER.to_string(), Some(path)));
+    r
+}

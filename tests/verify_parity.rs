@@ -1,0 +1,336 @@
+//! `duplex verify` passes where the sides agree: identical topics (identity and
+//! positional), an active-active pair replicated by Duplex while it runs, a compacted
+//! topic with another history but the same latest values. A run killed with SIGKILL
+//! resumes to the same report, and a store derived again from scratch is the same store.
+
+mod harness;
+
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use duplex_verifier::report::Report;
+use duplex_verifier::store::Store;
+use duplex_verifier::{Verdict, VerifySpec};
+use harness::{Provider, Rec, TestCluster};
+use rand::Rng;
+
+/// Writes `n` records on `a` per partition and their provenance-carrying copies on `b`.
+async fn replicated_topic(
+    a: &TestCluster,
+    b: &TestCluster,
+    topic: &str,
+    partitions: i32,
+    n: usize,
+) {
+    a.create_topic(topic, partitions).await;
+    b.create_topic(topic, partitions).await;
+    let recs = harness::records("a", n * partitions as usize, partitions);
+    let ids = harness::produce(a, topic, &recs).await;
+    let copies: Vec<Rec> = recs
+        .iter()
+        .zip(&ids)
+        .map(|(r, id)| harness::verify::replica(r, "a", id.1, id.2))
+        .collect();
+    harness::produce(b, topic, &copies).await;
+}
+
+fn spec(clusters: &[&TestCluster], topics: &str, store: &std::path::Path) -> VerifySpec {
+    let sides = clusters.iter().map(|c| c.spec()).collect();
+    VerifySpec::new(
+        sides,
+        regex::Regex::new(&format!("^(?:{topics})$")).unwrap(),
+        store.to_path_buf(),
+    )
+}
+
+async fn verify_lib(spec: VerifySpec) -> Report {
+    tokio::task::spawn_blocking(move || {
+        duplex_verifier::run::verify(&spec, &AtomicBool::new(false), &|_| {})
+    })
+    .await
+    .unwrap()
+    .expect("verification runs")
+}
+
+/// The parts of a report that depend only on what the clusters hold.
+fn outcome(r: &Report) -> String {
+    serde_json::to_string_pretty(&(&r.verdict, &r.totals, &r.comparisons)).unwrap()
+}
+
+async fn identical_topics_pass(provider: Provider) {
+    let Some(clusters) = harness::start(provider, &["a", "b"]) else {
+        return;
+    };
+    let (a, b) = (&clusters[0], &clusters[1]);
+    let topic = harness::unique("same");
+    replicated_topic(a, b, &topic, 3, 200).await;
+    // A plain copy without provenance, into partitions that held 4 records before.
+    let plain = harness::unique("plain");
+    a.create_topic(&plain, 2).await;
+    b.create_topic(&plain, 2).await;
+    let recs = harness::records("a", 300, 2);
+    harness::produce(a, &plain, &recs).await;
+    harness::produce(b, &plain, &harness::records("b", 8, 2)).await;
+    harness::produce(b, &plain, &recs).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = harness::verify::write_config(dir.path(), &[a, b]);
+    let topics = format!("{topic}|{plain}");
+    let from = format!("b:{plain}=4");
+    let args = [
+        "--between",
+        "a,b",
+        "--topics",
+        &topics,
+        "--positional",
+        &plain,
+        "--from",
+        &from,
+    ];
+    let out = harness::verify::run(&config, dir.path(), &args).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        harness::verify::describe(&out)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("PASS"));
+    let report = harness::verify::report(dir.path());
+    assert_eq!(report.verdict, Verdict::Pass);
+    assert_eq!(report.totals.matched, 600 + 300);
+    assert_eq!(report.totals.discrepancies(), 0);
+    for t in &report.comparisons[0].topics {
+        for p in &t.partitions {
+            for g in &p.groups {
+                assert_eq!(
+                    g.source.digest, g.target.digest,
+                    "{}/{}",
+                    t.topic, p.partition
+                );
+                assert!(g.source.records > 0);
+            }
+        }
+    }
+    let dom = harness::browser::dump_dom(&dir.path().join("report/parity.html"));
+    assert!(dom.contains(">PASS<"), "verdict in the page");
+    assert_eq!(dom.matches("cell parity").count(), 5, "3 + 2 green cells");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_topics_pass_on_mock() {
+    identical_topics_pass(Provider::Mock).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_topics_pass_on_tansu() {
+    identical_topics_pass(Provider::Tansu).await;
+}
+
+/// Duplex replicating both ways while the verifier reads: PASS once replication caught up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn active_active_pair_verified_while_duplex_runs() {
+    let clusters = harness::start(Provider::Mock, &["a", "b"]).unwrap();
+    let (a, b) = (&clusters[0], &clusters[1]);
+    let topic = harness::unique("orders");
+    a.create_topic(&topic, 4).await;
+    b.create_topic(&topic, 4).await;
+    let running = harness::run_engine(harness::spec(&[a, b], &[[0, 1]], "orders\\..*"));
+    let (ra, rb) = (harness::records("a", 600, 4), harness::records("b", 400, 4));
+    tokio::join!(
+        harness::produce(a, &topic, &ra),
+        harness::produce(b, &topic, &rb)
+    );
+    harness::wait_for_count(&[a, b], &topic, 1000, Duration::from_secs(60)).await;
+
+    let store = tempfile::tempdir().unwrap();
+    let report = verify_lib(spec(&[a, b], &topic, store.path())).await;
+    running.stop().await;
+    assert_eq!(report.verdict, Verdict::Pass, "{}", outcome(&report));
+    assert_eq!(report.totals.matched, 1000);
+    let origins: Vec<_> = report.comparisons[0].topics[0].partitions[0]
+        .groups
+        .iter()
+        .map(|g| g.origin.clone().unwrap())
+        .collect();
+    assert_eq!(origins, ["a", "b"], "records of both origins compared");
+}
+
+/// Latest value per key: another history on the target, same latest values: PASS. Then
+/// one key changes on the target: the next pass (resuming the store) names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compacted_topic_compares_latest_values() {
+    let clusters = harness::start(Provider::Mock, &["a", "b"]).unwrap();
+    let (a, b) = (&clusters[0], &clusters[1]);
+    let topic = harness::unique("accounts");
+    a.create_topic(&topic, 1).await;
+    b.create_topic(&topic, 1).await;
+    let rec = |key: &str, value: Option<&str>, ts: i64| Rec {
+        partition: 0,
+        key: Some(key.as_bytes().to_vec()),
+        value: value.map(|v| v.as_bytes().to_vec()),
+        headers: vec![("kind".into(), Some(b"balance".to_vec()))],
+        timestamp: ts,
+    };
+    let mut history = Vec::new();
+    for round in 0..3 {
+        for k in 0..10 {
+            history.push(rec(
+                &format!("k{k}"),
+                Some(&format!("v{round}-{k}")),
+                1000 + round * 10 + k,
+            ));
+        }
+    }
+    history.push(rec("k9", None, 2000)); // k9 deleted
+    harness::produce(a, &topic, &history).await;
+    // The target got only the final state, later, in another order, plus a key that was
+    // created and deleted again.
+    let mut latest: Vec<Rec> = (0..9)
+        .rev()
+        .map(|k| rec(&format!("k{k}"), Some(&format!("v2-{k}")), 5000 + k))
+        .collect();
+    latest.push(rec("tmp", Some("x"), 6000));
+    latest.push(rec("tmp", None, 6001));
+    harness::produce(b, &topic, &latest).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = harness::verify::write_config(dir.path(), &[a, b]);
+    let args = ["--between", "a,b", "--topics", &topic, "--compacted", ".*"];
+    let out = harness::verify::run(&config, dir.path(), &args).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        harness::verify::describe(&out)
+    );
+    let report = harness::verify::report(dir.path());
+    assert_eq!(report.totals.matched, 9, "k0..k8 hold equal latest values");
+    assert_eq!(
+        report.comparisons[0].topics[0].mode,
+        duplex_verifier::Mode::Compacted
+    );
+
+    harness::produce(b, &topic, &[rec("k3", Some("changed"), 7000)]).await;
+    let out = harness::verify::run(&config, dir.path(), &args).await;
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        harness::verify::describe(&out)
+    );
+    let report = harness::verify::report(dir.path());
+    assert_eq!(
+        report.run.sides[1].records_read, 1,
+        "the second pass read only the new record"
+    );
+    let s = &report.comparisons[0].topics[0].partitions[0].samples;
+    assert_eq!(s.len(), 1, "{s:?}");
+    assert_eq!(
+        (s[0].key.as_deref(), s[0].source_offset, s[0].target_offset),
+        (Some("k3"), Some(23), Some(11))
+    );
+}
+
+/// SIGKILL at a random moment of a rate-limited run, then a run to the end on the same
+/// store: the same report as an uninterrupted run on a fresh store, and the resumed run
+/// read only what the store lacked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_mid_verification_resumes_to_the_same_report() {
+    let clusters = harness::start(Provider::Mock, &["a", "b"]).unwrap();
+    let (a, b) = (&clusters[0], &clusters[1]);
+    let topic = harness::unique("resume");
+    replicated_topic(a, b, &topic, 4, 500).await;
+    // One discrepancy of each side, so the report has content to compare.
+    harness::produce(b, &topic, &harness::records("b", 3, 4)).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = harness::verify::write_config(dir.path(), &[a, b]);
+    let args = ["--between", "a,b", "--topics", &topic, "--max-rate", "1500"];
+    let mut kills = 0;
+    for _ in 0..3 {
+        let mut child = harness::verify::command(&config, dir.path(), &args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let ms = rand::rng().random_range(300..1200);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+    }
+    assert!(kills >= 2, "the runs were killed mid-way");
+    let out = harness::verify::run(
+        &config,
+        dir.path(),
+        &["--between", "a,b", "--topics", &topic],
+    )
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        harness::verify::describe(&out)
+    );
+    let resumed = harness::verify::report(dir.path());
+    let read: u64 = resumed.run.sides.iter().map(|s| s.records_read).sum();
+    assert!(
+        read < 4003,
+        "the resumed run read {read} records: it resumed from the store"
+    );
+
+    let fresh = tempfile::tempdir().unwrap();
+    let out = harness::verify::run(
+        &config,
+        fresh.path(),
+        &["--between", "a,b", "--topics", &topic],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    let whole = harness::verify::report(fresh.path());
+    assert_eq!(
+        whole.run.sides.iter().map(|s| s.records_read).sum::<u64>(),
+        4003
+    );
+    assert_eq!(outcome(&resumed), outcome(&whole));
+    assert_eq!(whole.totals.extra, 3);
+}
+
+/// The store is a projection: deleted and derived again, it holds the same bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_derived_again_is_the_same() {
+    let clusters = harness::start(Provider::Mock, &["a", "b"]).unwrap();
+    let (a, b) = (&clusters[0], &clusters[1]);
+    let topic = harness::unique("derive");
+    replicated_topic(a, b, &topic, 2, 300).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let s = spec(&[a, b], &topic, &store);
+    let first = verify_lib(s.clone()).await;
+    let digest = |s: &VerifySpec| {
+        Store::open(&s.store_dir, &s.signature())
+            .unwrap()
+            .content_digest()
+            .unwrap()
+    };
+    let before = digest(&s);
+    std::fs::remove_dir_all(&store).unwrap();
+    let second = verify_lib(s.clone()).await;
+    assert_eq!(
+        before,
+        digest(&s),
+        "same store content after deriving it again"
+    );
+    assert_eq!(outcome(&first), outcome(&second));
+    assert_eq!(first.verdict, Verdict::Pass);
+
+    // A store made for another verification is refused, not mixed in.
+    let mut other = s.clone();
+    other.positional = Some(regex::Regex::new(".*").unwrap());
+    let err = Store::open(&other.store_dir, &other.signature())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("made for another verification"), "{err}");
+}

@@ -1,0 +1,243 @@
+//! Comparison of the sides held in the store, per topic, partition and origin.
+//!
+//! The store answers everything: what each side holds was read before. The offsets each
+//! side had when the run started (its [`Snapshot`]) decide the watermarks.
+
+mod compacted;
+mod identity;
+pub mod positional;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::error::VerifyError;
+use crate::report::{
+    Comparison, Counts, GroupReport, PartitionReport, Sample, State, TopicReport, Verdict,
+};
+use crate::spec::{Mode, VerifySpec};
+use crate::store::Store;
+
+/// Log start and end offset of a partition when the run began.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    /// First offset the partition holds.
+    pub low: i64,
+    /// Offset the next record will get (the end the run reads to).
+    pub high: i64,
+}
+
+/// What each side held when the run began: topics, partitions and their bounds.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Per side (index as in the spec): topic -> partition -> bounds.
+    pub sides: Vec<BTreeMap<String, BTreeMap<i32, Bounds>>>,
+}
+
+impl Snapshot {
+    /// Bounds of a side's partition, if the side has it.
+    pub fn bounds(&self, side: usize, topic: &str, partition: i32) -> Option<Bounds> {
+        self.sides.get(side)?.get(topic)?.get(&partition).copied()
+    }
+}
+
+/// A side taking part in a comparison.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Side<'a> {
+    pub idx: u8,
+    pub cluster: &'a str,
+}
+
+/// Shared inputs of a comparison.
+pub(crate) struct Ctx<'a> {
+    pub store: &'a Store,
+    pub spec: &'a VerifySpec,
+    pub snap: &'a Snapshot,
+}
+
+/// Capped discrepancy samples of one partition.
+#[derive(Debug)]
+pub(crate) struct Samples {
+    max: usize,
+    pub list: Vec<Sample>,
+}
+
+impl Samples {
+    pub fn new(max: usize) -> Samples {
+        Samples {
+            max,
+            list: Vec::new(),
+        }
+    }
+
+    pub fn push(&mut self, s: Sample) {
+        if self.list.len() < self.max {
+            self.list.push(s);
+        }
+    }
+}
+
+/// Compares the source (side 0) with every other side.
+pub fn compare(
+    store: &Store,
+    spec: &VerifySpec,
+    snap: &Snapshot,
+) -> Result<Vec<Comparison>, VerifyError> {
+    let ctx = Ctx { store, spec, snap };
+    let source = Side {
+        idx: 0,
+        cluster: &spec.sides[0].id,
+    };
+    (1..spec.sides.len())
+        .map(|k| {
+            let target = Side {
+                idx: k as u8,
+                cluster: &spec.sides[k].id,
+            };
+            compare_pair(&ctx, source, target)
+        })
+        .collect()
+}
+
+fn compare_pair(ctx: &Ctx<'_>, s: Side<'_>, k: Side<'_>) -> Result<Comparison, VerifyError> {
+    let empty = BTreeMap::new();
+    let on_s = ctx.snap.sides.get(s.idx as usize).unwrap_or(&empty);
+    let on_k = ctx.snap.sides.get(k.idx as usize).unwrap_or(&empty);
+    let topics: BTreeSet<&String> = on_s.keys().chain(on_k.keys()).collect();
+    let mut out = Vec::new();
+    let mut totals = Counts::default();
+    for topic in topics {
+        let report = compare_topic(
+            ctx,
+            s,
+            k,
+            topic,
+            on_s.get(topic.as_str()),
+            on_k.get(topic.as_str()),
+        )?;
+        totals.add(&report.totals);
+        out.push(report);
+    }
+    Ok(Comparison {
+        source: s.cluster.to_string(),
+        target: k.cluster.to_string(),
+        verdict: Verdict::of(&totals),
+        totals,
+        topics: out,
+    })
+}
+
+fn compare_topic(
+    ctx: &Ctx<'_>,
+    s: Side<'_>,
+    k: Side<'_>,
+    topic: &str,
+    parts_s: Option<&BTreeMap<i32, Bounds>>,
+    parts_k: Option<&BTreeMap<i32, Bounds>>,
+) -> Result<TopicReport, VerifyError> {
+    let mode = ctx.spec.mode(topic);
+    let partitions: BTreeSet<i32> = parts_s
+        .into_iter()
+        .chain(parts_k)
+        .flat_map(|m| m.keys().copied())
+        .collect();
+    let note = match (parts_s, parts_k) {
+        (Some(_), None) => Some(format!("topic absent on {}", k.cluster)),
+        (None, Some(_)) => Some(format!("topic absent on {}", s.cluster)),
+        (Some(a), Some(b)) if a.len() != b.len() => Some(format!(
+            "{} partitions on {}, {} on {}",
+            a.len(),
+            s.cluster,
+            b.len(),
+            k.cluster
+        )),
+        _ => None,
+    };
+    let mut reports = Vec::new();
+    let mut totals = Counts::default();
+    for p in partitions {
+        let mut samples = Samples::new(ctx.spec.max_samples);
+        let groups = match mode {
+            Mode::Identity => identity::partition(ctx, s, k, topic, p, &mut samples)?,
+            Mode::Positional => vec![positional::partition(ctx, s, k, topic, p, &mut samples)?],
+            Mode::Compacted => vec![compacted::partition(ctx, s, k, topic, p, &mut samples)?],
+        };
+        let mut counts = Counts::default();
+        for g in &groups {
+            counts.add(&g.counts);
+        }
+        let present = |m: Option<&BTreeMap<i32, Bounds>>| m.is_some_and(|m| m.contains_key(&p));
+        let state = if !present(parts_s) || !present(parts_k) {
+            State::Absent
+        } else if counts.discrepancies() > 0 {
+            State::Discrepancy
+        } else {
+            State::Parity
+        };
+        totals.add(&counts);
+        reports.push(PartitionReport {
+            partition: p,
+            state,
+            counts,
+            groups,
+            samples: samples.list,
+        });
+    }
+    let state = if note.is_some() && reports.iter().any(|r| r.state == State::Absent) {
+        State::Absent
+    } else if totals.discrepancies() > 0 {
+        State::Discrepancy
+    } else {
+        State::Parity
+    };
+    Ok(TopicReport {
+        topic: topic.to_string(),
+        mode,
+        state,
+        totals,
+        partitions: reports,
+        note,
+    })
+}
+
+/// Hex form of a digest.
+pub(crate) fn digest_hex(d: u128) -> String {
+    crate::fingerprint::hex(d)
+}
+
+/// A group report with the digests rendered.
+pub(crate) fn group(
+    origin: Option<String>,
+    from: Vec<i64>,
+    watermark: Vec<i64>,
+    source: SideAcc,
+    target: SideAcc,
+    counts: Counts,
+) -> GroupReport {
+    GroupReport {
+        origin,
+        from,
+        watermark,
+        source: source.summary(),
+        target: target.summary(),
+        counts,
+    }
+}
+
+/// Running totals of one side of a group.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct SideAcc {
+    pub records: u64,
+    pub sum: u128,
+    pub out_of_scope: u64,
+    pub beyond_watermark: u64,
+}
+
+impl SideAcc {
+    fn summary(self) -> crate::report::SideSummary {
+        crate::report::SideSummary {
+            records: self.records,
+            digest: digest_hex(self.sum),
+            out_of_scope: self.out_of_scope,
+            beyond_watermark: self.beyond_watermark,
+        }
+    }
+}

@@ -1,0 +1,449 @@
+//! Positional mode, for copies made by other tools: no provenance, and offsets differ
+//! between clusters. Each side's partition, from its start, is a sequence of
+//! fingerprints; the two sequences are aligned as a diff.
+//!
+//! The alignment walks both sequences. Equal fronts match. At a difference it looks
+//! ahead up to `window` records on each side for the nearest point where both agree
+//! again (two records in a row, or the end of a window), which minimises the records
+//! skipped on both sides together. The records skipped form a hunk:
+//! - a record on both sides of the hunk moved: those out of order are `reordered` (the
+//!   longest run in the source's order stays matched);
+//! - a target record equal to a recently matched source record is `duplicated`;
+//! - the rest pair up in order as `altered`; what is left is `missing` or `extra`.
+
+use std::collections::{HashMap, VecDeque};
+
+use xxhash_rust::xxh3::Xxh3;
+
+use super::{Ctx, Samples, Side, SideAcc, group};
+use crate::error::VerifyError;
+use crate::fingerprint::Fingerprint;
+use crate::report::{Counts, GroupReport, Kind, Sample};
+
+/// One record of a sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Item {
+    /// Offset on its side.
+    pub offset: u64,
+    /// Fingerprint.
+    pub fp: Fingerprint,
+}
+
+/// One step of an alignment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// Same record on both sides.
+    Match(Item, Item),
+    /// Source record with no counterpart.
+    Missing(Item),
+    /// Target record with no counterpart.
+    Extra(Item),
+    /// Counterparts with different fingerprints.
+    Altered(Item, Item),
+    /// Target record repeating the source record given.
+    Duplicated(Item, Item),
+    /// Same record on both sides, out of order on the target.
+    Reordered(Item, Item),
+}
+
+/// Aligns two sequences, calling `sink` with each event in sequence order.
+pub fn align<E>(
+    a: impl Iterator<Item = Result<Item, E>>,
+    b: impl Iterator<Item = Result<Item, E>>,
+    window: usize,
+    mut sink: impl FnMut(Event),
+) -> Result<(), E> {
+    let window = window.max(2);
+    let (mut a, mut b) = (a.fuse(), b.fuse());
+    let (mut ba, mut bb) = (VecDeque::new(), VecDeque::new());
+    let mut recent = Recent::new(window);
+    loop {
+        fill(&mut ba, &mut a, window)?;
+        fill(&mut bb, &mut b, window)?;
+        match (ba.front().copied(), bb.front().copied()) {
+            (None, None) => return Ok(()),
+            (Some(x), Some(y)) if x.fp == y.fp => {
+                ba.pop_front();
+                bb.pop_front();
+                recent.push(x);
+                sink(Event::Match(x, y));
+            }
+            (Some(x), None) => {
+                ba.pop_front();
+                sink(Event::Missing(x));
+            }
+            (None, Some(y)) => {
+                bb.pop_front();
+                sink(match recent.get(y.fp) {
+                    Some(x) => Event::Duplicated(y, x),
+                    None => Event::Extra(y),
+                });
+            }
+            (Some(_), Some(_)) => {
+                let (i, j) = resync(&ba, &bb);
+                let ha: Vec<Item> = ba.drain(..i).collect();
+                let hb: Vec<Item> = bb.drain(..j).collect();
+                hunk(&ha, &hb, &mut recent, &mut sink);
+            }
+        }
+    }
+}
+
+fn fill<E>(
+    buf: &mut VecDeque<Item>,
+    it: &mut impl Iterator<Item = Result<Item, E>>,
+    window: usize,
+) -> Result<(), E> {
+    while buf.len() < window {
+        match it.next() {
+            Some(item) => buf.push_back(item?),
+            None => break,
+        }
+    }
+    Ok(())
+}
+
+/// The nearest `(i, j)` (smallest `i + j`) where `a[i] == b[j]` and the next records
+/// agree too (or a buffer ends there). Whole buffers when there is none.
+fn resync(a: &VecDeque<Item>, b: &VecDeque<Item>) -> (usize, usize) {
+    let mut at: HashMap<Fingerprint, Vec<usize>> = HashMap::new();
+    for (j, y) in b.iter().enumerate() {
+        at.entry(y.fp).or_default().push(j);
+    }
+    let anchored = |i: usize, j: usize| match (a.get(i + 1), b.get(j + 1)) {
+        (Some(x), Some(y)) => x.fp == y.fp,
+        _ => true,
+    };
+    let mut best: Option<(usize, usize)> = None;
+    for (i, x) in a.iter().enumerate() {
+        if best.is_some_and(|(bi, bj)| i >= bi + bj) {
+            break;
+        }
+        for &j in at.get(&x.fp).map(Vec::as_slice).unwrap_or_default() {
+            if best.is_some_and(|(bi, bj)| i + j >= bi + bj) {
+                break;
+            }
+            if (i, j) != (0, 0) && anchored(i, j) {
+                best = Some((i, j));
+                break;
+            }
+        }
+    }
+    best.unwrap_or((a.len(), b.len()))
+}
+
+fn hunk(ha: &[Item], hb: &[Item], recent: &mut Recent, sink: &mut impl FnMut(Event)) {
+    // Records present in both halves moved: pair them by fingerprint.
+    let mut in_a: HashMap<Fingerprint, VecDeque<usize>> = HashMap::new();
+    for (i, x) in ha.iter().enumerate() {
+        in_a.entry(x.fp).or_default().push_back(i);
+    }
+    let mut paired_a = vec![false; ha.len()];
+    let mut moved: Vec<(usize, usize)> = Vec::new(); // (index in ha, index in hb), hb order
+    let mut rest_b = Vec::new();
+    for (j, y) in hb.iter().enumerate() {
+        match in_a.get_mut(&y.fp).and_then(VecDeque::pop_front) {
+            Some(i) => {
+                paired_a[i] = true;
+                moved.push((i, j));
+            }
+            None => rest_b.push(j),
+        }
+    }
+    // The longest run of moved records already in source order stays matched.
+    let keep = longest_increasing(&moved.iter().map(|m| m.0).collect::<Vec<_>>());
+    for (n, &(i, j)) in moved.iter().enumerate() {
+        recent.push(ha[i]);
+        sink(if keep[n] {
+            Event::Match(ha[i], hb[j])
+        } else {
+            Event::Reordered(ha[i], hb[j])
+        });
+    }
+    let rest_a: Vec<usize> = (0..ha.len()).filter(|i| !paired_a[*i]).collect();
+    let mut rest_b_new = Vec::new();
+    for j in rest_b {
+        match recent.get(hb[j].fp) {
+            Some(x) => sink(Event::Duplicated(hb[j], x)),
+            None => rest_b_new.push(j),
+        }
+    }
+    let pairs = rest_a.len().min(rest_b_new.len());
+    for n in 0..pairs {
+        sink(Event::Altered(ha[rest_a[n]], hb[rest_b_new[n]]));
+    }
+    for &i in &rest_a[pairs..] {
+        sink(Event::Missing(ha[i]));
+    }
+    for &j in &rest_b_new[pairs..] {
+        sink(Event::Extra(hb[j]));
+    }
+}
+
+/// Marks the elements of one longest strictly increasing subsequence.
+fn longest_increasing(seq: &[usize]) -> Vec<bool> {
+    let mut tails: Vec<usize> = Vec::new(); // index into seq of the tail of each length
+    let mut prev = vec![usize::MAX; seq.len()];
+    for (n, &v) in seq.iter().enumerate() {
+        let len = tails.partition_point(|&t| seq[t] < v);
+        if len > 0 {
+            prev[n] = tails[len - 1];
+        }
+        if len == tails.len() {
+            tails.push(n);
+        } else {
+            tails[len] = n;
+        }
+    }
+    let mut keep = vec![false; seq.len()];
+    let mut at = tails.last().copied();
+    while let Some(n) = at {
+        keep[n] = true;
+        at = (prev[n] != usize::MAX).then_some(prev[n]);
+    }
+    keep
+}
+
+/// Source records matched recently, by fingerprint, to recognise duplicates.
+struct Recent {
+    cap: usize,
+    order: VecDeque<Item>,
+    by_fp: HashMap<Fingerprint, (Item, usize)>,
+}
+
+impl Recent {
+    fn new(cap: usize) -> Recent {
+        Recent {
+            cap,
+            order: VecDeque::new(),
+            by_fp: HashMap::new(),
+        }
+    }
+
+    fn push(&mut self, x: Item) {
+        self.order.push_back(x);
+        let e = self.by_fp.entry(x.fp).or_insert((x, 0));
+        *e = (x, e.1 + 1);
+        if self.order.len() > self.cap {
+            let old = self.order.pop_front().expect("non-empty");
+            if let Some(e) = self.by_fp.get_mut(&old.fp) {
+                e.1 -= 1;
+                if e.1 == 0 {
+                    self.by_fp.remove(&old.fp);
+                }
+            }
+        }
+    }
+
+    fn get(&self, fp: Fingerprint) -> Option<Item> {
+        self.by_fp.get(&fp).map(|e| e.0)
+    }
+}
+
+/// Compares one partition positionally.
+pub(super) fn partition(
+    ctx: &Ctx<'_>,
+    s: Side<'_>,
+    k: Side<'_>,
+    topic: &str,
+    p: i32,
+    samples: &mut Samples,
+) -> Result<GroupReport, VerifyError> {
+    let range = |side: Side<'_>| {
+        let b = ctx.snap.bounds(side.idx as usize, topic, p);
+        let from = ctx
+            .spec
+            .from
+            .lookup(side.cluster, topic, p)
+            .unwrap_or(0)
+            .max(b.map_or(0, |b| b.low));
+        let to = ctx
+            .spec
+            .watermarks
+            .lookup(side.cluster, topic, p)
+            .or(b.map(|b| b.high))
+            .unwrap_or(0);
+        (from as u64, to as u64)
+    };
+    let (rs, rk) = (range(s), range(k));
+    let seq = |side: Side<'_>, (from, to): (u64, u64)| {
+        ctx.store
+            .sequence(side.idx, topic, p, from)
+            .take_while(move |r| r.as_ref().map_or(true, |(o, _)| *o < to))
+            .map(|r| r.map(|(offset, fp)| Item { offset, fp }))
+    };
+    let mut counts = Counts::default();
+    let (mut acc_s, mut acc_k) = (SideAcc::default(), SideAcc::default());
+    let (mut hs, mut hk) = (Xxh3::new(), Xxh3::new());
+    let see = |acc: &mut SideAcc, h: &mut Xxh3, item: &Item| {
+        acc.records += 1;
+        h.update(&item.fp.to_be_bytes());
+    };
+    let sample = |kind: Kind, src: Option<Item>, tgt: Option<Item>, detail: String| Sample {
+        kind,
+        origin: None,
+        origin_offset: None,
+        source_offset: src.map(|i| i.offset as i64),
+        target_offset: tgt.map(|i| i.offset as i64),
+        key: None,
+        detail,
+    };
+    align(
+        seq(s, rs),
+        seq(k, rk),
+        ctx.spec.align_window,
+        |ev| match ev {
+            Event::Match(x, y) => {
+                see(&mut acc_s, &mut hs, &x);
+                see(&mut acc_k, &mut hk, &y);
+                counts.matched += 1;
+            }
+            Event::Missing(x) => {
+                see(&mut acc_s, &mut hs, &x);
+                counts.missing += 1;
+                samples.push(sample(
+                    Kind::Missing,
+                    Some(x),
+                    None,
+                    "on the source, not on the target".into(),
+                ));
+            }
+            Event::Extra(y) => {
+                see(&mut acc_k, &mut hk, &y);
+                counts.extra += 1;
+                samples.push(sample(
+                    Kind::Extra,
+                    None,
+                    Some(y),
+                    "on the target, not on the source".into(),
+                ));
+            }
+            Event::Altered(x, y) => {
+                see(&mut acc_s, &mut hs, &x);
+                see(&mut acc_k, &mut hk, &y);
+                counts.altered += 1;
+                samples.push(sample(
+                    Kind::Altered,
+                    Some(x),
+                    Some(y),
+                    "in the same place, different content".into(),
+                ));
+            }
+            Event::Duplicated(y, x) => {
+                see(&mut acc_k, &mut hk, &y);
+                counts.duplicated += 1;
+                let detail = format!("another copy of source offset {}", x.offset);
+                samples.push(sample(Kind::Duplicated, Some(x), Some(y), detail));
+            }
+            Event::Reordered(x, y) => {
+                see(&mut acc_s, &mut hs, &x);
+                see(&mut acc_k, &mut hk, &y);
+                counts.reordered += 1;
+                samples.push(sample(
+                    Kind::Reordered,
+                    Some(x),
+                    Some(y),
+                    "same record, out of order on the target".into(),
+                ));
+            }
+        },
+    )?;
+    acc_s.sum = hs.digest128();
+    acc_k.sum = hk.digest128();
+    Ok(group(
+        None,
+        vec![rs.0 as i64, rk.0 as i64],
+        vec![rs.1 as i64, rk.1 as i64],
+        acc_s,
+        acc_k,
+        counts,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(a: &[u128], b: &[u128]) -> Vec<Event> {
+        let items = |v: &[u128], base: u64| -> Vec<Result<Item, ()>> {
+            v.iter()
+                .enumerate()
+                .map(|(n, fp)| {
+                    Ok(Item {
+                        offset: base + n as u64,
+                        fp: *fp,
+                    })
+                })
+                .collect()
+        };
+        let mut out = Vec::new();
+        align(
+            items(a, 0).into_iter(),
+            items(b, 100).into_iter(),
+            50,
+            |e| out.push(e),
+        )
+        .unwrap();
+        out.into_iter()
+            .filter(|e| !matches!(e, Event::Match(..)))
+            .collect()
+    }
+
+    fn it(offset: u64, fp: u128) -> Item {
+        Item { offset, fp }
+    }
+
+    #[test]
+    fn identical_sequences_have_no_events() {
+        assert!(run(&[1, 2, 3, 4], &[1, 2, 3, 4]).is_empty());
+    }
+
+    #[test]
+    fn each_kind_of_difference_is_named_with_its_offsets() {
+        assert_eq!(
+            run(&[1, 2, 3, 4], &[1, 3, 4]),
+            vec![Event::Missing(it(1, 2))]
+        );
+        assert_eq!(
+            run(&[1, 2, 3], &[1, 2, 9, 3]),
+            vec![Event::Extra(it(102, 9))]
+        );
+        assert_eq!(
+            run(&[1, 2, 3, 4], &[1, 7, 3, 4]),
+            vec![Event::Altered(it(1, 2), it(101, 7))]
+        );
+        assert_eq!(
+            run(&[1, 2, 3, 4], &[1, 2, 2, 3, 4]),
+            vec![Event::Duplicated(it(102, 2), it(1, 2))]
+        );
+        let swap = run(&[1, 2, 3, 4, 5], &[1, 3, 2, 4, 5]);
+        assert_eq!(swap.len(), 1, "{swap:?}");
+        assert!(matches!(swap[0], Event::Reordered(x, _) if x.fp == 2 || x.fp == 3));
+    }
+
+    #[test]
+    fn tails_are_missing_or_extra_and_a_repeated_tail_is_a_duplicate() {
+        assert_eq!(
+            run(&[1, 2, 3], &[1]),
+            vec![Event::Missing(it(1, 2)), Event::Missing(it(2, 3))]
+        );
+        assert_eq!(run(&[1], &[1, 5]), vec![Event::Extra(it(101, 5))]);
+        assert_eq!(
+            run(&[1, 2], &[1, 2, 2]),
+            vec![Event::Duplicated(it(102, 2), it(1, 2))]
+        );
+    }
+
+    #[test]
+    fn longest_increasing_keeps_the_most_in_order() {
+        assert_eq!(
+            longest_increasing(&[1, 0]).iter().filter(|k| **k).count(),
+            1
+        );
+        assert_eq!(longest_increasing(&[0, 1, 2]), vec![true; 3]);
+        assert_eq!(
+            longest_increasing(&[3, 0, 1, 2]),
+            vec![false, true, true, true]
+        );
+    }
+}

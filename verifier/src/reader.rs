@@ -1,0 +1,204 @@
+//! Reads one side: its partitions from the store's positions to the run's end offsets,
+//! into the store one batch at a time.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use duplex_sync::spec::ClusterSpec;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::error::VerifyError;
+use crate::ingest::{Incoming, SideIngest};
+use crate::spec::{Mode, VerifySpec};
+use crate::store::Store;
+
+/// Records per write batch at most.
+const BATCH_RECORDS: usize = 4096;
+/// A batch is written at least this often, so positions follow the reads closely.
+const BATCH_AGE: Duration = Duration::from_millis(200);
+
+/// One partition to read.
+#[derive(Debug, Clone)]
+pub struct PartPlan {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// First offset to read.
+    pub start: i64,
+    /// Offset to stop before.
+    pub end: i64,
+    /// How the topic is compared.
+    pub mode: Mode,
+}
+
+/// Progress of one side, shared with whoever reports it.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Records read so far in this run.
+    pub records: AtomicU64,
+    /// Key and value bytes read so far in this run.
+    pub bytes: AtomicU64,
+    /// Records planned (end minus start, summed; transaction markers make it an upper bound).
+    pub planned: AtomicU64,
+    /// Set when the side has read everything planned.
+    pub done: AtomicBool,
+}
+
+/// librdkafka settings of a verifier consumer: the cluster's options, then its consumer
+/// overrides, then what the verifier needs (no group offsets, no auto-create).
+pub fn consumer_config(cluster: &ClusterSpec) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("client.id", format!("duplex-verify-{}", cluster.id))
+        .set("isolation.level", "read_committed")
+        .set("fetch.wait.max.ms", "100")
+        .set("queued.max.messages.kbytes", "65536");
+    for (k, v) in cluster.options.iter().chain(&cluster.consumer) {
+        c.set(k, v);
+    }
+    c.set("bootstrap.servers", &cluster.bootstrap_servers)
+        .set("group.id", format!("duplex-verify-{}", cluster.id))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("allow.auto.create.topics", "false");
+    c
+}
+
+/// Reads a side's planned partitions into the store. Returns when every partition
+/// reached its end, or fails when reading makes no progress for the stall timeout.
+pub fn read_side(
+    store: &Store,
+    spec: &VerifySpec,
+    side: u8,
+    plan: &[PartPlan],
+    progress: &Progress,
+    stop: &AtomicBool,
+) -> Result<(), VerifyError> {
+    let cluster = &spec.sides[side as usize];
+    let mut remaining: std::collections::HashMap<(String, i32), (i64, Mode)> = plan
+        .iter()
+        .filter(|p| p.start < p.end)
+        .map(|p| ((p.topic.clone(), p.partition), (p.end, p.mode)))
+        .collect();
+    progress.planned.store(
+        plan.iter().map(|p| (p.end - p.start).max(0) as u64).sum(),
+        Ordering::Relaxed,
+    );
+    if remaining.is_empty() {
+        progress.done.store(true, Ordering::Relaxed);
+        return Ok(());
+    }
+    let consumer: BaseConsumer = consumer_config(cluster)
+        .create()
+        .map_err(|e| VerifyError::kafka(&cluster.id, "create consumer", e))?;
+    let mut tpl = TopicPartitionList::new();
+    for p in plan.iter().filter(|p| p.start < p.end) {
+        tpl.add_partition_offset(&p.topic, p.partition, Offset::Offset(p.start))
+            .map_err(|e| VerifyError::kafka(&cluster.id, "assign", e))?;
+    }
+    consumer
+        .assign(&tpl)
+        .map_err(|e| VerifyError::kafka(&cluster.id, "assign", e))?;
+
+    let mut ingest = SideIngest::new(store, side, &cluster.id, spec.canon(Mode::Identity));
+    let started = Instant::now();
+    let mut last_flush = Instant::now();
+    let mut last_progress = Instant::now();
+    let mut last_position_check = Instant::now();
+    let mut read: u64 = 0;
+    while !remaining.is_empty() {
+        if stop.load(Ordering::Relaxed) {
+            ingest.flush()?;
+            return Err(VerifyError::Stopped);
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(msg)) => {
+                let key = (msg.topic().to_string(), msg.partition());
+                let Some(&(end, mode)) = remaining.get(&key) else {
+                    continue;
+                };
+                if msg.offset() < end {
+                    let headers: Vec<(&str, Option<&[u8]>)> = msg
+                        .headers()
+                        .map(|h| h.iter().map(|h| (h.key, h.value)).collect())
+                        .unwrap_or_default();
+                    let rec = Incoming {
+                        topic: msg.topic(),
+                        partition: msg.partition(),
+                        offset: msg.offset(),
+                        key: msg.key(),
+                        value: msg.payload(),
+                        headers: &headers,
+                        timestamp: msg.timestamp().to_millis(),
+                    };
+                    ingest.add(&rec, mode)?;
+                    read += 1;
+                    progress.records.fetch_add(1, Ordering::Relaxed);
+                    let size =
+                        msg.key().map_or(0, <[u8]>::len) + msg.payload().map_or(0, <[u8]>::len);
+                    progress.bytes.fetch_add(size as u64, Ordering::Relaxed);
+                }
+                if msg.offset() + 1 >= end {
+                    ingest.advance(&key.0, key.1, end);
+                    remaining.remove(&key);
+                }
+                last_progress = Instant::now();
+            }
+            Some(Err(e)) => {
+                tracing::warn!(cluster = %cluster.id, error = %e, "verifier read error; retrying");
+            }
+            None => {}
+        }
+        if last_position_check.elapsed() >= Duration::from_millis(500) {
+            // Transaction markers and aborted records take offsets no record is read at:
+            // a partition whose fetch position passed its end is read.
+            last_position_check = Instant::now();
+            if let Ok(pos) = consumer.position() {
+                for el in pos.elements() {
+                    let key = (el.topic().to_string(), el.partition());
+                    if let (Some(&(end, _)), Offset::Offset(at)) =
+                        (remaining.get(&key), el.offset())
+                        && at >= end
+                    {
+                        ingest.advance(&key.0, key.1, end);
+                        remaining.remove(&key);
+                        last_progress = Instant::now();
+                    }
+                }
+            }
+        }
+        if ingest.pending() >= BATCH_RECORDS || last_flush.elapsed() >= BATCH_AGE {
+            ingest.flush()?;
+            last_flush = Instant::now();
+        }
+        if last_progress.elapsed() > spec.stall_timeout {
+            ingest.flush()?;
+            let mut left: Vec<String> = remaining
+                .iter()
+                .map(|((t, p), (e, _))| format!("{t}/{p} (to offset {e})"))
+                .collect();
+            left.sort();
+            return Err(VerifyError::Stalled {
+                cluster: cluster.id.clone(),
+                secs: spec.stall_timeout.as_secs(),
+                what: left.join(", "),
+            });
+        }
+        if let Some(rate) = spec.max_rate.filter(|r| *r > 0) {
+            let due = Duration::from_secs_f64(read as f64 / rate as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                ingest.flush()?;
+                last_flush = Instant::now();
+                std::thread::sleep(wait.min(Duration::from_millis(200)));
+            }
+        }
+    }
+    ingest.flush()?;
+    progress.done.store(true, Ordering::Relaxed);
+    Ok(())
+}

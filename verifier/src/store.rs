@@ -1,0 +1,467 @@
+//! The verifier's RocksDB store: a projection of what the clusters hold, which can be
+//! deleted and derived again by reading them (DESIGN.md, Verifier).
+//!
+//! Column families (key layouts in [`crate::keys`]):
+//! - `records`: provenance identity -> own partition and fingerprint, per side;
+//! - `ranges`: per group and range of [`keys::RANGE`] origin offsets, count, digest sum
+//!   and order inversions, kept by an additive merge operator;
+//! - `sequence`: own offset -> fingerprint (positional topics);
+//! - `latest`: record key -> own offset and fingerprint (compacted topics);
+//! - `positions`: next offset to read, per side and partition;
+//! - `order`: highest origin offset seen per group (to count records that arrive late);
+//! - `meta`: the signature of the run the store belongs to.
+//!
+//! Records, digests and positions of one batch go in one [`WriteBatch`], so a crash
+//! never leaves the store ahead of or behind its positions.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use rocksdb::{
+    ColumnFamily, ColumnFamilyDescriptor, DB, Direction, IteratorMode, MergeOperands, Options,
+    ReadOptions, WriteBatch,
+};
+use xxhash_rust::xxh3::{Xxh3, xxh3_128};
+
+use crate::error::VerifyError;
+use crate::fingerprint::Fingerprint;
+use crate::keys;
+
+pub(crate) const RECORDS: &str = "records";
+pub(crate) const RANGES: &str = "ranges";
+pub(crate) const SEQUENCE: &str = "sequence";
+pub(crate) const LATEST: &str = "latest";
+pub(crate) const POSITIONS: &str = "positions";
+pub(crate) const ORDER: &str = "order";
+const META: &str = "meta";
+const FAMILIES: [&str; 7] = [RECORDS, RANGES, SEQUENCE, LATEST, POSITIONS, ORDER, META];
+
+/// Layout version of the store; a store of another version is refused, not misread.
+pub const STORE_VERSION: &str = "duplex-verify-store/1";
+
+/// Count, digest sum and order inversions of a set of records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RangeDigest {
+    /// Records (copies included).
+    pub count: u64,
+    /// Wrapping sum of [`record_hash`] over the records: order-independent.
+    pub sum: u128,
+    /// Records that arrived after a record with a higher origin offset.
+    pub inversions: u64,
+}
+
+impl RangeDigest {
+    /// Adds one record.
+    pub fn add_record(&mut self, origin_offset: u64, fp: Fingerprint) {
+        self.count += 1;
+        self.sum = self.sum.wrapping_add(record_hash(origin_offset, fp));
+    }
+
+    /// Adds another digest.
+    pub fn merge(&mut self, other: &RangeDigest) {
+        self.count += other.count;
+        self.sum = self.sum.wrapping_add(other.sum);
+        self.inversions += other.inversions;
+    }
+
+    fn encode(&self) -> [u8; 32] {
+        let mut b = [0u8; 32];
+        b[..8].copy_from_slice(&self.count.to_be_bytes());
+        b[8..24].copy_from_slice(&self.sum.to_be_bytes());
+        b[24..].copy_from_slice(&self.inversions.to_be_bytes());
+        b
+    }
+
+    fn decode(b: &[u8]) -> Option<RangeDigest> {
+        if b.len() != 32 {
+            return None;
+        }
+        Some(RangeDigest {
+            count: u64::from_be_bytes(b[..8].try_into().ok()?),
+            sum: u128::from_be_bytes(b[8..24].try_into().ok()?),
+            inversions: u64::from_be_bytes(b[24..].try_into().ok()?),
+        })
+    }
+}
+
+/// A record's contribution to a digest: xxh3-128 of its origin offset and fingerprint.
+pub fn record_hash(origin_offset: u64, fp: Fingerprint) -> u128 {
+    let mut b = [0u8; 24];
+    b[..8].copy_from_slice(&origin_offset.to_be_bytes());
+    b[8..].copy_from_slice(&fp.to_be_bytes());
+    xxh3_128(&b)
+}
+
+fn merge_digests(_key: &[u8], existing: Option<&[u8]>, ops: &MergeOperands) -> Option<Vec<u8>> {
+    let mut d = existing.and_then(RangeDigest::decode).unwrap_or_default();
+    for op in ops {
+        d.merge(&RangeDigest::decode(op)?);
+    }
+    Some(d.encode().to_vec())
+}
+
+/// One entry of the `records` family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordEntry {
+    /// Offset in the origin's partition.
+    pub origin_offset: u64,
+    /// Offset on the side that holds this copy.
+    pub own_offset: u64,
+    /// Partition on the side that holds this copy.
+    pub own_partition: i32,
+    /// Fingerprint.
+    pub fp: Fingerprint,
+}
+
+/// The verifier's store. Shared by the side readers (one writer per side).
+pub struct Store {
+    db: DB,
+    dir: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("dir", &self.dir).finish()
+    }
+}
+
+fn cf_options(name: &str) -> Options {
+    let mut o = Options::default();
+    if name == RANGES {
+        o.set_merge_operator_associative("duplex-range-digest", merge_digests);
+    }
+    o
+}
+
+impl Store {
+    /// Opens (or creates) the store at `dir` for a run described by `signature`. A store
+    /// made for another run (other clusters, topics or modes) is refused with an error
+    /// that says so, rather than mixed with this one.
+    pub fn open(dir: &Path, signature: &str) -> Result<Store, VerifyError> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.increase_parallelism(2);
+        let cfs = FAMILIES
+            .iter()
+            .map(|n| ColumnFamilyDescriptor::new(*n, cf_options(n)));
+        let db =
+            DB::open_cf_descriptors(&opts, dir, cfs).map_err(|e| VerifyError::store(dir, e))?;
+        let store = Store {
+            db,
+            dir: dir.to_path_buf(),
+        };
+        let wanted = format!("{STORE_VERSION}\n{signature}");
+        let meta = store.cf(META);
+        match store
+            .db
+            .get_cf(meta, b"signature")
+            .map_err(|e| store.err(e))?
+        {
+            Some(found) if found != wanted.as_bytes() => {
+                return Err(VerifyError::StoreMismatch {
+                    dir: dir.to_path_buf(),
+                    found: String::from_utf8_lossy(&found).into_owned(),
+                    wanted,
+                });
+            }
+            Some(_) => {}
+            None => store
+                .db
+                .put_cf(meta, b"signature", wanted.as_bytes())
+                .map_err(|e| store.err(e))?,
+        }
+        Ok(store)
+    }
+
+    /// Where the store lives.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub(crate) fn cf(&self, name: &str) -> &ColumnFamily {
+        self.db
+            .cf_handle(name)
+            .expect("column family created at open")
+    }
+
+    pub(crate) fn err(&self, e: rocksdb::Error) -> VerifyError {
+        VerifyError::store(&self.dir, e)
+    }
+
+    /// Writes one batch atomically.
+    pub fn write(&self, batch: Batch) -> Result<(), VerifyError> {
+        let mut wb = batch.wb;
+        for (key, d) in &batch.ranges {
+            wb.merge_cf(self.cf(RANGES), key, d.encode());
+        }
+        self.db.write(wb).map_err(|e| self.err(e))
+    }
+
+    /// Next offset to read on a side's partition, if the store has read any of it.
+    pub fn position(
+        &self,
+        side: u8,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Option<i64>, VerifyError> {
+        let k = keys::partition(side, topic, partition);
+        let v = self
+            .db
+            .get_cf(self.cf(POSITIONS), k)
+            .map_err(|e| self.err(e))?;
+        Ok(v.and_then(|v| Some(i64::from_be_bytes(v.as_slice().try_into().ok()?))))
+    }
+
+    /// Highest origin offset seen per origin in a side's partition.
+    pub fn order_state(
+        &self,
+        side: u8,
+        topic: &str,
+        partition: i32,
+    ) -> Result<HashMap<String, u64>, VerifyError> {
+        let prefix = keys::partition(side, topic, partition);
+        let mut out = HashMap::new();
+        for item in self.scan(ORDER, &prefix, None) {
+            let (k, v) = item?;
+            let origin = keys::origin_after(&k, prefix.len())
+                .unwrap_or_default()
+                .to_string();
+            out.insert(origin, keys::u64_at(&v, 0));
+        }
+        Ok(out)
+    }
+
+    /// Origins with records in a side's partition (identity mode).
+    pub fn origins(
+        &self,
+        side: u8,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Vec<String>, VerifyError> {
+        Ok(self
+            .order_state(side, topic, partition)?
+            .into_keys()
+            .collect())
+    }
+
+    /// Iterates `(key, value)` of a family under `prefix`, from `from` (a full key) on.
+    pub(crate) fn scan<'a>(
+        &'a self,
+        family: &str,
+        prefix: &[u8],
+        from: Option<&[u8]>,
+    ) -> impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>), VerifyError>> + use<'a> {
+        let mut ro = ReadOptions::default();
+        if let Some(end) = keys::prefix_end(prefix) {
+            ro.set_iterate_upper_bound(end);
+        }
+        let start = from.unwrap_or(prefix).to_vec();
+        self.db
+            .iterator_cf_opt(
+                self.cf(family),
+                ro,
+                IteratorMode::From(&start, Direction::Forward),
+            )
+            .map(move |r| r.map_err(|e| self.err(e)))
+    }
+
+    /// Iterates a side's records of one origin in origin-offset order, from `from` on.
+    pub fn records<'a>(
+        &'a self,
+        side: u8,
+        topic: &str,
+        partition: i32,
+        origin: &str,
+        from: u64,
+    ) -> impl Iterator<Item = Result<RecordEntry, VerifyError>> + use<'a> {
+        let prefix = keys::group(side, topic, partition, origin);
+        let mut start = prefix.clone();
+        keys::push_u64(&mut start, from);
+        let n = prefix.len();
+        self.scan(RECORDS, &prefix, Some(&start)).map(move |item| {
+            let (k, v) = item?;
+            Ok(RecordEntry {
+                origin_offset: keys::u64_at(&k, n),
+                own_offset: keys::u64_at(&k, n + 8),
+                own_partition: i32::from_be_bytes(v[..4].try_into().expect("4-byte partition")),
+                fp: u128::from_be_bytes(v[4..20].try_into().expect("16-byte fingerprint")),
+            })
+        })
+    }
+
+    /// Range digests of a side's group, as `(range index, digest)` in order.
+    pub fn ranges<'a>(
+        &'a self,
+        side: u8,
+        topic: &str,
+        partition: i32,
+        origin: &str,
+    ) -> impl Iterator<Item = Result<(u64, RangeDigest), VerifyError>> + use<'a> {
+        let prefix = keys::group(side, topic, partition, origin);
+        let n = prefix.len();
+        self.scan(RANGES, &prefix, None).map(move |item| {
+            let (k, v) = item?;
+            let d = RangeDigest::decode(&v).ok_or_else(|| {
+                VerifyError::Corrupt(format!("range digest of {} bytes", v.len()))
+            })?;
+            Ok((keys::u64_at(&k, n), d))
+        })
+    }
+
+    /// A side's positional sequence of a partition: `(own offset, fingerprint)` from `from`.
+    pub fn sequence<'a>(
+        &'a self,
+        side: u8,
+        topic: &str,
+        partition: i32,
+        from: u64,
+    ) -> impl Iterator<Item = Result<(u64, Fingerprint), VerifyError>> + use<'a> {
+        let prefix = keys::partition(side, topic, partition);
+        let mut start = prefix.clone();
+        keys::push_u64(&mut start, from);
+        let n = prefix.len();
+        self.scan(SEQUENCE, &prefix, Some(&start)).map(move |item| {
+            let (k, v) = item?;
+            Ok((
+                keys::u64_at(&k, n),
+                u128::from_be_bytes(v[..16].try_into().expect("16-byte fingerprint")),
+            ))
+        })
+    }
+
+    /// A side's latest record per key of a compacted partition: `(key, own offset, fingerprint)`.
+    pub fn latest<'a>(
+        &'a self,
+        side: u8,
+        topic: &str,
+        partition: i32,
+    ) -> impl Iterator<Item = Result<(Vec<u8>, u64, Fingerprint), VerifyError>> + use<'a> {
+        let prefix = keys::partition(side, topic, partition);
+        let n = prefix.len();
+        self.scan(LATEST, &prefix, None).map(move |item| {
+            let (k, v) = item?;
+            Ok((
+                k[n..].to_vec(),
+                keys::u64_at(&v, 0),
+                u128::from_be_bytes(v[8..24].try_into().expect("16-byte fingerprint")),
+            ))
+        })
+    }
+
+    /// Digest of everything the store derived from the clusters (all families but
+    /// `meta`): two stores built from the same records have the same content digest.
+    pub fn content_digest(&self) -> Result<u128, VerifyError> {
+        let mut h = Xxh3::new();
+        for family in FAMILIES.iter().filter(|f| **f != META) {
+            h.update(family.as_bytes());
+            for item in self.db.iterator_cf(self.cf(family), IteratorMode::Start) {
+                let (k, v) = item.map_err(|e| self.err(e))?;
+                h.update(&(k.len() as u32).to_be_bytes());
+                h.update(&k);
+                h.update(&(v.len() as u32).to_be_bytes());
+                h.update(&v);
+            }
+        }
+        Ok(h.digest128())
+    }
+}
+
+/// Mutations of one read batch, written together by [`Store::write`].
+pub struct Batch {
+    wb: WriteBatch,
+    ranges: HashMap<Vec<u8>, RangeDigest>,
+}
+
+impl std::fmt::Debug for Batch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch")
+            .field("writes", &self.wb.len())
+            .field("ranges", &self.ranges.len())
+            .finish()
+    }
+}
+
+impl Batch {
+    /// An empty batch for `store`.
+    pub fn new() -> Batch {
+        Batch {
+            wb: WriteBatch::default(),
+            ranges: HashMap::new(),
+        }
+    }
+
+    /// Number of puts and deletes so far.
+    pub fn len(&self) -> usize {
+        self.wb.len()
+    }
+
+    /// True when nothing was added.
+    pub fn is_empty(&self) -> bool {
+        self.wb.is_empty() && self.ranges.is_empty()
+    }
+
+    /// A record of a provenance (identity) topic.
+    pub fn put_record(&mut self, store: &Store, group: &[u8], e: RecordEntry, late: bool) {
+        let mut k = Vec::with_capacity(group.len() + 16);
+        k.extend_from_slice(group);
+        keys::push_u64(&mut k, e.origin_offset);
+        keys::push_u64(&mut k, e.own_offset);
+        let mut v = [0u8; 20];
+        v[..4].copy_from_slice(&e.own_partition.to_be_bytes());
+        v[4..].copy_from_slice(&e.fp.to_be_bytes());
+        self.wb.put_cf(store.cf(RECORDS), k, v);
+        let mut rk = Vec::with_capacity(group.len() + 8);
+        rk.extend_from_slice(group);
+        keys::push_u64(&mut rk, e.origin_offset / keys::RANGE);
+        let d = self.ranges.entry(rk).or_default();
+        d.add_record(e.origin_offset, e.fp);
+        d.inversions += u64::from(late);
+    }
+
+    /// The highest origin offset seen in a group.
+    pub fn put_order(&mut self, store: &Store, group: &[u8], highest: u64) {
+        self.wb
+            .put_cf(store.cf(ORDER), group, highest.to_be_bytes());
+    }
+
+    /// A record of a positional topic.
+    pub fn put_sequence(&mut self, store: &Store, prefix: &[u8], own_offset: u64, fp: Fingerprint) {
+        let mut k = prefix.to_vec();
+        keys::push_u64(&mut k, own_offset);
+        self.wb.put_cf(store.cf(SEQUENCE), k, fp.to_be_bytes());
+    }
+
+    /// The latest record of a key in a compacted topic; `None` (a tombstone) removes it.
+    pub fn put_latest(
+        &mut self,
+        store: &Store,
+        prefix: &[u8],
+        key: &[u8],
+        latest: Option<(u64, Fingerprint)>,
+    ) {
+        let mut k = prefix.to_vec();
+        k.extend_from_slice(key);
+        match latest {
+            Some((own, fp)) => {
+                let mut v = [0u8; 24];
+                v[..8].copy_from_slice(&own.to_be_bytes());
+                v[8..].copy_from_slice(&fp.to_be_bytes());
+                self.wb.put_cf(store.cf(LATEST), k, v);
+            }
+            None => self.wb.delete_cf(store.cf(LATEST), k),
+        }
+    }
+
+    /// The next offset to read on a side's partition.
+    pub fn put_position(&mut self, store: &Store, prefix: &[u8], next: i64) {
+        self.wb
+            .put_cf(store.cf(POSITIONS), prefix, next.to_be_bytes());
+    }
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Batch::new()
+    }
+}

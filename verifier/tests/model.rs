@@ -1,0 +1,249 @@
+//! Property tests: random record sets and random mutations, compared by the verifier
+//! (store, range digests, drill-down) and by a simple in-memory model of the comparison.
+
+use std::collections::BTreeMap;
+
+use duplex_sync::provenance::{Hop, PATH_HEADER, encode_origin};
+use duplex_sync::spec::ClusterSpec;
+use duplex_verifier::compare::{self, Bounds, Snapshot};
+use duplex_verifier::ingest::{Incoming, SideIngest};
+use duplex_verifier::report::Counts;
+use duplex_verifier::store::Store;
+use duplex_verifier::{Mode, VerifySpec};
+use proptest::prelude::*;
+
+const TOPIC: &str = "t";
+
+#[derive(Debug, Clone, Copy)]
+enum Mutation {
+    Drop,
+    Add,
+    Alter,
+    Duplicate,
+    Swap,
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        Just(Mutation::Drop),
+        Just(Mutation::Add),
+        Just(Mutation::Alter),
+        Just(Mutation::Duplicate),
+        Just(Mutation::Swap)
+    ]
+}
+
+/// A target record: the origin offset it copies (None: written on the target) and its value.
+type Copy = (Option<u64>, Vec<u8>);
+
+fn value(i: u64) -> Vec<u8> {
+    format!("value-{}", i % 37).into_bytes() // repeated values: equal fingerprints happen
+}
+
+fn apply(n: u64, muts: &[(usize, Mutation)]) -> Vec<Copy> {
+    let mut out: Vec<Copy> = (0..n).map(|i| (Some(i), value(i))).collect();
+    // Apply from the highest position down so positions stay meaningful.
+    let mut muts = muts.to_vec();
+    muts.sort_by_key(|m| std::cmp::Reverse(m.0));
+    for (pos, m) in muts {
+        if pos + 1 >= out.len() {
+            continue;
+        }
+        match m {
+            Mutation::Drop => {
+                out.remove(pos);
+            }
+            Mutation::Add => out.insert(pos, (None, b"local".to_vec())),
+            Mutation::Alter => out[pos].1 = b"altered".to_vec(),
+            Mutation::Duplicate => {
+                let c = out[pos].clone();
+                out.insert(pos + 1, c);
+            }
+            Mutation::Swap => out.swap(pos, pos + 1),
+        }
+    }
+    out
+}
+
+/// The comparison, written the simple way.
+fn model(n: u64, target: &[Copy]) -> Counts {
+    let mut c = Counts::default();
+    let mut copies: BTreeMap<u64, Vec<(usize, &Vec<u8>)>> = BTreeMap::new();
+    for (own, (origin, v)) in target.iter().enumerate() {
+        match origin {
+            Some(x) => copies.entry(*x).or_default().push((own, v)),
+            None => c.extra += 1,
+        }
+    }
+    for x in 0..n {
+        match copies.get(&x) {
+            None => c.missing += 1,
+            Some(list) => {
+                if *list[0].1 == value(x) {
+                    c.matched += 1
+                } else {
+                    c.altered += 1
+                }
+                c.duplicated += list.len() as u64 - 1;
+            }
+        }
+    }
+    let firsts: Vec<(u64, usize)> = copies.iter().map(|(x, l)| (*x, l[0].0)).collect();
+    for &(x, own) in &firsts {
+        if firsts.iter().any(|&(x2, own2)| own2 < own && x2 > x) {
+            c.reordered += 1;
+        }
+    }
+    c
+}
+
+fn side_spec(store: &std::path::Path) -> VerifySpec {
+    let sides = vec![
+        ClusterSpec::new("a", "unused:1"),
+        ClusterSpec::new("b", "unused:2"),
+    ];
+    VerifySpec::new(sides, regex::Regex::new(".*").unwrap(), store.to_path_buf())
+}
+
+fn ingest(
+    store: &Store,
+    side: u8,
+    cluster: &str,
+    recs: &[(i64, Option<Vec<u8>>, Vec<u8>)],
+    mode: Mode,
+    batch: usize,
+) {
+    let mut w = SideIngest::new(store, side, cluster, Default::default());
+    for (offset, path, value) in recs {
+        let headers: Vec<(&str, Option<&[u8]>)> = path
+            .iter()
+            .map(|p| (PATH_HEADER, Some(p.as_slice())))
+            .collect();
+        let rec = Incoming {
+            topic: TOPIC,
+            partition: 0,
+            offset: *offset,
+            key: Some(b"k"),
+            value: Some(value),
+            headers: &headers,
+            timestamp: Some(1),
+        };
+        w.add(&rec, mode).unwrap();
+        if w.pending() >= batch {
+            w.flush().unwrap();
+        }
+    }
+    w.flush().unwrap();
+}
+
+fn snapshot(n: u64, m: usize) -> Snapshot {
+    let side = |high: i64| {
+        BTreeMap::from([(
+            TOPIC.to_string(),
+            BTreeMap::from([(0, Bounds { low: 0, high })]),
+        )])
+    };
+    Snapshot {
+        sides: vec![side(n as i64), side(m as i64)],
+    }
+}
+
+fn path(x: u64) -> Vec<u8> {
+    let mut p = Vec::new();
+    encode_origin(
+        Hop {
+            cluster: b"a",
+            partition: 0,
+            offset: x as i64,
+        },
+        &mut p,
+    )
+    .unwrap();
+    p
+}
+
+fn verify(n: u64, target: &[Copy], mode: Mode, batch: usize) -> Counts {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = side_spec(dir.path());
+    spec.max_samples = 5;
+    if mode == Mode::Positional {
+        spec.positional = Some(regex::Regex::new(".*").unwrap());
+    }
+    let store = Store::open(dir.path(), &spec.signature()).unwrap();
+    let src: Vec<_> = (0..n).map(|i| (i as i64, None, value(i))).collect();
+    let tgt: Vec<_> = target
+        .iter()
+        .enumerate()
+        .map(|(own, (origin, v))| {
+            let p = if mode == Mode::Identity {
+                origin.map(path)
+            } else {
+                None
+            };
+            (own as i64, p, v.clone())
+        })
+        .collect();
+    ingest(&store, 0, "a", &src, mode, batch);
+    ingest(&store, 1, "b", &tgt, mode, batch);
+    let cmp = compare::compare(&store, &spec, &snapshot(n, target.len())).unwrap();
+    let samples: usize = cmp[0]
+        .topics
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .map(|p| p.samples.len())
+        .sum();
+    assert_eq!(
+        samples as u64,
+        cmp[0].totals.discrepancies().min(5),
+        "samples are capped, counts are not"
+    );
+    cmp[0].totals
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Identity mode against the model: any mutations, anywhere, across digest ranges.
+    #[test]
+    fn identity_mode_agrees_with_the_model(
+        n in 1u64..3000,
+        muts in prop::collection::vec((0usize..3000, mutation()), 0..12),
+        batch in 1usize..700,
+    ) {
+        let target = apply(n, &muts);
+        prop_assert_eq!(verify(n, &target, Mode::Identity, batch), model(n, &target));
+    }
+
+    /// Positional mode: mutations far enough apart each have one reading, so the counts
+    /// are exact.
+    #[test]
+    fn positional_mode_counts_isolated_mutations(
+        n in 50u64..2000,
+        muts in prop::collection::btree_map(0usize..200, mutation(), 0..8),
+    ) {
+        let spaced: Vec<(usize, Mutation)> = muts.iter().map(|(slot, m)| (slot * 9 + 4, *m)).filter(|(p, _)| (*p as u64) + 5 < n).collect();
+        let target = apply(n, &spaced);
+        let mut want = Counts::default();
+        for (_, m) in &spaced {
+            match m {
+                Mutation::Drop => want.missing += 1,
+                Mutation::Add => want.extra += 1,
+                Mutation::Alter => want.altered += 1,
+                Mutation::Duplicate => want.duplicated += 1,
+                Mutation::Swap => want.reordered += 1,
+            }
+        }
+        let got = verify(n, &target, Mode::Positional, 500);
+        prop_assert_eq!(
+            (got.missing, got.extra, got.altered, got.duplicated, got.reordered),
+            (want.missing, want.extra, want.altered, want.duplicated, want.reordered)
+        );
+    }
+}
+
+#[test]
+fn no_mutation_passes_with_every_record_matched() {
+    let target = apply(2500, &[]);
+    let c = verify(2500, &target, Mode::Identity, 333);
+    assert_eq!((c.matched, c.discrepancies()), (2500, 0));
+}
