@@ -334,3 +334,54 @@ async fn store_derived_again_is_the_same() {
         .to_string();
     assert!(err.contains("made for another verification"), "{err}");
 }
+
+/// `--follow` keeps the report current: PASS first; a record then written straight to
+/// the target shows up as extra in a later pass; SIGTERM ends the run with the verdict of
+/// the last pass as exit code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follow_keeps_the_report_current() {
+    let clusters = harness::start(Provider::Mock, &["a", "b"]).unwrap();
+    let (a, b) = (&clusters[0], &clusters[1]);
+    let topic = harness::unique("follow");
+    replicated_topic(a, b, &topic, 2, 100).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = harness::verify::write_config(dir.path(), &[a, b]);
+    let args = [
+        "--between",
+        "a,b",
+        "--topics",
+        &topic,
+        "--follow",
+        "--interval",
+        "200ms",
+    ];
+    let mut child = harness::verify::command(&config, dir.path(), &args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let path = dir.path().join("report/parity.json");
+    let current =
+        || -> Option<Report> { serde_json::from_str(&std::fs::read_to_string(&path).ok()?).ok() };
+    harness::wait_until("a first PASS", Duration::from_secs(30), || {
+        current().is_some_and(|r| r.verdict == Verdict::Pass && r.totals.matched == 200)
+    })
+    .await;
+    harness::produce(b, &topic, &harness::records("b", 1, 2)).await;
+    harness::wait_until(
+        "the new record reported as extra",
+        Duration::from_secs(30),
+        || current().is_some_and(|r| r.verdict == Verdict::Fail && r.totals.extra == 1),
+    )
+    .await;
+    let term = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "the last pass found a discrepancy");
+}
