@@ -61,8 +61,20 @@ pub async fn run(config: &Path, dir: &Path, args: &[&str]) -> Output {
         .expect("join")
 }
 
-/// The `parity.json` a run wrote into `dir/report`.
+/// The `parity.json` a run wrote into `dir/report`. With `DUPLEX_TEST_KEEP_REPORTS=DIR`
+/// the report files are also copied to `DIR/<n>-parity.{json,html}` to look at.
 pub fn report(dir: &Path) -> Report {
+    if let Ok(keep) = std::env::var("DUPLEX_TEST_KEEP_REPORTS") {
+        let keep = Path::new(&keep);
+        std::fs::create_dir_all(keep).expect("create DUPLEX_TEST_KEEP_REPORTS");
+        let n = super::unique("report");
+        for ext in ["json", "html"] {
+            let _ = std::fs::copy(
+                dir.join(format!("report/parity.{ext}")),
+                keep.join(format!("{n}-parity.{ext}")),
+            );
+        }
+    }
     let text =
         std::fs::read_to_string(dir.join("report/parity.json")).expect("parity.json written");
     serde_json::from_str(&text).expect("parity.json parses as a duplex.parity/1 report")
