@@ -202,6 +202,52 @@ async fn identity_mode_names_each_discrepancy(provider: Provider) {
         );
     }
 
+    // Scope: origin offsets from 3 up to 5 only. The mutations at 5 and 6 are beyond the
+    // watermark, the first records out of scope; the record written on b (origin b,
+    // whose watermark is b's end) is still extra.
+    let scoped = tempfile::tempdir().unwrap();
+    let from = format!("a:{topic}=3");
+    let args = [
+        "--between",
+        "a,b",
+        "--topics",
+        &topic,
+        "--from",
+        &from,
+        "--watermark",
+        "a=5",
+    ];
+    let out = harness::verify::run(&config, scoped.path(), &args).await;
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        harness::verify::describe(&out)
+    );
+    let r = harness::verify::report(scoped.path());
+    let t = &r.totals;
+    assert_eq!(
+        (t.missing, t.extra, t.altered, t.duplicated, t.reordered),
+        (0, 1, 0, 0, 0),
+        "{t:?}"
+    );
+    assert_eq!(
+        t.matched,
+        2 * MUTATIONS.len() as u64,
+        "offsets 3 and 4 of each partition"
+    );
+    let (clean, _) = samples(&r, &topic, 0);
+    let g = &clean.groups[0];
+    assert_eq!((g.from.clone(), g.watermark.clone()), (vec![3], vec![5]));
+    assert_eq!(
+        (g.source.out_of_scope, g.source.beyond_watermark),
+        (3, N as u64 - 5)
+    );
+    assert_eq!(
+        (g.target.out_of_scope, g.target.beyond_watermark),
+        (3, N as u64 - 5)
+    );
+
     // The HTML page, as a browser renders it: verdict on top, the grid coloured by state.
     let dom = harness::browser::dump_dom(&dir.path().join("report/parity.html"));
     assert!(

@@ -71,7 +71,17 @@ async fn identical_topics_pass(provider: Provider) {
     let recs = harness::records("a", 300, 2);
     harness::produce(a, &plain, &recs).await;
     harness::produce(b, &plain, &harness::records("b", 8, 2)).await;
-    harness::produce(b, &plain, &recs).await;
+    // The copying tool adds a header of its own, which the run is told to ignore.
+    let tagged: Vec<Rec> = recs
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            r.headers
+                .push(("__mskmr".into(), Some(b"replicator-1".to_vec())));
+            r
+        })
+        .collect();
+    harness::produce(b, &plain, &tagged).await;
 
     let dir = tempfile::tempdir().unwrap();
     let config = harness::verify::write_config(dir.path(), &[a, b]);
@@ -86,6 +96,8 @@ async fn identical_topics_pass(provider: Provider) {
         &plain,
         "--from",
         &from,
+        "--ignore-header",
+        "__mskmr",
     ];
     let out = harness::verify::run(&config, dir.path(), &args).await;
     assert_eq!(
@@ -384,4 +396,55 @@ async fn follow_keeps_the_report_current() {
         .await
         .unwrap();
     assert_eq!(status.code(), Some(1), "the last pass found a discrepancy");
+}
+
+/// Errors exit 2 with a message naming what is wrong, before any record is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_exit_2_naming_the_problem() {
+    let clusters = harness::start(Provider::Mock, &["a", "b"]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = harness::verify::write_config(dir.path(), &[&clusters[0], &clusters[1]]);
+    for (args, says) in [
+        (
+            vec!["--between", "a,zz"],
+            "--between: unknown cluster \"zz\" (the config has a, b)",
+        ),
+        (
+            vec!["--between", "a"],
+            "--between: name at least two cluster ids",
+        ),
+        (
+            vec!["--between", "a,a"],
+            "--between: cluster \"a\" is named twice",
+        ),
+        (
+            vec!["--between", "a,b", "--topics", "("],
+            "--topics: invalid regular expression",
+        ),
+        (
+            vec!["--between", "a,b", "--from", "q=1"],
+            "--from: unknown cluster \"q\"",
+        ),
+    ] {
+        let out = harness::verify::run(&config, dir.path(), &args).await;
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: expected {says:?} in {err}");
+    }
+    // A store made by another verification is refused, not mixed in.
+    let out = harness::verify::run(&config, dir.path(), &["--between", "a,b"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        harness::verify::describe(&out)
+    );
+    let out = harness::verify::run(
+        &config,
+        dir.path(),
+        &["--between", "a,b", "--compacted", ".*"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("was made for another verification"));
 }
