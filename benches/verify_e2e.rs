@@ -160,12 +160,13 @@ fn main() -> anyhow::Result<()> {
         check(&again, n, 0, "resumed")?;
         println!(
             "run {run}: consume-only {:>7.0}/s  verify {:>7.0}/s  (report run time {:.3} s, \
-             store {:.0} MiB)  resumed verify {:.3} s",
+             store {:.0} MiB)  resumed verify {:.3} s (report {:.3} s)",
             c.rate(),
             f.rate(),
             first.run.seconds,
             dir_mib(dir.path()),
             r.elapsed.as_secs_f64(),
+            again.run.seconds,
         );
         consumed.push(c);
         fresh.push(f);
@@ -206,6 +207,14 @@ fn main() -> anyhow::Result<()> {
         "(records: both clusters, 2 x {n}; MiB/s counts the 1 KiB values only; cores: process \
          CPU time / wall time, of {})",
         std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    // What a resumed run spends before it compares: the snapshot of both sides alone.
+    let spec = VerifySpec::new(sides.clone(), topics.clone(), std::env::temp_dir());
+    let snapping = Instant::now();
+    duplex_verifier::run::snapshot(&spec).context("snapshot")?;
+    println!(
+        "snapshot of both sides alone (metadata, log start and end of each partition): {:.3} s",
+        snapping.elapsed().as_secs_f64()
     );
     println!();
     println!("ratio verify / consume-only = {:.2}", f.rate() / c.rate());
