@@ -1,7 +1,7 @@
 //! Turns records read from one side into store mutations: identity, fingerprint, digest
 //! ranges, and the read position, one [`Batch`] at a time.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use duplex_sync::provenance::{PATH_HEADER, Path};
 
@@ -74,7 +74,14 @@ pub fn identity(cluster: &str, rec: &Incoming<'_>) -> Result<Identity, VerifyErr
     })
 }
 
+/// Highest origin offset seen per origin in one partition, and whether it changed since
+/// the last flush.
+type OrderState = HashMap<String, (u64, bool)>;
+
 /// Accumulates one side's records into batches. One per side; not shared.
+///
+/// Per-record work avoids allocating: state is kept in maps nested by topic, then
+/// partition, looked up by `&str`.
 #[derive(Debug)]
 pub struct SideIngest<'s> {
     store: &'s Store,
@@ -83,10 +90,10 @@ pub struct SideIngest<'s> {
     canon: Canon,
     compact_canon: Canon,
     batch: Batch,
-    /// Highest origin offset per (topic, origin partition) and origin, as stored.
-    order: HashMap<(String, i32), HashMap<String, u64>>,
-    dirty_order: HashSet<(String, i32, String)>,
-    positions: HashMap<(String, i32), i64>,
+    /// Per topic and origin partition: highest origin offset per origin, as stored.
+    order: HashMap<String, HashMap<i32, OrderState>>,
+    /// Per topic and partition: the next offset to read, when it changed.
+    positions: HashMap<String, HashMap<i32, i64>>,
     records: usize,
 }
 
@@ -105,7 +112,6 @@ impl<'s> SideIngest<'s> {
             compact_canon,
             batch: Batch::new(),
             order: HashMap::new(),
-            dirty_order: HashSet::new(),
             positions: HashMap::new(),
             records: 0,
         }
@@ -118,7 +124,6 @@ impl<'s> SideIngest<'s> {
 
     /// Adds one record of a topic compared in `mode`.
     pub fn add(&mut self, rec: &Incoming<'_>, mode: Mode) -> Result<(), VerifyError> {
-        let prefix = keys::partition(self.side, rec.topic, rec.partition);
         let view = |canon: &Canon| {
             canon.fingerprint(RecordView {
                 key: rec.key,
@@ -132,18 +137,23 @@ impl<'s> SideIngest<'s> {
             Mode::Identity => {
                 let id = identity(&self.cluster, rec)?;
                 let fp = view(&self.canon);
-                let group = keys::group(self.side, rec.topic, id.partition, &id.origin);
-                let highest = self.highest(rec.topic, id.partition, &id.origin)?;
                 let origin_offset = id.offset as u64;
-                let late = highest.is_some_and(|h| origin_offset < h);
-                if highest.is_none_or(|h| origin_offset > h) {
-                    self.order
-                        .get_mut(&(rec.topic.to_string(), id.partition))
-                        .expect("loaded by highest()")
-                        .insert(id.origin.clone(), origin_offset);
-                    self.dirty_order
-                        .insert((rec.topic.to_string(), id.partition, id.origin));
-                }
+                let state = self.order_state(rec.topic, id.partition)?;
+                let late = match state.get_mut(id.origin.as_str()) {
+                    Some((highest, dirty)) => {
+                        let late = origin_offset < *highest;
+                        if origin_offset > *highest {
+                            *highest = origin_offset;
+                            *dirty = true;
+                        }
+                        late
+                    }
+                    None => {
+                        state.insert(id.origin.clone(), (origin_offset, true));
+                        false
+                    }
+                };
+                let group = keys::group(self.side, rec.topic, id.partition, &id.origin);
                 let entry = RecordEntry {
                     origin_offset,
                     own_offset: own,
@@ -153,6 +163,7 @@ impl<'s> SideIngest<'s> {
                 self.batch.put_record(self.store, &group, entry, late);
             }
             Mode::Positional => {
+                let prefix = keys::partition(self.side, rec.topic, rec.partition);
                 self.batch
                     .put_sequence(self.store, &prefix, own, view(&self.canon));
             }
@@ -160,35 +171,43 @@ impl<'s> SideIngest<'s> {
                 // Kafka refuses null keys on compacted topics; a keyless record has no
                 // latest value to compare and is left out.
                 if let Some(key) = rec.key {
+                    let prefix = keys::partition(self.side, rec.topic, rec.partition);
                     let latest = rec.value.map(|_| (own, view(&self.compact_canon)));
                     self.batch.put_latest(self.store, &prefix, key, latest);
                 }
             }
         }
-        self.positions
-            .insert((rec.topic.to_string(), rec.partition), rec.offset + 1);
+        self.advance(rec.topic, rec.partition, rec.offset + 1);
         self.records += 1;
         Ok(())
     }
 
-    /// Marks a partition read up to `next` without a record there (for example the end
-    /// of a partition whose last offsets are transaction markers).
+    /// Marks a partition read up to `next` (also without a record there, for example the
+    /// end of a partition whose last offsets are transaction markers).
     pub fn advance(&mut self, topic: &str, partition: i32, next: i64) {
-        self.positions.insert((topic.to_string(), partition), next);
+        match self.positions.get_mut(topic) {
+            Some(parts) => {
+                parts.insert(partition, next);
+            }
+            None => {
+                self.positions
+                    .insert(topic.to_string(), HashMap::from([(partition, next)]));
+            }
+        }
     }
 
-    fn highest(
-        &mut self,
-        topic: &str,
-        partition: i32,
-        origin: &str,
-    ) -> Result<Option<u64>, VerifyError> {
-        let k = (topic.to_string(), partition);
-        if !self.order.contains_key(&k) {
-            let state = self.store.order_state(self.side, topic, partition)?;
-            self.order.insert(k.clone(), state);
+    /// The order state of a partition, loaded from the store on first use.
+    fn order_state(&mut self, topic: &str, partition: i32) -> Result<&mut OrderState, VerifyError> {
+        if !self.order.contains_key(topic) {
+            self.order.insert(topic.to_string(), HashMap::new());
         }
-        Ok(self.order[&k].get(origin).copied())
+        let parts = self.order.get_mut(topic).expect("inserted above");
+        if !parts.contains_key(&partition) {
+            let stored = self.store.order_state(self.side, topic, partition)?;
+            let state = stored.into_iter().map(|(o, h)| (o, (h, false))).collect();
+            parts.insert(partition, state);
+        }
+        Ok(parts.get_mut(&partition).expect("inserted above"))
     }
 
     /// Writes the batch: records, digests, order state and positions together.
@@ -196,14 +215,20 @@ impl<'s> SideIngest<'s> {
         if self.records == 0 && self.positions.is_empty() {
             return Ok(());
         }
-        for (topic, partition, origin) in self.dirty_order.drain() {
-            let highest = self.order[&(topic.clone(), partition)][&origin];
-            let group = keys::group(self.side, &topic, partition, &origin);
-            self.batch.put_order(self.store, &group, highest);
+        for (topic, parts) in &mut self.order {
+            for (partition, state) in parts.iter_mut() {
+                for (origin, (highest, dirty)) in state.iter_mut().filter(|(_, (_, d))| *d) {
+                    let group = keys::group(self.side, topic, *partition, origin);
+                    self.batch.put_order(self.store, &group, *highest);
+                    *dirty = false;
+                }
+            }
         }
-        for ((topic, partition), next) in self.positions.drain() {
-            let prefix = keys::partition(self.side, &topic, partition);
-            self.batch.put_position(self.store, &prefix, next);
+        for (topic, parts) in self.positions.drain() {
+            for (partition, next) in parts {
+                let prefix = keys::partition(self.side, &topic, partition);
+                self.batch.put_position(self.store, &prefix, next);
+            }
         }
         let batch = std::mem::take(&mut self.batch);
         self.records = 0;
