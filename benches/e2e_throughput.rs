@@ -29,6 +29,10 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio::runtime::Runtime;
 use tokio_util::sync::CancellationToken;
 
+#[path = "common/timing.rs"]
+mod timing;
+use timing::{Timed, Window};
+
 const VALUE_BYTES: usize = 1024;
 const DEFAULT_RECORDS: usize = 48_000;
 /// The mock keeps only the last 5 MiB of each partition: stay well below with ~1.1 KB
@@ -38,66 +42,6 @@ const RUNS: usize = 2;
 const WARMUP_TOPIC: &str = "bench-warmup";
 const TIMEOUT: Duration = Duration::from_secs(300);
 const REQUEST: Duration = Duration::from_secs(10);
-
-/// One timed window.
-#[derive(Debug, Clone, Copy)]
-struct Timed {
-    records: usize,
-    elapsed: Duration,
-    /// CPU time of the whole process (clients, mock brokers, engine) in the window.
-    cpu: Option<Duration>,
-}
-
-impl Timed {
-    fn rate(&self) -> f64 {
-        self.records as f64 / self.elapsed.as_secs_f64()
-    }
-    fn mib(&self) -> f64 {
-        self.rate() * VALUE_BYTES as f64 / (1024.0 * 1024.0)
-    }
-    /// Average cores busy in the window, as text.
-    fn cores(&self) -> String {
-        self.cpu.map_or("-".into(), |c| {
-            format!("{:.2}", c.as_secs_f64() / self.elapsed.as_secs_f64())
-        })
-    }
-}
-
-/// Marks the start of a timed window: wall clock and process CPU time.
-struct Window {
-    wall: Instant,
-    cpu: Option<Duration>,
-}
-
-impl Window {
-    fn start() -> Self {
-        Window {
-            wall: Instant::now(),
-            cpu: cpu_time(),
-        }
-    }
-    fn end(&self, records: usize) -> Timed {
-        Timed {
-            records,
-            elapsed: self.wall.elapsed(),
-            cpu: cpu_time().zip(self.cpu).map(|(e, s)| e.saturating_sub(s)),
-        }
-    }
-}
-
-/// CPU time of this process's live threads, from Linux's per-thread schedstat (ns).
-/// Threads that exit inside a window are missed; none do in the timed windows.
-fn cpu_time() -> Option<Duration> {
-    let mut ns = 0u64;
-    for task in std::fs::read_dir("/proc/self/task").ok()? {
-        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok();
-        // A thread may exit between listing and reading: skip it.
-        if let Some(first) = stat.as_deref().and_then(|s| s.split_whitespace().next()) {
-            ns += first.parse::<u64>().ok()?;
-        }
-    }
-    Some(Duration::from_nanos(ns))
-}
 
 /// A replication run: from the engine's start, and from the flow's assignment.
 #[derive(Debug, Clone, Copy)]
@@ -190,7 +134,7 @@ fn main() -> anyhow::Result<()> {
             t.records,
             t.elapsed.as_secs_f64(),
             t.rate(),
-            t.mib(),
+            t.mib(VALUE_BYTES),
             t.cores(),
         );
     }

@@ -28,6 +28,10 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use regex::Regex;
 
+#[path = "common/timing.rs"]
+mod timing;
+use timing::{Timed, Window};
+
 const VALUE_BYTES: usize = 1024;
 const DEFAULT_RECORDS: usize = 48_000;
 /// The mock keeps only the last 5 MiB of each partition: stay well below with ~1.1 KB
@@ -38,63 +42,6 @@ const TOPIC: &str = "bench-verify";
 const TIMEOUT: Duration = Duration::from_secs(300);
 const REQUEST: Duration = Duration::from_secs(10);
 const BASE_TIMESTAMP: i64 = 1_764_000_000_000;
-
-/// One timed window.
-#[derive(Debug, Clone, Copy)]
-struct Timed {
-    records: usize,
-    elapsed: Duration,
-    /// CPU time of the whole process (clients, mock brokers, verifier) in the window.
-    cpu: Option<Duration>,
-}
-
-impl Timed {
-    fn rate(&self) -> f64 {
-        self.records as f64 / self.elapsed.as_secs_f64()
-    }
-    fn mib(&self) -> f64 {
-        self.rate() * VALUE_BYTES as f64 / (1024.0 * 1024.0)
-    }
-    /// Average cores busy in the window, as text.
-    fn cores(&self) -> String {
-        self.cpu.map_or("-".into(), |c| {
-            format!("{:.2}", c.as_secs_f64() / self.elapsed.as_secs_f64())
-        })
-    }
-}
-
-/// Marks the start of a timed window: wall clock and process CPU time.
-struct Window {
-    wall: Instant,
-    cpu: Option<Duration>,
-}
-
-impl Window {
-    fn start() -> Self {
-        Window {
-            wall: Instant::now(),
-            cpu: cpu_time(),
-        }
-    }
-    fn end(&self, records: usize) -> Timed {
-        Timed {
-            records,
-            elapsed: self.wall.elapsed(),
-            cpu: cpu_time().zip(self.cpu).map(|(e, s)| e.saturating_sub(s)),
-        }
-    }
-}
-
-/// CPU time (user and system) of this process, from Linux's `/proc/self/stat`, in
-/// clock ticks of 10 ms (USER_HZ is 100 on Linux). Unlike per-thread counters it keeps
-/// the time of threads that exited: the readers of both phases run in threads of their own.
-fn cpu_time() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(Duration::from_millis(ticks * 10))
-}
 
 fn main() -> anyhow::Result<()> {
     // `cargo bench` passes --bench; `cargo test --benches/--all-targets` does not.
@@ -190,7 +137,7 @@ fn main() -> anyhow::Result<()> {
             t.records,
             t.elapsed.as_secs_f64(),
             t.rate(),
-            t.mib(),
+            t.mib(VALUE_BYTES),
             t.cores(),
         );
     }

@@ -16,23 +16,11 @@ fn config(clusters: &[&TestCluster], metrics_port: u16) -> String {
     let mut s = format!(
         "[limits]\nrefresh_interval = \"500ms\"\ncommit_interval = \"200ms\"\nstall_timeout = \"5s\"\n\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\n"
     );
-    for c in clusters {
-        let mut spec = c.spec();
+    s += &harness::clusters_toml(clusters, |spec| {
         if let Ok(d) = std::env::var("DUPLEX_KILL9_DEBUG") {
             spec.consumer.insert("debug".into(), d);
         }
-        s += &format!(
-            "[[clusters]]\nid = \"{}\"\nbootstrap_servers = \"{}\"\n",
-            spec.id, spec.bootstrap_servers
-        );
-        for (table, map) in [("consumer", &spec.consumer), ("producer", &spec.producer)] {
-            s += &format!("[clusters.{table}]\n");
-            for (k, v) in map {
-                s += &format!("\"{k}\" = \"{v}\"\n");
-            }
-        }
-        s += "\n";
-    }
+    });
     s += &format!(
         "[[links]]\nclusters = [\"{}\", \"{}\"]\n[links.topics]\ninclude = [\"crash\\\\..*\"]\n",
         clusters[0].id, clusters[1].id

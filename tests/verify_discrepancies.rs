@@ -333,7 +333,13 @@ async fn positional_mode_names_each_discrepancy(provider: Provider) {
     // Without --from the target's earlier records are extra.
     let dir2 = tempfile::tempdir().unwrap();
     let args = ["--between", "a,b", "--topics", &topic, "--positional", ".*"];
-    let _ = harness::verify::run(&config, dir2.path(), &args).await;
+    let out = harness::verify::run(&config, dir2.path(), &args).await;
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        harness::verify::describe(&out)
+    );
     let report = harness::verify::report(dir2.path());
     assert_eq!(report.totals.extra, 1 + (SHIFT * MUTATIONS.len()) as u64);
 }

@@ -214,6 +214,28 @@ impl TestCluster {
     }
 }
 
+/// `[[clusters]]` tables of a `duplex` config for these clusters, with the harness's
+/// per-provider client options (see [`TestCluster::spec`]), after `tweak`.
+pub fn clusters_toml(clusters: &[&TestCluster], tweak: impl Fn(&mut ClusterSpec)) -> String {
+    let mut s = String::new();
+    for c in clusters {
+        let mut spec = c.spec();
+        tweak(&mut spec);
+        s += &format!(
+            "[[clusters]]\nid = \"{}\"\nbootstrap_servers = \"{}\"\n",
+            spec.id, spec.bootstrap_servers
+        );
+        for (table, map) in [("consumer", &spec.consumer), ("producer", &spec.producer)] {
+            s += &format!("[clusters.{table}]\n");
+            for (k, v) in map {
+                s += &format!("\"{k}\" = \"{v}\"\n");
+            }
+        }
+        s += "\n";
+    }
+    s
+}
+
 /// A record as a test produces it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rec {

@@ -11,21 +11,7 @@ use super::{Rec, TestCluster};
 /// A `duplex` config naming these clusters (with the harness's client options) and one
 /// link between the first two, written into `dir`.
 pub fn write_config(dir: &Path, clusters: &[&TestCluster]) -> PathBuf {
-    let mut s = String::new();
-    for c in clusters {
-        let spec = c.spec();
-        s += &format!(
-            "[[clusters]]\nid = \"{}\"\nbootstrap_servers = \"{}\"\n",
-            spec.id, spec.bootstrap_servers
-        );
-        for (table, map) in [("consumer", &spec.consumer), ("producer", &spec.producer)] {
-            s += &format!("[clusters.{table}]\n");
-            for (k, v) in map {
-                s += &format!("\"{k}\" = \"{v}\"\n");
-            }
-        }
-        s += "\n";
-    }
+    let mut s = super::clusters_toml(clusters, |_| {});
     for pair in clusters.windows(2) {
         s += &format!(
             "[[links]]\nclusters = [\"{}\", \"{}\"]\n",

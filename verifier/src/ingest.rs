@@ -2,6 +2,7 @@
 //! ranges, and the read position, one [`Batch`] at a time.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use duplex_sync::provenance::{PATH_HEADER, Path};
 
@@ -32,9 +33,9 @@ pub struct Incoming<'a> {
 
 /// Origin position of a record.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
+pub struct Identity<'a> {
     /// Cluster that produced it.
-    pub origin: String,
+    pub origin: &'a str,
     /// Partition there.
     pub partition: i32,
     /// Offset there.
@@ -42,10 +43,10 @@ pub struct Identity {
 }
 
 /// The identity of a record read on `cluster`: its provenance origin, or its own position.
-pub fn identity(cluster: &str, rec: &Incoming<'_>) -> Result<Identity, VerifyError> {
+pub fn identity<'a>(cluster: &'a str, rec: &Incoming<'a>) -> Result<Identity<'a>, VerifyError> {
     let Some((_, Some(raw))) = rec.headers.iter().find(|(n, _)| *n == PATH_HEADER) else {
         return Ok(Identity {
-            origin: cluster.to_string(),
+            origin: cluster,
             partition: rec.partition,
             offset: rec.offset,
         });
@@ -68,7 +69,7 @@ pub fn identity(cluster: &str, rec: &Incoming<'_>) -> Result<Identity, VerifyErr
         )));
     }
     Ok(Identity {
-        origin: origin.to_string(),
+        origin,
         partition: o.partition,
         offset: o.offset,
     })
@@ -86,7 +87,8 @@ type OrderState = HashMap<String, (u64, bool)>;
 pub struct SideIngest<'s> {
     store: &'s Store,
     side: u8,
-    cluster: String,
+    /// Shared, so that a record's identity can borrow it while the state is updated.
+    cluster: Arc<str>,
     canon: Canon,
     compact_canon: Canon,
     batch: Batch,
@@ -107,7 +109,7 @@ impl<'s> SideIngest<'s> {
         SideIngest {
             store,
             side,
-            cluster: cluster.to_string(),
+            cluster: Arc::from(cluster),
             canon,
             compact_canon,
             batch: Batch::new(),
@@ -135,11 +137,12 @@ impl<'s> SideIngest<'s> {
         let own = rec.offset as u64;
         match mode {
             Mode::Identity => {
-                let id = identity(&self.cluster, rec)?;
+                let cluster = Arc::clone(&self.cluster);
+                let id = identity(&cluster, rec)?;
                 let fp = view(&self.canon);
                 let origin_offset = id.offset as u64;
                 let state = self.order_state(rec.topic, id.partition)?;
-                let late = match state.get_mut(id.origin.as_str()) {
+                let late = match state.get_mut(id.origin) {
                     Some((highest, dirty)) => {
                         let late = origin_offset < *highest;
                         if origin_offset > *highest {
@@ -149,7 +152,7 @@ impl<'s> SideIngest<'s> {
                         late
                     }
                     None => {
-                        state.insert(id.origin.clone(), (origin_offset, true));
+                        state.insert(id.origin.to_string(), (origin_offset, true));
                         false
                     }
                 };

@@ -44,8 +44,6 @@ pub struct Progress {
     pub bytes: AtomicU64,
     /// Records planned (end minus start, summed; transaction markers make it an upper bound).
     pub planned: AtomicU64,
-    /// Set when the side has read everything planned.
-    pub done: AtomicBool,
 }
 
 /// librdkafka settings of a verifier consumer: the cluster's options, then its consumer
@@ -90,7 +88,6 @@ pub fn read_side(
         Ordering::Relaxed,
     );
     if remaining.is_empty() {
-        progress.done.store(true, Ordering::Relaxed);
         return Ok(());
     }
     let consumer: BaseConsumer = consumer_config(cluster)
@@ -199,6 +196,5 @@ pub fn read_side(
         }
     }
     ingest.flush()?;
-    progress.done.store(true, Ordering::Relaxed);
     Ok(())
 }

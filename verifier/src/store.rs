@@ -232,19 +232,6 @@ impl Store {
         Ok(out)
     }
 
-    /// Origins with records in a side's partition (identity mode).
-    pub fn origins(
-        &self,
-        side: u8,
-        topic: &str,
-        partition: i32,
-    ) -> Result<Vec<String>, VerifyError> {
-        Ok(self
-            .order_state(side, topic, partition)?
-            .into_keys()
-            .collect())
-    }
-
     /// Iterates `(key, value)` of a family under `prefix`, from `from` (a full key) on.
     pub(crate) fn scan<'a>(
         &'a self,
@@ -389,16 +376,6 @@ impl Batch {
             wb: WriteBatch::default(),
             ranges: HashMap::new(),
         }
-    }
-
-    /// Number of puts and deletes so far.
-    pub fn len(&self) -> usize {
-        self.wb.len()
-    }
-
-    /// True when nothing was added.
-    pub fn is_empty(&self) -> bool {
-        self.wb.is_empty() && self.ranges.is_empty()
     }
 
     /// A record of a provenance (identity) topic.

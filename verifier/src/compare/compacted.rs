@@ -2,16 +2,12 @@
 //! compacted at different moments, or written with a different history, agree when every
 //! key's latest record (key, value, headers; not the timestamp) is the same.
 
-use std::iter::Peekable;
-
 use xxhash_rust::xxh3::xxh3_128;
 
-use super::{Ctx, Samples, Side, SideAcc, group};
+use super::{Ctx, Samples, Side, SideAcc, group, peek_ok, sample};
 use crate::error::VerifyError;
 use crate::fingerprint::Fingerprint;
 use crate::report::{Counts, GroupReport, Kind, Sample, key_text};
-
-type Latest = (Vec<u8>, u64, Fingerprint);
 
 fn key_hash(key: &[u8], fp: Fingerprint) -> u128 {
     let mut b = Vec::with_capacity(key.len() + 20);
@@ -19,16 +15,6 @@ fn key_hash(key: &[u8], fp: Fingerprint) -> u128 {
     b.extend(key);
     b.extend(fp.to_be_bytes());
     xxh3_128(&b)
-}
-
-fn peek_key<I: Iterator<Item = Result<Latest, VerifyError>>>(
-    it: &mut Peekable<I>,
-) -> Result<Option<Vec<u8>>, VerifyError> {
-    match it.peek() {
-        None => Ok(None),
-        Some(Ok((k, _, _))) => Ok(Some(k.clone())),
-        Some(Err(_)) => Err(it.next().expect("peeked").expect_err("peeked an error")),
-    }
 }
 
 /// Compares the latest value per key of one partition.
@@ -48,27 +34,16 @@ pub(super) fn partition(
         acc.records += 1;
         acc.sum = acc.sum.wrapping_add(key_hash(key, fp));
     };
-    let sample = |kind, key: &[u8], src: Option<u64>, tgt: Option<u64>, detail: &str| Sample {
-        kind,
-        origin: None,
-        origin_offset: None,
-        source_offset: src.map(|o| o as i64),
-        target_offset: tgt.map(|o| o as i64),
+    let keyed = |kind, key: &[u8], src: Option<u64>, tgt: Option<u64>, detail: &str| Sample {
         key: Some(key_text(key)),
-        detail: detail.to_string(),
+        ..sample(kind, src, tgt, detail)
     };
     loop {
-        let (ka, kb) = (peek_key(&mut a)?, peek_key(&mut b)?);
-        let take_a = match (&ka, &kb) {
+        let (take_a, take_b) = match (peek_ok(&mut a)?, peek_ok(&mut b)?) {
             (None, None) => break,
-            (Some(x), Some(y)) => x <= y,
-            (Some(_), None) => true,
-            (None, Some(_)) => false,
-        };
-        let take_b = match (&ka, &kb) {
-            (Some(x), Some(y)) => y <= x,
-            (None, Some(_)) => true,
-            _ => false,
+            (Some((x, ..)), Some((y, ..))) => (x <= y, y <= x),
+            (Some(_), None) => (true, false),
+            (None, Some(_)) => (false, true),
         };
         let ea = if take_a { a.next().transpose()? } else { None };
         let eb = if take_b { b.next().transpose()? } else { None };
@@ -80,7 +55,7 @@ pub(super) fn partition(
                     counts.matched += 1;
                 } else {
                     counts.altered += 1;
-                    samples.push(sample(
+                    samples.push(keyed(
                         Kind::Altered,
                         &key,
                         Some(oa),
@@ -92,7 +67,7 @@ pub(super) fn partition(
             (Some((key, oa, fa)), None) => {
                 see(&mut acc_s, &key, fa);
                 counts.missing += 1;
-                samples.push(sample(
+                samples.push(keyed(
                     Kind::Missing,
                     &key,
                     Some(oa),
@@ -103,7 +78,7 @@ pub(super) fn partition(
             (None, Some((key, ob, fb))) => {
                 see(&mut acc_k, &key, fb);
                 counts.extra += 1;
-                samples.push(sample(
+                samples.push(keyed(
                     Kind::Extra,
                     &key,
                     None,

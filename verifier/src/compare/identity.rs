@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::iter::Peekable;
 
-use super::{Ctx, Samples, Side, SideAcc, group};
+use super::{Ctx, Samples, Side, SideAcc, group, peek_ok, sample};
 use crate::error::VerifyError;
 use crate::keys::RANGE;
 use crate::report::{Counts, GroupReport, Kind, Sample};
@@ -139,10 +139,21 @@ fn next_offset<I>(it: &mut Peekable<I>, end: u64) -> Result<Option<u64>, VerifyE
 where
     I: Iterator<Item = Result<RecordEntry, VerifyError>>,
 {
-    match it.peek() {
-        None => Ok(None),
-        Some(Ok(e)) => Ok((e.origin_offset < end).then_some(e.origin_offset)),
-        Some(Err(_)) => Err(it.next().expect("peeked").expect_err("peeked an error")),
+    Ok(peek_ok(it)?.map(|e| e.origin_offset).filter(|x| *x < end))
+}
+
+fn origin_sample(
+    origin: &str,
+    kind: Kind,
+    x: u64,
+    source_offset: Option<u64>,
+    target_offset: Option<u64>,
+    detail: String,
+) -> Sample {
+    Sample {
+        origin: Some(origin.to_string()),
+        origin_offset: Some(x as i64),
+        ..sample(kind, source_offset, target_offset, detail)
     }
 }
 
@@ -176,15 +187,14 @@ impl Acc<'_> {
         tgt: Option<&RecordEntry>,
         detail: String,
     ) -> Sample {
-        Sample {
+        origin_sample(
+            self.origin,
             kind,
-            origin: Some(self.origin.to_string()),
-            origin_offset: Some(x as i64),
-            source_offset: src.map(|e| e.own_offset as i64),
-            target_offset: tgt.map(|e| e.own_offset as i64),
-            key: None,
+            x,
+            src.map(|e| e.own_offset),
+            tgt.map(|e| e.own_offset),
             detail,
-        }
+        )
     }
 
     /// One origin offset: its copies on the source (`a`) and on the target (`b`).
@@ -299,29 +309,17 @@ fn reordered(
         }
     }
     late.reverse();
-    let acc = Acc {
-        origin,
-        s: SideAcc::default(),
-        k: SideAcc::default(),
-        counts: Counts::default(),
-    };
     let on = if is_source { "source" } else { "target" };
     for &(x, own, after_x, after_own) in &late {
-        let e = RecordEntry {
-            origin_offset: x,
-            own_offset: own,
-            own_partition: p,
-            fp: 0,
-        };
         let detail = format!(
             "on the {on} at offset {own}, after origin offset {after_x} (at offset {after_own})"
         );
         let (src, tgt) = if is_source {
-            (Some(&e), None)
+            (Some(own), None)
         } else {
-            (None, Some(&e))
+            (None, Some(own))
         };
-        samples.push(acc.sample(Kind::Reordered, x, src, tgt, detail));
+        samples.push(origin_sample(origin, Kind::Reordered, x, src, tgt, detail));
     }
     Ok(late.len() as u64)
 }

@@ -8,10 +8,11 @@ mod identity;
 pub mod positional;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::iter::Peekable;
 
 use crate::error::VerifyError;
 use crate::report::{
-    Comparison, Counts, GroupReport, PartitionReport, Sample, State, TopicReport, Verdict,
+    Comparison, Counts, GroupReport, Kind, PartitionReport, Sample, State, TopicReport, Verdict,
 };
 use crate::spec::{Mode, VerifySpec};
 use crate::store::Store;
@@ -196,6 +197,35 @@ fn compare_topic(
         partitions: reports,
         note,
     })
+}
+
+/// A sample naming a discrepancy by its offsets on each side; modes add origin or key.
+pub(crate) fn sample(
+    kind: Kind,
+    source_offset: Option<u64>,
+    target_offset: Option<u64>,
+    detail: impl Into<String>,
+) -> Sample {
+    Sample {
+        kind,
+        origin: None,
+        origin_offset: None,
+        source_offset: source_offset.map(|o| o as i64),
+        target_offset: target_offset.map(|o| o as i64),
+        key: None,
+        detail: detail.into(),
+    }
+}
+
+/// The next item of a store iterator without taking it; an error is taken and returned.
+pub(crate) fn peek_ok<T, I>(it: &mut Peekable<I>) -> Result<Option<&T>, VerifyError>
+where
+    I: Iterator<Item = Result<T, VerifyError>>,
+{
+    if let Some(Err(_)) = it.peek() {
+        return Err(it.next().and_then(Result::err).expect("peeked an error"));
+    }
+    Ok(it.peek().and_then(|r| r.as_ref().ok()))
 }
 
 /// Hex form of a digest.

@@ -15,10 +15,10 @@ use std::collections::{HashMap, VecDeque};
 
 use xxhash_rust::xxh3::Xxh3;
 
-use super::{Ctx, Samples, Side, SideAcc, group};
+use super::{Ctx, Samples, Side, SideAcc, group, sample};
 use crate::error::VerifyError;
 use crate::fingerprint::Fingerprint;
-use crate::report::{Counts, GroupReport, Kind, Sample};
+use crate::report::{Counts, GroupReport, Kind};
 
 /// One record of a sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -279,14 +279,8 @@ pub(super) fn partition(
         acc.records += 1;
         h.update(&item.fp.to_be_bytes());
     };
-    let sample = |kind: Kind, src: Option<Item>, tgt: Option<Item>, detail: String| Sample {
-        kind,
-        origin: None,
-        origin_offset: None,
-        source_offset: src.map(|i| i.offset as i64),
-        target_offset: tgt.map(|i| i.offset as i64),
-        key: None,
-        detail,
+    let at = |kind: Kind, src: Option<Item>, tgt: Option<Item>, detail: String| {
+        sample(kind, src.map(|i| i.offset), tgt.map(|i| i.offset), detail)
     };
     align(
         seq(s, rs),
@@ -301,7 +295,7 @@ pub(super) fn partition(
             Event::Missing(x) => {
                 see(&mut acc_s, &mut hs, &x);
                 counts.missing += 1;
-                samples.push(sample(
+                samples.push(at(
                     Kind::Missing,
                     Some(x),
                     None,
@@ -311,7 +305,7 @@ pub(super) fn partition(
             Event::Extra(y) => {
                 see(&mut acc_k, &mut hk, &y);
                 counts.extra += 1;
-                samples.push(sample(
+                samples.push(at(
                     Kind::Extra,
                     None,
                     Some(y),
@@ -322,7 +316,7 @@ pub(super) fn partition(
                 see(&mut acc_s, &mut hs, &x);
                 see(&mut acc_k, &mut hk, &y);
                 counts.altered += 1;
-                samples.push(sample(
+                samples.push(at(
                     Kind::Altered,
                     Some(x),
                     Some(y),
@@ -333,13 +327,13 @@ pub(super) fn partition(
                 see(&mut acc_k, &mut hk, &y);
                 counts.duplicated += 1;
                 let detail = format!("another copy of source offset {}", x.offset);
-                samples.push(sample(Kind::Duplicated, Some(x), Some(y), detail));
+                samples.push(at(Kind::Duplicated, Some(x), Some(y), detail));
             }
             Event::Reordered(x, y) => {
                 see(&mut acc_s, &mut hs, &x);
                 see(&mut acc_k, &mut hk, &y);
                 counts.reordered += 1;
-                samples.push(sample(
+                samples.push(at(
                     Kind::Reordered,
                     Some(x),
                     Some(y),
