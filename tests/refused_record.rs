@@ -43,7 +43,7 @@ async fn refused_record_stops_its_flow_and_is_never_skipped() {
     };
     let (ab, ba) = (flow("src->dst"), flow("dst->src"));
     harness::wait_until("src->dst to stop", Duration::from_secs(30), || {
-        ab.up.load(Relaxed) == 0
+        ab.up.load(Relaxed) == 0 && ab.last_error().is_some()
     })
     .await;
     let error = ab.last_error().unwrap();

@@ -66,6 +66,9 @@ pub async fn run(
             spec: Arc::new(fs),
             metrics,
         };
+        // Up from the moment it is registered: a reader of the registry never sees a
+        // flow that has not started yet as one that stopped.
+        flow.metrics.up.store(1, Relaxed);
         tasks.spawn(supervise(flow, cancel.clone()));
     }
     let total = tasks.len();
