@@ -10,10 +10,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use duplex_sync::flow::group_id;
 use duplex_verifier::report::text;
 use duplex_verifier::run::{self, ProgressLine};
 use duplex_verifier::store::Store;
-use duplex_verifier::{OffsetRule, OffsetRules, Report, Verdict, VerifyError, VerifySpec};
+use duplex_verifier::{
+    OffsetRule, OffsetRules, ReplicationFlow, Report, Verdict, VerifyError, VerifySpec,
+};
 use regex::Regex;
 
 use crate::config::Config;
@@ -21,7 +24,8 @@ use crate::config::Config;
 /// The command line of `duplex verify`, already parsed.
 #[derive(Debug, Clone, clap::Args)]
 pub struct VerifyArgs {
-    /// The TOML config file (its clusters are used; links are not needed).
+    /// The TOML config file: its clusters, and the checkpoints of its links' flows (where
+    /// replication began; links are not required).
     #[arg(long)]
     pub config: PathBuf,
     /// Cluster ids to compare, the source first: `--between onprem,msk`.
@@ -146,6 +150,19 @@ pub fn spec(args: &VerifyArgs, config: &Config) -> Result<VerifySpec, VerifyErro
     spec.ignored_headers = args.ignore_headers.clone();
     spec.from = OffsetRules(args.from.clone());
     spec.watermarks = OffsetRules(args.watermark.clone());
+    // Duplex's flows between the sides: their checkpoints say where replication began.
+    for link in &engine.links {
+        let [a, b] = link.clusters.map(|i| engine.clusters[i].id.as_str());
+        if args.between.iter().any(|x| x == a) && args.between.iter().any(|x| x == b) {
+            for (source, target) in [(a, b), (b, a)] {
+                spec.flows.push(ReplicationFlow {
+                    source: source.to_string(),
+                    target: target.to_string(),
+                    group: group_id(&link.name, source, target),
+                });
+            }
+        }
+    }
     spec.max_samples = args.max_samples;
     spec.max_rate = args.max_rate;
     spec.align_window = args.align_window.max(2);

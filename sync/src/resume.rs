@@ -23,23 +23,51 @@ use rdkafka::types::RDKafkaErrorCode;
 use crate::error::SyncError;
 use crate::provenance::{PATH_HEADER, Path};
 
-/// Commit metadata carrying the target offset of the last record written.
-pub fn checkpoint_metadata(target_offset: i64) -> String {
-    format!("duplex/1 t={target_offset}")
+/// Commit metadata: the target offset of the last record written and, when known, the
+/// source offset where replication of the partition began:
+/// `duplex/1 t=<offset>[ b=<offset>]`. Readers ignore fields they do not know, so later
+/// versions of `duplex/1` may add fields.
+pub fn checkpoint_metadata(target_offset: i64, began: Option<i64>) -> String {
+    match began {
+        Some(b) => format!("duplex/1 t={target_offset} b={b}"),
+        None => format!("duplex/1 t={target_offset}"),
+    }
 }
 
-/// Reads commit metadata written by [`checkpoint_metadata`].
-pub fn parse_checkpoint_metadata(meta: &str) -> Option<i64> {
-    meta.strip_prefix("duplex/1 t=")?.parse().ok()
+/// What commit metadata written by [`checkpoint_metadata`] says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CheckpointMeta {
+    /// Target offset of the last record written (`t`).
+    pub target_offset: Option<i64>,
+    /// Source offset where replication of the partition began (`b`).
+    pub began: Option<i64>,
 }
 
-/// A committed source position, with the target offset it corresponds to if known.
+/// Reads commit metadata written by [`checkpoint_metadata`]; `None` for metadata of
+/// another tool or version.
+pub fn parse_checkpoint_metadata(meta: &str) -> Option<CheckpointMeta> {
+    let fields = meta.strip_prefix("duplex/1 ")?;
+    let mut out = CheckpointMeta::default();
+    for field in fields.split_ascii_whitespace() {
+        let value = |v: &str| v.parse::<i64>().ok().filter(|o| *o >= 0);
+        match field.split_once('=') {
+            Some(("t", v)) => out.target_offset = value(v),
+            Some(("b", v)) => out.began = value(v),
+            _ => {}
+        }
+    }
+    out.target_offset.map(|_| out)
+}
+
+/// A committed source position, with what its metadata says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Checkpoint {
     /// Next source offset to read.
     pub source_next: i64,
     /// Target offset of the last record written before it.
     pub target_offset: Option<i64>,
+    /// Source offset where replication of the partition began, if recorded.
+    pub began: Option<i64>,
 }
 
 /// The checkpoint committed for one partition, if any. Blocking.
@@ -63,10 +91,14 @@ pub fn committed<C: ConsumerContext>(
         return Ok(None);
     };
     Ok(match elem.offset() {
-        Offset::Offset(o) if o >= 0 => Some(Checkpoint {
-            source_next: o,
-            target_offset: parse_checkpoint_metadata(elem.metadata()),
-        }),
+        Offset::Offset(o) if o >= 0 => {
+            let meta = parse_checkpoint_metadata(elem.metadata()).unwrap_or_default();
+            Some(Checkpoint {
+                source_next: o,
+                target_offset: meta.target_offset,
+                began: meta.began,
+            })
+        }
         _ => None,
     })
 }
@@ -200,11 +232,34 @@ mod tests {
 
     #[test]
     fn metadata_round_trips() {
+        let meta = |t, b| {
+            Some(CheckpointMeta {
+                target_offset: Some(t),
+                began: b,
+            })
+        };
         assert_eq!(
-            parse_checkpoint_metadata(&checkpoint_metadata(42)),
-            Some(42)
+            parse_checkpoint_metadata(&checkpoint_metadata(42, Some(7))),
+            meta(42, Some(7))
         );
-        assert_eq!(parse_checkpoint_metadata(""), None);
-        assert_eq!(parse_checkpoint_metadata("other tool"), None);
+        assert_eq!(
+            parse_checkpoint_metadata(&checkpoint_metadata(42, None)),
+            meta(42, None)
+        );
+        // Written before `b` existed, or by a later duplex/1 with more fields.
+        assert_eq!(parse_checkpoint_metadata("duplex/1 t=5"), meta(5, None));
+        assert_eq!(
+            parse_checkpoint_metadata("duplex/1 t=5 x=1 b=3"),
+            meta(5, Some(3))
+        );
+        for other in [
+            "",
+            "other tool",
+            "duplex/2 t=5",
+            "duplex/1 b=3",
+            "duplex/1 t=-1",
+        ] {
+            assert_eq!(parse_checkpoint_metadata(other), None, "{other:?}");
+        }
     }
 }

@@ -42,6 +42,9 @@ pub enum Feature {
     Admin,
     /// Stop and restart a broker, keeping its data.
     Restart,
+    /// Offset commit metadata kept and returned by OffsetFetch (Tansu 0.6.0 returns it
+    /// empty).
+    CommitMetadata,
 }
 
 enum Backend {
@@ -61,7 +64,9 @@ impl Provider {
     pub fn supports(self, f: Feature) -> bool {
         !matches!(
             (self, f),
-            (Provider::Mock, Feature::Admin) | (Provider::External, Feature::Restart)
+            (Provider::Mock, Feature::Admin)
+                | (Provider::External, Feature::Restart)
+                | (Provider::Tansu, Feature::CommitMetadata)
         )
     }
 }

@@ -20,4 +20,4 @@ pub mod store;
 
 pub use error::VerifyError;
 pub use report::{Report, Verdict};
-pub use spec::{Mode, OffsetRule, OffsetRules, VerifySpec};
+pub use spec::{Mode, OffsetRule, OffsetRules, ReplicationFlow, VerifySpec};

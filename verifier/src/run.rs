@@ -6,14 +6,16 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
+use duplex_sync::resume::parse_checkpoint_metadata;
 use duplex_sync::spec::ClusterSpec;
+use rdkafka::TopicPartitionList;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use crate::compare::{self, Bounds, Snapshot};
 use crate::error::VerifyError;
 use crate::reader::{self, PartPlan, Progress};
 use crate::report::{self, Counts, Report, RunStats, SideStats, Verdict};
-use crate::spec::{Mode, VerifySpec};
+use crate::spec::{Mode, ReplicationFlow, VerifySpec};
 use crate::store::Store;
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(15);
@@ -61,7 +63,8 @@ impl std::fmt::Display for ProgressLine {
     }
 }
 
-/// What each side holds now: selected topics, partitions, log start and end offsets.
+/// What each side holds now: selected topics, partitions, log start and end offsets;
+/// and where Duplex's flows between the sides began replicating.
 pub fn snapshot(spec: &VerifySpec) -> Result<Snapshot, VerifyError> {
     let sides = std::thread::scope(|scope| {
         let handles: Vec<_> = spec
@@ -74,7 +77,51 @@ pub fn snapshot(spec: &VerifySpec) -> Result<Snapshot, VerifyError> {
             .map(|h| h.join().expect("snapshot thread panicked"))
             .collect::<Result<Vec<_>, _>>()
     })?;
-    Ok(Snapshot { sides })
+    let mut began = BTreeMap::new();
+    for flow in &spec.flows {
+        let Some(i) = spec.sides.iter().position(|c| c.id == flow.source) else {
+            continue;
+        };
+        let key = (flow.source.clone(), flow.target.clone());
+        began.insert(key, replication_began(&spec.sides[i], flow, &sides[i]));
+    }
+    Ok(Snapshot { sides, began })
+}
+
+/// The source offsets where `flow` began replicating each partition, from the commit
+/// metadata of its checkpoints. A cluster that will not say (no group, no permission to
+/// describe it) gives none: the comparison then starts at the log start, so records
+/// never replicated show as missing rather than being hidden.
+fn replication_began(
+    cluster: &ClusterSpec,
+    flow: &ReplicationFlow,
+    topics: &BTreeMap<String, BTreeMap<i32, Bounds>>,
+) -> BTreeMap<(String, i32), i64> {
+    let mut tpl = TopicPartitionList::new();
+    for (topic, parts) in topics {
+        for &p in parts.keys() {
+            tpl.add_partition(topic, p);
+        }
+    }
+    let committed = reader::consumer_config(cluster)
+        .set("group.id", &flow.group)
+        .create::<BaseConsumer>()
+        .and_then(|c| c.committed_offsets(tpl, METADATA_TIMEOUT));
+    let committed = match committed {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(cluster = %cluster.id, group = %flow.group, error = %e, "Could not read where Duplex began replicating; comparing from the log start.");
+            return BTreeMap::new();
+        }
+    };
+    committed
+        .elements()
+        .iter()
+        .filter_map(|e| {
+            let began = parse_checkpoint_metadata(e.metadata())?.began?;
+            Some(((e.topic().to_string(), e.partition()), began))
+        })
+        .collect()
 }
 
 fn snapshot_side(

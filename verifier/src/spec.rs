@@ -104,6 +104,19 @@ impl OffsetRules {
     }
 }
 
+/// A Duplex flow between two sides. Its checkpoints say where replication of each
+/// source partition began (commit metadata `b`, docs/delivery.md): records of the
+/// source below that offset are out of scope on the target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicationFlow {
+    /// Cluster the flow reads (the origin of the records it carries first).
+    pub source: String,
+    /// Cluster the flow writes.
+    pub target: String,
+    /// Its source consumer group.
+    pub group: String,
+}
+
 /// A verification: which clusters, which topics, how, and where the store lives.
 #[derive(Debug, Clone)]
 pub struct VerifySpec {
@@ -124,6 +137,8 @@ pub struct VerifySpec {
     pub from: OffsetRules,
     /// Watermarks given instead of the end offsets at the start of the run.
     pub watermarks: OffsetRules,
+    /// Duplex flows between the sides, whose checkpoints say where replication began.
+    pub flows: Vec<ReplicationFlow>,
     /// Discrepancy samples kept per partition.
     pub max_samples: usize,
     /// Records per second read per side at most (to spare production clusters).
@@ -148,6 +163,7 @@ impl VerifySpec {
             ignored_headers: Vec::new(),
             from: OffsetRules::default(),
             watermarks: OffsetRules::default(),
+            flows: Vec::new(),
             max_samples: 20,
             max_rate: None,
             store_dir,

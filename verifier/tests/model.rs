@@ -145,6 +145,7 @@ fn snapshot(n: u64, m: usize) -> Snapshot {
     };
     Snapshot {
         sides: vec![side(n as i64), side(m as i64)],
+        ..Snapshot::default()
     }
 }
 

@@ -33,6 +33,15 @@ pub(crate) enum Ack {
         /// Returns the record's bytes to the in-flight budget when dropped.
         _permit: OwnedSemaphorePermit,
     },
+    /// A partition was added: where it starts and what its checkpoint says, carried
+    /// into every later commit.
+    Assigned {
+        topic: Arc<str>,
+        partition: i32,
+        offset: i64,
+        target_offset: Option<i64>,
+        began: Option<i64>,
+    },
     /// Not for this flow (routing or the hop guard): its position simply advances.
     Passed {
         topic: Arc<str>,
@@ -45,6 +54,8 @@ pub(crate) enum Ack {
 struct Position {
     next: i64,
     target_offset: Option<i64>,
+    /// Where replication of the partition began (commit metadata `b`), when known.
+    began: Option<i64>,
     committed: bool,
 }
 
@@ -89,6 +100,21 @@ impl<'a> Acker<'a> {
             };
             let Some(ack) = ack else { break Ok(()) };
             match ack {
+                Ack::Assigned {
+                    topic,
+                    partition,
+                    offset,
+                    target_offset,
+                    began,
+                } => {
+                    let p = Position {
+                        next: offset,
+                        target_offset,
+                        began,
+                        committed: true,
+                    };
+                    self.positions.insert((topic, partition), p);
+                }
                 Ack::Passed {
                     topic,
                     partition,
@@ -169,6 +195,7 @@ impl<'a> Acker<'a> {
             .or_insert(Position {
                 next: 0,
                 target_offset: None,
+                began: None,
                 committed: true,
             });
         p.next = offset + 1;
@@ -189,7 +216,7 @@ impl<'a> Acker<'a> {
                 continue;
             }
             if let Some(t) = p.target_offset {
-                e.set_metadata(checkpoint_metadata(t));
+                e.set_metadata(checkpoint_metadata(t, p.began));
             }
         }
         if tpl.count() == 0 {

@@ -15,22 +15,29 @@ use crate::error::{SyncError, joined};
 use crate::resume::{self, checkpoint_metadata};
 use crate::spec::StartPosition;
 
-/// Where one partition starts, and the checkpoint to commit at once for a first start.
-struct Start {
-    partition: i32,
-    offset: i64,
-    initial: Option<(i64, i64)>,
+/// A partition added to the consumer: where it starts and what its checkpoint says.
+pub(crate) struct Assigned {
+    pub topic: String,
+    pub partition: i32,
+    /// Source offset read first.
+    pub offset: i64,
+    /// A target offset at or before the flow's last record there (the scan's hint).
+    pub target_offset: Option<i64>,
+    /// Source offset where replication of the partition began, when known.
+    pub began: Option<i64>,
+    /// Never replicated before: its checkpoint is committed at once.
+    first: bool,
 }
 
 impl Flow {
-    /// Adds topics and partitions that appeared on the source since the last call.
-    /// `assigned`: topic → partitions already read; `starts_out`: where each was started.
+    /// Adds topics and partitions that appeared on the source since the last call and
+    /// returns them. `assigned`: topic → partitions already read.
     pub(crate) async fn refresh_assignment(
         &self,
         c: &Clients,
         assigned: &mut HashMap<String, usize>,
-        starts_out: &mut HashMap<(String, i32), i64>,
-    ) -> Result<(), SyncError> {
+    ) -> Result<Vec<Assigned>, SyncError> {
+        let mut added = Vec::new();
         let s = self.spec.clone();
         let consumer = c.consumer.clone();
         let topics = joined(
@@ -62,10 +69,10 @@ impl Flow {
                 };
                 tpl.add_partition_offset(&topic, st.partition, Offset::Offset(st.offset))
                     .map_err(err)?;
-                if let Some((next, target_off)) = st.initial {
+                if let (true, Some(t)) = (st.first, st.target_offset) {
                     let mut e = checkpoint.add_partition(&topic, st.partition);
-                    e.set_offset(Offset::Offset(next)).map_err(err)?;
-                    e.set_metadata(checkpoint_metadata(target_off));
+                    e.set_offset(Offset::Offset(st.offset)).map_err(err)?;
+                    e.set_metadata(checkpoint_metadata(t, st.began));
                 }
             }
             if checkpoint.count() > 0 {
@@ -90,15 +97,11 @@ impl Flow {
             self.metrics
                 .partitions
                 .fetch_add((count - have) as i64, Relaxed);
-            starts_out.extend(
-                starts
-                    .iter()
-                    .map(|st| ((topic.clone(), st.partition), st.offset)),
-            );
             assigned.insert(topic, count);
+            added.extend(starts);
         }
         self.metrics.refreshes.fetch_add(1, Relaxed);
-        Ok(())
+        Ok(added)
     }
 
     /// Makes sure the target has `topic` with at least `count` partitions.
@@ -160,7 +163,7 @@ impl Flow {
         topic: &str,
         from: usize,
         to: usize,
-    ) -> Result<Vec<Start>, SyncError> {
+    ) -> Result<Vec<Assigned>, SyncError> {
         let (consumer, scanner, s, metrics) = (
             c.consumer.clone(),
             c.scanner.clone(),
@@ -185,22 +188,37 @@ impl Flow {
                         (Some(a), Some(b)) => Some(a.max(b)),
                         (a, b) => a.or(b),
                     };
-                    let (offset, initial) = match resumed {
-                        Some(o) => (o, None),
+                    let start = match resumed {
+                        Some(o) => Assigned {
+                            topic: topic.clone(),
+                            partition: p,
+                            offset: o,
+                            target_offset: ck.and_then(|c| c.target_offset),
+                            began: ck.and_then(|c| c.began),
+                            first: false,
+                        },
                         None => {
                             let o = if s.start == StartPosition::Earliest { low } else { high };
                             let (_, target_high) = scanner
                                 .fetch_watermarks(&topic, p, timeout)
                                 .map_err(|e| SyncError::Kafka { op: "fetch watermarks", cluster: s.target.id.clone(), source: e })?;
-                            (o, Some((o, target_high)))
+                            Assigned {
+                                topic: topic.clone(),
+                                partition: p,
+                                offset: o,
+                                target_offset: Some(target_high),
+                                began: Some(o),
+                                first: true,
+                            }
                         }
                     };
+                    let offset = start.offset;
                     if offset < low {
                         let lost = low - offset;
                         metrics.source_gap_records.fetch_add(lost as u64, Relaxed);
                         warn!(flow = %s.name(), %topic, partition = p, from = offset, to = low, "The source deleted {lost} records (retention) before they were replicated; resuming at its log start.");
                     }
-                    out.push(Start { partition: p, offset: offset.max(low), initial });
+                    out.push(Assigned { offset: offset.max(low), ..start });
                 }
                 Ok(out)
             })

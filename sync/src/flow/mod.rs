@@ -61,11 +61,14 @@ impl FlowSpec {
 
     /// The source consumer group: derived from the link and the direction.
     pub fn group_id(&self) -> String {
-        format!(
-            "duplex.{}.{}-to-{}",
-            self.link, self.source.id, self.target.id
-        )
+        group_id(&self.link, &self.source.id, &self.target.id)
     }
+}
+
+/// The source consumer group of flow `source`→`target` of a link, where the flow
+/// commits its checkpoints (docs/delivery.md).
+pub fn group_id(link: &str, source: &str, target: &str) -> String {
+    format!("duplex.{link}.{source}-to-{target}")
 }
 
 /// Consumer context that feeds the lag gauge from librdkafka's statistics.

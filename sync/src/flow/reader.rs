@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::acker::Ack;
+use super::assign::Assigned;
 use super::{Clients, Flow, watchdog};
 use crate::error::SyncError;
 use crate::provenance::{Hop, PATH_HEADER, Path, encode_origin, is_reserved};
@@ -55,7 +56,7 @@ impl<'a> Reader<'a> {
         // read nothing yet.
         let mut starts = HashMap::new();
         tokio::select! {
-            r = self.flow.refresh_assignment(self.clients, &mut assigned, &mut starts) => r?,
+            r = self.flow.refresh_assignment(self.clients, &mut assigned) => self.started(r?, &mut starts).await?,
             _ = stop.cancelled() => return Ok(()),
         }
         let mut refresh = tokio::time::interval(limits.refresh_interval);
@@ -81,7 +82,8 @@ impl<'a> Reader<'a> {
                 _ = refresh.tick() => {
                     debug!(flow = %self.flow.spec.name(), idle_ms = last_read.elapsed().as_millis() as u64, "Looking for new topics and partitions.");
                     let began = Instant::now();
-                    self.flow.refresh_assignment(self.clients, &mut assigned, &mut starts).await?;
+                    let added = self.flow.refresh_assignment(self.clients, &mut assigned).await?;
+                    self.started(added, &mut starts).await?;
                     debug!(flow = %self.flow.spec.name(), "Topics and partitions are up to date.");
                     // A refresh slower than the interval would otherwise be due again at
                     // once, and the biased select would never reach recv() (a broker that
@@ -99,6 +101,28 @@ impl<'a> Reader<'a> {
                 },
             }
         }
+    }
+
+    /// Records where new partitions start, and tells the acker what their checkpoints
+    /// say (before any of their records).
+    async fn started(
+        &mut self,
+        added: Vec<Assigned>,
+        starts: &mut HashMap<(String, i32), i64>,
+    ) -> Result<(), SyncError> {
+        for a in added {
+            starts.insert((a.topic.clone(), a.partition), a.offset);
+            let topic = self.topic(&a.topic);
+            self.send_ack(Ack::Assigned {
+                topic,
+                partition: a.partition,
+                offset: a.offset,
+                target_offset: a.target_offset,
+                began: a.began,
+            })
+            .await?;
+        }
+        Ok(())
     }
 
     fn consume_error(&self, e: KafkaError) -> Result<(), SyncError> {

@@ -15,6 +15,8 @@ use crate::store::{RangeDigest, RecordEntry, record_hash};
 struct Scope {
     low: u64,
     watermark: u64,
+    /// Where Duplex began replicating the origin's partition to the other side.
+    began: Option<i64>,
 }
 
 /// Compares one partition: one group per origin found on either side.
@@ -32,15 +34,33 @@ pub(super) fn partition(
     let mut out = Vec::new();
     for origin in origins {
         let highest = [order_s.get(origin), order_k.get(origin)];
-        let scope = scope(ctx, topic, p, origin, highest);
+        let scope = scope(ctx, [s, k], topic, p, origin, highest);
         out.push(compare_group(ctx, s, k, topic, p, origin, scope, samples)?);
     }
     Ok(out)
 }
 
-fn scope(ctx: &Ctx<'_>, topic: &str, p: i32, origin: &str, highest: [Option<&u64>; 2]) -> Scope {
+fn scope(
+    ctx: &Ctx<'_>,
+    sides: [Side<'_>; 2],
+    topic: &str,
+    p: i32,
+    origin: &str,
+    highest: [Option<&u64>; 2],
+) -> Scope {
     let spec = ctx.spec;
-    let given_from = spec.from.lookup(origin, topic, p).unwrap_or(0);
+    // Records of an origin among the two sides reach the other side through the flow
+    // between them (a neighbour of the root is reached directly in every spanning tree).
+    let began = match sides.map(|s| s.cluster) {
+        [a, b] if a == origin => ctx.snap.began(a, b, topic, p),
+        [a, b] if b == origin => ctx.snap.began(b, a, topic, p),
+        _ => None,
+    };
+    let given_from = spec
+        .from
+        .lookup(origin, topic, p)
+        .unwrap_or(0)
+        .max(began.unwrap_or(0));
     let given_mark = spec.watermarks.lookup(origin, topic, p);
     let origin_side = spec.sides.iter().position(|c| c.id == origin);
     match origin_side.and_then(|i| ctx.snap.bounds(i, topic, p)) {
@@ -48,6 +68,7 @@ fn scope(ctx: &Ctx<'_>, topic: &str, p: i32, origin: &str, highest: [Option<&u64
         Some(b) => Scope {
             low: b.low.max(given_from) as u64,
             watermark: given_mark.unwrap_or(b.high) as u64,
+            began,
         },
         // An origin outside the verified sides: compare what both sides can have seen.
         None => {
@@ -55,6 +76,7 @@ fn scope(ctx: &Ctx<'_>, topic: &str, p: i32, origin: &str, highest: [Option<&u64
             Scope {
                 low: given_from as u64,
                 watermark: given_mark.map_or(seen, |m| m as u64),
+                began,
             }
         }
     }
@@ -125,14 +147,17 @@ fn compare_group(
     if inversions(&rk) > 0 {
         acc.counts.reordered += reordered(ctx, k, topic, p, origin, scope, false, samples)?;
     }
-    Ok(group(
-        Some(origin.to_string()),
-        vec![scope.low as i64],
-        vec![scope.watermark as i64],
-        acc.s,
-        acc.k,
-        acc.counts,
-    ))
+    Ok(GroupReport {
+        replication_began: scope.began,
+        ..group(
+            Some(origin.to_string()),
+            vec![scope.low as i64],
+            vec![scope.watermark as i64],
+            acc.s,
+            acc.k,
+            acc.counts,
+        )
+    })
 }
 
 fn next_offset<I>(it: &mut Peekable<I>, end: u64) -> Result<Option<u64>, VerifyError>

@@ -31,12 +31,23 @@ pub struct Bounds {
 pub struct Snapshot {
     /// Per side (index as in the spec): topic -> partition -> bounds.
     pub sides: Vec<BTreeMap<String, BTreeMap<i32, Bounds>>>,
+    /// Per Duplex flow (source, target): (topic, partition) -> the source offset where
+    /// replication began, as its checkpoint says.
+    pub began: BTreeMap<(String, String), BTreeMap<(String, i32), i64>>,
 }
 
 impl Snapshot {
     /// Bounds of a side's partition, if the side has it.
     pub fn bounds(&self, side: usize, topic: &str, partition: i32) -> Option<Bounds> {
         self.sides.get(side)?.get(topic)?.get(&partition).copied()
+    }
+
+    /// Where Duplex began replicating `source`'s partition to `target`, if recorded.
+    pub fn began(&self, source: &str, target: &str, topic: &str, partition: i32) -> Option<i64> {
+        self.began
+            .get(&(source.to_string(), target.to_string()))?
+            .get(&(topic.to_string(), partition))
+            .copied()
     }
 }
 
@@ -245,6 +256,7 @@ pub(crate) fn group(
     GroupReport {
         origin,
         from,
+        replication_began: None,
         watermark,
         source: source.summary(),
         target: target.summary(),

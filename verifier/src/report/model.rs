@@ -122,6 +122,10 @@ pub struct GroupReport {
     /// First offset in scope (origin offsets in identity mode; compared sides' own
     /// offsets otherwise: `source` then `target`).
     pub from: Vec<i64>,
+    /// Identity mode: the origin offset where Duplex began replicating this partition to
+    /// the other side, as its checkpoint says; `from` is at least this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication_began: Option<i64>,
     /// Watermark proven: offsets below it were compared.
     pub watermark: Vec<i64>,
     /// The source side.

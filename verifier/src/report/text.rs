@@ -236,6 +236,7 @@ pub(crate) mod tests {
         GroupReport {
             origin: Some("a".to_string()),
             from: vec![0],
+            replication_began: None,
             watermark: vec![i64::try_from(source).unwrap()],
             source: SideSummary {
                 records: source,

@@ -76,7 +76,7 @@ fn group_row(h: &mut String, t: &TopicReport, p: &PartitionReport, g: &GroupRepo
         p.partition,
         g.origin.as_deref().map(esc).unwrap_or_default(),
         from_hint(g),
-        offsets(&g.from),
+        from_cell(g),
         from_hint(g),
         offsets(&g.watermark),
     );
@@ -93,6 +93,14 @@ fn group_row(h: &mut String, t: &TopicReport, p: &PartitionReport, g: &GroupRepo
     }
     outcome(h, &g.counts);
     h.push_str("</tr>\n");
+}
+
+/// Where the scope starts, saying so when it is where Duplex began replicating.
+fn from_cell(g: &GroupReport) -> String {
+    match g.replication_began {
+        Some(b) if g.from == [b] => format!("{b}<br><small>replication began</small>"),
+        _ => offsets(&g.from),
+    }
 }
 
 /// Offsets joined: `5`, or `5 / 7` for source and target.
