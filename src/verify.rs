@@ -3,6 +3,9 @@
 //! Exit codes: 0 parity, 1 discrepancies, 2 errors (bad arguments, unreachable cluster,
 //! store of another run).
 
+// VerifyError carries the client's error; it is returned once per run, never per record.
+#![allow(clippy::result_large_err)]
+
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -46,10 +46,10 @@ fn spec(clusters: &[&TestCluster], topics: &str, store: &std::path::Path) -> Ver
 async fn verify_lib(spec: VerifySpec) -> Report {
     tokio::task::spawn_blocking(move || {
         duplex_verifier::run::verify(&spec, &AtomicBool::new(false), &|_| {})
+            .expect("verification runs")
     })
     .await
     .unwrap()
-    .expect("verification runs")
 }
 
 /// The parts of a report that depend only on what the clusters hold.

@@ -2,6 +2,7 @@
 //! ranges, and the read position, one [`Batch`] at a time.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use duplex_sync::provenance::{PATH_HEADER, Path};
@@ -156,7 +157,7 @@ impl<'s> SideIngest<'s> {
                         false
                     }
                 };
-                let group = keys::group(self.side, rec.topic, id.partition, &id.origin);
+                let group = keys::group(self.side, rec.topic, id.partition, id.origin);
                 let entry = RecordEntry {
                     origin_offset,
                     own_offset: own,
@@ -205,12 +206,13 @@ impl<'s> SideIngest<'s> {
             self.order.insert(topic.to_string(), HashMap::new());
         }
         let parts = self.order.get_mut(topic).expect("inserted above");
-        if !parts.contains_key(&partition) {
-            let stored = self.store.order_state(self.side, topic, partition)?;
-            let state = stored.into_iter().map(|(o, h)| (o, (h, false))).collect();
-            parts.insert(partition, state);
-        }
-        Ok(parts.get_mut(&partition).expect("inserted above"))
+        Ok(match parts.entry(partition) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(v) => {
+                let stored = self.store.order_state(self.side, topic, partition)?;
+                v.insert(stored.into_iter().map(|(o, h)| (o, (h, false))).collect())
+            }
+        })
     }
 
     /// Writes the batch: records, digests, order state and positions together.

@@ -113,6 +113,9 @@ pub struct RecordEntry {
     pub fp: Fingerprint,
 }
 
+/// A raw key and value read from a column family.
+pub(crate) type KeyValue = (Box<[u8]>, Box<[u8]>);
+
 /// The verifier's store. Shared by the side readers (one writer per side).
 pub struct Store {
     db: DB,
@@ -238,7 +241,7 @@ impl Store {
         family: &str,
         prefix: &[u8],
         from: Option<&[u8]>,
-    ) -> impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>), VerifyError>> + use<'a> {
+    ) -> impl Iterator<Item = Result<KeyValue, VerifyError>> + use<'a> {
         let mut ro = ReadOptions::default();
         if let Some(end) = keys::prefix_end(prefix) {
             ro.set_iterate_upper_bound(end);

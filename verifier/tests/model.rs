@@ -36,6 +36,9 @@ fn mutation() -> impl Strategy<Value = Mutation> {
 /// A target record: the origin offset it copies (None: written on the target) and its value.
 type Copy = (Option<u64>, Vec<u8>);
 
+/// A record as one side holds it: its own offset, its `duplex.path` (if any), its value.
+type Stored = (i64, Option<Vec<u8>>, Vec<u8>);
+
 fn value(i: u64) -> Vec<u8> {
     format!("value-{}", i % 37).into_bytes() // repeated values: equal fingerprints happen
 }
@@ -105,14 +108,7 @@ fn side_spec(store: &std::path::Path) -> VerifySpec {
     VerifySpec::new(sides, regex::Regex::new(".*").unwrap(), store.to_path_buf())
 }
 
-fn ingest(
-    store: &Store,
-    side: u8,
-    cluster: &str,
-    recs: &[(i64, Option<Vec<u8>>, Vec<u8>)],
-    mode: Mode,
-    batch: usize,
-) {
+fn ingest(store: &Store, side: u8, cluster: &str, recs: &[Stored], mode: Mode, batch: usize) {
     let mut w = SideIngest::new(store, side, cluster, Default::default());
     for (offset, path, value) in recs {
         let headers: Vec<(&str, Option<&[u8]>)> = path
