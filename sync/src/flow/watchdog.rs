@@ -3,6 +3,11 @@
 //! source with ListOffsets, apart from the fetcher, whether it holds records past the
 //! consumer's position. If so the flow fails with a retriable error, and the engine
 //! restarts it with new clients; resuming from the target makes that safe.
+//!
+//! librdkafka sends that ListOffsets with the consumer's own `isolation.level`
+//! (`rd_kafka_ListOffsetsRequest` in librdkafka 2.12), so for the flows' read_committed
+//! consumers the end it reports is the last stable offset: a transaction left open on
+//! the source does not look like a stall.
 
 use std::collections::HashMap;
 use std::sync::Arc;
