@@ -8,16 +8,16 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use duplex_sync::routing::Topology;
-use duplex_sync::spec::StartPosition;
+use duplex_sync::spec::{EngineSpec, StartPosition};
 
 use crate::config::{ByteSize, Config, TopicPattern, shown_value};
 
 /// Exit code for a config that is refused, as for `duplex run`.
 const EXIT_BAD_CONFIG: u8 = 2;
 
-/// Validates `path` and prints the summary on stdout: exit 0 when valid, 2 with one
+/// Validates `path` and prints the summary on stdout (with the routes of `topics`): exit 0 when valid, 2 with one
 /// `error: ...` line on stderr when not.
-pub fn check_config(path: &Path) -> ExitCode {
+pub fn check_config(path: &Path, topics: &[String]) -> ExitCode {
     let config = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -25,7 +25,7 @@ pub fn check_config(path: &Path) -> ExitCode {
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };
-    let text = summary(path, &config);
+    let text = summary(path, &config, topics);
     // A closed pipe (`| head`) is not a config problem; report it without a panic.
     match std::io::stdout().lock().write_all(text.as_bytes()) {
         Ok(()) => ExitCode::SUCCESS,
@@ -39,7 +39,7 @@ pub fn check_config(path: &Path) -> ExitCode {
 
 /// The text `check-config` prints for a valid config. Option values of secret keys
 /// appear as `***`.
-pub fn summary(path: &Path, config: &Config) -> String {
+pub fn summary(path: &Path, config: &Config, topics: &[String]) -> String {
     let spec = config.engine_spec();
     let mut out = String::new();
     // Writing into a String cannot fail; the results are ignored on purpose.
@@ -98,11 +98,18 @@ pub fn summary(path: &Path, config: &Config) -> String {
         .map_or_else(|| "off".to_owned(), |a| format!("http://{a}/metrics"));
     let _ = writeln!(out, "metrics: {listen}");
 
-    // Each link is two flows, S→T and T→S; the routing table says which origins each
-    // one carries, from the same spanning trees the engine computes.
-    let ids: Vec<String> = spec.clusters.iter().map(|c| c.id.clone()).collect();
-    let pairs: Vec<[usize; 2]> = spec.links.iter().map(|l| l.clusters).collect();
-    let topology = Topology::new(ids.clone(), &pairs);
+    routing(&mut out, config, &spec, topics);
+    out
+}
+
+/// The flows, then the routing: which origins each flow carries, from the same
+/// per-topic spanning trees the engine computes. When every link selects the same
+/// topics one table holds for all of them; otherwise routing depends on the topic, and
+/// a table is printed for each topic the config names literally or `--topic` asks for,
+/// with a note when a topic's links fall into separate parts.
+fn routing(out: &mut String, config: &Config, spec: &EngineSpec, asked: &[String]) {
+    let routes = duplex_sync::engine::routes(spec);
+    let ids = routes.ids();
     let flows: Vec<(usize, usize, &str)> = spec
         .links
         .iter()
@@ -115,25 +122,137 @@ pub fn summary(path: &Path, config: &Config) -> String {
     for &(s, t, name) in &flows {
         let _ = writeln!(out, "  {} -> {} (link {name})", ids[s], ids[t]);
     }
-    let _ = writeln!(out, "\nrouting (each record reaches each cluster once):");
-    for &(s, t, _) in &flows {
-        let origins: Vec<&str> = topology
-            .origins_forwarded(s, t)
+    fn selection(l: &crate::config::LinkConfig) -> (Vec<&str>, Vec<&str>) {
+        (
+            l.topics.include.iter().map(TopicPattern::as_str).collect(),
+            l.topics.exclude.iter().map(TopicPattern::as_str).collect(),
+        )
+    }
+    let uniform = config
+        .links
+        .windows(2)
+        .all(|w| selection(&w[0]) == selection(&w[1]));
+    if uniform && asked.is_empty() {
+        let _ = writeln!(out, "\nrouting (each record reaches each cluster once):");
+        let topology = Topology::new(
+            ids.to_vec(),
+            &spec.links.iter().map(|l| l.clusters).collect::<Vec<_>>(),
+        );
+        for &(s, t, _) in &flows {
+            let _ = writeln!(
+                out,
+                "  {} -> {} forwards origins: {}",
+                ids[s],
+                ids[t],
+                origins(&topology, ids, s, t)
+            );
+        }
+        return;
+    }
+    let mut topics: Vec<String> = asked.to_vec();
+    for l in &config.links {
+        for name in l
+            .topics
+            .include
             .iter()
-            .map(|&o| ids[o].as_str())
-            .collect();
-        let origins = if origins.is_empty() {
-            "(none)".to_owned()
-        } else {
-            origins.join(", ")
-        };
+            .filter_map(|p| literal_name(p.as_str()))
+        {
+            if !topics.contains(&name) {
+                topics.push(name);
+            }
+        }
+    }
+    if !uniform {
         let _ = writeln!(
             out,
-            "  {} -> {} forwards origins: {origins}",
-            ids[s], ids[t]
+            "\nrouting: links select different topics, so each topic is routed over the links that select it"
         );
     }
-    out
+    if topics.is_empty() {
+        let _ = writeln!(
+            out,
+            "  (name topics with --topic NAME to print their routes)"
+        );
+    }
+    for topic in &topics {
+        let topology = routes.topology(topic);
+        let reading: Vec<&str> = spec
+            .links
+            .iter()
+            .filter(|l| l.topics.selects(topic))
+            .map(|l| l.name.as_str())
+            .collect();
+        if reading.is_empty() {
+            let _ = writeln!(out, "\nrouting of topic {topic:?}: no link selects it");
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "\nrouting of topic {topic:?} (links {}):",
+            reading.join(", ")
+        );
+        for &(s, t, name) in &flows {
+            if reading.contains(&name) {
+                let _ = writeln!(
+                    out,
+                    "  {} -> {} forwards origins: {}",
+                    ids[s],
+                    ids[t],
+                    origins(&topology, ids, s, t)
+                );
+            }
+        }
+        let parts = routes.parts(topic);
+        if parts.len() > 1 {
+            let shown: Vec<String> = parts
+                .iter()
+                .map(|p| {
+                    p.iter()
+                        .map(|&i| ids[i].as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "  note: replicated within separate parts only: {} (no link that selects {topic:?} connects them)",
+                shown.join(" | ")
+            );
+        }
+    }
+}
+
+fn origins(topology: &Topology, ids: &[String], s: usize, t: usize) -> String {
+    let origins: Vec<&str> = topology
+        .origins_forwarded(s, t)
+        .iter()
+        .map(|&o| ids[o].as_str())
+        .collect();
+    if origins.is_empty() {
+        "(none)".to_owned()
+    } else {
+        origins.join(", ")
+    }
+}
+
+/// The one topic name a pattern matches when it is a plain name (`payments`,
+/// `orders\\.eu`); `None` for a pattern with regex operators.
+fn literal_name(pattern: &str) -> Option<String> {
+    let mut name = String::new();
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(e) if e.is_ascii_punctuation() => name.push(e),
+                _ => return None,
+            },
+            '.' | '^' | '$' | '*' | '+' | '?' | '(' | ')' | '[' | ']' | '{' | '}' | '|' => {
+                return None;
+            }
+            c => name.push(c),
+        }
+    }
+    (!name.is_empty()).then_some(name)
 }
 
 fn patterns(list: &[TopicPattern]) -> String {

@@ -19,6 +19,10 @@ enum Command {
     CheckConfig {
         /// The TOML config file.
         file: PathBuf,
+        /// Also print the routes of this topic (repeatable): which origins each flow
+        /// carries for it, and whether its links connect every cluster that holds it.
+        #[arg(long = "topic", value_name = "NAME")]
+        topics: Vec<String>,
     },
     /// Run every flow of a config until SIGTERM or Ctrl-C.
     Run {
@@ -44,7 +48,7 @@ fn main() -> ExitCode {
         _ => duplex::telemetry::init(),
     }
     match cli.command {
-        Command::CheckConfig { file } => duplex::check::check_config(&file),
+        Command::CheckConfig { file, topics } => duplex::check::check_config(&file, &topics),
         Command::Run { config } => duplex::run::run_file(&config),
         Command::Demo { records } => duplex::demo::run(records),
         Command::Verify(args) => duplex::verify::run_cli(&args),

@@ -337,7 +337,15 @@ start = "latest"
 #[test]
 fn good_config_prints_flows_and_routing_without_secrets() {
     let file = write_config(GOOD);
-    let out = check_config(file.path());
+    // The links select different topics, so routing is printed per named topic.
+    let out = duplex(&[
+        "check-config",
+        file.path().to_str().expect("utf-8 temp path"),
+        "--topic",
+        "orders.eu",
+        "--topic",
+        "audit",
+    ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
@@ -350,6 +358,8 @@ fn good_config_prints_flows_and_routing_without_secrets() {
         "msk -> onprem forwards origins: dr, msk",
         "msk -> dr forwards origins: msk, onprem",
         "dr -> msk forwards origins: dr",
+        "routing of topic \"orders.eu\" (links onprem-msk, cloud-dr):",
+        "routing of topic \"audit\" (links cloud-dr):",
         "sasl.username = duplex",
         "sasl.password = ***",
         "ssl.key.password = ***",
@@ -362,10 +372,125 @@ fn good_config_prints_flows_and_routing_without_secrets() {
             "missing {line:?} in:\n{stdout}"
         );
     }
+    // audit is selected by cloud-dr only: msk relays nothing of onprem for it.
+    let audit: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("routing of topic \"audit\""))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .map(str::trim)
+        .collect();
+    assert_eq!(
+        audit,
+        [
+            "msk -> dr forwards origins: msk",
+            "dr -> msk forwards origins: dr"
+        ],
+        "{stdout}"
+    );
     for secret in ["TOP-SECRET-PASSWORD", "ANOTHER-SECRET"] {
         assert!(
             !stdout.contains(secret) && !stderr.contains(secret),
             "secret printed:\n{stdout}\n{stderr}"
         );
     }
+}
+
+/// Links that select different topics: `check-config` routes each topic over the links
+/// that select it, and names the parts of a topic whose links do not meet.
+const PER_TOPIC: &str = r#"
+[[clusters]]
+id = "a"
+bootstrap_servers = "127.0.0.1:1"
+
+[[clusters]]
+id = "b"
+bootstrap_servers = "127.0.0.1:1"
+
+[[clusters]]
+id = "c"
+bootstrap_servers = "127.0.0.1:1"
+
+[[clusters]]
+id = "d"
+bootstrap_servers = "127.0.0.1:1"
+
+[[links]]
+clusters = ["a", "b"]
+[links.topics]
+include = ["orders", "events"]
+
+[[links]]
+clusters = ["b", "c"]
+[links.topics]
+include = ["orders"]
+
+[[links]]
+clusters = ["c", "d"]
+[links.topics]
+include = ["orders", "events"]
+
+[[links]]
+clusters = ["a", "d"]
+[links.topics]
+include = ["payments\\.eu"]
+"#;
+
+#[test]
+fn links_with_different_topics_are_routed_per_topic() {
+    let file = write_config(PER_TOPIC);
+    let out = Command::new(BIN)
+        .args(["check-config"])
+        .arg(file.path())
+        .args(["--topic", "audit"])
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("run duplex");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let section = |topic: &str| -> Vec<String> {
+        let head = format!("routing of topic \"{topic}\"");
+        stdout
+            .lines()
+            .skip_while(|l| !l.starts_with(&head))
+            .skip(1)
+            .take_while(|l| l.starts_with("  "))
+            .map(|l| l.trim().to_owned())
+            .collect()
+    };
+    // orders: the chain a-b-c-d (a-d does not select it), so b and c relay.
+    assert_eq!(
+        section("orders"),
+        [
+            "a -> b forwards origins: a",
+            "b -> a forwards origins: b, c, d",
+            "b -> c forwards origins: a, b",
+            "c -> b forwards origins: c, d",
+            "c -> d forwards origins: a, b, c",
+            "d -> c forwards origins: d",
+        ],
+        "{stdout}"
+    );
+    // events: a-b and c-d only, with nothing between them.
+    assert_eq!(
+        section("events"),
+        [
+            "a -> b forwards origins: a",
+            "b -> a forwards origins: b",
+            "c -> d forwards origins: c",
+            "d -> c forwards origins: d",
+            "note: replicated within separate parts only: a, b | c, d (no link that selects \"events\" connects them)",
+        ],
+        "{stdout}"
+    );
+    // A literal name with an escaped dot is a topic name too.
+    assert_eq!(
+        section("payments.eu"),
+        ["a -> d forwards origins: a", "d -> a forwards origins: d",],
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("routing of topic \"audit\": no link selects it"),
+        "{stdout}"
+    );
 }

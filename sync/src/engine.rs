@@ -15,21 +15,25 @@ use tracing::{error, info, warn};
 use crate::error::SyncError;
 use crate::flow::{Flow, FlowSpec};
 use crate::metrics::Registry;
-use crate::routing::{FlowRouter, Topology};
+use crate::routing::{FlowRoutes, Routes};
 use crate::spec::EngineSpec;
 
 /// How long a stopping flow waits for outstanding deliveries.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The link graph of a spec.
-pub fn topology(spec: &EngineSpec) -> Topology {
-    let links: Vec<[usize; 2]> = spec.links.iter().map(|l| l.clusters).collect();
-    Topology::new(spec.clusters.iter().map(|c| c.id.clone()).collect(), &links)
+/// The routing table of a spec: its link graph with each link's topic selection.
+pub fn routes(spec: &EngineSpec) -> Routes {
+    let links = spec
+        .links
+        .iter()
+        .map(|l| (l.clusters, l.topics.clone()))
+        .collect();
+    Routes::new(spec.clusters.iter().map(|c| c.id.clone()).collect(), links)
 }
 
 /// The flows of a spec, two per link, in link order.
 pub fn flow_specs(spec: &EngineSpec) -> Vec<FlowSpec> {
-    let topo = topology(spec);
+    let routes = Arc::new(routes(spec));
     spec.links
         .iter()
         .flat_map(|l| {
@@ -46,7 +50,7 @@ pub fn flow_specs(spec: &EngineSpec) -> Vec<FlowSpec> {
             start: l.start,
             in_flight_bytes: l.in_flight_bytes,
             limits: spec.limits.clone(),
-            router: FlowRouter::new(&topo, s, t),
+            routes: FlowRoutes::new(routes.clone(), s, t),
             drain_timeout: DRAIN_TIMEOUT,
         })
         .collect()

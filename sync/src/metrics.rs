@@ -16,8 +16,12 @@ pub struct FlowMetrics {
     pub not_forwarded: AtomicU64,
     /// Records stopped by the hop-path guard.
     pub loop_stopped: AtomicU64,
-    /// Records behind the source's end, from the consumer's statistics.
+    /// Records behind the source's end, from the consumer's statistics, summed over
+    /// the partitions whose lag is known.
     pub lag: AtomicI64,
+    /// Partitions whose lag is not known (no statistics yet, no committed position, or
+    /// the flow not running): while above 0, `lag` is a lower bound.
+    pub lag_unknown: AtomicI64,
     /// Sum of replication latencies (ack time minus record timestamp), ms.
     pub latency_ms_sum: AtomicU64,
     /// Number of latencies summed.
@@ -81,7 +85,7 @@ impl Registry {
     /// Prometheus text exposition format 0.0.4.
     pub fn render(&self) -> String {
         type Get = fn(&FlowMetrics) -> i64;
-        let series: [(&str, &str, &str, Get); 12] = [
+        let series: [(&str, &str, &str, Get); 13] = [
             (
                 "duplex_records_forwarded_total",
                 "counter",
@@ -123,6 +127,12 @@ impl Registry {
                 "gauge",
                 "Records on the source not yet read by the flow.",
                 |m| m.lag.load(Relaxed),
+            ),
+            (
+                "duplex_flow_lag_unknown_partitions",
+                "gauge",
+                "Partitions whose lag is not known (no statistics, no committed position, or the flow not running); while above 0 the lag is a lower bound.",
+                |m| m.lag_unknown.load(Relaxed),
             ),
             (
                 "duplex_flow_discovery_rounds_total",
@@ -186,6 +196,6 @@ mod tests {
         let text = r.render();
         assert!(text.contains("duplex_records_forwarded_total{flow=\"a->b\",link=\"a-b\"} 3"));
         assert!(text.contains("duplex_records_forwarded_total{flow=\"b->a\",link=\"a-b\"} 0"));
-        assert_eq!(text.matches("# TYPE").count(), 12);
+        assert_eq!(text.matches("# TYPE").count(), 13);
     }
 }

@@ -7,7 +7,8 @@
 //! u8  major version (1)
 //! u8  hop count n (1..=255)
 //! n × { u8 id_len, id_len bytes cluster id (UTF-8), i32 partition, i64 offset }
-//! ... trailing bytes: reserved for compatible additions, ignored by v1 readers
+//! ... trailing bytes: reserved for compatible additions, ignored by v1 readers and
+//!     carried on unchanged, after the new hop, by every relay
 //! ```
 //!
 //! Hop 0 is the origin position: the cluster, partition and offset where a client first
@@ -67,6 +68,9 @@ pub struct Hop<'a> {
 pub struct Path<'a> {
     count: u8,
     hops: &'a [u8],
+    /// Bytes after the hops: reserved for compatible additions. This version does not
+    /// read them, and a relay carries them on unchanged.
+    trailing: &'a [u8],
 }
 
 impl<'a> Path<'a> {
@@ -97,6 +101,7 @@ impl<'a> Path<'a> {
         Ok(Path {
             count,
             hops: &body[..at],
+            trailing: &body[at..],
         })
     }
 
@@ -130,17 +135,26 @@ impl<'a> Path<'a> {
         self.hops().any(|h| h.cluster == cluster)
     }
 
-    /// Encodes this path with one more hop appended, into `out` (cleared first).
+    /// The bytes after the hops, which a later minor addition may use.
+    pub fn trailing(&self) -> &'a [u8] {
+        self.trailing
+    }
+
+    /// Encodes this path with one more hop appended, into `out` (cleared first). The
+    /// trailing bytes follow the new hop unchanged: they belong to the record, and a
+    /// relay that does not know them must not drop them (docs/headers.md).
     pub fn extend_into(&self, hop: Hop<'_>, out: &mut Vec<u8>) -> Result<(), ProvenanceError> {
         if self.count == u8::MAX {
             return Err(ProvenanceError::TooLong);
         }
         out.clear();
-        out.reserve(2 + self.hops.len() + HOP_FIXED + hop.cluster.len());
+        out.reserve(2 + self.hops.len() + HOP_FIXED + hop.cluster.len() + self.trailing.len());
         out.push(VERSION);
         out.push(self.count + 1);
         out.extend_from_slice(self.hops);
-        push_hop(out, hop)
+        push_hop(out, hop)?;
+        out.extend_from_slice(self.trailing);
+        Ok(())
     }
 }
 
@@ -229,18 +243,29 @@ mod tests {
         v.extend_from_slice(b"future");
         let p = Path::decode(&v).unwrap();
         assert_eq!(p.origin(), hop("a", 0, 1));
+        assert_eq!(p.trailing(), b"future");
         let mut w = Vec::new();
         p.extend_into(hop("b", 0, 2), &mut w).unwrap();
-        // The extension keeps the hops, not the bytes this version does not know.
-        let mut fresh = Vec::new();
-        encode_origin(hop("a", 0, 1), &mut fresh).unwrap();
-        let mut want = Vec::new();
-        Path::decode(&fresh)
-            .unwrap()
-            .extend_into(hop("b", 0, 2), &mut want)
-            .unwrap();
+        // A relay inserts its hop after the last one and carries the bytes it does not
+        // know after it, unchanged: [v, 2, hop a, hop b, "future"].
+        let mut want = vec![VERSION, 2];
+        push_hop(&mut want, hop("a", 0, 1)).unwrap();
+        push_hop(&mut want, hop("b", 0, 2)).unwrap();
+        want.extend_from_slice(b"future");
         assert_eq!(w, want);
-        assert_eq!(Path::decode(&w).unwrap().len(), 2);
+        let p2 = Path::decode(&w).unwrap();
+        assert_eq!(
+            (p2.len(), p2.last(), p2.trailing()),
+            (2, hop("b", 0, 2), &b"future"[..])
+        );
+        // And on the next relay too.
+        let mut x = Vec::new();
+        p2.extend_into(hop("c", 1, 3), &mut x).unwrap();
+        let p3 = Path::decode(&x).unwrap();
+        assert_eq!(
+            (p3.len(), p3.origin(), p3.trailing()),
+            (3, hop("a", 0, 1), &b"future"[..])
+        );
     }
 
     #[test]

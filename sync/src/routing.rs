@@ -1,15 +1,111 @@
-//! Routing: which flow forwards the records of which origin (DESIGN.md rule 2).
+//! Routing: which flow forwards the records of which origin, per topic (DESIGN.md rule 2).
 //!
-//! For every origin O the records of O travel along one spanning tree of the link graph
-//! rooted at O: breadth-first from O, and the parent of a cluster is its neighbour one
-//! step closer to O with the smallest cluster id. Every node computes the same trees
-//! from the same config, so in a connected topology each cluster receives each record
-//! exactly once. As a second guard a flow never writes to a cluster already on the
-//! record's hop path.
+//! Links may select different topics, so every topic has its own link graph: the links
+//! that select it ([`Routes::topology`]). For every origin O the records of O in topic T
+//! travel along one spanning tree of T's graph rooted at O: breadth-first from O, and the
+//! parent of a cluster is its neighbour one step closer to O with the smallest cluster
+//! id. Every node computes the same trees from the same config, so each cluster that T's
+//! links connect to O receives each record exactly once. A topic whose links fall into
+//! separate parts is replicated within each part ([`Routes::parts`] names them; the flow
+//! and `check-config` report it). As a second guard a flow never writes to a cluster
+//! already on the record's hop path.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use crate::provenance::Path;
+use crate::spec::TopicSelection;
+
+/// The link graph with each link's topic selection: the routing of every topic.
+#[derive(Debug, Clone)]
+pub struct Routes {
+    ids: Vec<String>,
+    links: Vec<([usize; 2], TopicSelection)>,
+}
+
+impl Routes {
+    /// `links`: pairs of indexes into `ids`, each with the topics that link replicates.
+    pub fn new(ids: Vec<String>, links: Vec<([usize; 2], TopicSelection)>) -> Self {
+        Routes { ids, links }
+    }
+
+    /// Cluster ids, by index.
+    pub fn ids(&self) -> &[String] {
+        &self.ids
+    }
+
+    /// The link graph of `topic`: every cluster, and the links that select the topic.
+    pub fn topology(&self, topic: &str) -> Topology {
+        let pairs: Vec<[usize; 2]> = self
+            .links
+            .iter()
+            .filter(|(_, selection)| selection.selects(topic))
+            .map(|(pair, _)| *pair)
+            .collect();
+        Topology::new(self.ids.clone(), &pairs)
+    }
+
+    /// The routing decision of flow `source → target` for the records of `topic`.
+    pub fn router(&self, topic: &str, source: usize, target: usize) -> FlowRouter {
+        FlowRouter::new(&self.topology(topic), source, target)
+    }
+
+    /// The clusters that hold `topic` by configuration (an end of a link that selects
+    /// it), grouped by the parts its links connect, each part and the list sorted by id.
+    /// Empty when no link selects the topic; more than one part means the topic is
+    /// replicated within each part only: no link that selects it joins them.
+    pub fn parts(&self, topic: &str) -> Vec<Vec<usize>> {
+        let topology = self.topology(topic);
+        let mut parts: Vec<Vec<usize>> = topology
+            .components()
+            .into_iter()
+            .filter(|c| c.len() > 1)
+            .map(|mut c| {
+                c.sort_by(|&x, &y| self.ids[x].cmp(&self.ids[y]));
+                c
+            })
+            .collect();
+        parts.sort_by(|x, y| self.ids[x[0]].cmp(&self.ids[y[0]]));
+        parts
+    }
+}
+
+/// The routing table seen from one flow, `source → target`: a router per topic.
+#[derive(Debug, Clone)]
+pub struct FlowRoutes {
+    routes: Arc<Routes>,
+    source: usize,
+    target: usize,
+}
+
+impl FlowRoutes {
+    /// The routes of flow `source → target` (indexes into the cluster ids).
+    pub fn new(routes: Arc<Routes>, source: usize, target: usize) -> Self {
+        FlowRoutes {
+            routes,
+            source,
+            target,
+        }
+    }
+
+    /// The routing decision of this flow for the records of `topic`. Computed once per
+    /// topic by the reader, not per record.
+    pub fn router(&self, topic: &str) -> FlowRouter {
+        self.routes.router(topic, self.source, self.target)
+    }
+
+    /// When the links that select `topic` fall into separate parts, the cluster ids of
+    /// each part (the topic is replicated within each part only); `None` otherwise.
+    pub fn split(&self, topic: &str) -> Option<Vec<Vec<String>>> {
+        let parts = self.routes.parts(topic);
+        (parts.len() > 1).then(|| {
+            parts
+                .iter()
+                .map(|p| p.iter().map(|&i| self.routes.ids[i].clone()).collect())
+                .collect()
+        })
+    }
+}
 
 /// The link graph over cluster ids.
 #[derive(Debug, Clone)]
@@ -122,9 +218,17 @@ pub struct FlowRouter {
 }
 
 impl FlowRouter {
-    /// The router of flow `source → target`.
+    /// The router of flow `source → target` over `topology` (the link graph of the
+    /// topic it reads).
+    ///
+    /// Only origins the source reaches in this graph route. A record whose origin lies
+    /// outside the source's part (it came over a link that no longer selects the topic,
+    /// say) is treated like one from another deployment: its first hop inside the part
+    /// counts as its origin, so it still reaches the part exactly once and never strands.
     pub fn new(topology: &Topology, source: usize, target: usize) -> Self {
+        let reach = topology.distances(source);
         let forwards = (0..topology.ids.len())
+            .filter(|&o| reach[o].is_some())
             .map(|o| {
                 (
                     topology.ids[o].as_bytes().to_vec(),
@@ -340,6 +444,111 @@ mod tests {
             })
     }
 
+    /// Carries one record of `topic` produced on `origin` through every flow whose link
+    /// selects the topic, each deciding with the engine's router, and returns how many
+    /// copies each cluster ends with. Fails on a loop-guard stop or a runaway.
+    fn simulate(routes: &Routes, topic: &str, origin: usize) -> Result<Vec<u32>, TestCaseError> {
+        let t = routes.topology(topic);
+        let ids = routes.ids();
+        let mut received = vec![0u32; ids.len()];
+        received[origin] = 1;
+        // (cluster holding a copy, its provenance or None when it is the origin copy)
+        let mut queue: VecDeque<(usize, Option<Vec<u8>>)> = VecDeque::from([(origin, None)]);
+        let mut steps = 0;
+        while let Some((at, path)) = queue.pop_front() {
+            for &next in &t.adj[at] {
+                steps += 1;
+                prop_assert!(steps < 10_000, "propagation does not end");
+                let decoded = path.as_deref().map(|p| Path::decode(p).unwrap());
+                match routes.router(topic, at, next).decide(decoded.as_ref()) {
+                    Decision::Forward => {
+                        let hop = Hop {
+                            cluster: ids[at].as_bytes(),
+                            partition: 0,
+                            offset: steps as i64,
+                        };
+                        let mut out = Vec::new();
+                        match &decoded {
+                            Some(p) => p.extend_into(hop, &mut out).unwrap(),
+                            None => encode_origin(hop, &mut out).unwrap(),
+                        }
+                        received[next] += 1;
+                        queue.push_back((next, Some(out)));
+                    }
+                    Decision::NotInTree => {}
+                    Decision::LoopStopped => {
+                        prop_assert!(false, "guard needed on {} -> {}", ids[at], ids[next])
+                    }
+                }
+            }
+        }
+        Ok(received)
+    }
+
+    fn all_topics() -> TopicSelection {
+        TopicSelection::matching(".*").unwrap()
+    }
+
+    #[test]
+    fn a_link_that_skips_a_topic_is_routed_around() {
+        // Triangle a-b, b-c, a-c where a-c selects only payments (issue 10): orders of a
+        // reach c through b, payments of a go straight to c.
+        let ids = ["a", "b", "c"].map(String::from).to_vec();
+        let payments = TopicSelection::matching("payments").unwrap();
+        let routes = Routes::new(
+            ids,
+            vec![
+                ([0, 1], all_topics()),
+                ([1, 2], all_topics()),
+                ([0, 2], payments),
+            ],
+        );
+        assert_eq!(routes.topology("orders").tree(0)[2], Some(1));
+        assert_eq!(routes.topology("payments").tree(0)[2], Some(0));
+        assert_eq!(
+            routes.topology("orders").origins_forwarded(1, 2),
+            vec![0, 1]
+        );
+        assert_eq!(routes.topology("payments").origins_forwarded(1, 2), vec![1]);
+        assert_eq!(simulate(&routes, "orders", 0).unwrap(), vec![1, 1, 1]);
+        assert_eq!(simulate(&routes, "payments", 0).unwrap(), vec![1, 1, 1]);
+        assert_eq!(routes.parts("orders"), vec![vec![0, 1, 2]]);
+    }
+
+    #[test]
+    fn a_topic_whose_links_do_not_meet_is_replicated_within_each_part() {
+        // a-b and c-d select events, the bridge b-c does not.
+        let ids = ["a", "b", "c", "d"].map(String::from).to_vec();
+        let events = TopicSelection::matching("events|other").unwrap();
+        let bridge = TopicSelection::matching("other").unwrap();
+        let routes = Routes::new(
+            ids,
+            vec![([0, 1], events.clone()), ([1, 2], bridge), ([2, 3], events)],
+        );
+        assert_eq!(routes.parts("events"), vec![vec![0, 1], vec![2, 3]]);
+        assert_eq!(routes.parts("other"), vec![vec![0, 1, 2, 3]]);
+        assert!(routes.parts("unselected").is_empty());
+        assert_eq!(simulate(&routes, "events", 0).unwrap(), vec![1, 1, 0, 0]);
+        assert_eq!(simulate(&routes, "events", 3).unwrap(), vec![0, 0, 1, 1]);
+        // A record of a that reached c over a link since changed: c counts as its origin
+        // within its part, so d receives it once and nothing goes back.
+        let mut v = Vec::new();
+        encode_origin(
+            Hop {
+                cluster: b"a",
+                partition: 0,
+                offset: 1,
+            },
+            &mut v,
+        )
+        .unwrap();
+        let p = Path::decode(&v).unwrap();
+        assert_eq!(
+            routes.router("events", 2, 3).decide(Some(&p)),
+            Decision::Forward
+        );
+    }
+
     proptest! {
         /// Simulates every flow of the topology on one record: every cluster receives it
         /// exactly once, no flow ever needs the loop guard, and propagation ends.
@@ -349,34 +558,40 @@ mod tests {
             let ids: Vec<String> = names.into_iter().take(n).collect();
             let t = Topology::new(ids.clone(), &links);
             prop_assert_eq!(t.components().len(), 1);
-            let routers: HashMap<(usize, usize), FlowRouter> = (0..n)
-                .flat_map(|s| t.adj[s].iter().map(move |&d| (s, d)))
-                .map(|(s, d)| ((s, d), FlowRouter::new(&t, s, d)))
-                .collect();
-            let mut received = vec![0u32; n];
-            received[origin] = 1;
-            // (cluster holding a copy, its provenance or None when it is the origin copy)
-            let mut queue: VecDeque<(usize, Option<Vec<u8>>)> = VecDeque::from([(origin, None)]);
-            let mut steps = 0;
-            while let Some((at, path)) = queue.pop_front() {
-                for &next in &t.adj[at] {
-                    steps += 1;
-                    prop_assert!(steps < 10_000, "propagation does not end");
-                    let decoded = path.as_deref().map(|p| Path::decode(p).unwrap());
-                    match routers[&(at, next)].decide(decoded.as_ref()) {
-                        Decision::Forward => {
-                            let hop = Hop { cluster: ids[at].as_bytes(), partition: 0, offset: steps as i64 };
-                            let mut out = Vec::new();
-                            match &decoded { Some(p) => p.extend_into(hop, &mut out).unwrap(), None => encode_origin(hop, &mut out).unwrap() }
-                            received[next] += 1;
-                            queue.push_back((next, Some(out)));
-                        }
-                        Decision::NotInTree => {}
-                        Decision::LoopStopped => prop_assert!(false, "guard needed on {} -> {}", ids[at], ids[next]),
-                    }
-                }
-            }
+            let routes = Routes::new(ids, links.iter().map(|&l| (l, all_topics())).collect());
+            let received = simulate(&routes, "t", origin)?;
             prop_assert!(received.iter().all(|&c| c == 1), "received {:?}", received);
+        }
+
+        /// Random connected topologies where every link selects a random subset of three
+        /// topics: for each topic and origin, every cluster the topic's links connect to
+        /// the origin receives the record exactly once, and no other cluster receives it.
+        #[test]
+        fn per_topic_selections_reach_each_connected_cluster_once((n, links, origin) in connected_graph(),
+                                                                   masks in proptest::collection::vec(0u8..8, 24)) {
+            let ids: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
+            let topics = ["t0", "t1", "t2"];
+            let selection = |mask: u8| {
+                let chosen: Vec<&str> = (0..3).filter(|b| mask & (1 << b) != 0).map(|b| topics[b]).collect();
+                // An empty selection still has to be a valid regex that matches nothing here.
+                TopicSelection::matching(&if chosen.is_empty() { "none".to_string() } else { chosen.join("|") }).unwrap()
+            };
+            let routes = Routes::new(
+                ids.clone(),
+                links.iter().enumerate().map(|(i, &l)| (l, selection(masks[i % masks.len()]))).collect(),
+            );
+            for topic in topics {
+                let reach = routes.topology(topic).distances(origin);
+                let received = simulate(&routes, topic, origin)?;
+                for c in 0..n {
+                    let want = u32::from(reach[c].is_some());
+                    prop_assert_eq!(received[c], want, "topic {} from {}: cluster {} got {:?}", topic, ids[origin], ids[c], received);
+                }
+                // The parts partition exactly the clusters that some selecting link touches.
+                let in_parts: usize = routes.parts(topic).iter().map(Vec::len).sum();
+                let touched = (0..n).filter(|&c| routes.topology(topic).adj[c].len() > 0).count();
+                prop_assert_eq!(in_parts, touched);
+            }
         }
     }
 }

@@ -57,6 +57,12 @@ impl Flow {
             if count <= have {
                 continue;
             }
+            if have == 0
+                && let Some(parts) = self.spec.routes.split(&topic)
+            {
+                // A valid choice (regional copies of one topic name), but never a silent one.
+                warn!(flow = %self.spec.name(), %topic, parts = ?parts, "The links that select this topic do not connect all the clusters that hold it: it is replicated within each part only.");
+            }
             self.ensure_target(c, &topic, count).await?;
             let starts = self.starts(c, &topic, have, count).await?;
             let mut tpl = TopicPartitionList::new();

@@ -12,6 +12,8 @@ mod reader;
 mod watchdog;
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use rdkafka::ClientContext;
@@ -27,7 +29,7 @@ use crate::clients;
 use crate::discovery::TopicCreator;
 use crate::error::SyncError;
 use crate::metrics::FlowMetrics;
-use crate::routing::FlowRouter;
+use crate::routing::FlowRoutes;
 use crate::spec::{ClusterSpec, Limits, StartPosition, TopicSelection};
 
 /// Everything one flow needs, fixed for its lifetime.
@@ -47,8 +49,8 @@ pub struct FlowSpec {
     pub in_flight_bytes: usize,
     /// Engine-wide settings.
     pub limits: Limits,
-    /// Precomputed routing decision.
-    pub router: FlowRouter,
+    /// Routing: a decision per topic, computed once per topic.
+    pub routes: FlowRoutes,
     /// How long a shutdown waits for outstanding deliveries.
     pub drain_timeout: Duration,
 }
@@ -71,23 +73,39 @@ pub fn group_id(link: &str, source: &str, target: &str) -> String {
     format!("duplex.{link}.{source}-to-{target}")
 }
 
-/// Consumer context that feeds the lag gauge from librdkafka's statistics.
+/// Consumer context that feeds the lag gauges from librdkafka's statistics.
 pub(crate) struct LagContext {
     metrics: Arc<FlowMetrics>,
+    /// Set once this run's first assignment is done: before it, no lag is known.
+    pub(crate) assigned: AtomicBool,
 }
 
 impl ClientContext for LagContext {
     fn stats(&self, stats: Statistics) {
-        let lag: i64 = stats
+        if !self.assigned.load(Relaxed) {
+            return;
+        }
+        // A partition whose lag librdkafka does not know (no committed position yet, no
+        // watermark) is counted as unknown, never summed as 0: a stuck flow must not
+        // look caught up.
+        let (mut lag, mut unknown, mut seen) = (0i64, 0i64, 0i64);
+        for p in stats
             .topics
             .values()
             .flat_map(|t| t.partitions.values())
-            .filter(|p| p.partition >= 0 && p.consumer_lag >= 0)
-            .map(|p| p.consumer_lag)
-            .sum();
-        self.metrics
-            .lag
-            .store(lag, std::sync::atomic::Ordering::Relaxed);
+            .filter(|p| p.partition >= 0 && p.desired)
+        {
+            seen += 1;
+            if p.consumer_lag >= 0 {
+                lag += p.consumer_lag;
+            } else {
+                unknown += 1;
+            }
+        }
+        // Assigned partitions the statistics do not list yet are unknown too.
+        unknown += (self.metrics.partitions.load(Relaxed) - seen).max(0);
+        self.metrics.lag.store(lag, Relaxed);
+        self.metrics.lag_unknown.store(unknown, Relaxed);
     }
 }
 impl ConsumerContext for LagContext {}
@@ -122,6 +140,7 @@ impl Flow {
             clients::consumer(&s.source, &name, &s.group_id(), s.in_flight_bytes)
                 .create_with_context(LagContext {
                     metrics: self.metrics.clone(),
+                    assigned: AtomicBool::new(false),
                 })
                 .map_err(|e| create("create consumer", &s.source.id, e))?;
         let producer: FutureProducer = clients::producer(&s.target, &name, s.in_flight_bytes)
@@ -156,6 +175,8 @@ impl Flow {
     /// Runs the flow until `cancel` fires (Ok) or an error stops it. Outstanding
     /// deliveries are drained, and acknowledged positions committed, before it returns.
     pub async fn run_once(&self, cancel: &CancellationToken) -> Result<(), SyncError> {
+        // Until the consumer's first statistics, the lag is not known.
+        self.metrics.lag_unknown.store(1, Relaxed);
         let clients = self.clients()?;
         let stop = cancel.child_token();
         let budget = Arc::new(Semaphore::new(self.spec.in_flight_bytes));
@@ -179,9 +200,9 @@ impl Flow {
                 a
             }
         );
-        self.metrics
-            .partitions
-            .store(0, std::sync::atomic::Ordering::Relaxed);
+        // Stopped or about to restart: nothing reads, so the last lag seen is stale.
+        let partitions = self.metrics.partitions.swap(0, Relaxed);
+        self.metrics.lag_unknown.store(partitions.max(1), Relaxed);
         a.and(r)
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
+use rdkafka::consumer::Consumer as _;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -19,15 +20,22 @@ use super::assign::Assigned;
 use super::{Clients, Flow, watchdog};
 use crate::error::SyncError;
 use crate::provenance::{Hop, PATH_HEADER, Path, encode_origin, is_reserved};
-use crate::routing::Decision;
+use crate::routing::{Decision, FlowRouter};
 
 pub(crate) struct Reader<'a> {
     flow: &'a Flow,
     clients: &'a Clients,
     budget: Arc<Semaphore>,
     acks: mpsc::Sender<Ack>,
-    topics: HashMap<String, Arc<str>>,
+    topics: HashMap<String, TopicRoute>,
     path_buf: Vec<u8>,
+}
+
+/// What the reader keeps per topic: its shared name (for acks) and this flow's routing
+/// decision for it, computed when the topic is first seen.
+struct TopicRoute {
+    name: Arc<str>,
+    router: FlowRouter,
 }
 
 impl<'a> Reader<'a> {
@@ -59,6 +67,12 @@ impl<'a> Reader<'a> {
             r = self.flow.refresh_assignment(self.clients, &mut assigned) => self.started(r?, &mut starts).await?,
             _ = stop.cancelled() => return Ok(()),
         }
+        // From now on the consumer's statistics say what the lag is.
+        self.clients
+            .consumer
+            .context()
+            .assigned
+            .store(true, Relaxed);
         let mut refresh = tokio::time::interval(limits.refresh_interval);
         refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         refresh.reset();
@@ -94,8 +108,11 @@ impl<'a> Reader<'a> {
                 }
                 m = consumer.recv() => match m {
                     Ok(m) => {
-                        last_read = Instant::now();
                         self.handle(&m, stop).await?;
+                        // Stamped after handling: time spent waiting for the target
+                        // (in-flight budget, producer queue) is not a stall, and a
+                        // target outage must not restart the flow once it ends.
+                        last_read = Instant::now();
                     }
                     Err(e) => self.consume_error(e)?,
                 },
@@ -112,7 +129,7 @@ impl<'a> Reader<'a> {
     ) -> Result<(), SyncError> {
         for a in added {
             starts.insert((a.topic.clone(), a.partition), a.offset);
-            let topic = self.topic(&a.topic);
+            let topic = self.topic(&a.topic).name.clone();
             self.send_ack(Ack::Assigned {
                 topic,
                 partition: a.partition,
@@ -144,13 +161,15 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn topic(&mut self, name: &str) -> Arc<str> {
-        if let Some(t) = self.topics.get(name) {
-            return t.clone();
+    fn topic(&mut self, name: &str) -> &TopicRoute {
+        if !self.topics.contains_key(name) {
+            let route = TopicRoute {
+                name: Arc::from(name),
+                router: self.flow.spec.routes.router(name),
+            };
+            self.topics.insert(name.to_string(), route);
         }
-        let t: Arc<str> = Arc::from(name);
-        self.topics.insert(name.to_string(), t.clone());
-        t
+        &self.topics[name]
     }
 
     async fn handle(
@@ -187,8 +206,9 @@ impl<'a> Reader<'a> {
                 }
             })?),
         };
-        let topic = self.topic(m.topic());
-        match spec.router.decide(path.as_ref()) {
+        let route = self.topic(m.topic());
+        let (topic, decision) = (route.name.clone(), route.router.decide(path.as_ref()));
+        match decision {
             Decision::Forward => {}
             decision => {
                 let counter = if decision == Decision::NotInTree {

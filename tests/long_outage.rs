@@ -1,0 +1,67 @@
+//! A target outage longer than `limits.stall_timeout` is not a stall: the flow waits for
+//! the target with its in-flight budget spent, then carries on, without a watchdog
+//! restart, and every record lands exactly once (issue 10: the reader stamped "last
+//! read" before waiting for budget, so the wait counted as idle time).
+
+mod harness;
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use harness::{Expected, Feature, Provider};
+
+async fn outage_longer_than_the_stall_timeout(provider: Provider) {
+    if !harness::needs(provider, Feature::Restart, "long_outage") {
+        return;
+    }
+    let Some(mut clusters) = harness::start(provider, &["east", "west"]) else {
+        return;
+    };
+    let topic = harness::unique("long");
+    for c in &clusters {
+        c.create_topic(&topic, 2).await;
+    }
+    let mut spec = {
+        let refs: Vec<_> = clusters.iter().collect();
+        harness::spec(&refs, &[[0, 1]], "long\\..*")
+    };
+    // A budget of a few dozen records, so that it is spent early in the outage.
+    spec.links[0].in_flight_bytes = 4096;
+    let stall_timeout = spec.limits.stall_timeout;
+    let running = harness::run_engine(spec);
+    running.wait_discovered(2).await;
+
+    clusters[1].broker_down();
+    let recs = harness::records_on("east", 400, &[0, 1]);
+    let ids = harness::produce(&clusters[0], &topic, &recs).await;
+    let mut expected = Expected::new();
+    harness::expect(&mut expected, ids, &recs);
+    tokio::time::sleep(stall_timeout + Duration::from_secs(3)).await;
+    clusters[1].broker_up();
+
+    let refs: Vec<_> = clusters.iter().collect();
+    harness::wait_for_count(&refs[1..], &topic, 400, Duration::from_secs(60)).await;
+    // Past the watchdog's next look, had the wait counted as idle.
+    tokio::time::sleep(stall_timeout / 2).await;
+    let m = running
+        .registry
+        .entries()
+        .into_iter()
+        .find(|e| e.flow == "east->west")
+        .expect("flow east->west")
+        .metrics;
+    let (restarts, error) = (m.restarts.load(Relaxed), m.last_error());
+    running.stop().await;
+    assert_eq!(
+        restarts, 0,
+        "waiting for the target counted as a stall: last error {error:?}"
+    );
+    for c in &refs {
+        harness::assert_holds_exactly(c, &topic, &expected);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn target_outage_longer_than_the_stall_timeout_on_mock() {
+    outage_longer_than_the_stall_timeout(Provider::Mock).await;
+}
