@@ -1,6 +1,8 @@
-//! kill -9 of the duplex process at random moments mid-stream, six times, each followed
-//! by a restart, while clients write on both clusters: in the end every cluster holds
-//! every record exactly once (DESIGN.md rule 3). Then SIGTERM drains and exits 0.
+//! kill -9 of the duplex process at random moments mid-stream, each followed by a
+//! restart, while clients write on every cluster: in the end every cluster holds every
+//! record exactly once (DESIGN.md rule 3). Then SIGTERM drains and exits 0. Two clusters
+//! killed six times; and a full mesh of three, every partition written everywhere,
+//! Duplex on its own default client settings, killed three times (issue 10).
 
 mod harness;
 
@@ -12,21 +14,66 @@ use rand::Rng;
 
 /// The `duplex run` config for these clusters, with the harness's per-provider client
 /// options (see `TestCluster::spec`).
-fn config(clusters: &[&TestCluster], metrics_port: u16) -> String {
+/// `cautious`: keep the harness's per-provider client options; without them Duplex runs
+/// with its own defaults, as a user would.
+fn config(
+    clusters: &[&TestCluster],
+    links: &[[usize; 2]],
+    metrics_port: u16,
+    cautious: bool,
+) -> String {
     let mut s = format!(
         "[limits]\nrefresh_interval = \"500ms\"\ncommit_interval = \"200ms\"\nstall_timeout = \"5s\"\n\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\n"
     );
     s += &harness::clusters_toml(clusters, |spec| {
+        if !cautious {
+            spec.consumer.clear();
+            spec.producer.clear();
+        }
         if let Ok(d) = std::env::var("DUPLEX_KILL9_DEBUG") {
             spec.consumer.insert("debug".into(), d);
         }
     });
-    s += &format!(
-        "[[links]]\nclusters = [\"{}\", \"{}\"]\n[links.topics]\ninclude = [\"crash\\\\..*\"]\n",
-        clusters[0].id, clusters[1].id
-    );
+    for [x, y] in links {
+        s += &format!(
+            "[[links]]\nclusters = [\"{}\", \"{}\"]\n[links.topics]\ninclude = [\"crash\\\\..*\"]\n",
+            clusters[*x].id, clusters[*y].id
+        );
+    }
     s
 }
+
+/// What one kill -9 run does.
+struct Scenario {
+    ids: &'static [&'static str],
+    links: &'static [[usize; 2]],
+    kills: usize,
+    batches: i64,
+    /// Every cluster writes every partition (else one writer per partition on Tansu).
+    all_writers: bool,
+    /// The harness's cautious Tansu client options for Duplex (see `config`).
+    cautious: bool,
+}
+
+const PAIR: Scenario = Scenario {
+    ids: &["dc1", "dc2"],
+    links: &[[0, 1]],
+    kills: 6,
+    batches: 12,
+    all_writers: false,
+    cautious: true,
+};
+
+/// Issue 10: a full mesh of three, every partition written on every cluster at once,
+/// Duplex with its own default client settings, killed three times while clients write.
+const MESH: Scenario = Scenario {
+    ids: &["a", "b", "c"],
+    links: &[[0, 1], [1, 2], [0, 2]],
+    kills: 3,
+    batches: 20,
+    all_writers: true,
+    cautious: false,
+};
 
 fn spawn(config: &std::path::Path, log: &std::path::Path) -> Child {
     let log = std::fs::OpenOptions::new()
@@ -54,22 +101,33 @@ fn spawn(config: &std::path::Path, log: &std::path::Path) -> Child {
 // again at once, and the biased select never polled the consumer (docs/testing.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_dash_nine_loses_nothing_and_duplicates_nothing_on_tansu() {
-    kill_dash_nine(Provider::Tansu).await;
+    kill_dash_nine(Provider::Tansu, &PAIR).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_dash_nine_loses_nothing_and_duplicates_nothing_on_mock() {
-    kill_dash_nine(Provider::Mock).await;
+    kill_dash_nine(Provider::Mock, &PAIR).await;
 }
 
-async fn kill_dash_nine(provider: Provider) {
-    let Some(clusters) = harness::start(provider, &["dc1", "dc2"]) else {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_dash_nine_in_a_mesh_of_three_converges_on_tansu() {
+    kill_dash_nine(Provider::Tansu, &MESH).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_dash_nine_in_a_mesh_of_three_converges_on_mock() {
+    kill_dash_nine(Provider::Mock, &MESH).await;
+}
+
+async fn kill_dash_nine(provider: Provider, sc: &Scenario) {
+    let Some(clusters) = harness::start(provider, sc.ids) else {
         return;
     };
-    let (a, b) = (&clusters[0], &clusters[1]);
+    let refs: Vec<&TestCluster> = clusters.iter().collect();
     let topic = harness::unique("crash");
-    a.create_topic(&topic, 4).await;
-    b.create_topic(&topic, 4).await;
+    for c in &refs {
+        c.create_topic(&topic, 4).await;
+    }
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("duplex.toml");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -77,14 +135,14 @@ async fn kill_dash_nine(provider: Provider) {
         .local_addr()
         .unwrap()
         .port();
-    std::fs::write(&cfg, config(&[a, b], port)).unwrap();
+    std::fs::write(&cfg, config(&refs, sc.links, port, sc.cautious)).unwrap();
     let log = dir.path().join("duplex.log");
     eprintln!("duplex log: {}", log.display());
 
     // Clients keep writing on both sides in batches while Duplex is killed and restarted.
     let kills = async {
         let mut rng = rand::rng();
-        for _ in 0..6 {
+        for _ in 0..sc.kills {
             let mut child = spawn(&cfg, &log);
             let pause = rng.random_range(300..1500);
             tokio::time::sleep(Duration::from_millis(pause)).await;
@@ -97,25 +155,27 @@ async fn kill_dash_nine(provider: Provider) {
             tokio::time::sleep(Duration::from_millis(1000)).await;
         }
     };
-    let ((ea, eb), ()) = tokio::join!(
-        async {
-            tokio::join!(
-                write_batches(provider, a, &topic, 0),
-                write_batches(provider, b, &topic, 1)
-            )
-        },
+    let (written, ()) = tokio::join!(
+        futures::future::join_all(refs.iter().enumerate().map(|(i, c)| {
+            let partitions = if sc.all_writers {
+                (0..4).collect()
+            } else {
+                harness::write_partitions(provider, i, refs.len(), 4)
+            };
+            write_batches(c, &topic, partitions, sc.batches)
+        })),
         kills
     );
-    let mut expected = ea;
-    expected.extend(eb);
-    assert_eq!(expected.len(), 2 * 12 * 250);
+    let mut expected = Expected::new();
+    written.into_iter().for_each(|e| expected.extend(e));
+    assert_eq!(expected.len(), refs.len() * sc.batches as usize * 250);
 
     let mut child = spawn(&cfg, &log);
     if let Err(e) = harness::counts_reach(
-        &[a, b],
+        &refs,
         &topic,
         expected.len() as i64,
-        Duration::from_secs(120),
+        Duration::from_secs(180),
     )
     .await
     {
@@ -138,7 +198,10 @@ async fn kill_dash_nine(provider: Provider) {
     }
     let metrics = scrape(port);
     assert!(
-        metrics.contains("duplex_records_forwarded_total{flow=\"dc1->dc2\",link=\"dc1-dc2\"}"),
+        metrics.contains(&format!(
+            "duplex_records_forwarded_total{{flow=\"{0}->{1}\",link=\"{0}-{1}\"}}",
+            sc.ids[0], sc.ids[1]
+        )),
         "{metrics}"
     );
     // SIGTERM drains every outstanding delivery before exit, so after it nothing more
@@ -154,16 +217,20 @@ async fn kill_dash_nine(provider: Provider) {
         "SIGTERM exits 0, got {status}; log:\n{}",
         std::fs::read_to_string(&log).unwrap_or_default()
     );
-    for c in [a, b] {
+    for c in &refs {
         harness::assert_holds_exactly(c, &topic, &expected);
     }
 }
 
-/// Twelve batches of 250 records with pauses between them; returns what was written.
-async fn write_batches(provider: Provider, c: &TestCluster, topic: &str, index: usize) -> Expected {
-    let partitions = harness::write_partitions(provider, index, 2, 4);
+/// `batches` batches of 250 records with pauses between them; returns what was written.
+async fn write_batches(
+    c: &TestCluster,
+    topic: &str,
+    partitions: Vec<i32>,
+    batches: i64,
+) -> Expected {
     let mut expected = Expected::new();
-    for i in 0..12 {
+    for i in 0..batches {
         let mut recs = harness::records_on(&c.id, 250, &partitions);
         recs.iter_mut().for_each(|r| r.timestamp += i * 1000);
         let ids = harness::produce(c, topic, &recs).await;
