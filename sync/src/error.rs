@@ -147,6 +147,19 @@ impl SyncError {
         )
     }
 
+    /// Whether this error explains more than `other` when both stopped one run of a
+    /// flow: an error that needs an operator outranks a retriable one, and any error
+    /// outranks a record purged from the local queue, which only follows from another
+    /// failure or from stopping.
+    pub fn outranks(&self, other: &SyncError) -> bool {
+        let rank = |e: &SyncError| match e.kafka_code() {
+            _ if !e.is_retriable() => 2,
+            Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight) => 0,
+            _ => 1,
+        };
+        rank(self) > rank(other)
+    }
+
     /// The Kafka error code behind this error, if any.
     pub fn kafka_code(&self) -> Option<RDKafkaErrorCode> {
         match self {
