@@ -436,6 +436,19 @@ pub async fn counts_reach(
     }
 }
 
+/// Low and high watermarks of one partition of `topic` on `c`.
+pub fn watermarks(c: &TestCluster, topic: &str, partition: i32) -> (i64, i64) {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &c.bootstrap)
+        .set("group.id", "duplex-test-watermarks")
+        .create()
+        .expect("consumer");
+    consumer
+        .fetch_watermarks(topic, partition, Duration::from_secs(10))
+        .expect("fetch watermarks")
+}
+
 /// Asserts that `c` holds every expected record exactly once, field for field, in
 /// the partition it was produced to, and nothing else.
 pub fn assert_holds_exactly(c: &TestCluster, topic: &str, expected: &Expected) -> Vec<Held> {

@@ -213,6 +213,18 @@ impl Flow {
                         }
                     };
                     let offset = start.offset;
+                    if offset > high {
+                        // Truncated or recreated: its offsets no longer mean what the
+                        // target's provenance says they meant.
+                        return Err(SyncError::SourceBehind {
+                            flow: s.name(),
+                            cluster: src.to_string(),
+                            topic: topic.clone(),
+                            partition: p,
+                            resume: offset,
+                            high,
+                        });
+                    }
                     if offset < low {
                         let lost = low - offset;
                         metrics.source_gap_records.fetch_add(lost as u64, Relaxed);

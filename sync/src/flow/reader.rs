@@ -97,7 +97,7 @@ impl<'a> Reader<'a> {
                         last_read = Instant::now();
                         self.handle(&m, stop).await?;
                     }
-                    Err(e) => self.consume_error(e)?,
+                    Err(e) => self.consume_error(e, &starts).await?,
                 },
             }
         }
@@ -125,8 +125,19 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
-    fn consume_error(&self, e: KafkaError) -> Result<(), SyncError> {
+    async fn consume_error(
+        &self,
+        e: KafkaError,
+        starts: &HashMap<(String, i32), i64>,
+    ) -> Result<(), SyncError> {
         match e.rdkafka_error_code() {
+            // auto.offset.reset=error (clients.rs): name the partition and restart.
+            Some(RDKafkaErrorCode::AutoOffsetReset) => {
+                Err(
+                    watchdog::out_of_range(&self.flow.spec, &self.clients.consumer, starts, e)
+                        .await,
+                )
+            }
             // Transport hiccups are retried inside librdkafka; they surface as events.
             Some(
                 RDKafkaErrorCode::BrokerTransportFailure
