@@ -41,6 +41,7 @@ pub(crate) enum Ack {
         partition: i32,
         offset: i64,
         target_offset: Option<i64>,
+        written: Option<i64>,
         began: Option<i64>,
     },
     /// Not for this flow (routing or the hop guard): its position simply advances.
@@ -55,6 +56,9 @@ pub(crate) enum Ack {
 struct Position {
     next: i64,
     target_offset: Option<i64>,
+    /// Source offset of the record at `target_offset`, when the flow wrote it there:
+    /// lets the next start check that the target still holds it (resume.rs).
+    written: Option<i64>,
     /// Where replication of the partition began (commit metadata `b`), when known.
     began: Option<i64>,
     committed: bool,
@@ -115,11 +119,13 @@ impl<'a> Acker<'a> {
                     partition,
                     offset,
                     target_offset,
+                    written,
                     began,
                 } => {
                     let p = Position {
                         next: offset,
                         target_offset,
+                        written,
                         began,
                         committed: true,
                     };
@@ -224,12 +230,14 @@ impl<'a> Acker<'a> {
             .or_insert(Position {
                 next: 0,
                 target_offset: None,
+                written: None,
                 began: None,
                 committed: true,
             });
         p.next = offset + 1;
         if target_offset.is_some() {
             p.target_offset = target_offset;
+            p.written = Some(offset);
         }
         p.committed = false;
     }
@@ -245,7 +253,7 @@ impl<'a> Acker<'a> {
                 continue;
             }
             if let Some(t) = p.target_offset {
-                e.set_metadata(checkpoint_metadata(t, p.began));
+                e.set_metadata(checkpoint_metadata(t, p.written, p.began));
             }
         }
         if tpl.count() == 0 {

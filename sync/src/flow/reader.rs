@@ -118,6 +118,7 @@ impl<'a> Reader<'a> {
                 partition: a.partition,
                 offset: a.offset,
                 target_offset: a.target_offset,
+                written: a.written,
                 began: a.began,
             })
             .await?;
