@@ -109,7 +109,7 @@ impl<'a> Acker<'a> {
             let ack = tokio::select! {
                 biased;
                 _ = &mut deadline => { self.timed_out(rx.len()); break; }
-                _ = tick.tick() => { self.commit(CommitMode::Async); continue; }
+                _ = tick.tick() => { self.commit(); continue; }
                 a = rx.recv() => a,
             };
             let Some(ack) = ack else { break };
@@ -171,7 +171,7 @@ impl<'a> Acker<'a> {
                 }
             }
         }
-        self.commit(CommitMode::Sync);
+        self.commit_last().await;
         match self.failure {
             Some(e) => Err(e),
             None => Ok(()),
@@ -242,7 +242,47 @@ impl<'a> Acker<'a> {
         p.committed = false;
     }
 
-    fn commit(&mut self, mode: CommitMode) {
+    /// Commits what was acknowledged since the last commit, without waiting.
+    fn commit(&mut self) {
+        let Some(tpl) = self.uncommitted() else {
+            return;
+        };
+        // A failed commit only makes the next resume scan longer; it is not an error.
+        match self.consumer.commit(&tpl, CommitMode::Async) {
+            Ok(()) => self.positions.values_mut().for_each(|p| p.committed = true),
+            Err(e) => {
+                warn!(flow = %self.flow.spec.name(), error = %e, "Committing the source checkpoint failed; will retry.")
+            }
+        }
+    }
+
+    /// The last commit of a run, awaited, but for one request timeout at most: a
+    /// coordinator that stopped answering must not hold the stop (or a tokio worker)
+    /// for the client's socket timeout. Abandoned, it only makes the next scan longer.
+    async fn commit_last(&mut self) {
+        let Some(tpl) = self.uncommitted() else {
+            return;
+        };
+        let consumer = self.consumer.clone();
+        let timeout = self.flow.spec.limits.request_timeout;
+        let done = tokio::time::timeout(
+            timeout,
+            tokio::task::spawn_blocking(move || consumer.commit(&tpl, CommitMode::Sync)),
+        )
+        .await;
+        let name = self.flow.spec.name();
+        match done {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => {
+                warn!(flow = %name, error = %e, "Committing the source checkpoint failed; the next start scans further back.")
+            }
+            Ok(Err(_)) | Err(_) => {
+                warn!(flow = %name, ?timeout, "The source did not confirm the last checkpoint in time; the next start scans further back.")
+            }
+        }
+    }
+
+    fn uncommitted(&self) -> Option<TopicPartitionList> {
         let mut tpl = TopicPartitionList::new();
         for ((topic, partition), p) in &self.positions {
             if p.committed {
@@ -256,15 +296,6 @@ impl<'a> Acker<'a> {
                 e.set_metadata(checkpoint_metadata(t, p.written, p.began));
             }
         }
-        if tpl.count() == 0 {
-            return;
-        }
-        // A failed commit only makes the next resume scan longer; it is not an error.
-        match self.consumer.commit(&tpl, mode) {
-            Ok(()) => self.positions.values_mut().for_each(|p| p.committed = true),
-            Err(e) => {
-                warn!(flow = %self.flow.spec.name(), error = %e, "Committing the source checkpoint failed; will retry.")
-            }
-        }
+        (tpl.count() > 0).then_some(tpl)
     }
 }

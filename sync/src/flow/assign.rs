@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use rdkafka::consumer::Consumer;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::task::spawn_blocking;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::{Clients, Flow};
@@ -39,6 +40,7 @@ impl Flow {
         &self,
         c: &Clients,
         assigned: &mut HashMap<String, usize>,
+        stop: &CancellationToken,
     ) -> Result<Vec<Assigned>, SyncError> {
         let mut added = Vec::new();
         let s = self.spec.clone();
@@ -61,7 +63,7 @@ impl Flow {
                 continue;
             }
             self.ensure_target(c, &topic, count).await?;
-            let starts = self.starts(c, &topic, have, count).await?;
+            let starts = self.starts(c, &topic, have, count, stop).await?;
             let mut tpl = TopicPartitionList::new();
             let mut checkpoint = TopicPartitionList::new();
             for st in &starts {
@@ -167,7 +169,9 @@ impl Flow {
         topic: &str,
         from: usize,
         to: usize,
+        stop: &CancellationToken,
     ) -> Result<Vec<Assigned>, SyncError> {
+        let stop = stop.clone();
         let (consumer, scanner, s, metrics) = (
             c.consumer.clone(),
             c.scanner.clone(),
@@ -182,6 +186,11 @@ impl Flow {
                 let src = s.source.id.as_str();
                 let mut out = Vec::new();
                 for p in from as i32..to as i32 {
+                    // Each partition costs requests that may wait out their timeouts; a
+                    // stopped flow asks no more (its reader no longer waits for this).
+                    if stop.is_cancelled() {
+                        return Err(SyncError::Cancelled("compute resume positions"));
+                    }
                     let ck = resume::committed(&*consumer, src, &topic, p, timeout)?;
                     let hint = (ck.and_then(|c| c.target_offset), ck.and_then(|c| c.written));
                     let scan = resume::last_written(&scanner, &s.target.id, src.as_bytes(), &topic, p, hint, timeout)?;

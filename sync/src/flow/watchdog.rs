@@ -18,6 +18,7 @@ use std::time::Duration;
 use rdkafka::Offset;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
+use tokio_util::sync::CancellationToken;
 
 use super::{FlowSpec, LagContext};
 use crate::error::{SyncError, joined};
@@ -30,8 +31,10 @@ pub(crate) async fn check(
     consumer: &Arc<StreamConsumer<LagContext>>,
     starts: &HashMap<(String, i32), i64>,
     idle: Duration,
+    stop: &CancellationToken,
 ) -> Result<(), SyncError> {
     let (spec, consumer, starts) = (spec.clone(), consumer.clone(), starts.clone());
+    let stop = stop.clone();
     let r = tokio::task::spawn_blocking(move || {
         let kafka = |op, source| SyncError::Kafka {
             op,
@@ -42,6 +45,10 @@ pub(crate) async fn check(
             .position()
             .map_err(|e| kafka("read consumer positions", e))?;
         for e in positions.elements() {
+            // Each request may wait out its timeout; a stopped flow asks no more.
+            if stop.is_cancelled() {
+                return Ok(());
+            }
             let position = match e.offset() {
                 Offset::Offset(o) => o,
                 _ => match starts.get(&(e.topic().to_string(), e.partition())) {
