@@ -76,7 +76,11 @@ pub fn consumer(
     c.set("group.id", group_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
+        // A position outside the partition is an error the flow handles, never a silent
+        // jump: to the log start it would hide records lost to retention, and on a
+        // truncated or recreated partition it would replicate new records under old
+        // origin positions (docs/delivery.md).
+        .set("auto.offset.reset", "error")
         .set("allow.auto.create.topics", "false")
         .set("enable.partition.eof", "false");
     c

@@ -94,6 +94,50 @@ pub enum SyncError {
         /// Seconds without a record.
         idle_secs: u64,
     },
+    /// The consumer's position is outside what a source partition holds (the consumer
+    /// runs with `auto.offset.reset=error`): retention deleted records before the flow
+    /// read them, or the partition was truncated or recreated. Retriable: the restart's
+    /// assignment counts a retention gap, or stops at a source behind the flow
+    /// ([`SyncError::SourceBehind`]).
+    #[error(
+        "flow {flow}: {topic}/{partition} on cluster {cluster} does not hold offset {position} (it holds {low} to {high}); resuming from the target"
+    )]
+    OutOfRange {
+        /// `source->target`.
+        flow: String,
+        /// Source cluster id.
+        cluster: String,
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// The consumer's position.
+        position: i64,
+        /// The source's log start.
+        low: i64,
+        /// The source's high watermark.
+        high: i64,
+    },
+    /// A source partition ends before the offset the flow has replicated it to: it was
+    /// truncated, or deleted and recreated. Reading it again would write new records
+    /// under the origin positions of records already on the target. Needs an operator.
+    #[error(
+        "cluster {cluster} holds {topic}/{partition} only up to offset {high}, but flow {flow} has replicated it up to offset {resume}: the source partition was truncated or recreated. The flow stops rather than write its new records under positions the target already holds; see docs/delivery.md, \"A source behind the flow\""
+    )]
+    SourceBehind {
+        /// `source->target`.
+        flow: String,
+        /// Source cluster id.
+        cluster: String,
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// Where the flow would resume (from the target and the checkpoint).
+        resume: i64,
+        /// The source's high watermark.
+        high: i64,
+    },
     /// A blocking client call was cancelled because the runtime is shutting down.
     #[error("{0} was cancelled: the runtime is shutting down")]
     Cancelled(&'static str),
@@ -143,8 +187,23 @@ impl SyncError {
     pub fn is_retriable(&self) -> bool {
         !matches!(
             self,
-            SyncError::Refused { .. } | SyncError::Provenance { .. }
+            SyncError::Refused { .. }
+                | SyncError::Provenance { .. }
+                | SyncError::SourceBehind { .. }
         )
+    }
+
+    /// Whether this error explains more than `other` when both stopped one run of a
+    /// flow: an error that needs an operator outranks a retriable one, and any error
+    /// outranks a record purged from the local queue, which only follows from another
+    /// failure or from stopping.
+    pub fn outranks(&self, other: &SyncError) -> bool {
+        let rank = |e: &SyncError| match e.kafka_code() {
+            _ if !e.is_retriable() => 2,
+            Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight) => 0,
+            _ => 1,
+        };
+        rank(self) > rank(other)
     }
 
     /// The Kafka error code behind this error, if any.

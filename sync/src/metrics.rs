@@ -36,6 +36,9 @@ pub struct FlowMetrics {
     pub refreshes: AtomicU64,
     /// Records the source deleted (retention) before the flow read them.
     pub source_gap_records: AtomicU64,
+    /// Source offsets read again because the target lost what the flow had written
+    /// there (truncated or recreated below the checkpoint).
+    pub target_lost_records: AtomicU64,
     /// The last error that stopped or restarted the flow, for operators and tests.
     pub last_error: Mutex<Option<String>>,
 }
@@ -85,7 +88,7 @@ impl Registry {
     /// Prometheus text exposition format 0.0.4.
     pub fn render(&self) -> String {
         type Get = fn(&FlowMetrics) -> i64;
-        let series: [(&str, &str, &str, Get); 13] = [
+        let series: [(&str, &str, &str, Get); 14] = [
             (
                 "duplex_records_forwarded_total",
                 "counter",
@@ -115,6 +118,12 @@ impl Registry {
                 "counter",
                 "Records deleted on the source before the flow read them.",
                 |m| m.source_gap_records.load(Relaxed) as i64,
+            ),
+            (
+                "duplex_target_lost_records_total",
+                "counter",
+                "Source offsets sent again because the target lost them (truncated or recreated).",
+                |m| m.target_lost_records.load(Relaxed) as i64,
             ),
             (
                 "duplex_flow_restarts_total",
@@ -196,6 +205,6 @@ mod tests {
         let text = r.render();
         assert!(text.contains("duplex_records_forwarded_total{flow=\"a->b\",link=\"a-b\"} 3"));
         assert!(text.contains("duplex_records_forwarded_total{flow=\"b->a\",link=\"a-b\"} 0"));
-        assert_eq!(text.matches("# TYPE").count(), 13);
+        assert_eq!(text.matches("# TYPE").count(), 14);
     }
 }

@@ -23,15 +23,20 @@ use rdkafka::types::RDKafkaErrorCode;
 use crate::error::SyncError;
 use crate::provenance::{PATH_HEADER, Path};
 
-/// Commit metadata: the target offset of the last record written and, when known, the
-/// source offset where replication of the partition began:
-/// `duplex/1 t=<offset>[ b=<offset>]`. Readers ignore fields they do not know, so later
-/// versions of `duplex/1` may add fields.
-pub fn checkpoint_metadata(target_offset: i64, began: Option<i64>) -> String {
-    match began {
-        Some(b) => format!("duplex/1 t={target_offset} b={b}"),
-        None => format!("duplex/1 t={target_offset}"),
+/// Commit metadata: the target offset of the last record written, the source offset of
+/// that record when the flow wrote it (not when `t` is only where the target ended at a
+/// first start), and, when known, the source offset where replication of the partition
+/// began: `duplex/1 t=<offset>[ s=<offset>][ b=<offset>]`. Readers ignore fields they
+/// do not know, so later versions of `duplex/1` may add fields.
+pub fn checkpoint_metadata(target_offset: i64, written: Option<i64>, began: Option<i64>) -> String {
+    let mut m = format!("duplex/1 t={target_offset}");
+    if let Some(s) = written {
+        m += &format!(" s={s}");
     }
+    if let Some(b) = began {
+        m += &format!(" b={b}");
+    }
+    m
 }
 
 /// What commit metadata written by [`checkpoint_metadata`] says.
@@ -39,6 +44,8 @@ pub fn checkpoint_metadata(target_offset: i64, began: Option<i64>) -> String {
 pub struct CheckpointMeta {
     /// Target offset of the last record written (`t`).
     pub target_offset: Option<i64>,
+    /// Source offset of the record at `t`, when the flow wrote it (`s`).
+    pub written: Option<i64>,
     /// Source offset where replication of the partition began (`b`).
     pub began: Option<i64>,
 }
@@ -52,6 +59,7 @@ pub fn parse_checkpoint_metadata(meta: &str) -> Option<CheckpointMeta> {
         let value = |v: &str| v.parse::<i64>().ok().filter(|o| *o >= 0);
         match field.split_once('=') {
             Some(("t", v)) => out.target_offset = value(v),
+            Some(("s", v)) => out.written = value(v),
             Some(("b", v)) => out.began = value(v),
             _ => {}
         }
@@ -66,6 +74,8 @@ pub struct Checkpoint {
     pub source_next: i64,
     /// Target offset of the last record written before it.
     pub target_offset: Option<i64>,
+    /// Source offset of the record at `target_offset`, when the flow wrote it.
+    pub written: Option<i64>,
     /// Source offset where replication of the partition began, if recorded.
     pub began: Option<i64>,
 }
@@ -96,6 +106,7 @@ pub fn committed<C: ConsumerContext>(
             Some(Checkpoint {
                 source_next: o,
                 target_offset: meta.target_offset,
+                written: meta.written,
                 began: meta.began,
             })
         }
@@ -103,17 +114,32 @@ pub fn committed<C: ConsumerContext>(
     })
 }
 
+/// What the target holds of a flow's partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastWritten {
+    /// Source offset of the last record the flow wrote there, if any.
+    pub found: Option<i64>,
+    /// The checkpoint names a record the flow wrote that the target no longer holds
+    /// below its end: the target partition was truncated or recreated (deleted by
+    /// retention is not this: that is below its log start). Resume from `found`, not
+    /// from the checkpoint.
+    pub target_lost: bool,
+}
+
 /// Scans a target partition for the last record written by the flow from `source_id`
-/// and returns its source offset. `hint`: a target offset at or before that record.
+/// and returns its source offset. `checkpoint`: the target offset the checkpoint names
+/// (at or before that record) and, when the flow wrote the record there, its source
+/// offset.
+#[allow(clippy::too_many_arguments)]
 pub fn last_written(
     scanner: &BaseConsumer,
     target: &str,
     source_id: &[u8],
     topic: &str,
     partition: i32,
-    hint: Option<i64>,
+    checkpoint: (Option<i64>, Option<i64>),
     timeout: Duration,
-) -> Result<Option<i64>, SyncError> {
+) -> Result<LastWritten, SyncError> {
     let kafka = |op, source| SyncError::Kafka {
         op,
         cluster: target.to_string(),
@@ -122,12 +148,49 @@ pub fn last_written(
     let (low, high) = scanner
         .fetch_watermarks(topic, partition, timeout)
         .map_err(|e| kafka("fetch watermarks", e))?;
+    let scan_back = |hi| {
+        walk_back(
+            scanner, target, source_id, topic, partition, low, hi, timeout,
+        )
+    };
+    let (hint, written) = checkpoint;
+    // The record at t must be the flow's record from source offset s. Below the log
+    // start retention deleted it, which says nothing about what follows.
+    if let (Some(t), Some(s)) = (hint, written.filter(|_| hint >= Some(low))) {
+        // Offset t missing inside the log is compaction (see docs/delivery.md), not a
+        // loss this can see; another record at t, or an end before t, is.
+        let lost = t >= high || {
+            let (ours, first) = scan(
+                scanner,
+                target,
+                source_id,
+                topic,
+                partition,
+                t,
+                Some(t + 1),
+                timeout,
+            )?;
+            first == Some(t) && ours != Some(s)
+        };
+        if lost {
+            return Ok(LastWritten {
+                found: scan_back(high)?,
+                target_lost: true,
+            });
+        }
+    }
+    let held = |found| {
+        Ok(LastWritten {
+            found,
+            target_lost: false,
+        })
+    };
     if high <= low {
-        return Ok(None);
+        return held(None);
     }
     if let Some(from) = hint.filter(|&t| t < high) {
         // A checkpointed target offset bounds the scan from below.
-        if let Some(found) = scan(
+        if let (Some(found), _) = scan(
             scanner,
             target,
             source_id,
@@ -137,16 +200,32 @@ pub fn last_written(
             None,
             timeout,
         )? {
-            return Ok(Some(found));
+            return held(Some(found));
         }
         if from >= low {
-            return Ok(None);
+            return held(None);
         }
     }
-    let (mut hi, mut window) = (high, 1024i64);
-    loop {
+    held(scan_back(high)?)
+}
+
+/// Walks back from `hi` in windows of 1,024, 2,048, ... offsets down to `low` until a
+/// window holds a record of the flow; returns its source offset.
+#[allow(clippy::too_many_arguments)]
+fn walk_back(
+    scanner: &BaseConsumer,
+    target: &str,
+    source_id: &[u8],
+    topic: &str,
+    partition: i32,
+    low: i64,
+    mut hi: i64,
+    timeout: Duration,
+) -> Result<Option<i64>, SyncError> {
+    let mut window = 1024i64;
+    while hi > low {
         let lo = (hi - window).max(low);
-        if let Some(found) = scan(
+        if let (Some(found), _) = scan(
             scanner,
             target,
             source_id,
@@ -158,16 +237,15 @@ pub fn last_written(
         )? {
             return Ok(Some(found));
         }
-        if lo == low {
-            return Ok(None);
-        }
         hi = lo;
         window = window.saturating_mul(2);
     }
+    Ok(None)
 }
 
 /// Reads `[from, to)` (to the end when `to` is None) and returns the largest source
-/// offset among records whose last hop is `source_id`.
+/// offset among records whose last hop is `source_id`, and the offset of the first
+/// record read.
 #[allow(clippy::too_many_arguments)]
 fn scan(
     scanner: &BaseConsumer,
@@ -178,7 +256,7 @@ fn scan(
     from: i64,
     to: Option<i64>,
     timeout: Duration,
-) -> Result<Option<i64>, SyncError> {
+) -> Result<(Option<i64>, Option<i64>), SyncError> {
     let kafka = |op, source| SyncError::Kafka {
         op,
         cluster: target.to_string(),
@@ -188,7 +266,7 @@ fn scan(
     tpl.add_partition_offset(topic, partition, Offset::Offset(from))
         .map_err(|e| kafka("assign scan", e))?;
     scanner.assign(&tpl).map_err(|e| kafka("assign scan", e))?;
-    let mut found: Option<i64> = None;
+    let (mut found, mut first): (Option<i64>, Option<i64>) = (None, None);
     let mut last_progress = Instant::now();
     let result = loop {
         match scanner.poll(Duration::from_millis(200)) {
@@ -203,6 +281,7 @@ fn scan(
             Some(Err(e)) => break Err(kafka("scan target partition", e)),
             Some(Ok(m)) => {
                 last_progress = Instant::now();
+                first.get_or_insert(m.offset());
                 if to.is_some_and(|to| m.offset() >= to) {
                     break Ok(());
                 }
@@ -223,7 +302,7 @@ fn scan(
         }
     };
     scanner.unassign().map_err(|e| kafka("unassign scan", e))?;
-    result.map(|()| found)
+    result.map(|()| (found, first))
 }
 
 #[cfg(test)]
@@ -235,16 +314,25 @@ mod tests {
         let meta = |t, b| {
             Some(CheckpointMeta {
                 target_offset: Some(t),
+                written: None,
                 began: b,
             })
         };
         assert_eq!(
-            parse_checkpoint_metadata(&checkpoint_metadata(42, Some(7))),
+            parse_checkpoint_metadata(&checkpoint_metadata(42, None, Some(7))),
             meta(42, Some(7))
         );
         assert_eq!(
-            parse_checkpoint_metadata(&checkpoint_metadata(42, None)),
+            parse_checkpoint_metadata(&checkpoint_metadata(42, None, None)),
             meta(42, None)
+        );
+        assert_eq!(
+            parse_checkpoint_metadata(&checkpoint_metadata(42, Some(9), Some(7))),
+            Some(CheckpointMeta {
+                target_offset: Some(42),
+                written: Some(9),
+                began: Some(7)
+            })
         );
         // Written before `b` existed, or by a later duplex/1 with more fields.
         assert_eq!(parse_checkpoint_metadata("duplex/1 t=5"), meta(5, None));

@@ -128,6 +128,21 @@ pub fn start(provider: Provider, ids: &[&str]) -> Option<Vec<TestCluster>> {
     }
 }
 
+/// Mock clusters with `brokers` brokers each (ids 1..=brokers), for tests that take
+/// one broker down while another answers.
+pub fn start_mock(ids: &[&str], brokers: i32) -> Vec<TestCluster> {
+    ids.iter()
+        .map(|id| {
+            let m = MockCluster::new(brokers).expect("mock cluster");
+            TestCluster {
+                id: id.to_string(),
+                bootstrap: m.bootstrap_servers(),
+                backend: Backend::Mock(m),
+            }
+        })
+        .collect()
+}
+
 /// Says why a test does not run on a provider, and returns whether it should.
 pub fn needs(provider: Provider, f: Feature, test: &str) -> bool {
     let ok = provider.supports(f);
@@ -197,6 +212,25 @@ impl TestCluster {
                 self.id
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The mock cluster behind this test cluster, for fault injection (request errors,
+    /// one broker of several down). Panics on other providers.
+    pub fn mock(&self) -> &MockCluster<'static, DefaultProducerContext> {
+        match &self.backend {
+            Backend::Mock(m) => m,
+            _ => panic!("{} is not a mock cluster", self.id),
+        }
+    }
+
+    /// On a mock cluster: creates `topic` with partition `p` led by broker `leaders[p]`.
+    pub async fn create_topic_led(&self, topic: &str, leaders: &[i32]) {
+        self.create_topic(topic, leaders.len() as i32).await;
+        for (p, l) in leaders.iter().enumerate() {
+            self.mock()
+                .partition_leader(topic, p as i32, Some(*l))
+                .expect("mock partition_leader");
         }
     }
 
@@ -398,6 +432,19 @@ pub async fn counts_reach(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Low and high watermarks of one partition of `topic` on `c`.
+pub fn watermarks(c: &TestCluster, topic: &str, partition: i32) -> (i64, i64) {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &c.bootstrap)
+        .set("group.id", "duplex-test-watermarks")
+        .create()
+        .expect("consumer");
+    consumer
+        .fetch_watermarks(topic, partition, Duration::from_secs(10))
+        .expect("fetch watermarks")
 }
 
 /// Asserts that `c` holds every expected record exactly once, field for field, in

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use rdkafka::consumer::Consumer;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::task::spawn_blocking;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::{Clients, Flow};
@@ -23,10 +24,13 @@ pub(crate) struct Assigned {
     pub offset: i64,
     /// A target offset at or before the flow's last record there (the scan's hint).
     pub target_offset: Option<i64>,
+    /// Source offset of the record at `target_offset`, when the flow wrote it.
+    pub written: Option<i64>,
     /// Source offset where replication of the partition began, when known.
     pub began: Option<i64>,
-    /// Never replicated before: its checkpoint is committed at once.
-    first: bool,
+    /// Never replicated before, or the target lost what the checkpoint names: its
+    /// checkpoint is committed at once.
+    commit_now: bool,
 }
 
 impl Flow {
@@ -36,6 +40,7 @@ impl Flow {
         &self,
         c: &Clients,
         assigned: &mut HashMap<String, usize>,
+        stop: &CancellationToken,
     ) -> Result<Vec<Assigned>, SyncError> {
         let mut added = Vec::new();
         let s = self.spec.clone();
@@ -64,7 +69,7 @@ impl Flow {
                 warn!(flow = %self.spec.name(), %topic, parts = ?parts, "The links that select this topic do not connect all the clusters that hold it: it is replicated within each part only.");
             }
             self.ensure_target(c, &topic, count).await?;
-            let starts = self.starts(c, &topic, have, count).await?;
+            let starts = self.starts(c, &topic, have, count, stop).await?;
             let mut tpl = TopicPartitionList::new();
             let mut checkpoint = TopicPartitionList::new();
             for st in &starts {
@@ -75,15 +80,16 @@ impl Flow {
                 };
                 tpl.add_partition_offset(&topic, st.partition, Offset::Offset(st.offset))
                     .map_err(err)?;
-                if let (true, Some(t)) = (st.first, st.target_offset) {
+                if let (true, Some(t)) = (st.commit_now, st.target_offset) {
                     let mut e = checkpoint.add_partition(&topic, st.partition);
                     e.set_offset(Offset::Offset(st.offset)).map_err(err)?;
-                    e.set_metadata(checkpoint_metadata(t, st.began));
+                    e.set_metadata(checkpoint_metadata(t, st.written, st.began));
                 }
             }
             if checkpoint.count() > 0 {
                 // A first start at "latest" is remembered, so a restart does not skip
-                // what was produced in between.
+                // what was produced in between; a checkpoint naming what the target lost
+                // is replaced, so a restart does not count the loss again.
                 c.consumer
                     .commit(&checkpoint, rdkafka::consumer::CommitMode::Sync)
                     .map_err(|e| SyncError::Kafka {
@@ -169,7 +175,9 @@ impl Flow {
         topic: &str,
         from: usize,
         to: usize,
+        stop: &CancellationToken,
     ) -> Result<Vec<Assigned>, SyncError> {
+        let stop = stop.clone();
         let (consumer, scanner, s, metrics) = (
             c.consumer.clone(),
             c.scanner.clone(),
@@ -184,41 +192,85 @@ impl Flow {
                 let src = s.source.id.as_str();
                 let mut out = Vec::new();
                 for p in from as i32..to as i32 {
+                    // Each partition costs requests that may wait out their timeouts; a
+                    // stopped flow asks no more (its reader no longer waits for this).
+                    if stop.is_cancelled() {
+                        return Err(SyncError::Cancelled("compute resume positions"));
+                    }
                     let ck = resume::committed(&*consumer, src, &topic, p, timeout)?;
-                    let found =
-                        resume::last_written(&scanner, &s.target.id, src.as_bytes(), &topic, p, ck.and_then(|c| c.target_offset), timeout)?;
+                    let hint = (ck.and_then(|c| c.target_offset), ck.and_then(|c| c.written));
+                    let scan = resume::last_written(&scanner, &s.target.id, src.as_bytes(), &topic, p, hint, timeout)?;
                     let (low, high) = consumer
                         .fetch_watermarks(&topic, p, timeout)
                         .map_err(|e| SyncError::Kafka { op: "fetch watermarks", cluster: src.to_string(), source: e })?;
-                    let resumed = match (found.map(|o| o + 1), ck.map(|c| c.source_next)) {
-                        (Some(a), Some(b)) => Some(a.max(b)),
-                        (a, b) => a.or(b),
+                    let target_high = || {
+                        scanner
+                            .fetch_watermarks(&topic, p, timeout)
+                            .map(|(_, h)| h)
+                            .map_err(|e| SyncError::Kafka { op: "fetch watermarks", cluster: s.target.id.clone(), source: e })
                     };
-                    let start = match resumed {
-                        Some(o) => Assigned {
-                            topic: topic.clone(),
-                            partition: p,
-                            offset: o,
-                            target_offset: ck.and_then(|c| c.target_offset),
-                            began: ck.and_then(|c| c.began),
-                            first: false,
-                        },
-                        None => {
-                            let o = if s.start == StartPosition::Earliest { low } else { high };
-                            let (_, target_high) = scanner
-                                .fetch_watermarks(&topic, p, timeout)
-                                .map_err(|e| SyncError::Kafka { op: "fetch watermarks", cluster: s.target.id.clone(), source: e })?;
+                    let start = match (scan, ck) {
+                        (resume::LastWritten { found, target_lost: true }, Some(ck)) => {
+                            // Truncated or recreated below the checkpoint: the committed
+                            // floor would skip what the target lost. Resume after the last
+                            // record it still holds, or where replication began.
+                            let o = found.map(|f| f + 1).or(ck.began).unwrap_or(low);
+                            let resent = (ck.source_next - o).max(0);
+                            metrics.target_lost_records.fetch_add(resent as u64, Relaxed);
+                            warn!(flow = %s.name(), %topic, partition = p, checkpoint = ck.source_next, checkpoint_target_offset = ?ck.target_offset, resume = o, "The target no longer holds the records this flow's checkpoint names (truncated or recreated): sending {resent} source offsets again, from what the target still holds.");
                             Assigned {
                                 topic: topic.clone(),
                                 partition: p,
                                 offset: o,
-                                target_offset: Some(target_high),
-                                began: Some(o),
-                                first: true,
+                                target_offset: Some(target_high()?),
+                                written: None,
+                                began: ck.began,
+                                commit_now: true,
+                            }
+                        }
+                        (scan, ck) => {
+                            let resumed = match (scan.found.map(|o| o + 1), ck.map(|c| c.source_next)) {
+                                (Some(a), Some(b)) => Some(a.max(b)),
+                                (a, b) => a.or(b),
+                            };
+                            match resumed {
+                                Some(o) => Assigned {
+                                    topic: topic.clone(),
+                                    partition: p,
+                                    offset: o,
+                                    target_offset: ck.and_then(|c| c.target_offset),
+                                    written: ck.and_then(|c| c.written),
+                                    began: ck.and_then(|c| c.began),
+                                    commit_now: false,
+                                },
+                                None => {
+                                    let o = if s.start == StartPosition::Earliest { low } else { high };
+                                    Assigned {
+                                        topic: topic.clone(),
+                                        partition: p,
+                                        offset: o,
+                                        target_offset: Some(target_high()?),
+                                        written: None,
+                                        began: Some(o),
+                                        commit_now: true,
+                                    }
+                                }
                             }
                         }
                     };
                     let offset = start.offset;
+                    if offset > high {
+                        // Truncated or recreated: its offsets no longer mean what the
+                        // target's provenance says they meant.
+                        return Err(SyncError::SourceBehind {
+                            flow: s.name(),
+                            cluster: src.to_string(),
+                            topic: topic.clone(),
+                            partition: p,
+                            resume: offset,
+                            high,
+                        });
+                    }
                     if offset < low {
                         let lost = low - offset;
                         metrics.source_gap_records.fetch_add(lost as u64, Relaxed);

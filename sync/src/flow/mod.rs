@@ -20,7 +20,7 @@ use rdkafka::ClientContext;
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, StreamConsumer};
-use rdkafka::producer::FutureProducer;
+use rdkafka::producer::{FutureProducer, Producer, PurgeConfig};
 use rdkafka::statistics::Statistics;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -172,8 +172,10 @@ impl Flow {
         })
     }
 
-    /// Runs the flow until `cancel` fires (Ok) or an error stops it. Outstanding
-    /// deliveries are drained, and acknowledged positions committed, before it returns.
+    /// Runs the flow until `cancel` fires (Ok) or an error stops it. Either way the
+    /// reader stops, the producer's local queue is purged, every delivery in flight is
+    /// awaited (up to the drain timeout) and acknowledged positions are committed before
+    /// it returns and the clients are dropped.
     pub async fn run_once(&self, cancel: &CancellationToken) -> Result<(), SyncError> {
         // Until the consumer's first statistics, the lag is not known.
         self.metrics.lag_unknown.store(1, Relaxed);
@@ -187,9 +189,13 @@ impl Flow {
         let (r, a) = tokio::join!(
             async {
                 let r = reader.run(&stop).await;
-                if r.is_err() {
-                    stop.cancel();
-                }
+                // Drain: the reader has stopped, so nothing more is produced. What is
+                // still in the local queue never left and is dropped (its deliveries
+                // fail with ERR__PURGE_QUEUE; the next start re-sends it); what is in
+                // flight may still land, so the acker awaits it before the producer is
+                // dropped, which would purge it unseen.
+                stop.cancel();
+                clients.producer.purge(PurgeConfig::default().queue());
                 r
             },
             async {
@@ -203,6 +209,9 @@ impl Flow {
         // Stopped or about to restart: nothing reads, so the last lag seen is stale.
         let partitions = self.metrics.partitions.swap(0, Relaxed);
         self.metrics.lag_unknown.store(partitions.max(1), Relaxed);
-        a.and(r)
+        match (a, r) {
+            (Err(a), Err(r)) if r.outranks(&a) => Err(r),
+            (a, r) => a.and(r),
+        }
     }
 }

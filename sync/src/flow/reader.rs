@@ -64,7 +64,7 @@ impl<'a> Reader<'a> {
         // read nothing yet.
         let mut starts = HashMap::new();
         tokio::select! {
-            r = self.flow.refresh_assignment(self.clients, &mut assigned) => self.started(r?, &mut starts).await?,
+            r = self.flow.refresh_assignment(self.clients, &mut assigned, stop) => self.started(r?, &mut starts).await?,
             _ = stop.cancelled() => return Ok(()),
         }
         // From now on the consumer's statistics say what the lag is.
@@ -90,13 +90,21 @@ impl<'a> Reader<'a> {
                 _ = watch.tick(), if last_read.elapsed() >= limits.stall_timeout => {
                     debug!(flow = %self.flow.spec.name(), "Nothing read for a while: checking whether the source holds more.");
                     let began = Instant::now();
-                    watchdog::check(&self.flow.spec, &consumer, &starts, last_read.elapsed()).await?;
+                    // Stopping does not wait for a check (or a refresh) that waits on a
+                    // broker which stopped answering: it bails out between requests.
+                    tokio::select! {
+                        r = watchdog::check(&self.flow.spec, &consumer, &starts, last_read.elapsed(), stop) => r?,
+                        _ = stop.cancelled() => return Ok(()),
+                    }
                     not_idle(&mut last_read, began);
                 }
                 _ = refresh.tick() => {
                     debug!(flow = %self.flow.spec.name(), idle_ms = last_read.elapsed().as_millis() as u64, "Looking for new topics and partitions.");
                     let began = Instant::now();
-                    let added = self.flow.refresh_assignment(self.clients, &mut assigned).await?;
+                    let added = tokio::select! {
+                        r = self.flow.refresh_assignment(self.clients, &mut assigned, stop) => r?,
+                        _ = stop.cancelled() => return Ok(()),
+                    };
                     self.started(added, &mut starts).await?;
                     debug!(flow = %self.flow.spec.name(), "Topics and partitions are up to date.");
                     // A refresh slower than the interval would otherwise be due again at
@@ -114,7 +122,7 @@ impl<'a> Reader<'a> {
                         // target outage must not restart the flow once it ends.
                         last_read = Instant::now();
                     }
-                    Err(e) => self.consume_error(e)?,
+                    Err(e) => self.consume_error(e, &starts).await?,
                 },
             }
         }
@@ -135,6 +143,7 @@ impl<'a> Reader<'a> {
                 partition: a.partition,
                 offset: a.offset,
                 target_offset: a.target_offset,
+                written: a.written,
                 began: a.began,
             })
             .await?;
@@ -142,8 +151,19 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
-    fn consume_error(&self, e: KafkaError) -> Result<(), SyncError> {
+    async fn consume_error(
+        &self,
+        e: KafkaError,
+        starts: &HashMap<(String, i32), i64>,
+    ) -> Result<(), SyncError> {
         match e.rdkafka_error_code() {
+            // auto.offset.reset=error (clients.rs): name the partition and restart.
+            Some(RDKafkaErrorCode::AutoOffsetReset) => {
+                Err(
+                    watchdog::out_of_range(&self.flow.spec, &self.clients.consumer, starts, e)
+                        .await,
+                )
+            }
             // Transport hiccups are retried inside librdkafka; they surface as events.
             Some(
                 RDKafkaErrorCode::BrokerTransportFailure

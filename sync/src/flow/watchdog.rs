@@ -1,4 +1,6 @@
-//! The stall watchdog. A consumer can stop fetching without an error (seen after a
+//! The stall watchdog, and out-of-range positions.
+//!
+//! A consumer can stop fetching without an error (seen after a
 //! broker restart); a flow that has read nothing for `limits.stall_timeout` asks the
 //! source with ListOffsets, apart from the fetcher, whether it holds records past the
 //! consumer's position. If so the flow fails with a retriable error, and the engine
@@ -15,6 +17,8 @@ use std::time::Duration;
 
 use rdkafka::Offset;
 use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use tokio_util::sync::CancellationToken;
 
 use super::{FlowSpec, LagContext};
 use crate::error::{SyncError, joined};
@@ -27,8 +31,10 @@ pub(crate) async fn check(
     consumer: &Arc<StreamConsumer<LagContext>>,
     starts: &HashMap<(String, i32), i64>,
     idle: Duration,
+    stop: &CancellationToken,
 ) -> Result<(), SyncError> {
     let (spec, consumer, starts) = (spec.clone(), consumer.clone(), starts.clone());
+    let stop = stop.clone();
     let r = tokio::task::spawn_blocking(move || {
         let kafka = |op, source| SyncError::Kafka {
             op,
@@ -39,6 +45,10 @@ pub(crate) async fn check(
             .position()
             .map_err(|e| kafka("read consumer positions", e))?;
         for e in positions.elements() {
+            // Each request may wait out its timeout; a stopped flow asks no more.
+            if stop.is_cancelled() {
+                return Ok(());
+            }
             let position = match e.offset() {
                 Offset::Offset(o) => o,
                 _ => match starts.get(&(e.topic().to_string(), e.partition())) {
@@ -65,4 +75,56 @@ pub(crate) async fn check(
     })
     .await;
     joined("check for a stall", r)
+}
+
+/// After `ERR__AUTO_OFFSET_RESET` (the consumer's position is outside a partition; it
+/// does not say which): finds the partition and returns [`SyncError::OutOfRange`], or
+/// the consumer's error when no position is out of range any more. Both restart the
+/// flow, whose assignment then counts a retention gap or stops at a source behind it.
+pub(crate) async fn out_of_range(
+    spec: &Arc<FlowSpec>,
+    consumer: &Arc<StreamConsumer<LagContext>>,
+    starts: &HashMap<(String, i32), i64>,
+    error: KafkaError,
+) -> SyncError {
+    let (spec, consumer, starts) = (spec.clone(), consumer.clone(), starts.clone());
+    let r = tokio::task::spawn_blocking(move || {
+        let kafka = |op, source| SyncError::Kafka {
+            op,
+            cluster: spec.source.id.clone(),
+            source,
+        };
+        let positions = consumer
+            .position()
+            .map_err(|e| kafka("read consumer positions", e))?;
+        for e in positions.elements() {
+            let position = match e.offset() {
+                Offset::Offset(o) => o,
+                _ => match starts.get(&(e.topic().to_string(), e.partition())) {
+                    Some(&o) => o,
+                    None => continue,
+                },
+            };
+            let (low, high) = consumer
+                .fetch_watermarks(e.topic(), e.partition(), spec.limits.request_timeout)
+                .map_err(|err| kafka("fetch watermarks", err))?;
+            if position < low || position > high {
+                return Ok(SyncError::OutOfRange {
+                    flow: spec.name(),
+                    cluster: spec.source.id.clone(),
+                    topic: e.topic().to_string(),
+                    partition: e.partition(),
+                    position,
+                    low,
+                    high,
+                });
+            }
+        }
+        Ok(kafka("consume", error))
+    })
+    .await;
+    // Failing to locate it is as good a reason to restart.
+    match joined("locate an out-of-range position", r) {
+        Ok(e) | Err(e) => e,
+    }
 }

@@ -1,0 +1,63 @@
+//! A flow that fails drains before it stops: reading stops, the producer's local queue
+//! is purged, and every delivery still in flight is awaited (docs/delivery.md). Records
+//! purged from the queue (`ERR__PURGE_QUEUE`) are a consequence, never the cause: a
+//! record the target broker refuses stops its flow for good even when purged records of
+//! another partition come first in read order (DESIGN.md rule 6).
+
+mod harness;
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use harness::Expected;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_refusal_stops_the_flow_even_behind_purged_records() {
+    let clusters = harness::start_mock(&["src", "dst"], 2);
+    let (a, b) = (&clusters[0], &clusters[1]);
+    let topic = harness::unique("drain");
+    a.create_topic(&topic, 2).await;
+    // On the target partition 0 is led by broker 1 and partition 1 by broker 2, so that
+    // one can be down while the other answers.
+    b.create_topic_led(&topic, &[1, 2]).await;
+    let running = harness::run_engine(harness::spec(&[a, b], &[[0, 1]], "drain\\..*"));
+    running.wait_discovered(2).await;
+    let flow = running
+        .registry
+        .entries()
+        .into_iter()
+        .find(|e| e.flow == "src->dst")
+        .unwrap()
+        .metrics;
+
+    // Partition 0's records are read and wait in the producer's queue for broker 1.
+    b.mock().broker_down(1).unwrap();
+    let queued = harness::records_on("src", 20, &[0]);
+    harness::produce(a, &topic, &queued).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Broker 2 refuses the next produce request, partition 1's record: a permanent
+    // error, which the gapless producer makes fatal, purging partition 0's queue.
+    b.mock().request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_RECORD],
+    );
+    let refused = harness::records_on("src", 1, &[1]);
+    harness::produce(a, &topic, &refused).await;
+
+    harness::wait_until("src->dst to stop", Duration::from_secs(30), || {
+        flow.up.load(Relaxed) == 0
+    })
+    .await;
+    let error = flow.last_error().unwrap();
+    assert!(
+        error.contains(&format!("cluster dst refused {topic}/1 offset 0")),
+        "{error}"
+    );
+    assert_eq!(flow.restarts.load(Relaxed), 0, "a refusal is not retried");
+    assert_eq!(flow.forwarded.load(Relaxed), 0);
+    b.mock().broker_up(1).unwrap();
+    running.stop().await;
+    // Nothing was written: the purged records never left, the refused one was refused.
+    harness::assert_holds_exactly(b, &topic, &Expected::new());
+}
