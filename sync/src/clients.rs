@@ -92,7 +92,14 @@ pub fn consumer(
 /// transaction of another producer on the target must not hide them (a scan that
 /// stopped at the last stable offset would resume too early and write duplicates).
 pub fn scanner(cluster: &ClusterSpec, client_id: &str) -> ClientConfig {
-    let defaults = [("client.id", client_id.to_string())];
+    // Small fetches: a scan reads a window of a partition, and a broker that reads one
+    // record at a time (Tansu) answers a default 50 MiB fetch too slowly for the scan's
+    // no-progress timeout.
+    let defaults = [
+        ("client.id", client_id.to_string()),
+        ("fetch.max.bytes", "1048576".to_string()),
+        ("max.partition.fetch.bytes", "262144".to_string()),
+    ];
     let mut c = base(cluster, &defaults, &cluster.consumer);
     c.remove("group.id");
     // A scan reads a bounded range and stops at its end: do not long-poll there.

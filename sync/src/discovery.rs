@@ -9,9 +9,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rdkafka::ClientContext;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::client::{Client, DefaultClientContext};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 
 use crate::error::SyncError;
@@ -22,8 +23,8 @@ pub type TopicMap = BTreeMap<String, usize>;
 
 /// Lists the topics of a cluster, as seen by `client`, that `selection` selects.
 /// Blocking: call from `spawn_blocking`.
-pub fn selected_topics<C: ConsumerContext>(
-    client: &impl Consumer<C>,
+pub fn selected_topics<C: ClientContext>(
+    client: &Client<C>,
     cluster: &str,
     selection: &TopicSelection,
     timeout: Duration,

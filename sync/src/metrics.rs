@@ -32,6 +32,11 @@ pub struct FlowMetrics {
     pub up: AtomicI64,
     /// Partitions currently replicated.
     pub partitions: AtomicI64,
+    /// Partitions that could not be started yet and wait for a retry (assign.rs).
+    pub partitions_waiting: AtomicI64,
+    /// Failed attempts to list the source's topics or to start partitions; each is
+    /// retried without restarting the flow.
+    pub assignment_errors: AtomicU64,
     /// Topic-discovery rounds completed (the first assignment included).
     pub refreshes: AtomicU64,
     /// Records the source deleted (retention) before the flow read them.
@@ -88,7 +93,7 @@ impl Registry {
     /// Prometheus text exposition format 0.0.4.
     pub fn render(&self) -> String {
         type Get = fn(&FlowMetrics) -> i64;
-        let series: [(&str, &str, &str, Get); 14] = [
+        let series: [(&str, &str, &str, Get); 16] = [
             (
                 "duplex_records_forwarded_total",
                 "counter",
@@ -150,6 +155,18 @@ impl Registry {
                 |m| m.refreshes.load(Relaxed) as i64,
             ),
             (
+                "duplex_flow_partitions_waiting",
+                "gauge",
+                "Partitions that could not be started yet and wait for a retry; the last error says why.",
+                |m| m.partitions_waiting.load(Relaxed),
+            ),
+            (
+                "duplex_flow_assignment_errors_total",
+                "counter",
+                "Failed attempts to list source topics or start partitions, each retried without a flow restart.",
+                |m| m.assignment_errors.load(Relaxed) as i64,
+            ),
+            (
                 "duplex_flow_partitions",
                 "gauge",
                 "Partitions the flow replicates.",
@@ -205,6 +222,6 @@ mod tests {
         let text = r.render();
         assert!(text.contains("duplex_records_forwarded_total{flow=\"a->b\",link=\"a-b\"} 3"));
         assert!(text.contains("duplex_records_forwarded_total{flow=\"b->a\",link=\"a-b\"} 0"));
-        assert_eq!(text.matches("# TYPE").count(), 14);
+        assert_eq!(text.matches("# TYPE").count(), 16);
     }
 }

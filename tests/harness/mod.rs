@@ -344,7 +344,12 @@ pub fn records_on(origin: &str, n: usize, partitions: &[i32]) -> Vec<Rec> {
 /// (origin cluster, partition, offset).
 pub async fn produce(c: &TestCluster, topic: &str, recs: &[Rec]) -> Vec<(String, i32, i64)> {
     let in_flight = std::env::var("DUPLEX_TEST_PRODUCER_IN_FLIGHT").unwrap_or_else(|_| {
-        if matches!(c.backend, Backend::Tansu(_)) { "1" } else { "5" }.to_string()
+        if matches!(c.backend, Backend::Tansu(_)) {
+            "1"
+        } else {
+            "5"
+        }
+        .to_string()
     });
     let p: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &c.bootstrap)

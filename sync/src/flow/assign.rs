@@ -1,18 +1,27 @@
 //! Assignment: finds the selected source topics, checks or creates them on the target,
 //! computes each new partition's resume position and adds it to the consumer.
-
-use std::collections::HashMap;
+//!
+//! Assignment is incremental and per partition, so that the flow converges on a slow
+//! or flaky broker: a partition whose start fails for a reason a retry may fix (a
+//! metadata or offsets request timing out, a resume scan that got no answer, a target
+//! topic that cannot be created yet) waits and is tried again at a later refresh, with
+//! its own backoff, while the partitions already started keep replicating. A refresh
+//! that cannot read the source's topics is tried again at the next one. Neither
+//! restarts the flow: a restart would throw away what the other partitions achieved.
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
 
-use rdkafka::consumer::Consumer;
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::task::spawn_blocking;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{Clients, Flow};
+use super::{Clients, Flow, FlowSpec, LagContext};
 use crate::discovery::{partition_count, selected_topics};
 use crate::error::{SyncError, joined};
+use crate::metrics::FlowMetrics;
 use crate::resume::{self, checkpoint_metadata};
 use crate::spec::StartPosition;
 
@@ -33,92 +42,246 @@ pub(crate) struct Assigned {
     commit_now: bool,
 }
 
+/// The first wait of a partition whose start failed; doubled on each failure.
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+/// The longest wait between two tries of a partition.
+const MAX_RETRY: Duration = Duration::from_secs(60);
+
+/// What the flow knows of the partitions it should replicate, across refreshes.
+#[derive(Default)]
+pub(crate) struct Assignment {
+    /// Partitions being read.
+    running: HashSet<(String, i32)>,
+    /// Partitions that could not be started yet, with when to try again and why.
+    waiting: HashMap<(String, i32), Retry>,
+    /// Topics seen before (their routing was reported once).
+    seen: HashSet<String>,
+    /// Failed attempts in a row to list the source's topics.
+    listing_failures: u32,
+}
+
+struct Retry {
+    at: Instant,
+    backoff: Duration,
+    failures: u32,
+}
+
+/// The timeout of a request that already timed out `failures` times in a row: a broker
+/// that is slow, not down, gets the time it needs (up to 8 times `base`), so that a
+/// retry does not repeat a wait that was too short by design.
+fn patient(base: Duration, failures: u32) -> Duration {
+    base * 2u32.pow(failures.min(3))
+}
+
+impl Assignment {
+    fn due(&self, topic: &str, partition: i32, now: Instant) -> bool {
+        let key = (topic.to_string(), partition);
+        !self.running.contains(&key) && self.waiting.get(&key).is_none_or(|r| r.at <= now)
+    }
+
+    fn wait(&mut self, topic: &str, partition: i32, now: Instant) -> Duration {
+        let r = self
+            .waiting
+            .entry((topic.to_string(), partition))
+            .and_modify(|r| {
+                r.backoff = (r.backoff * 2).min(MAX_RETRY);
+                r.failures += 1;
+            })
+            .or_insert(Retry {
+                at: now,
+                backoff: FIRST_RETRY,
+                failures: 1,
+            });
+        r.at = now + r.backoff;
+        r.backoff
+    }
+
+    /// Failures in a row among these partitions of `topic`.
+    fn failures(&self, topic: &str, partitions: &[i32]) -> u32 {
+        partitions
+            .iter()
+            .filter_map(|&p| self.waiting.get(&(topic.to_string(), p)))
+            .map(|r| r.failures)
+            .max()
+            .unwrap_or(0)
+    }
+
+    fn started(&mut self, topic: &str, partition: i32) {
+        let key = (topic.to_string(), partition);
+        self.waiting.remove(&key);
+        self.running.insert(key);
+    }
+}
+
 impl Flow {
-    /// Adds topics and partitions that appeared on the source since the last call and
-    /// returns them. `assigned`: topic → partitions already read.
+    /// Adds topics and partitions that appeared on the source since the last call, and
+    /// partitions whose retry is due, and returns those it started. An error returned
+    /// here stops the flow: a local client failure, or one no retry can fix.
     pub(crate) async fn refresh_assignment(
         &self,
         c: &Clients,
-        assigned: &mut HashMap<String, usize>,
+        assignment: &mut Assignment,
         stop: &CancellationToken,
     ) -> Result<Vec<Assigned>, SyncError> {
         let mut added = Vec::new();
         let s = self.spec.clone();
-        let consumer = c.consumer.clone();
+        // On the source's admin client, not the consumer: a broker that serves one
+        // request per connection would queue it behind the consumer's fetches.
+        let admin = c.creator.source.clone();
+        let timeout = patient(s.limits.request_timeout, assignment.listing_failures);
         let topics = joined(
             "fetch source metadata",
             spawn_blocking(move || {
-                selected_topics(
-                    &*consumer,
-                    &s.source.id,
-                    &s.topics,
-                    s.limits.request_timeout,
-                )
+                selected_topics(admin.inner(), &s.source.id, &s.topics, timeout)
             })
             .await,
-        )?;
+        );
+        let topics = match topics {
+            Ok(t) => {
+                assignment.listing_failures = 0;
+                t
+            }
+            Err(e) if e.is_retriable() && !stop.is_cancelled() => {
+                assignment.listing_failures += 1;
+                self.note_retry(&e);
+                warn!(flow = %self.spec.name(), error = %e, "Cannot list the source's topics; trying again at the next refresh. The partitions already started carry on.");
+                return Ok(added);
+            }
+            Err(e) => return Err(e),
+        };
         for (topic, count) in topics {
-            let have = assigned.get(&topic).copied().unwrap_or(0);
-            if count <= have {
+            let now = Instant::now();
+            let due: Vec<i32> = (0..count as i32)
+                .filter(|&p| assignment.due(&topic, p, now))
+                .collect();
+            if due.is_empty() {
                 continue;
             }
-            if have == 0
+            if assignment.seen.insert(topic.clone())
                 && let Some(parts) = self.spec.routes.split(&topic)
             {
                 // A valid choice (regional copies of one topic name), but never a silent one.
                 warn!(flow = %self.spec.name(), %topic, parts = ?parts, "The links that select this topic do not connect all the clusters that hold it: it is replicated within each part only.");
             }
-            self.ensure_target(c, &topic, count).await?;
-            let starts = self.starts(c, &topic, have, count, stop).await?;
-            let mut tpl = TopicPartitionList::new();
+            let timeout = patient(
+                self.spec.limits.request_timeout,
+                assignment.failures(&topic, &due),
+            );
+            if let Err(e) = self.ensure_target(c, &topic, count, timeout).await {
+                self.retry_later(assignment, &topic, &due, e, stop)?;
+                continue;
+            }
+            let mut ready = Vec::new();
+            for (p, start) in self.starts(c, &topic, &due, timeout, stop).await? {
+                match start {
+                    Ok(st) => ready.push(st),
+                    Err(e) => self.retry_later(assignment, &topic, &[p], e, stop)?,
+                }
+            }
             let mut checkpoint = TopicPartitionList::new();
-            for st in &starts {
-                let err = |e| SyncError::Kafka {
-                    op: "assign",
-                    cluster: self.spec.source.id.clone(),
-                    source: e,
-                };
-                tpl.add_partition_offset(&topic, st.partition, Offset::Offset(st.offset))
-                    .map_err(err)?;
-                if let (true, Some(t)) = (st.commit_now, st.target_offset) {
+            for st in ready.iter().filter(|st| st.commit_now) {
+                if let Some(t) = st.target_offset {
                     let mut e = checkpoint.add_partition(&topic, st.partition);
-                    e.set_offset(Offset::Offset(st.offset)).map_err(err)?;
+                    e.set_offset(Offset::Offset(st.offset))
+                        .map_err(|e| self.local("assign", e))?;
                     e.set_metadata(checkpoint_metadata(t, st.written, st.began));
                 }
             }
             if checkpoint.count() > 0 {
                 // A first start at "latest" is remembered, so a restart does not skip
                 // what was produced in between; a checkpoint naming what the target lost
-                // is replaced, so a restart does not count the loss again.
-                c.consumer
+                // is replaced, so a restart does not count the loss again. Without that
+                // commit those partitions do not start yet.
+                if let Err(e) = c
+                    .consumer
                     .commit(&checkpoint, rdkafka::consumer::CommitMode::Sync)
-                    .map_err(|e| SyncError::Kafka {
+                {
+                    let e = SyncError::Kafka {
                         op: "commit initial checkpoint",
                         cluster: self.spec.source.id.clone(),
                         source: e,
-                    })?;
+                    };
+                    let failed: Vec<i32> = ready
+                        .iter()
+                        .filter(|st| st.commit_now)
+                        .map(|st| st.partition)
+                        .collect();
+                    self.retry_later(assignment, &topic, &failed, e, stop)?;
+                    ready.retain(|st| !st.commit_now);
+                }
+            }
+            if ready.is_empty() {
+                continue;
+            }
+            let mut tpl = TopicPartitionList::new();
+            for st in &ready {
+                tpl.add_partition_offset(&topic, st.partition, Offset::Offset(st.offset))
+                    .map_err(|e| self.local("assign", e))?;
             }
             c.consumer
                 .incremental_assign(&tpl)
-                .map_err(|e| SyncError::Kafka {
-                    op: "assign partitions",
-                    cluster: self.spec.source.id.clone(),
-                    source: e,
-                })?;
-            info!(flow = %self.spec.name(), %topic, partitions = ?starts.iter().map(|s| (s.partition, s.offset)).collect::<Vec<_>>(), "Replicating partitions from these source offsets.");
+                .map_err(|e| self.local("assign partitions", e))?;
+            info!(flow = %self.spec.name(), %topic, partitions = ?ready.iter().map(|s| (s.partition, s.offset)).collect::<Vec<_>>(), "Replicating partitions from these source offsets.");
+            for st in &ready {
+                assignment.started(&topic, st.partition);
+            }
             self.metrics
                 .partitions
-                .fetch_add((count - have) as i64, Relaxed);
-            assigned.insert(topic, count);
-            added.extend(starts);
+                .fetch_add(ready.len() as i64, Relaxed);
+            added.extend(ready);
         }
+        self.metrics
+            .partitions_waiting
+            .store(assignment.waiting.len() as i64, Relaxed);
         self.metrics.refreshes.fetch_add(1, Relaxed);
         Ok(added)
     }
 
+    /// Partitions of `topic` that could not start wait for a later refresh, when a
+    /// retry may help; otherwise the error stops the flow.
+    fn retry_later(
+        &self,
+        assignment: &mut Assignment,
+        topic: &str,
+        partitions: &[i32],
+        e: SyncError,
+        stop: &CancellationToken,
+    ) -> Result<(), SyncError> {
+        if !e.is_retriable() || stop.is_cancelled() {
+            return Err(e);
+        }
+        let now = Instant::now();
+        let mut wait = FIRST_RETRY;
+        for &p in partitions {
+            wait = assignment.wait(topic, p, now);
+        }
+        self.note_retry(&e);
+        warn!(flow = %self.spec.name(), %topic, partitions = ?partitions, error = %e, retry_in = ?wait, "Cannot start these partitions yet; trying them again later. The others carry on.");
+        Ok(())
+    }
+
+    fn note_retry(&self, e: &SyncError) {
+        self.metrics.assignment_errors.fetch_add(1, Relaxed);
+        *self.metrics.last_error.lock().expect("metrics lock") = Some(e.to_string());
+    }
+
+    fn local(&self, op: &'static str, e: rdkafka::error::KafkaError) -> SyncError {
+        SyncError::Kafka {
+            op,
+            cluster: self.spec.source.id.clone(),
+            source: e,
+        }
+    }
+
     /// Makes sure the target has `topic` with at least `count` partitions.
-    async fn ensure_target(&self, c: &Clients, topic: &str, count: usize) -> Result<(), SyncError> {
-        let target_count = self.target_partitions(c, topic).await?;
+    async fn ensure_target(
+        &self,
+        c: &Clients,
+        topic: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> Result<(), SyncError> {
+        let target_count = self.target_partitions(c, topic, timeout).await?;
         match target_count {
             Some(n) if n >= count => return Ok(()),
             Some(n) => {
@@ -137,7 +300,7 @@ impl Flow {
         // Metadata can lag creation by a moment; wait until the target shows it.
         for _ in 0..50 {
             if self
-                .target_partitions(c, topic)
+                .target_partitions(c, topic, timeout)
                 .await?
                 .is_some_and(|n| n >= count)
             {
@@ -157,26 +320,26 @@ impl Flow {
         &self,
         c: &Clients,
         topic: &str,
+        timeout: Duration,
     ) -> Result<Option<usize>, SyncError> {
         let (scanner, s, t) = (c.scanner.clone(), self.spec.clone(), topic.to_string());
         joined(
             "fetch target metadata",
-            spawn_blocking(move || {
-                partition_count(&scanner, &s.target.id, &t, s.limits.request_timeout)
-            })
-            .await,
+            spawn_blocking(move || partition_count(&scanner, &s.target.id, &t, timeout)).await,
         )
     }
 
-    /// Resume positions for partitions `from..to` of `topic`.
+    /// Resume positions for `partitions` of `topic`, each with its own outcome. The
+    /// outer error is only a cancellation.
     async fn starts(
         &self,
         c: &Clients,
         topic: &str,
-        from: usize,
-        to: usize,
+        partitions: &[i32],
+        timeout: Duration,
         stop: &CancellationToken,
-    ) -> Result<Vec<Assigned>, SyncError> {
+    ) -> Result<Vec<(i32, Result<Assigned, SyncError>)>, SyncError> {
+        let partitions = partitions.to_vec();
         let stop = stop.clone();
         let (consumer, scanner, s, metrics) = (
             c.consumer.clone(),
@@ -188,99 +351,150 @@ impl Flow {
         joined(
             "compute resume positions",
             spawn_blocking(move || {
-                let timeout = s.limits.request_timeout;
-                let src = s.source.id.as_str();
                 let mut out = Vec::new();
-                for p in from as i32..to as i32 {
+                for p in partitions {
                     // Each partition costs requests that may wait out their timeouts; a
                     // stopped flow asks no more (its reader no longer waits for this).
                     if stop.is_cancelled() {
                         return Err(SyncError::Cancelled("compute resume positions"));
                     }
-                    let ck = resume::committed(&*consumer, src, &topic, p, timeout)?;
-                    let hint = (ck.and_then(|c| c.target_offset), ck.and_then(|c| c.written));
-                    let scan = resume::last_written(&scanner, &s.target.id, src.as_bytes(), &topic, p, hint, timeout)?;
-                    let (low, high) = consumer
-                        .fetch_watermarks(&topic, p, timeout)
-                        .map_err(|e| SyncError::Kafka { op: "fetch watermarks", cluster: src.to_string(), source: e })?;
-                    let target_high = || {
-                        scanner
-                            .fetch_watermarks(&topic, p, timeout)
-                            .map(|(_, h)| h)
-                            .map_err(|e| SyncError::Kafka { op: "fetch watermarks", cluster: s.target.id.clone(), source: e })
-                    };
-                    let start = match (scan, ck) {
-                        (resume::LastWritten { found, target_lost: true }, Some(ck)) => {
-                            // Truncated or recreated below the checkpoint: the committed
-                            // floor would skip what the target lost. Resume after the last
-                            // record it still holds, or where replication began.
-                            let o = found.map(|f| f + 1).or(ck.began).unwrap_or(low);
-                            let resent = (ck.source_next - o).max(0);
-                            metrics.target_lost_records.fetch_add(resent as u64, Relaxed);
-                            warn!(flow = %s.name(), %topic, partition = p, checkpoint = ck.source_next, checkpoint_target_offset = ?ck.target_offset, resume = o, "The target no longer holds the records this flow's checkpoint names (truncated or recreated): sending {resent} source offsets again, from what the target still holds.");
-                            Assigned {
-                                topic: topic.clone(),
-                                partition: p,
-                                offset: o,
-                                target_offset: Some(target_high()?),
-                                written: None,
-                                began: ck.began,
-                                commit_now: true,
-                            }
-                        }
-                        (scan, ck) => {
-                            let resumed = match (scan.found.map(|o| o + 1), ck.map(|c| c.source_next)) {
-                                (Some(a), Some(b)) => Some(a.max(b)),
-                                (a, b) => a.or(b),
-                            };
-                            match resumed {
-                                Some(o) => Assigned {
-                                    topic: topic.clone(),
-                                    partition: p,
-                                    offset: o,
-                                    target_offset: ck.and_then(|c| c.target_offset),
-                                    written: ck.and_then(|c| c.written),
-                                    began: ck.and_then(|c| c.began),
-                                    commit_now: false,
-                                },
-                                None => {
-                                    let o = if s.start == StartPosition::Earliest { low } else { high };
-                                    Assigned {
-                                        topic: topic.clone(),
-                                        partition: p,
-                                        offset: o,
-                                        target_offset: Some(target_high()?),
-                                        written: None,
-                                        began: Some(o),
-                                        commit_now: true,
-                                    }
-                                }
-                            }
-                        }
-                    };
-                    let offset = start.offset;
-                    if offset > high {
-                        // Truncated or recreated: its offsets no longer mean what the
-                        // target's provenance says they meant.
-                        return Err(SyncError::SourceBehind {
-                            flow: s.name(),
-                            cluster: src.to_string(),
-                            topic: topic.clone(),
-                            partition: p,
-                            resume: offset,
-                            high,
-                        });
-                    }
-                    if offset < low {
-                        let lost = low - offset;
-                        metrics.source_gap_records.fetch_add(lost as u64, Relaxed);
-                        warn!(flow = %s.name(), %topic, partition = p, from = offset, to = low, "The source deleted {lost} records (retention) before they were replicated; resuming at its log start.");
-                    }
-                    out.push(Assigned { offset: offset.max(low), ..start });
+                    out.push((
+                        p,
+                        start_of(&consumer, &scanner, &s, &metrics, &topic, p, timeout),
+                    ));
                 }
                 Ok(out)
             })
             .await,
         )
+    }
+}
+
+/// Where partition `p` of `topic` resumes: the target's word (resume.rs), the
+/// checkpoint, the source's range and the link's start position. Blocking.
+fn start_of(
+    consumer: &StreamConsumer<LagContext>,
+    scanner: &BaseConsumer,
+    s: &FlowSpec,
+    metrics: &FlowMetrics,
+    topic: &str,
+    p: i32,
+    timeout: Duration,
+) -> Result<Assigned, SyncError> {
+    let topic = topic.to_string();
+    let src = s.source.id.as_str();
+    {
+        let ck = resume::committed(&*consumer, src, &topic, p, timeout)?;
+        let hint = (ck.and_then(|c| c.target_offset), ck.and_then(|c| c.written));
+        let scan = resume::last_written(
+            &scanner,
+            &s.target.id,
+            src.as_bytes(),
+            &topic,
+            p,
+            hint,
+            timeout,
+        )?;
+        let (low, high) =
+            consumer
+                .fetch_watermarks(&topic, p, timeout)
+                .map_err(|e| SyncError::Kafka {
+                    op: "fetch watermarks",
+                    cluster: src.to_string(),
+                    source: e,
+                })?;
+        let target_high = || {
+            scanner
+                .fetch_watermarks(&topic, p, timeout)
+                .map(|(_, h)| h)
+                .map_err(|e| SyncError::Kafka {
+                    op: "fetch watermarks",
+                    cluster: s.target.id.clone(),
+                    source: e,
+                })
+        };
+        let start = match (scan, ck) {
+            (
+                resume::LastWritten {
+                    found,
+                    target_lost: true,
+                },
+                Some(ck),
+            ) => {
+                // Truncated or recreated below the checkpoint: the committed
+                // floor would skip what the target lost. Resume after the last
+                // record it still holds, or where replication began.
+                let o = found.map(|f| f + 1).or(ck.began).unwrap_or(low);
+                let resent = (ck.source_next - o).max(0);
+                metrics
+                    .target_lost_records
+                    .fetch_add(resent as u64, Relaxed);
+                warn!(flow = %s.name(), %topic, partition = p, checkpoint = ck.source_next, checkpoint_target_offset = ?ck.target_offset, resume = o, "The target no longer holds the records this flow's checkpoint names (truncated or recreated): sending {resent} source offsets again, from what the target still holds.");
+                Assigned {
+                    topic: topic.clone(),
+                    partition: p,
+                    offset: o,
+                    target_offset: Some(target_high()?),
+                    written: None,
+                    began: ck.began,
+                    commit_now: true,
+                }
+            }
+            (scan, ck) => {
+                let resumed = match (scan.found.map(|o| o + 1), ck.map(|c| c.source_next)) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, b) => a.or(b),
+                };
+                match resumed {
+                    Some(o) => Assigned {
+                        topic: topic.clone(),
+                        partition: p,
+                        offset: o,
+                        target_offset: ck.and_then(|c| c.target_offset),
+                        written: ck.and_then(|c| c.written),
+                        began: ck.and_then(|c| c.began),
+                        commit_now: false,
+                    },
+                    None => {
+                        let o = if s.start == StartPosition::Earliest {
+                            low
+                        } else {
+                            high
+                        };
+                        Assigned {
+                            topic: topic.clone(),
+                            partition: p,
+                            offset: o,
+                            target_offset: Some(target_high()?),
+                            written: None,
+                            began: Some(o),
+                            commit_now: true,
+                        }
+                    }
+                }
+            }
+        };
+        let offset = start.offset;
+        if offset > high {
+            // Truncated or recreated: its offsets no longer mean what the
+            // target's provenance says they meant.
+            return Err(SyncError::SourceBehind {
+                flow: s.name(),
+                cluster: src.to_string(),
+                topic: topic.clone(),
+                partition: p,
+                resume: offset,
+                high,
+            });
+        }
+        if offset < low {
+            let lost = low - offset;
+            metrics.source_gap_records.fetch_add(lost as u64, Relaxed);
+            warn!(flow = %s.name(), %topic, partition = p, from = offset, to = low, "The source deleted {lost} records (retention) before they were replicated; resuming at its log start.");
+        }
+        Ok(Assigned {
+            offset: offset.max(low),
+            ..start
+        })
     }
 }

@@ -102,8 +102,10 @@ impl ClientContext for LagContext {
                 unknown += 1;
             }
         }
-        // Assigned partitions the statistics do not list yet are unknown too.
-        unknown += (self.metrics.partitions.load(Relaxed) - seen).max(0);
+        // Assigned partitions the statistics do not list yet are unknown too, and so
+        // are those still waiting to start.
+        unknown += (self.metrics.partitions.load(Relaxed) - seen).max(0)
+            + self.metrics.partitions_waiting.load(Relaxed);
         self.metrics.lag.store(lag, Relaxed);
         self.metrics.lag_unknown.store(unknown, Relaxed);
     }
@@ -207,7 +209,8 @@ impl Flow {
             }
         );
         // Stopped or about to restart: nothing reads, so the last lag seen is stale.
-        let partitions = self.metrics.partitions.swap(0, Relaxed);
+        let partitions = self.metrics.partitions.swap(0, Relaxed)
+            + self.metrics.partitions_waiting.swap(0, Relaxed);
         self.metrics.lag_unknown.store(partitions.max(1), Relaxed);
         match (a, r) {
             (Err(a), Err(r)) if r.outranks(&a) => Err(r),

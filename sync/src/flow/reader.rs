@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::acker::Ack;
-use super::assign::Assigned;
+use super::assign::{Assigned, Assignment};
 use super::{Clients, Flow, watchdog};
 use crate::error::SyncError;
 use crate::provenance::{Hop, PATH_HEADER, Path, encode_origin, is_reserved};
@@ -59,7 +59,7 @@ impl<'a> Reader<'a> {
     /// lets the acker drain and finish.
     pub(crate) async fn run(mut self, stop: &CancellationToken) -> Result<(), SyncError> {
         let limits = self.flow.spec.limits.clone();
-        let mut assigned = HashMap::new();
+        let mut assigned = Assignment::default();
         // Where each partition started: the watchdog's position for partitions that have
         // read nothing yet.
         let mut starts = HashMap::new();
