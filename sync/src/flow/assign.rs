@@ -498,3 +498,34 @@ fn start_of(
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_partition_waits_longer_each_time_and_the_others_are_due() {
+        let mut a = Assignment::default();
+        let t0 = Instant::now();
+        assert!(a.due("t", 0, t0) && a.due("t", 1, t0));
+        assert_eq!(a.wait("t", 0, t0), Duration::from_secs(1));
+        assert!(!a.due("t", 0, t0) && a.due("t", 1, t0));
+        assert!(a.due("t", 0, t0 + Duration::from_secs(1)));
+        assert_eq!(a.wait("t", 0, t0), Duration::from_secs(2));
+        for _ in 0..10 {
+            a.wait("t", 0, t0);
+        }
+        assert_eq!(a.wait("t", 0, t0), MAX_RETRY);
+        assert_eq!(a.failures("t", &[0, 1]), 13);
+        a.started("t", 0);
+        assert!(!a.due("t", 0, t0 + MAX_RETRY), "running partitions are not started again");
+        assert_eq!(a.failures("t", &[0]), 0);
+    }
+
+    #[test]
+    fn timeouts_grow_with_failures_up_to_eight_times() {
+        let base = Duration::from_secs(10);
+        let got: Vec<u64> = (0..6).map(|f| patient(base, f).as_secs()).collect();
+        assert_eq!(got, [10, 20, 40, 80, 80, 80]);
+    }
+}
