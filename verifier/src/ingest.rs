@@ -97,6 +97,9 @@ pub struct SideIngest<'s> {
     order: HashMap<String, HashMap<i32, OrderState>>,
     /// Per topic and partition: the next offset to read, when it changed.
     positions: HashMap<String, HashMap<i32, i64>>,
+    /// Per topic and partition: its log start when this pass began, kept with the position
+    /// (a later log start below it means the partition was recreated).
+    log_starts: HashMap<String, HashMap<i32, i64>>,
     records: usize,
 }
 
@@ -116,6 +119,7 @@ impl<'s> SideIngest<'s> {
             batch: Batch::new(),
             order: HashMap::new(),
             positions: HashMap::new(),
+            log_starts: HashMap::new(),
             records: 0,
         }
     }
@@ -200,6 +204,15 @@ impl<'s> SideIngest<'s> {
         }
     }
 
+    /// Records the log start a partition had when this pass began, to be stored with its
+    /// position.
+    pub fn set_log_start(&mut self, topic: &str, partition: i32, low: i64) {
+        self.log_starts
+            .entry(topic.to_string())
+            .or_default()
+            .insert(partition, low);
+    }
+
     /// The order state of a partition, loaded from the store on first use.
     fn order_state(&mut self, topic: &str, partition: i32) -> Result<&mut OrderState, VerifyError> {
         if !self.order.contains_key(topic) {
@@ -232,7 +245,12 @@ impl<'s> SideIngest<'s> {
         for (topic, parts) in self.positions.drain() {
             for (partition, next) in parts {
                 let prefix = keys::partition(self.side, &topic, partition);
-                self.batch.put_position(self.store, &prefix, next);
+                let low = self
+                    .log_starts
+                    .get(&topic)
+                    .and_then(|parts| parts.get(&partition))
+                    .copied();
+                self.batch.put_position(self.store, &prefix, next, low);
             }
         }
         let batch = std::mem::take(&mut self.batch);

@@ -7,7 +7,8 @@
 //!   and order inversions, kept by an additive merge operator;
 //! - `sequence`: own offset -> fingerprint (positional topics);
 //! - `latest`: record key -> own offset and fingerprint (compacted topics);
-//! - `positions`: next offset to read, per side and partition;
+//! - `positions`: next offset to read, and the log start the partition had then, per
+//!   side and partition (to notice a partition recreated or truncated since);
 //! - `order`: highest origin offset seen per group (to count records that arrive late);
 //! - `meta`: the signature of the run the store belongs to.
 //!
@@ -113,6 +114,26 @@ pub struct RecordEntry {
     pub fp: Fingerprint,
 }
 
+/// How far a side's partition has been read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// Next offset to read.
+    pub next: i64,
+    /// The partition's log start when the position was written (absent in positions
+    /// written before it was kept).
+    pub log_start: Option<i64>,
+}
+
+impl Position {
+    fn decode(v: &[u8]) -> Option<Position> {
+        let next = i64::from_be_bytes(v.get(..8)?.try_into().ok()?);
+        let log_start = v
+            .get(8..16)
+            .and_then(|b| Some(i64::from_be_bytes(b.try_into().ok()?)));
+        Some(Position { next, log_start })
+    }
+}
+
 /// A raw key and value read from a column family.
 pub(crate) type KeyValue = (Box<[u8]>, Box<[u8]>);
 
@@ -213,7 +234,34 @@ impl Store {
             .db
             .get_cf(self.cf(POSITIONS), k)
             .map_err(|e| self.err(e))?;
-        Ok(v.and_then(|v| Some(i64::from_be_bytes(v.as_slice().try_into().ok()?))))
+        Ok(v.and_then(|v| Position::decode(&v)).map(|p| p.next))
+    }
+
+    /// Every partition of a side the store has read some of: `(topic, partition, position)`.
+    pub fn positions(&self, side: u8) -> Result<Vec<(String, i32, Position)>, VerifyError> {
+        let mut out = Vec::new();
+        for item in self.scan(POSITIONS, &[side], None) {
+            let (k, v) = item?;
+            let (topic, p) = keys::split_partition(&k)
+                .ok_or_else(|| VerifyError::Corrupt(format!("position key {k:02x?}")))?;
+            let pos = Position::decode(&v)
+                .ok_or_else(|| VerifyError::Corrupt(format!("position of {} bytes", v.len())))?;
+            out.push((topic.to_string(), p, pos));
+        }
+        Ok(out)
+    }
+
+    /// Forgets everything the store derived from one topic of one side (records, digests,
+    /// sequences, latest values, order state and positions), in one write, so that the
+    /// next read derives it again from the topic's log start.
+    pub fn forget_topic(&self, side: u8, topic: &str) -> Result<(), VerifyError> {
+        let from = keys::topic(side, topic);
+        let to = keys::prefix_end(&from).expect("a topic prefix has a byte below 0xff");
+        let mut wb = WriteBatch::default();
+        for family in FAMILIES.iter().filter(|f| **f != META) {
+            wb.delete_range_cf(self.cf(family), &from, &to);
+        }
+        self.db.write(wb).map_err(|e| self.err(e))
     }
 
     /// Highest origin offset seen per origin in a side's partition.
@@ -433,10 +481,19 @@ impl Batch {
         }
     }
 
-    /// The next offset to read on a side's partition.
-    pub fn put_position(&mut self, store: &Store, prefix: &[u8], next: i64) {
-        self.wb
-            .put_cf(store.cf(POSITIONS), prefix, next.to_be_bytes());
+    /// The next offset to read on a side's partition, and its log start when read.
+    pub fn put_position(
+        &mut self,
+        store: &Store,
+        prefix: &[u8],
+        next: i64,
+        log_start: Option<i64>,
+    ) {
+        let mut v = next.to_be_bytes().to_vec();
+        if let Some(low) = log_start {
+            v.extend(low.to_be_bytes());
+        }
+        self.wb.put_cf(store.cf(POSITIONS), prefix, v);
     }
 }
 

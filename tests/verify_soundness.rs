@@ -1,0 +1,107 @@
+//! `duplex verify` never says PASS when the clusters differ, in the cases a resumed store
+//! could hide: a partition recreated since the last pass.
+
+mod harness;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use duplex_verifier::report::{Kind, PartitionReport, Report, Sample};
+use duplex_verifier::store::Store;
+use duplex_verifier::{Verdict, VerifySpec};
+use harness::{Provider, Rec, TestCluster};
+
+fn spec(clusters: &[&TestCluster], topic: &str, store: &std::path::Path) -> VerifySpec {
+    let sides = clusters.iter().map(|c| c.spec()).collect();
+    VerifySpec::new(
+        sides,
+        regex::Regex::new(&format!("^{}$", regex::escape(topic))).unwrap(),
+        store.to_path_buf(),
+    )
+}
+
+/// One pass of `spec` over `store` (from a blocking thread: mock clusters keep serving).
+async fn pass(store: &Arc<Store>, spec: &VerifySpec) -> Report {
+    let (store, spec) = (Arc::clone(store), spec.clone());
+    tokio::task::spawn_blocking(move || {
+        duplex_verifier::run::pass(&store, &spec, &AtomicBool::new(false), &|_| {})
+            .expect("verification runs")
+    })
+    .await
+    .unwrap()
+}
+
+/// Writes `n` records on `a`'s partition 0; returns them and their copies as Duplex
+/// would write them to another cluster (with provenance), for the caller to write.
+async fn replicated(a: &TestCluster, topic: &str, n: usize) -> (Vec<Rec>, Vec<Rec>) {
+    let recs = harness::records_on("a", n, &[0]);
+    let ids = harness::produce(a, topic, &recs).await;
+    let copies = recs
+        .iter()
+        .zip(&ids)
+        .map(|(r, id)| harness::verify::replica(r, "a", id.1, id.2))
+        .collect();
+    (recs, copies)
+}
+
+fn partition<'r>(report: &'r Report, p: i32) -> &'r PartitionReport {
+    report.comparisons[0].topics[0]
+        .partitions
+        .iter()
+        .find(|x| x.partition == p)
+        .expect("partition in report")
+}
+
+fn offsets(samples: &[Sample], kind: Kind) -> Vec<(Option<i64>, Option<i64>, Option<i64>)> {
+    samples
+        .iter()
+        .filter(|s| s.kind == kind)
+        .map(|s| (s.origin_offset, s.source_offset, s.target_offset))
+        .collect()
+}
+
+async fn recreated_partition_is_read_again(provider: Provider) {
+    let Some(clusters) = harness::start(provider, &["a", "b"]) else {
+        return;
+    };
+    let (a, b) = (&clusters[0], &clusters[1]);
+    let topic = harness::unique("recreated");
+    a.create_topic(&topic, 1).await;
+    b.create_topic(&topic, 1).await;
+    let (_, copies) = replicated(a, &topic, 20).await;
+    harness::produce(b, &topic, &copies).await;
+    let dir = tempfile::tempdir().unwrap();
+    let first = spec(&[a, b], &topic, dir.path());
+    let store = Arc::new(Store::open(dir.path(), &first.signature()).unwrap());
+    let r = pass(&store, &first).await;
+    assert_eq!((r.verdict, r.totals.matched), (Verdict::Pass, 20));
+
+    // b's topic is deleted and created again, and only the first 12 copies are written
+    // to it: to the verifier, cluster b now ends at offset 12 where it read up to 20.
+    let again = harness::start(provider, &["b"]).unwrap().remove(0);
+    again.create_topic(&topic, 1).await;
+    harness::produce(&again, &topic, &copies[..12]).await;
+    let second = spec(&[a, &again], &topic, dir.path());
+    let r = pass(&store, &second).await;
+    assert_eq!(r.verdict, Verdict::Fail, "{:#?}", r.totals);
+    assert_eq!(
+        (r.totals.matched, r.totals.missing),
+        (12, 8),
+        "{:#?}",
+        r.totals
+    );
+    let p = partition(&r, 0);
+    let want: Vec<_> = (12..20).map(|x| (Some(x), Some(x), None)).collect();
+    assert_eq!(offsets(&p.samples, Kind::Missing), want);
+    assert_eq!(p.samples.len(), 8, "{:#?}", p.samples);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recreated_partition_on_mock() {
+    recreated_partition_is_read_again(Provider::Mock).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recreated_partition_on_tansu() {
+    recreated_partition_is_read_again(Provider::Tansu).await;
+}
