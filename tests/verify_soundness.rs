@@ -1,5 +1,6 @@
 //! `duplex verify` never says PASS when the clusters differ, in the cases a resumed store
-//! could hide: a partition recreated since the last pass.
+//! or a partial view could hide: a partition recreated since the last pass, a replica in
+//! the wrong partition.
 
 mod harness;
 
@@ -104,4 +105,69 @@ async fn recreated_partition_on_mock() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recreated_partition_on_tansu() {
     recreated_partition_is_read_again(Provider::Tansu).await;
+}
+
+async fn wrong_partition_is_named(provider: Provider) {
+    let Some(clusters) = harness::start(provider, &["a", "b"]) else {
+        return;
+    };
+    let (a, b) = (&clusters[0], &clusters[1]);
+    let topic = harness::unique("misplaced");
+    a.create_topic(&topic, 2).await;
+    b.create_topic(&topic, 2).await;
+    let (_, mut copies) = replicated(a, &topic, 10).await;
+    // The copy of a's partition 0 offset 4 is written to b's partition 1 (its offset 0
+    // there); partition 0 of b holds the nine others at offsets 0..9.
+    copies[4].partition = 1;
+    harness::produce(b, &topic, &copies).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = harness::verify::write_config(dir.path(), &[a, b]);
+    let out = harness::verify::run(
+        &config,
+        dir.path(),
+        &["--between", "a,b", "--topics", &topic],
+    )
+    .await;
+    let said = harness::verify::describe(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    let r = harness::verify::report(dir.path());
+    assert_eq!(r.verdict, Verdict::Fail);
+    let t = &r.totals;
+    assert_eq!(
+        (t.matched, t.wrong_partition, t.discrepancies()),
+        (9, 1, 1),
+        "only the wrong partition is reported, not a reorder or a missing record: {t:?}"
+    );
+    let s = &partition(&r, 0).samples;
+    assert_eq!(s.len(), 1, "{s:#?}");
+    assert_eq!(
+        (
+            s[0].kind,
+            s[0].origin_offset,
+            s[0].source_offset,
+            s[0].target_offset
+        ),
+        (Kind::WrongPartition, Some(4), None, Some(0))
+    );
+    assert_eq!(s[0].held_in_partition, Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("1 wrong_partition") && stdout.contains("held in partition 1"),
+        "{stdout}"
+    );
+    let dom = harness::browser::dump_dom(&dir.path().join("report/parity.html"));
+    assert!(
+        dom.contains("<th>Wrong partition</th>") && dom.contains("<td>wrong_partition</td>"),
+        "the page names it"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_partition_on_mock() {
+    wrong_partition_is_named(Provider::Mock).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_partition_on_tansu() {
+    wrong_partition_is_named(Provider::Tansu).await;
 }

@@ -146,8 +146,12 @@ impl<'s> SideIngest<'s> {
                 let id = identity(&cluster, rec)?;
                 let fp = view(&self.canon);
                 let origin_offset = id.offset as u64;
+                // A copy in another partition than its origin's is a discrepancy of its
+                // own (wrong partition): its place among the partition's records says
+                // nothing about order, so it is left out of the order state.
+                let placed = rec.partition == id.partition;
                 let state = self.order_state(rec.topic, id.partition)?;
-                let late = match state.get_mut(id.origin) {
+                let late = match state.get_mut(id.origin).filter(|_| placed) {
                     Some((highest, dirty)) => {
                         let late = origin_offset < *highest;
                         if origin_offset > *highest {
@@ -156,10 +160,11 @@ impl<'s> SideIngest<'s> {
                         }
                         late
                     }
-                    None => {
+                    None if placed => {
                         state.insert(id.origin.to_string(), (origin_offset, true));
                         false
                     }
+                    None => false,
                 };
                 let group = keys::group(self.side, rec.topic, id.partition, id.origin);
                 let entry = RecordEntry {
@@ -168,7 +173,8 @@ impl<'s> SideIngest<'s> {
                     own_partition: rec.partition,
                     fp,
                 };
-                self.batch.put_record(self.store, &group, entry, late);
+                self.batch
+                    .put_record(self.store, &group, id.partition, entry, late);
             }
             Mode::Positional => {
                 let prefix = keys::partition(self.side, rec.topic, rec.partition);

@@ -52,10 +52,10 @@ pub struct RangeDigest {
 }
 
 impl RangeDigest {
-    /// Adds one record.
-    pub fn add_record(&mut self, origin_offset: u64, fp: Fingerprint) {
+    /// Adds one record (its [`record_hash`]).
+    pub fn add_record(&mut self, hash: u128) {
         self.count += 1;
-        self.sum = self.sum.wrapping_add(record_hash(origin_offset, fp));
+        self.sum = self.sum.wrapping_add(hash);
     }
 
     /// Adds another digest.
@@ -85,12 +85,21 @@ impl RangeDigest {
     }
 }
 
-/// A record's contribution to a digest: xxh3-128 of its origin offset and fingerprint.
-pub fn record_hash(origin_offset: u64, fp: Fingerprint) -> u128 {
-    let mut b = [0u8; 24];
+/// A record's contribution to a digest: xxh3-128 of its origin offset and fingerprint,
+/// and of the partition holding it when that is not its origin partition (`wrong`), so
+/// that a copy in the wrong partition changes the digest of its range and the range is
+/// read record by record. A copy where it belongs hashes as before partitions counted.
+pub fn record_hash(origin_offset: u64, fp: Fingerprint, wrong: Option<i32>) -> u128 {
+    let mut b = [0u8; 28];
     b[..8].copy_from_slice(&origin_offset.to_be_bytes());
-    b[8..].copy_from_slice(&fp.to_be_bytes());
-    xxh3_128(&b)
+    b[8..24].copy_from_slice(&fp.to_be_bytes());
+    match wrong {
+        None => xxh3_128(&b[..24]),
+        Some(p) => {
+            b[24..].copy_from_slice(&(p as u32).to_be_bytes());
+            xxh3_128(&b)
+        }
+    }
 }
 
 fn merge_digests(_key: &[u8], existing: Option<&[u8]>, ops: &MergeOperands) -> Option<Vec<u8>> {
@@ -112,6 +121,19 @@ pub struct RecordEntry {
     pub own_partition: i32,
     /// Fingerprint.
     pub fp: Fingerprint,
+}
+
+impl RecordEntry {
+    /// Whether this copy sits in another partition than its origin partition `p`.
+    pub fn misplaced(&self, p: i32) -> bool {
+        self.own_partition != p
+    }
+
+    /// Its contribution to the digest of its group, whose origin partition is `p`.
+    pub fn hash(&self, p: i32) -> u128 {
+        let wrong = self.misplaced(p).then_some(self.own_partition);
+        record_hash(self.origin_offset, self.fp, wrong)
+    }
 }
 
 /// How far a side's partition has been read.
@@ -283,6 +305,26 @@ impl Store {
         Ok(out)
     }
 
+    /// Origins a side holds records of in a partition (as origin partition), whether or
+    /// not the records are where they belong.
+    pub fn origins(
+        &self,
+        side: u8,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Vec<String>, VerifyError> {
+        let prefix = keys::partition(side, topic, partition);
+        let mut out: Vec<String> = Vec::new();
+        for item in self.scan(RANGES, &prefix, None) {
+            let (k, _) = item?;
+            let origin = keys::origin_after(&k, prefix.len()).unwrap_or_default();
+            if out.last().is_none_or(|o| o != origin) {
+                out.push(origin.to_string());
+            }
+        }
+        Ok(out)
+    }
+
     /// Iterates `(key, value)` of a family under `prefix`, from `from` (a full key) on.
     pub(crate) fn scan<'a>(
         &'a self,
@@ -429,8 +471,16 @@ impl Batch {
         }
     }
 
-    /// A record of a provenance (identity) topic.
-    pub fn put_record(&mut self, store: &Store, group: &[u8], e: RecordEntry, late: bool) {
+    /// A record of a provenance (identity) topic, in the group of origin partition
+    /// `origin_partition`.
+    pub fn put_record(
+        &mut self,
+        store: &Store,
+        group: &[u8],
+        origin_partition: i32,
+        e: RecordEntry,
+        late: bool,
+    ) {
         let mut k = Vec::with_capacity(group.len() + 16);
         k.extend_from_slice(group);
         keys::push_u64(&mut k, e.origin_offset);
@@ -443,7 +493,7 @@ impl Batch {
         rk.extend_from_slice(group);
         keys::push_u64(&mut rk, e.origin_offset / keys::RANGE);
         let d = self.ranges.entry(rk).or_default();
-        d.add_record(e.origin_offset, e.fp);
+        d.add_record(e.hash(origin_partition));
         d.inversions += u64::from(late);
     }
 

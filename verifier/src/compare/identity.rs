@@ -8,7 +8,7 @@ use super::{Ctx, Samples, Side, SideAcc, group, peek_ok, sample};
 use crate::error::VerifyError;
 use crate::keys::RANGE;
 use crate::report::{Counts, GroupReport, Kind, Sample};
-use crate::store::{RangeDigest, RecordEntry, record_hash};
+use crate::store::{RangeDigest, RecordEntry};
 
 /// Where a group's comparison starts and ends, in origin offsets.
 #[derive(Debug, Clone, Copy)]
@@ -30,7 +30,11 @@ pub(super) fn partition(
 ) -> Result<Vec<GroupReport>, VerifyError> {
     let order_s = ctx.store.order_state(s.idx, topic, p)?;
     let order_k = ctx.store.order_state(k.idx, topic, p)?;
-    let origins: BTreeSet<&String> = order_s.keys().chain(order_k.keys()).collect();
+    // Origins from the digests, not the order state: a side may hold an origin's records
+    // only in the wrong partition, which the order state leaves out.
+    let held_s = ctx.store.origins(s.idx, topic, p)?;
+    let held_k = ctx.store.origins(k.idx, topic, p)?;
+    let origins: BTreeSet<&String> = held_s.iter().chain(&held_k).collect();
     let mut out = Vec::new();
     for origin in origins {
         let highest = [order_s.get(origin), order_k.get(origin)];
@@ -136,7 +140,7 @@ fn compare_group(
                 };
                 let copies_a = take_copies(&mut a, x)?;
                 let copies_b = take_copies(&mut b, x)?;
-                acc.classify(x, scope, &copies_a, &copies_b, samples);
+                acc.classify(x, scope, p, &copies_a, &copies_b, samples);
             }
         }
     }
@@ -196,6 +200,11 @@ where
     Ok(out)
 }
 
+/// A side's copy where it belongs (origin partition `p`), else its first copy.
+fn first_placed(copies: &[RecordEntry], p: i32) -> Option<&RecordEntry> {
+    copies.iter().find(|e| !e.misplaced(p)).or(copies.first())
+}
+
 struct Acc<'a> {
     origin: &'a str,
     s: SideAcc,
@@ -222,11 +231,14 @@ impl Acc<'_> {
         )
     }
 
-    /// One origin offset: its copies on the source (`a`) and on the target (`b`).
+    /// One origin offset of origin partition `p`: its copies on the source (`a`) and on
+    /// the target (`b`).
+    #[allow(clippy::too_many_arguments)]
     fn classify(
         &mut self,
         x: u64,
         scope: Scope,
+        p: i32,
         a: &[RecordEntry],
         b: &[RecordEntry],
         samples: &mut Samples,
@@ -244,10 +256,30 @@ impl Acc<'_> {
         for (side, copies) in [(&mut self.s, a), (&mut self.k, b)] {
             side.records += copies.len() as u64;
             for e in copies {
-                side.sum = side.sum.wrapping_add(record_hash(x, e.fp));
+                side.sum = side.sum.wrapping_add(e.hash(p));
             }
         }
-        match (a.first(), b.first()) {
+        // Rule 1 keeps partitions: a copy elsewhere is named for that, not as missing or
+        // reordered, which would send an operator looking for another fault.
+        for (copies, on) in [(a, "source"), (b, "target")] {
+            for e in copies.iter().filter(|e| e.misplaced(p)) {
+                self.counts.wrong_partition += 1;
+                let detail = format!(
+                    "on the {on} in partition {} at offset {}; its origin partition is {p}",
+                    e.own_partition, e.own_offset
+                );
+                let (src, tgt) = if on == "source" {
+                    (Some(e), None)
+                } else {
+                    (None, Some(e))
+                };
+                samples.push(Sample {
+                    held_in_partition: Some(e.own_partition),
+                    ..self.sample(Kind::WrongPartition, x, src, tgt, detail)
+                });
+            }
+        }
+        match (first_placed(a, p), first_placed(b, p)) {
             (Some(ea), None) => {
                 self.counts.missing += 1;
                 samples.push(self.sample(
@@ -273,8 +305,11 @@ impl Acc<'_> {
                 let detail = "same identity, different key, value, headers or timestamp".into();
                 samples.push(self.sample(Kind::Altered, x, Some(ea), Some(eb), detail));
             }
-            (Some(_), Some(_)) => self.counts.matched += 1,
-            (None, None) => {}
+            (Some(ea), Some(eb)) if !ea.misplaced(p) && !eb.misplaced(p) => {
+                self.counts.matched += 1
+            }
+            // On both sides, one only in the wrong partition: counted as such above.
+            (Some(_), Some(_)) | (None, None) => {}
         }
         for (copies, on) in [(a, "source"), (b, "target")] {
             if copies.len() > 1 {
@@ -315,6 +350,9 @@ fn reordered(
         let e = e?;
         if e.origin_offset >= scope.watermark {
             break;
+        }
+        if e.misplaced(p) {
+            continue; // named as in the wrong partition; its offset is another partition's
         }
         match firsts.last_mut() {
             Some(last) if last.0 == e.origin_offset => last.1 = last.1.min(e.own_offset),

@@ -223,6 +223,7 @@ pub(crate) fn sample(
         origin_offset: None,
         source_offset: source_offset.map(|o| o as i64),
         target_offset: target_offset.map(|o| o as i64),
+        held_in_partition: None,
         key: None,
         detail: detail.into(),
     }
