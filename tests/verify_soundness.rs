@@ -1,6 +1,6 @@
 //! `duplex verify` never says PASS when the clusters differ, in the cases a resumed store
 //! or a partial view could hide: a partition recreated since the last pass, a replica in
-//! the wrong partition.
+//! the wrong partition, an origin's tail that reached neither side.
 
 mod harness;
 
@@ -170,4 +170,87 @@ async fn wrong_partition_on_mock() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_partition_on_tansu() {
     wrong_partition_is_named(Provider::Tansu).await;
+}
+
+async fn third_origins_lost_tail_is_missing_on_both(provider: Provider) {
+    let Some(clusters) = harness::start(provider, &["a", "b", "c"]) else {
+        return;
+    };
+    let (a, b, c) = (&clusters[0], &clusters[1], &clusters[2]);
+    let topic = harness::unique("mesh-tail");
+    for x in [a, b, c] {
+        x.create_topic(&topic, 1).await;
+    }
+    // c's 30 records: the first 20 reached a and b, the last 10 neither.
+    let recs = harness::records_on("c", 30, &[0]);
+    let ids = harness::produce(c, &topic, &recs).await;
+    let copies: Vec<Rec> = recs[..20]
+        .iter()
+        .zip(&ids)
+        .map(|(r, id)| harness::verify::replica(r, "c", id.1, id.2))
+        .collect();
+    harness::produce(a, &topic, &copies).await;
+    harness::produce(b, &topic, &copies).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = harness::verify::write_config(dir.path(), &[a, b, c]);
+    let out = harness::verify::run(
+        &config,
+        dir.path(),
+        &["--between", "a,b", "--topics", &topic],
+    )
+    .await;
+    let said = harness::verify::describe(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    let r = harness::verify::report(dir.path());
+    let t = &r.totals;
+    assert_eq!(
+        (t.matched, t.missing_on_both, t.discrepancies()),
+        (20, 10, 10),
+        "{t:?}"
+    );
+    let p = partition(&r, 0);
+    let g = &p.groups[0];
+    assert_eq!(
+        (g.origin.as_deref(), g.watermark.clone()),
+        (Some("c"), vec![30]),
+        "the watermark is c's end offset"
+    );
+    let want: Vec<_> = (20..30).map(|x| (Some(x), None, None)).collect();
+    assert_eq!(offsets(&p.samples, Kind::MissingOnBoth), want);
+    assert!(p.samples.iter().all(|s| s.origin.as_deref() == Some("c")));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("10 missing_on_both"), "{stdout}");
+    let dom = harness::browser::dump_dom(&dir.path().join("report/parity.html"));
+    assert!(
+        dom.contains("<th>Missing on both</th>") && dom.contains("<td>missing_on_both</td>"),
+        "the page names it"
+    );
+
+    // Records of c that a and b both hold pass, with c asked.
+    let full: Vec<Rec> = recs[20..]
+        .iter()
+        .zip(&ids[20..])
+        .map(|(r, id)| harness::verify::replica(r, "c", id.1, id.2))
+        .collect();
+    harness::produce(a, &topic, &full).await;
+    harness::produce(b, &topic, &full).await;
+    let out = harness::verify::run(
+        &config,
+        dir.path(),
+        &["--between", "a,b", "--topics", &topic],
+    )
+    .await;
+    let said = harness::verify::describe(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert_eq!(harness::verify::report(dir.path()).totals.matched, 30);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn third_origins_lost_tail_on_mock() {
+    third_origins_lost_tail_is_missing_on_both(Provider::Mock).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn third_origins_lost_tail_on_tansu() {
+    third_origins_lost_tail_is_missing_on_both(Provider::Tansu).await;
 }

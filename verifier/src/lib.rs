@@ -12,6 +12,7 @@ pub mod error;
 pub mod fingerprint;
 pub mod ingest;
 pub mod keys;
+pub mod origins;
 pub mod reader;
 pub mod report;
 pub mod run;

@@ -7,7 +7,8 @@ use duplex_sync::provenance::{Hop, PATH_HEADER, encode_origin};
 use duplex_sync::spec::ClusterSpec;
 use duplex_verifier::compare::{self, Bounds, Snapshot};
 use duplex_verifier::ingest::{Incoming, SideIngest};
-use duplex_verifier::report::Counts;
+use duplex_verifier::origins;
+use duplex_verifier::report::{Counts, Kind};
 use duplex_verifier::store::Store;
 use duplex_verifier::{Mode, VerifySpec};
 use proptest::prelude::*;
@@ -274,4 +275,113 @@ fn no_mutation_passes_with_every_record_matched() {
     let target = apply(2500, &[]);
     let c = verify(2500, &target, Mode::Identity, 333);
     assert_eq!((c.matched, c.discrepancies()), (2500, 0));
+}
+
+/// A side's copies of `c`'s records `0..n`, those `keep` keeps: origin offsets `2i`
+/// (c's odd offsets hold other origins' copies), own offsets in order.
+fn third_origin_copies(n: u64, keep: impl Fn(u64) -> bool) -> Vec<Stored> {
+    (0..n)
+        .filter(|i| keep(*i))
+        .enumerate()
+        .map(|(own, i)| {
+            let mut p = Vec::new();
+            let hop = Hop {
+                cluster: b"c",
+                partition: 0,
+                offset: 2 * i as i64,
+            };
+            encode_origin(hop, &mut p).unwrap();
+            (0, own as i64, Some(p), value(i))
+        })
+        .collect()
+}
+
+/// Verifies `a` against `b` with origin `c` in the config but not compared: `c`'s
+/// records `0..n` at offsets `2i`, of which each side holds those `on_a` / `on_b` keep.
+fn verify_third_origin(
+    n: u64,
+    on_a: impl Fn(u64) -> bool,
+    on_b: impl Fn(u64) -> bool,
+) -> (Counts, Vec<i64>) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = side_spec(dir.path());
+    spec.max_samples = 5;
+    spec.origins = vec![ClusterSpec::new("c", "unused:3")];
+    let store = Store::open(dir.path(), &spec.signature()).unwrap();
+    let (src, tgt) = (third_origin_copies(n, on_a), third_origin_copies(n, on_b));
+    ingest(&store, 0, "a", &src, Mode::Identity, 100);
+    ingest(&store, 1, "b", &tgt, Mode::Identity, 100);
+    let mut snap = snapshot(src.len() as u64, tgt.len());
+    let c = BTreeMap::from([(
+        0,
+        Bounds {
+            low: 0,
+            high: 2 * n as i64,
+        },
+    )]);
+    snap.origins = BTreeMap::from([("c".to_string(), BTreeMap::from([(TOPIC.to_string(), c)]))]);
+    // What reading c from each tail's start finds: its records at even offsets.
+    let tails = origins::tails(&store, &spec, &snap, "c").unwrap();
+    for (key, tail) in &tails {
+        let from = tail.pairs.iter().map(|(_, f)| *f).min().unwrap();
+        for offset in (from..tail.end).filter(|o| o % 2 == 0) {
+            origins::lost_record(&spec, &mut snap, "c", key, tail, offset);
+        }
+    }
+    let cmp = compare::compare(&store, &spec, &snap).unwrap();
+    let samples = cmp[0].topics[0].partitions[0]
+        .samples
+        .iter()
+        .filter(|s| s.kind == Kind::MissingOnBoth)
+        .map(|s| s.origin_offset.unwrap())
+        .collect();
+    (cmp[0].totals, samples)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// An origin outside the sides, in the config: records one side lacks are missing or
+    /// extra; a tail neither side holds is missing on both, each record named.
+    #[test]
+    fn a_third_origins_lost_tail_agrees_with_the_model(
+        n in 1u64..2500,
+        tail in 0u64..40,
+        drops in prop::collection::btree_map(0u64..2500, any::<bool>(), 0..10),
+    ) {
+        let tail = tail.min(n);
+        let lost = |i: u64| i >= n - tail;
+        // Each dropped record is dropped on one side only: on neither side in the middle
+        // is not a tail (see docs/verifier.md).
+        let on_a = |i: u64| !lost(i) && drops.get(&i) != Some(&true);
+        let on_b = |i: u64| !lost(i) && drops.get(&i) != Some(&false);
+        let (got, named) = verify_third_origin(n, on_a, on_b);
+        let mut want = Counts::default();
+        for i in 0..n {
+            match (on_a(i), on_b(i)) {
+                (true, true) => want.matched += 1,
+                (true, false) => want.missing += 1,
+                (false, true) => want.extra += 1,
+                (false, false) => want.missing_on_both += 1,
+            }
+        }
+        prop_assert_eq!(got, want);
+        // Named with their offsets at the origin (up to the cap, after the others).
+        let first: Vec<i64> = (n - tail..n).map(|i| 2 * i as i64).take(named.len()).collect();
+        prop_assert_eq!(named, first);
+    }
+}
+
+#[test]
+fn a_third_origins_tail_lost_on_both_sides_fails() {
+    let (got, named) = verify_third_origin(100, |i| i < 90, |i| i < 90);
+    assert_eq!(
+        (got.matched, got.missing_on_both, got.discrepancies()),
+        (90, 10, 10)
+    );
+    assert_eq!(
+        named,
+        vec![180, 182, 184, 186, 188],
+        "capped at five samples"
+    );
 }

@@ -34,7 +34,15 @@ pub(super) fn partition(
     // only in the wrong partition, which the order state leaves out.
     let held_s = ctx.store.origins(s.idx, topic, p)?;
     let held_k = ctx.store.origins(k.idx, topic, p)?;
-    let origins: BTreeSet<&String> = held_s.iter().chain(&held_k).collect();
+    // And origins outside the sides whose records neither side holds at all.
+    let lost: Vec<&String> = ctx
+        .snap
+        .lost
+        .keys()
+        .filter(|(target, _, t, q)| target == k.cluster && t == topic && *q == p)
+        .map(|(_, origin, ..)| origin)
+        .collect();
+    let origins: BTreeSet<&String> = held_s.iter().chain(&held_k).chain(lost).collect();
     let mut out = Vec::new();
     for origin in origins {
         let highest = [order_s.get(origin), order_k.get(origin)];
@@ -67,14 +75,18 @@ fn scope(
         .max(began.unwrap_or(0));
     let given_mark = spec.watermarks.lookup(origin, topic, p);
     let origin_side = spec.sides.iter().position(|c| c.id == origin);
-    match origin_side.and_then(|i| ctx.snap.bounds(i, topic, p)) {
-        // The origin is verified too: its log start and end when the run began.
+    let bounds = origin_side
+        .and_then(|i| ctx.snap.bounds(i, topic, p))
+        .or_else(|| ctx.snap.origin_bounds(origin, topic, p));
+    match bounds {
+        // The origin is verified too, or was asked (a cluster of the config outside the
+        // sides): its log start and end when the run began.
         Some(b) => Scope {
             low: b.low.max(given_from) as u64,
             watermark: given_mark.unwrap_or(b.high) as u64,
             began,
         },
-        // An origin outside the verified sides: compare what both sides can have seen.
+        // An origin outside the config: compare what both sides can have seen.
         None => {
             let seen = highest.iter().flatten().map(|h| **h + 1).min().unwrap_or(0);
             Scope {
@@ -142,6 +154,30 @@ fn compare_group(
                 let copies_b = take_copies(&mut b, x)?;
                 acc.classify(x, scope, p, &copies_a, &copies_b, samples);
             }
+        }
+    }
+    let lost_key = (
+        k.cluster.to_string(),
+        origin.to_string(),
+        topic.to_string(),
+        p,
+    );
+    if let Some(lost) = ctx.snap.lost.get(&lost_key) {
+        // Read from the origin after the sides: the sides hold none of these.
+        acc.counts.missing_on_both += lost.count;
+        for &x in &lost.offsets {
+            let detail = format!(
+                "on {origin} at offset {x}, on neither {} nor {}",
+                s.cluster, k.cluster
+            );
+            samples.push(origin_sample(
+                origin,
+                Kind::MissingOnBoth,
+                x as u64,
+                None,
+                None,
+                detail,
+            ));
         }
     }
     let inversions = |r: &BTreeMap<u64, RangeDigest>| r.values().map(|d| d.inversions).sum::<u64>();

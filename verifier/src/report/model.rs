@@ -169,6 +169,10 @@ pub struct Counts {
     /// (rule 1 keeps partitions). Added within `duplex.parity/1`.
     #[serde(default)]
     pub wrong_partition: u64,
+    /// Identity mode: records the origin holds (a cluster of the config outside the
+    /// compared sides) that neither side holds. Added within `duplex.parity/1`.
+    #[serde(default)]
+    pub missing_on_both: u64,
 }
 
 impl Counts {
@@ -180,6 +184,7 @@ impl Counts {
             + self.duplicated
             + self.reordered
             + self.wrong_partition
+            + self.missing_on_both
     }
 
     /// Adds another count.
@@ -191,6 +196,7 @@ impl Counts {
         self.duplicated += o.duplicated;
         self.reordered += o.reordered;
         self.wrong_partition += o.wrong_partition;
+        self.missing_on_both += o.missing_on_both;
     }
 }
 
@@ -210,6 +216,8 @@ pub enum Kind {
     Reordered,
     /// In another partition than its origin partition.
     WrongPartition,
+    /// At the origin, on neither side.
+    MissingOnBoth,
 }
 
 impl Kind {
@@ -222,6 +230,7 @@ impl Kind {
             Kind::Duplicated => "duplicated",
             Kind::Reordered => "reordered",
             Kind::WrongPartition => "wrong_partition",
+            Kind::MissingOnBoth => "missing_on_both",
         }
     }
 }

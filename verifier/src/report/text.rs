@@ -188,7 +188,7 @@ pub fn discrepancies_phrase(totals: &Counts) -> String {
 }
 
 /// Each kind of discrepancy with its count, in the order of [`Kind`].
-pub fn kinds(c: &Counts) -> [(Kind, u64); 6] {
+pub fn kinds(c: &Counts) -> [(Kind, u64); 7] {
     [
         (Kind::Missing, c.missing),
         (Kind::Extra, c.extra),
@@ -196,6 +196,7 @@ pub fn kinds(c: &Counts) -> [(Kind, u64); 6] {
         (Kind::Duplicated, c.duplicated),
         (Kind::Reordered, c.reordered),
         (Kind::WrongPartition, c.wrong_partition),
+        (Kind::MissingOnBoth, c.missing_on_both),
     ]
 }
 

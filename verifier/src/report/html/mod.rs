@@ -49,7 +49,7 @@ ul.legend span.swatch { display: inline-block; min-width: 3.5rem; text-align: ce
 td.differs { background: #ffcdd2; }
 tr.sample.missing td:nth-child(4), tr.sample.extra td:nth-child(4), tr.sample.altered td:nth-child(4),
 tr.sample.duplicated td:nth-child(4), tr.sample.reordered td:nth-child(4),
-tr.sample.wrong_partition td:nth-child(4) { font-weight: 700; color: #b71c1c; }
+tr.sample.wrong_partition td:nth-child(4), tr.sample.missing_on_both td:nth-child(4) { font-weight: 700; color: #b71c1c; }
 p.hint { color: #555; }
 "#;
 
