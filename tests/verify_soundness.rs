@@ -1,6 +1,7 @@
 //! `duplex verify` never says PASS when the clusters differ, in the cases a resumed store
 //! or a partial view could hide: a partition recreated since the last pass, a replica in
-//! the wrong partition, an origin's tail that reached neither side.
+//! the wrong partition, an origin's tail that reached neither side, a long run of
+//! missing records in positional mode.
 
 mod harness;
 
@@ -253,4 +254,55 @@ async fn third_origins_lost_tail_on_mock() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn third_origins_lost_tail_on_tansu() {
     third_origins_lost_tail_is_missing_on_both(Provider::Tansu).await;
+}
+
+async fn positional_long_gap_is_missing(provider: Provider) {
+    let Some(clusters) = harness::start(provider, &["a", "b"]) else {
+        return;
+    };
+    let (a, b) = (&clusters[0], &clusters[1]);
+    let topic = harness::unique("long-gap");
+    a.create_topic(&topic, 1).await;
+    b.create_topic(&topic, 1).await;
+    let recs = harness::records_on("a", 100, &[0]);
+    harness::produce(a, &topic, &recs).await;
+    // A plain copy that lost 40 records in a row, four times the alignment window.
+    let copy: Vec<Rec> = recs[..30].iter().chain(&recs[70..]).cloned().collect();
+    harness::produce(b, &topic, &copy).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = harness::verify::write_config(dir.path(), &[a, b]);
+    let args = [
+        "--between",
+        "a,b",
+        "--topics",
+        &topic,
+        "--positional",
+        ".*",
+        "--align-window",
+        "10",
+        "--max-samples",
+        "100",
+    ];
+    let out = harness::verify::run(&config, dir.path(), &args).await;
+    let said = harness::verify::describe(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    let r = harness::verify::report(dir.path());
+    let t = &r.totals;
+    assert_eq!(
+        (t.matched, t.missing, t.discrepancies()),
+        (60, 40, 40),
+        "missing, not altered: {t:?}"
+    );
+    let want: Vec<_> = (30..70).map(|x| (None, Some(x), None)).collect();
+    assert_eq!(offsets(&partition(&r, 0).samples, Kind::Missing), want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn positional_long_gap_on_mock() {
+    positional_long_gap_is_missing(Provider::Mock).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn positional_long_gap_on_tansu() {
+    positional_long_gap_is_missing(Provider::Tansu).await;
 }

@@ -10,6 +10,14 @@
 //!   longest run in the source's order stays matched);
 //! - a target record equal to a recently matched source record is `duplicated`;
 //! - the rest pair up in order as `altered`; what is left is `missing` or `extra`.
+//!
+//! When the windows share no such point, the gap may be longer than a window: a long
+//! run of records one side lacks. Each side is then scanned further on (from the store,
+//! not held in memory) for the other side's front, the two scans in step, and the
+//! nearer find decides: the records before it are `missing` (found on the source) or
+//! `extra` (found on the target). Only when neither front comes back do the windows pair
+//! up as `altered`; scanning then pauses until the sides agree again, so a long stretch
+//! of different records costs a few scans, not one per window.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -46,17 +54,26 @@ pub enum Event {
     Reordered(Item, Item),
 }
 
-/// Aligns two sequences, calling `sink` with each event in sequence order.
-pub fn align<E>(
+/// Aligns two sequences, calling `sink` with each event in sequence order. `ahead_a`
+/// and `ahead_b` open a side's sequence again from an offset, to look further than the
+/// window (see the module's documentation).
+pub fn align<E, A, B>(
     a: impl Iterator<Item = Result<Item, E>>,
     b: impl Iterator<Item = Result<Item, E>>,
     window: usize,
+    ahead_a: impl Fn(u64) -> A,
+    ahead_b: impl Fn(u64) -> B,
     mut sink: impl FnMut(Event),
-) -> Result<(), E> {
+) -> Result<(), E>
+where
+    A: Iterator<Item = Result<Item, E>>,
+    B: Iterator<Item = Result<Item, E>>,
+{
     let window = window.max(2);
     let (mut a, mut b) = (a.fuse(), b.fuse());
     let (mut ba, mut bb) = (VecDeque::new(), VecDeque::new());
     let mut recent = Recent::new(window);
+    let mut scanning = true;
     loop {
         fill(&mut ba, &mut a, window)?;
         fill(&mut bb, &mut b, window)?;
@@ -66,6 +83,7 @@ pub fn align<E>(
                 ba.pop_front();
                 bb.pop_front();
                 recent.push(x);
+                scanning = true;
                 sink(Event::Match(x, y));
             }
             (Some(x), None) => {
@@ -80,12 +98,120 @@ pub fn align<E>(
                 });
             }
             (Some(_), Some(_)) => {
-                let (i, j) = resync(&ba, &bb);
-                let ha: Vec<Item> = ba.drain(..i).collect();
-                let hb: Vec<Item> = bb.drain(..j).collect();
-                hunk(&ha, &hb, &mut recent, &mut sink);
+                let near = resync(&ba, &bb);
+                let far = match near {
+                    None if scanning => far(&ba, &bb, &ahead_a, &ahead_b)?,
+                    _ => None,
+                };
+                match (near, far) {
+                    (Some((i, j)), _) => {
+                        let ha: Vec<Item> = ba.drain(..i).collect();
+                        let hb: Vec<Item> = bb.drain(..j).collect();
+                        hunk(&ha, &hb, &mut recent, &mut sink);
+                    }
+                    (None, Some(Far::OnSource(at))) => {
+                        // The target's front is further on in the source: a long run of
+                        // records the target lacks.
+                        while let Some(x) = ba.front().copied().filter(|x| x.offset < at) {
+                            ba.pop_front();
+                            sink(Event::Missing(x));
+                            fill(&mut ba, &mut a, window)?;
+                        }
+                    }
+                    (None, Some(Far::OnTarget(at))) => {
+                        while let Some(y) = bb.front().copied().filter(|y| y.offset < at) {
+                            bb.pop_front();
+                            sink(match recent.get(y.fp) {
+                                Some(x) => Event::Duplicated(y, x),
+                                None => Event::Extra(y),
+                            });
+                            fill(&mut bb, &mut b, window)?;
+                        }
+                    }
+                    (None, None) => {
+                        scanning = false;
+                        let ha: Vec<Item> = ba.drain(..).collect();
+                        let hb: Vec<Item> = bb.drain(..).collect();
+                        hunk(&ha, &hb, &mut recent, &mut sink);
+                    }
+                }
             }
         }
+    }
+}
+
+/// Where the sides agree again beyond the windows: the offset, on one side, of the
+/// other side's front.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Far {
+    OnSource(u64),
+    OnTarget(u64),
+}
+
+/// Scans each side beyond its window for the other side's front (its first two records,
+/// or its only one), both scans in step, and returns the nearer find.
+fn far<E, A, B>(
+    ba: &VecDeque<Item>,
+    bb: &VecDeque<Item>,
+    ahead_a: &impl Fn(u64) -> A,
+    ahead_b: &impl Fn(u64) -> B,
+) -> Result<Option<Far>, E>
+where
+    A: Iterator<Item = Result<Item, E>>,
+    B: Iterator<Item = Result<Item, E>>,
+{
+    let start = |buf: &VecDeque<Item>| buf.back().map_or(0, |x| x.offset + 1);
+    let front = |buf: &VecDeque<Item>| (buf[0].fp, buf.get(1).map(|x| x.fp));
+    let mut on_a = Scan::new(ahead_a(start(ba)), front(bb));
+    let mut on_b = Scan::new(ahead_b(start(bb)), front(ba));
+    while !(on_a.done && on_b.done) {
+        if let Some(at) = on_a.step()? {
+            return Ok(Some(Far::OnSource(at)));
+        }
+        if let Some(at) = on_b.step()? {
+            return Ok(Some(Far::OnTarget(at)));
+        }
+    }
+    Ok(None)
+}
+
+/// A scan of one side for a front: a record with the front's fingerprint, followed by
+/// one with the second's (when the front has a second record).
+struct Scan<I> {
+    it: I,
+    want: (Fingerprint, Option<Fingerprint>),
+    /// The previous record, if it has the front's first fingerprint.
+    candidate: Option<u64>,
+    done: bool,
+}
+
+impl<E, I: Iterator<Item = Result<Item, E>>> Scan<I> {
+    fn new(it: I, want: (Fingerprint, Option<Fingerprint>)) -> Scan<I> {
+        Scan {
+            it,
+            want,
+            candidate: None,
+            done: false,
+        }
+    }
+
+    /// Reads one record; the offset of the front's first record once it is found.
+    fn step(&mut self) -> Result<Option<u64>, E> {
+        if self.done {
+            return Ok(None);
+        }
+        let Some(x) = self.it.next().transpose()? else {
+            self.done = true;
+            // The front's first record as the side's last one also agrees to the end.
+            return Ok(self.candidate.filter(|_| self.want.1.is_some()));
+        };
+        if let (Some(at), Some(second)) = (self.candidate, self.want.1)
+            && x.fp == second
+        {
+            return Ok(Some(at));
+        }
+        self.candidate = (x.fp == self.want.0).then_some(x.offset);
+        Ok(self.candidate.filter(|_| self.want.1.is_none()))
     }
 }
 
@@ -104,8 +230,8 @@ fn fill<E>(
 }
 
 /// The nearest `(i, j)` (smallest `i + j`) where `a[i] == b[j]` and the next records
-/// agree too (or a buffer ends there). Whole buffers when there is none.
-fn resync(a: &VecDeque<Item>, b: &VecDeque<Item>) -> (usize, usize) {
+/// agree too (or a buffer ends there); `None` when there is none.
+fn resync(a: &VecDeque<Item>, b: &VecDeque<Item>) -> Option<(usize, usize)> {
     let mut at: HashMap<Fingerprint, Vec<usize>> = HashMap::new();
     for (j, y) in b.iter().enumerate() {
         at.entry(y.fp).or_default().push(j);
@@ -129,7 +255,7 @@ fn resync(a: &VecDeque<Item>, b: &VecDeque<Item>) -> (usize, usize) {
             }
         }
     }
-    best.unwrap_or((a.len(), b.len()))
+    best
 }
 
 fn hunk(ha: &[Item], hb: &[Item], recent: &mut Recent, sink: &mut impl FnMut(Event)) {
@@ -286,6 +412,8 @@ pub(super) fn partition(
         seq(s, rs),
         seq(k, rk),
         ctx.spec.align_window,
+        |from| seq(s, (from, rs.1)),
+        |from| seq(k, (from, rk.1)),
         |ev| match ev {
             Event::Match(x, y) => {
                 see(&mut acc_s, &mut hs, &x);
@@ -359,6 +487,10 @@ mod tests {
     use super::*;
 
     fn run(a: &[u128], b: &[u128]) -> Vec<Event> {
+        run_window(a, b, 50)
+    }
+
+    fn run_window(a: &[u128], b: &[u128], window: usize) -> Vec<Event> {
         let items = |v: &[u128], base: u64| -> Vec<Result<Item, ()>> {
             v.iter()
                 .enumerate()
@@ -370,11 +502,20 @@ mod tests {
                 })
                 .collect()
         };
+        let (ia, ib) = (items(a, 0), items(b, 100));
+        let from = |v: &[Result<Item, ()>], at: u64| -> Vec<Result<Item, ()>> {
+            v.iter()
+                .filter(|i| i.unwrap().offset >= at)
+                .cloned()
+                .collect()
+        };
         let mut out = Vec::new();
         align(
-            items(a, 0).into_iter(),
-            items(b, 100).into_iter(),
-            50,
+            ia.clone().into_iter(),
+            ib.clone().into_iter(),
+            window,
+            |at| from(&ia, at).into_iter(),
+            |at| from(&ib, at).into_iter(),
             |e| out.push(e),
         )
         .unwrap();
@@ -426,6 +567,47 @@ mod tests {
             run(&[1, 2], &[1, 2, 2]),
             vec![Event::Duplicated(it(102, 2), it(1, 2))]
         );
+    }
+
+    /// Gaps several windows long, in the middle and at the front: each record named as
+    /// missing (or extra), none paired with an unrelated record as altered.
+    #[test]
+    fn a_run_longer_than_the_window_is_missing_or_extra() {
+        let src: Vec<u128> = (0..100).collect();
+        let mut tgt = src.clone();
+        tgt.drain(20..45);
+        let ev = run_window(&src, &tgt, 4);
+        assert_eq!(
+            ev,
+            (20..45)
+                .map(|i| Event::Missing(it(i, i as u128)))
+                .collect::<Vec<_>>()
+        );
+        let mut tgt = src.clone();
+        let extra: Vec<u128> = (1000..1030).collect();
+        tgt.splice(10..10, extra);
+        let ev = run_window(&src, &tgt, 4);
+        assert_eq!(
+            ev,
+            (0..30)
+                .map(|n| Event::Extra(it(110 + n, 1000 + n as u128)))
+                .collect::<Vec<_>>()
+        );
+        let ev = run_window(&src, &src[30..], 4);
+        assert_eq!(
+            ev,
+            (0..30)
+                .map(|i| Event::Missing(it(i, i as u128)))
+                .collect::<Vec<_>>()
+        );
+        // A long stretch of different records is still altered, pair by pair.
+        let mut tgt = src.clone();
+        for v in &mut tgt[40..60] {
+            *v += 5000;
+        }
+        let ev = run_window(&src, &tgt, 4);
+        assert_eq!(ev.len(), 20, "{ev:?}");
+        assert!(ev.iter().all(|e| matches!(e, Event::Altered(..))), "{ev:?}");
     }
 
     #[test]
