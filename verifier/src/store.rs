@@ -286,6 +286,23 @@ impl Store {
         self.db.write(wb).map_err(|e| self.err(e))
     }
 
+    /// Forgets a side's latest values of one partition and its position (compacted
+    /// topics are derived again on every pass: see [`crate::run::plan`]).
+    pub fn forget_partition(
+        &self,
+        side: u8,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(), VerifyError> {
+        let from = keys::partition(side, topic, partition);
+        let to = keys::prefix_end(&from).expect("a partition prefix has a byte below 0xff");
+        let mut wb = WriteBatch::default();
+        for family in [LATEST, POSITIONS] {
+            wb.delete_range_cf(self.cf(family), &from, &to);
+        }
+        self.db.write(wb).map_err(|e| self.err(e))
+    }
+
     /// Highest origin offset seen per origin in a side's partition.
     pub fn order_state(
         &self,
