@@ -375,3 +375,31 @@ async fn compacted_key_gone_on_mock() {
 async fn compacted_key_gone_on_tansu() {
     compacted_key_gone_between_passes_is_not_kept(Provider::Tansu).await;
 }
+
+/// A cluster of the config outside `--between` that cannot be asked where it ends fails
+/// the run, naming it: without it, its records on neither side would pass unseen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_origin_in_the_config_is_an_error_on_mock() {
+    let mut clusters = harness::start(Provider::Mock, &["a", "b", "c"]).unwrap();
+    let topic = harness::unique("origin-down");
+    for x in &clusters[..2] {
+        x.create_topic(&topic, 1).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        harness::verify::write_config(dir.path(), &[&clusters[0], &clusters[1], &clusters[2]]);
+    clusters[2].broker_down();
+    let out = harness::verify::run(
+        &config,
+        dir.path(),
+        &["--between", "a,b", "--topics", &topic],
+    )
+    .await;
+    let said = harness::verify::describe(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cluster c: fetch metadata") && stderr.contains("not in --between"),
+        "{said}"
+    );
+}

@@ -79,7 +79,30 @@ pub fn snapshot(spec: &VerifySpec) -> Result<Snapshot, VerifyError> {
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().expect("snapshot thread panicked"))
+            .enumerate()
+            .map(|(i, h)| {
+                let r = h.join().expect("snapshot thread panicked");
+                if i < spec.sides.len() {
+                    return r;
+                }
+                // Say why a cluster the operator did not name is asked at all.
+                r.map_err(|e| match e {
+                    VerifyError::Kafka {
+                        cluster,
+                        op,
+                        source,
+                    } => VerifyError::Kafka {
+                        op: format!(
+                            "{op} (it is in the config but not in --between: it is asked where \
+                             its partitions end, so that its records neither side holds are \
+                             reported; take it out of the config to verify without it)"
+                        ),
+                        cluster,
+                        source,
+                    },
+                    other => other,
+                })
+            })
             .collect::<Result<Vec<_>, _>>()
     })?;
     let origins = spec
