@@ -1,5 +1,6 @@
 //! `duplex verify` never says PASS when the clusters differ, in the cases a resumed store
-//! or a partial view could hide: a partition recreated since the last pass, a replica in
+//! or a partial view could hide: a partition recreated since the last pass (with fewer
+//! records, or refilled past where the store read), a replica in
 //! the wrong partition, an origin's tail that reached neither side, a long run of
 //! missing records in positional mode, a key compacted away between passes.
 
@@ -96,6 +97,63 @@ async fn recreated_partition_is_read_again(provider: Provider) {
     let want: Vec<_> = (12..20).map(|x| (Some(x), Some(x), None)).collect();
     assert_eq!(offsets(&p.samples, Kind::Missing), want);
     assert_eq!(p.samples.len(), 8, "{:#?}", p.samples);
+}
+
+/// Recreated and refilled past the stored position, with the same log start: only the
+/// last record read, read again, tells.
+async fn refilled_partition_is_read_again(provider: Provider) {
+    let Some(clusters) = harness::start(provider, &["a", "b"]) else {
+        return;
+    };
+    let (a, b) = (&clusters[0], &clusters[1]);
+    let topic = harness::unique("refilled");
+    a.create_topic(&topic, 1).await;
+    b.create_topic(&topic, 1).await;
+    let (_, copies) = replicated(a, &topic, 20).await;
+    harness::produce(b, &topic, &copies).await;
+    let dir = tempfile::tempdir().unwrap();
+    let first = spec(&[a, b], &topic, dir.path());
+    let store = Arc::new(Store::open(dir.path(), &first.signature()).unwrap());
+    let r = pass(&store, &first).await;
+    assert_eq!((r.verdict, r.totals.matched), (Verdict::Pass, 20));
+
+    // a gets 5 more records. b's topic is recreated and holds the copies of a's first
+    // 10, then 10 records written on b, then the copies of a's 5 new ones: 25 records,
+    // past the 20 the store read, and its new records are all a's copies.
+    let recs = harness::records_on("a", 25, &[0]);
+    let ids = harness::produce(a, &topic, &recs[20..]).await;
+    let again = harness::start(provider, &["b"]).unwrap().remove(0);
+    again.create_topic(&topic, 1).await;
+    harness::produce(&again, &topic, &copies[..10]).await;
+    harness::produce(&again, &topic, &harness::records_on("b", 10, &[0])).await;
+    let tail: Vec<Rec> = recs[20..]
+        .iter()
+        .zip(&ids)
+        .map(|(r, id)| harness::verify::replica(r, "a", id.1, id.2))
+        .collect();
+    harness::produce(&again, &topic, &tail).await;
+    let second = spec(&[a, &again], &topic, dir.path());
+    let r = pass(&store, &second).await;
+    let t = &r.totals;
+    assert_eq!(r.verdict, Verdict::Fail, "{t:#?}");
+    assert_eq!(
+        (t.matched, t.missing, t.extra, t.discrepancies()),
+        (15, 10, 10, 20),
+        "{t:?}"
+    );
+    let p = partition(&r, 0);
+    let missing: Vec<_> = (10..20).map(|x| (Some(x), Some(x), None)).collect();
+    assert_eq!(offsets(&p.samples, Kind::Missing), missing);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refilled_partition_on_mock() {
+    refilled_partition_is_read_again(Provider::Mock).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refilled_partition_on_tansu() {
+    refilled_partition_is_read_again(Provider::Tansu).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use duplex_sync::provenance::{PATH_HEADER, Path};
 
 use crate::error::VerifyError;
-use crate::fingerprint::{Canon, RecordView};
+use crate::fingerprint::{Canon, Fingerprint, RecordView};
 use crate::keys;
 use crate::spec::Mode;
 use crate::store::{Batch, RecordEntry, Store};
@@ -100,6 +100,9 @@ pub struct SideIngest<'s> {
     /// Per topic and partition: its log start when this pass began, kept with the position
     /// (a later log start below it means the partition was recreated).
     log_starts: HashMap<String, HashMap<i32, i64>>,
+    /// Per topic and partition: offset and fingerprint of the last record read, kept
+    /// with the position (a later pass reads it again to see the partition is the same).
+    lasts: HashMap<String, HashMap<i32, (i64, Fingerprint)>>,
     records: usize,
 }
 
@@ -120,6 +123,7 @@ impl<'s> SideIngest<'s> {
             order: HashMap::new(),
             positions: HashMap::new(),
             log_starts: HashMap::new(),
+            lasts: HashMap::new(),
             records: 0,
         }
     }
@@ -175,11 +179,13 @@ impl<'s> SideIngest<'s> {
                 };
                 self.batch
                     .put_record(self.store, &group, id.partition, entry, late);
+                self.set_last(rec, fp);
             }
             Mode::Positional => {
                 let prefix = keys::partition(self.side, rec.topic, rec.partition);
-                self.batch
-                    .put_sequence(self.store, &prefix, own, view(&self.canon));
+                let fp = view(&self.canon);
+                self.batch.put_sequence(self.store, &prefix, own, fp);
+                self.set_last(rec, fp);
             }
             Mode::Compacted => {
                 // Kafka refuses null keys on compacted topics; a keyless record has no
@@ -206,6 +212,18 @@ impl<'s> SideIngest<'s> {
             None => {
                 self.positions
                     .insert(topic.to_string(), HashMap::from([(partition, next)]));
+            }
+        }
+    }
+
+    fn set_last(&mut self, rec: &Incoming<'_>, fp: Fingerprint) {
+        match self.lasts.get_mut(rec.topic) {
+            Some(parts) => {
+                parts.insert(rec.partition, (rec.offset, fp));
+            }
+            None => {
+                let parts = HashMap::from([(rec.partition, (rec.offset, fp))]);
+                self.lasts.insert(rec.topic.to_string(), parts);
             }
         }
     }
@@ -256,7 +274,21 @@ impl<'s> SideIngest<'s> {
                     .get(&topic)
                     .and_then(|parts| parts.get(&partition))
                     .copied();
-                self.batch.put_position(self.store, &prefix, next, low);
+                let last = match self
+                    .lasts
+                    .get(&topic)
+                    .and_then(|parts| parts.get(&partition))
+                {
+                    Some(last) => Some(*last),
+                    // Nothing read in this pass (the end was a transaction marker): keep
+                    // the last record stored.
+                    None => self
+                        .store
+                        .position_state(self.side, &topic, partition)?
+                        .and_then(|p| p.last),
+                };
+                self.batch
+                    .put_position(self.store, &prefix, next, low, last);
             }
         }
         let batch = std::mem::take(&mut self.batch);

@@ -17,6 +17,7 @@ pub mod reader;
 pub mod report;
 pub mod run;
 pub mod spec;
+pub mod stale;
 pub mod store;
 
 pub use error::VerifyError;

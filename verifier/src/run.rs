@@ -196,75 +196,6 @@ fn snapshot_side(
     Ok(out)
 }
 
-/// Forgets what the store holds of a side's topic when one of its partitions is no
-/// longer what the store read: gone, ending below the stored position (recreated with
-/// fewer records, or truncated), or starting below the log start it had when read
-/// (recreated; a log start never moves back in a partition's life). Reading on from
-/// the stored position would read nothing there, and the stale records would still
-/// match; instead the topic is derived again from its log start on that side. Returns
-/// what was forgotten, as sentences.
-pub fn forget_changed(
-    store: &Store,
-    spec: &VerifySpec,
-    snap: &Snapshot,
-) -> Result<Vec<String>, VerifyError> {
-    let mut notes = Vec::new();
-    for (idx, cluster) in spec.sides.iter().enumerate() {
-        let mut changed: BTreeMap<String, String> = BTreeMap::new();
-        for (topic, p, pos) in store.positions(idx as u8)? {
-            if changed.contains_key(&topic) {
-                continue;
-            }
-            let why = match snap.bounds(idx, &topic, p) {
-                None => Some("is gone".to_string()),
-                Some(b) if b.high < pos.next => Some(format!(
-                    "ends at offset {} but the store read it up to offset {} (recreated or truncated)",
-                    b.high, pos.next
-                )),
-                Some(b) if pos.log_start.is_some_and(|low| b.low < low) => Some(format!(
-                    "starts at offset {} but started at {} when the store read it (recreated)",
-                    b.low,
-                    pos.log_start.unwrap_or_default()
-                )),
-                Some(_) => None,
-            };
-            if let Some(why) = why {
-                changed.insert(
-                    topic.clone(),
-                    format!("{topic}/{p} on {} {why}", cluster.id),
-                );
-            }
-        }
-        for (topic, why) in changed {
-            tracing::warn!(cluster = %cluster.id, topic = %topic, "Partition {why}: reading the topic again from its log start on {}.", cluster.id);
-            store.forget_topic(idx as u8, &topic)?;
-            notes.push(why);
-        }
-    }
-    Ok(notes)
-}
-
-/// Forgets the latest values of every compacted partition, so that this pass derives
-/// them again from the log start. Reading on from the stored position cannot see a key
-/// whose records and tombstone were compacted away in between: it would stay in the
-/// store as if the cluster still had it.
-pub fn forget_compacted(
-    store: &Store,
-    spec: &VerifySpec,
-    snap: &Snapshot,
-) -> Result<(), VerifyError> {
-    for (idx, topics) in snap.sides.iter().enumerate() {
-        for (topic, parts) in topics {
-            if spec.mode(topic) == Mode::Compacted {
-                for &p in parts.keys() {
-                    store.forget_partition(idx as u8, topic, p)?;
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Where each side's partitions are read from and to in this pass.
 pub fn plan(
     store: &Store,
@@ -318,8 +249,7 @@ pub fn pass(
     let started_at = SystemTime::now();
     let started = Instant::now();
     let mut snap = snapshot(spec)?;
-    forget_changed(store, spec, &snap)?;
-    forget_compacted(store, spec, &snap)?;
+    crate::stale::forget_stale(store, spec, &snap)?;
     let plans = plan(store, spec, &snap)?;
     let progress: Vec<Progress> = spec.sides.iter().map(|_| Progress::default()).collect();
     std::thread::scope(|scope| {
@@ -431,52 +361,4 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(tmp, path)
-}
-
-#[cfg(test)]
-mod tests {
-    use duplex_sync::spec::ClusterSpec;
-
-    use super::*;
-    use crate::compare::Bounds;
-    use crate::ingest::SideIngest;
-
-    fn snap(low: i64, high: i64) -> Snapshot {
-        let side = BTreeMap::from([("t".to_string(), BTreeMap::from([(0, Bounds { low, high })]))]);
-        Snapshot {
-            sides: vec![side.clone(), side],
-            ..Snapshot::default()
-        }
-    }
-
-    /// A partition read up to offset 10 from log start 5: which later bounds mean that it
-    /// was recreated or truncated, and which are ordinary growth or retention.
-    #[test]
-    fn a_partition_recreated_or_truncated_is_forgotten() {
-        for (low, high, forgotten) in [(5, 10, false), (7, 30, false), (0, 30, true), (5, 9, true)]
-        {
-            let dir = tempfile::tempdir().unwrap();
-            let sides = vec![
-                ClusterSpec::new("a", "unused:1"),
-                ClusterSpec::new("b", "unused:2"),
-            ];
-            let spec = VerifySpec::new(sides, regex::Regex::new(".*").unwrap(), dir.path().into());
-            let store = Store::open(dir.path(), &spec.signature()).unwrap();
-            let mut w = SideIngest::new(&store, 1, "b", Default::default());
-            w.set_log_start("t", 0, 5);
-            w.advance("t", 0, 10);
-            w.flush().unwrap();
-            let notes = forget_changed(&store, &spec, &snap(low, high)).unwrap();
-            assert_eq!(
-                notes.len(),
-                usize::from(forgotten),
-                "{low}..{high}: {notes:?}"
-            );
-            let left = store.position(1, "t", 0).unwrap();
-            assert_eq!(left, (!forgotten).then_some(10), "{low}..{high}");
-            if forgotten {
-                assert!(notes[0].starts_with("t/0 on b "), "{notes:?}");
-            }
-        }
-    }
 }

@@ -144,6 +144,9 @@ pub struct Position {
     /// The partition's log start when the position was written (absent in positions
     /// written before it was kept).
     pub log_start: Option<i64>,
+    /// Offset and fingerprint of the last record read there (identity and positional
+    /// topics): a later pass reads it again to see that the partition is the same one.
+    pub last: Option<(i64, Fingerprint)>,
 }
 
 impl Position {
@@ -152,7 +155,15 @@ impl Position {
         let log_start = v
             .get(8..16)
             .and_then(|b| Some(i64::from_be_bytes(b.try_into().ok()?)));
-        Some(Position { next, log_start })
+        let last = v.get(16..40).and_then(|b| {
+            let offset = i64::from_be_bytes(b[..8].try_into().ok()?);
+            Some((offset, u128::from_be_bytes(b[8..].try_into().ok()?)))
+        });
+        Some(Position {
+            next,
+            log_start,
+            last,
+        })
     }
 }
 
@@ -251,12 +262,22 @@ impl Store {
         topic: &str,
         partition: i32,
     ) -> Result<Option<i64>, VerifyError> {
+        Ok(self.position_state(side, topic, partition)?.map(|p| p.next))
+    }
+
+    /// How far a side's partition has been read, if the store has read any of it.
+    pub fn position_state(
+        &self,
+        side: u8,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Option<Position>, VerifyError> {
         let k = keys::partition(side, topic, partition);
         let v = self
             .db
             .get_cf(self.cf(POSITIONS), k)
             .map_err(|e| self.err(e))?;
-        Ok(v.and_then(|v| Position::decode(&v)).map(|p| p.next))
+        Ok(v.and_then(|v| Position::decode(&v)))
     }
 
     /// Every partition of a side the store has read some of: `(topic, partition, position)`.
@@ -548,17 +569,24 @@ impl Batch {
         }
     }
 
-    /// The next offset to read on a side's partition, and its log start when read.
+    /// The next offset to read on a side's partition, its log start when read, and the
+    /// last record read there ([`Position`]).
     pub fn put_position(
         &mut self,
         store: &Store,
         prefix: &[u8],
         next: i64,
         log_start: Option<i64>,
+        last: Option<(i64, Fingerprint)>,
     ) {
         let mut v = next.to_be_bytes().to_vec();
-        if let Some(low) = log_start {
-            v.extend(low.to_be_bytes());
+        if log_start.is_some() || last.is_some() {
+            // A log start of 0 never looks like a recreated partition.
+            v.extend(log_start.unwrap_or(0).to_be_bytes());
+        }
+        if let Some((offset, fp)) = last {
+            v.extend(offset.to_be_bytes());
+            v.extend(fp.to_be_bytes());
         }
         self.wb.put_cf(store.cf(POSITIONS), prefix, v);
     }
