@@ -150,6 +150,14 @@ pub fn spec(args: &VerifyArgs, config: &Config) -> Result<VerifySpec, VerifyErro
         .as_deref()
         .map(|r| regex("--compacted", r))
         .transpose()?;
+    // The config's other clusters: an origin among them is asked where it ends, so a
+    // tail of its records that reached neither side is reported.
+    spec.origins = engine
+        .clusters
+        .iter()
+        .filter(|c| !args.between.contains(&c.id))
+        .cloned()
+        .collect();
     spec.ignored_headers = args.ignore_headers.clone();
     spec.from = OffsetRules(args.from.clone());
     spec.watermarks = OffsetRules(args.watermark.clone());

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use duplex_sync::provenance::{PATH_HEADER, Path};
 
 use crate::error::VerifyError;
-use crate::fingerprint::{Canon, RecordView};
+use crate::fingerprint::{Canon, Fingerprint, RecordView};
 use crate::keys;
 use crate::spec::Mode;
 use crate::store::{Batch, RecordEntry, Store};
@@ -97,6 +97,12 @@ pub struct SideIngest<'s> {
     order: HashMap<String, HashMap<i32, OrderState>>,
     /// Per topic and partition: the next offset to read, when it changed.
     positions: HashMap<String, HashMap<i32, i64>>,
+    /// Per topic and partition: its log start when this pass began, kept with the position
+    /// (a later log start below it means the partition was recreated).
+    log_starts: HashMap<String, HashMap<i32, i64>>,
+    /// Per topic and partition: offset and fingerprint of the last record read, kept
+    /// with the position (a later pass reads it again to see the partition is the same).
+    lasts: HashMap<String, HashMap<i32, (i64, Fingerprint)>>,
     records: usize,
 }
 
@@ -116,6 +122,8 @@ impl<'s> SideIngest<'s> {
             batch: Batch::new(),
             order: HashMap::new(),
             positions: HashMap::new(),
+            log_starts: HashMap::new(),
+            lasts: HashMap::new(),
             records: 0,
         }
     }
@@ -142,8 +150,12 @@ impl<'s> SideIngest<'s> {
                 let id = identity(&cluster, rec)?;
                 let fp = view(&self.canon);
                 let origin_offset = id.offset as u64;
+                // A copy in another partition than its origin's is a discrepancy of its
+                // own (wrong partition): its place among the partition's records says
+                // nothing about order, so it is left out of the order state.
+                let placed = rec.partition == id.partition;
                 let state = self.order_state(rec.topic, id.partition)?;
-                let late = match state.get_mut(id.origin) {
+                let late = match state.get_mut(id.origin).filter(|_| placed) {
                     Some((highest, dirty)) => {
                         let late = origin_offset < *highest;
                         if origin_offset > *highest {
@@ -152,10 +164,11 @@ impl<'s> SideIngest<'s> {
                         }
                         late
                     }
-                    None => {
+                    None if placed => {
                         state.insert(id.origin.to_string(), (origin_offset, true));
                         false
                     }
+                    None => false,
                 };
                 let group = keys::group(self.side, rec.topic, id.partition, id.origin);
                 let entry = RecordEntry {
@@ -164,12 +177,15 @@ impl<'s> SideIngest<'s> {
                     own_partition: rec.partition,
                     fp,
                 };
-                self.batch.put_record(self.store, &group, entry, late);
+                self.batch
+                    .put_record(self.store, &group, id.partition, entry, late);
+                self.set_last(rec, fp);
             }
             Mode::Positional => {
                 let prefix = keys::partition(self.side, rec.topic, rec.partition);
-                self.batch
-                    .put_sequence(self.store, &prefix, own, view(&self.canon));
+                let fp = view(&self.canon);
+                self.batch.put_sequence(self.store, &prefix, own, fp);
+                self.set_last(rec, fp);
             }
             Mode::Compacted => {
                 // Kafka refuses null keys on compacted topics; a keyless record has no
@@ -198,6 +214,27 @@ impl<'s> SideIngest<'s> {
                     .insert(topic.to_string(), HashMap::from([(partition, next)]));
             }
         }
+    }
+
+    fn set_last(&mut self, rec: &Incoming<'_>, fp: Fingerprint) {
+        match self.lasts.get_mut(rec.topic) {
+            Some(parts) => {
+                parts.insert(rec.partition, (rec.offset, fp));
+            }
+            None => {
+                let parts = HashMap::from([(rec.partition, (rec.offset, fp))]);
+                self.lasts.insert(rec.topic.to_string(), parts);
+            }
+        }
+    }
+
+    /// Records the log start a partition had when this pass began, to be stored with its
+    /// position.
+    pub fn set_log_start(&mut self, topic: &str, partition: i32, low: i64) {
+        self.log_starts
+            .entry(topic.to_string())
+            .or_default()
+            .insert(partition, low);
     }
 
     /// The order state of a partition, loaded from the store on first use.
@@ -232,7 +269,26 @@ impl<'s> SideIngest<'s> {
         for (topic, parts) in self.positions.drain() {
             for (partition, next) in parts {
                 let prefix = keys::partition(self.side, &topic, partition);
-                self.batch.put_position(self.store, &prefix, next);
+                let low = self
+                    .log_starts
+                    .get(&topic)
+                    .and_then(|parts| parts.get(&partition))
+                    .copied();
+                let last = match self
+                    .lasts
+                    .get(&topic)
+                    .and_then(|parts| parts.get(&partition))
+                {
+                    Some(last) => Some(*last),
+                    // Nothing read in this pass (the end was a transaction marker): keep
+                    // the last record stored.
+                    None => self
+                        .store
+                        .position_state(self.side, &topic, partition)?
+                        .and_then(|p| p.last),
+                };
+                self.batch
+                    .put_position(self.store, &prefix, next, low, last);
             }
         }
         let batch = std::mem::take(&mut self.batch);

@@ -2,7 +2,8 @@
 //! RocksDB's byte order is numeric order within one prefix.
 //!
 //! ```text
-//! partition prefix  side u8 | topic len u16 | topic | partition u32
+//! topic prefix      side u8 | topic len u16 | topic
+//! partition prefix  topic prefix | partition u32
 //! group prefix      partition prefix | origin len u8 | origin cluster id
 //! record            group prefix | origin offset u64 | own offset u64
 //! range             group prefix | range index u64
@@ -13,14 +14,29 @@
 /// Origin offsets per digest range: two sides compare range by range.
 pub const RANGE: u64 = 1024;
 
-/// Key prefix of one partition of one side.
-pub fn partition(side: u8, topic: &str, partition: i32) -> Vec<u8> {
+/// Key prefix of one topic of one side: every family's keys of that topic start so.
+pub fn topic(side: u8, topic: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(7 + topic.len() + 16);
     k.push(side);
     k.extend((topic.len() as u16).to_be_bytes());
     k.extend(topic.as_bytes());
+    k
+}
+
+/// Key prefix of one partition of one side.
+pub fn partition(side: u8, topic_name: &str, partition: i32) -> Vec<u8> {
+    let mut k = topic(side, topic_name);
     k.extend((partition as u32).to_be_bytes());
     k
+}
+
+/// Splits a partition prefix (the whole key of the `positions` family) into topic and
+/// partition; `None` for a key of another shape.
+pub fn split_partition(k: &[u8]) -> Option<(&str, i32)> {
+    let n = u16::from_be_bytes(k.get(1..3)?.try_into().ok()?) as usize;
+    let topic = std::str::from_utf8(k.get(3..3 + n)?).ok()?;
+    let p = u32::from_be_bytes(k.get(3 + n..7 + n)?.try_into().ok()?);
+    (k.len() == 7 + n).then_some((topic, p as i32))
 }
 
 /// Key prefix of the records of one origin in one partition of one side.
@@ -88,6 +104,14 @@ mod tests {
         let b = group(0, "t", 0, "abc");
         assert!(!b.starts_with(&a));
         assert_eq!(origin_after(&a, partition(0, "t", 0).len()), Some("ab"));
+    }
+
+    #[test]
+    fn a_partition_prefix_splits_back() {
+        let k = partition(2, "orders", 7);
+        assert!(k.starts_with(&topic(2, "orders")));
+        assert_eq!(split_partition(&k), Some(("orders", 7)));
+        assert_eq!(split_partition(&k[..k.len() - 1]), None);
     }
 
     #[test]

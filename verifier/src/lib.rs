@@ -12,10 +12,12 @@ pub mod error;
 pub mod fingerprint;
 pub mod ingest;
 pub mod keys;
+pub mod origins;
 pub mod reader;
 pub mod report;
 pub mod run;
 pub mod spec;
+pub mod stale;
 pub mod store;
 
 pub use error::VerifyError;

@@ -31,6 +31,8 @@ pub struct PartPlan {
     pub start: i64,
     /// Offset to stop before.
     pub end: i64,
+    /// The partition's log start when the pass began (kept with the position).
+    pub log_start: i64,
     /// How the topic is compared.
     pub mode: Mode,
 }
@@ -103,6 +105,9 @@ pub fn read_side(
         .map_err(|e| VerifyError::kafka(&cluster.id, "assign", e))?;
 
     let mut ingest = SideIngest::new(store, side, &cluster.id, spec.canon(Mode::Identity));
+    for p in plan {
+        ingest.set_log_start(&p.topic, p.partition, p.log_start);
+    }
     let started = Instant::now();
     let mut last_flush = Instant::now();
     let mut last_progress = Instant::now();

@@ -65,18 +65,53 @@ impl std::fmt::Display for ProgressLine {
 
 /// What each side holds now: selected topics, partitions, log start and end offsets;
 /// and where Duplex's flows between the sides began replicating.
+///
+/// Clusters of the config outside the sides ([`VerifySpec::origins`]) are asked too: an
+/// origin that cannot be asked fails the run, naming it, since without its end offsets a
+/// tail of its records that reached neither side could not be told from parity.
 pub fn snapshot(spec: &VerifySpec) -> Result<Snapshot, VerifyError> {
-    let sides = std::thread::scope(|scope| {
+    let mut all = std::thread::scope(|scope| {
         let handles: Vec<_> = spec
             .sides
             .iter()
+            .chain(&spec.origins)
             .map(|c| scope.spawn(move || snapshot_side(spec, c)))
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().expect("snapshot thread panicked"))
+            .enumerate()
+            .map(|(i, h)| {
+                let r = h.join().expect("snapshot thread panicked");
+                if i < spec.sides.len() {
+                    return r;
+                }
+                // Say why a cluster the operator did not name is asked at all.
+                r.map_err(|e| match e {
+                    VerifyError::Kafka {
+                        cluster,
+                        op,
+                        source,
+                    } => VerifyError::Kafka {
+                        op: format!(
+                            "{op} (it is in the config but not in --between: it is asked where \
+                             its partitions end, so that its records neither side holds are \
+                             reported; take it out of the config to verify without it)"
+                        ),
+                        cluster,
+                        source,
+                    },
+                    other => other,
+                })
+            })
             .collect::<Result<Vec<_>, _>>()
     })?;
+    let origins = spec
+        .origins
+        .iter()
+        .map(|c| c.id.clone())
+        .zip(all.split_off(spec.sides.len()))
+        .collect();
+    let sides = all;
     let mut began = BTreeMap::new();
     for flow in &spec.flows {
         let Some(i) = spec.sides.iter().position(|c| c.id == flow.source) else {
@@ -85,7 +120,12 @@ pub fn snapshot(spec: &VerifySpec) -> Result<Snapshot, VerifyError> {
         let key = (flow.source.clone(), flow.target.clone());
         began.insert(key, replication_began(&spec.sides[i], flow, &sides[i]));
     }
-    Ok(Snapshot { sides, began })
+    Ok(Snapshot {
+        sides,
+        began,
+        origins,
+        lost: BTreeMap::new(),
+    })
 }
 
 /// The source offsets where `flow` began replicating each partition, from the commit
@@ -188,6 +228,7 @@ pub fn plan(
                     partition: p,
                     start,
                     end,
+                    log_start: b.low,
                     mode,
                 });
             }
@@ -207,7 +248,8 @@ pub fn pass(
 ) -> Result<Report, VerifyError> {
     let started_at = SystemTime::now();
     let started = Instant::now();
-    let snap = snapshot(spec)?;
+    let mut snap = snapshot(spec)?;
+    crate::stale::forget_stale(store, spec, &snap)?;
     let plans = plan(store, spec, &snap)?;
     let progress: Vec<Progress> = spec.sides.iter().map(|_| Progress::default()).collect();
     std::thread::scope(|scope| {
@@ -232,6 +274,7 @@ pub fn pass(
             .map(|h| h.join().expect("reader thread panicked"))
             .collect::<Result<Vec<()>, _>>()
     })?;
+    crate::origins::read_lost(store, spec, &mut snap, stop)?;
     let comparisons = compare::compare(store, spec, &snap)?;
     let mut totals = Counts::default();
     for c in &comparisons {

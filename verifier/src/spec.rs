@@ -122,6 +122,10 @@ pub struct ReplicationFlow {
 pub struct VerifySpec {
     /// The sides; the first is the source every other side is compared with.
     pub sides: Vec<ClusterSpec>,
+    /// Clusters of the config outside the sides. When one of them is the origin of
+    /// records the sides hold, it is asked where its partitions end, so that a tail of
+    /// its records that reached neither side is reported, not hidden below a watermark.
+    pub origins: Vec<ClusterSpec>,
     /// Topics to verify (on the source; a selected topic absent on a target is reported).
     pub topics: Regex,
     /// Topics left out even when `topics` selects them.
@@ -156,6 +160,7 @@ impl VerifySpec {
     pub fn new(sides: Vec<ClusterSpec>, topics: Regex, store_dir: PathBuf) -> VerifySpec {
         VerifySpec {
             sides,
+            origins: Vec::new(),
             topics,
             exclude: None,
             positional: None,

@@ -8,7 +8,7 @@ use super::{Ctx, Samples, Side, SideAcc, group, peek_ok, sample};
 use crate::error::VerifyError;
 use crate::keys::RANGE;
 use crate::report::{Counts, GroupReport, Kind, Sample};
-use crate::store::{RangeDigest, RecordEntry, record_hash};
+use crate::store::{RangeDigest, RecordEntry};
 
 /// Where a group's comparison starts and ends, in origin offsets.
 #[derive(Debug, Clone, Copy)]
@@ -30,7 +30,19 @@ pub(super) fn partition(
 ) -> Result<Vec<GroupReport>, VerifyError> {
     let order_s = ctx.store.order_state(s.idx, topic, p)?;
     let order_k = ctx.store.order_state(k.idx, topic, p)?;
-    let origins: BTreeSet<&String> = order_s.keys().chain(order_k.keys()).collect();
+    // Origins from the digests, not the order state: a side may hold an origin's records
+    // only in the wrong partition, which the order state leaves out.
+    let held_s = ctx.store.origins(s.idx, topic, p)?;
+    let held_k = ctx.store.origins(k.idx, topic, p)?;
+    // And origins outside the sides whose records neither side holds at all.
+    let lost: Vec<&String> = ctx
+        .snap
+        .lost
+        .keys()
+        .filter(|(target, _, t, q)| target == k.cluster && t == topic && *q == p)
+        .map(|(_, origin, ..)| origin)
+        .collect();
+    let origins: BTreeSet<&String> = held_s.iter().chain(&held_k).chain(lost).collect();
     let mut out = Vec::new();
     for origin in origins {
         let highest = [order_s.get(origin), order_k.get(origin)];
@@ -63,14 +75,18 @@ fn scope(
         .max(began.unwrap_or(0));
     let given_mark = spec.watermarks.lookup(origin, topic, p);
     let origin_side = spec.sides.iter().position(|c| c.id == origin);
-    match origin_side.and_then(|i| ctx.snap.bounds(i, topic, p)) {
-        // The origin is verified too: its log start and end when the run began.
+    let bounds = origin_side
+        .and_then(|i| ctx.snap.bounds(i, topic, p))
+        .or_else(|| ctx.snap.origin_bounds(origin, topic, p));
+    match bounds {
+        // The origin is verified too, or was asked (a cluster of the config outside the
+        // sides): its log start and end when the run began.
         Some(b) => Scope {
             low: b.low.max(given_from) as u64,
             watermark: given_mark.unwrap_or(b.high) as u64,
             began,
         },
-        // An origin outside the verified sides: compare what both sides can have seen.
+        // An origin outside the config: compare what both sides can have seen.
         None => {
             let seen = highest.iter().flatten().map(|h| **h + 1).min().unwrap_or(0);
             Scope {
@@ -136,8 +152,32 @@ fn compare_group(
                 };
                 let copies_a = take_copies(&mut a, x)?;
                 let copies_b = take_copies(&mut b, x)?;
-                acc.classify(x, scope, &copies_a, &copies_b, samples);
+                acc.classify(x, scope, p, &copies_a, &copies_b, samples);
             }
+        }
+    }
+    let lost_key = (
+        k.cluster.to_string(),
+        origin.to_string(),
+        topic.to_string(),
+        p,
+    );
+    if let Some(lost) = ctx.snap.lost.get(&lost_key) {
+        // Read from the origin after the sides: the sides hold none of these.
+        acc.counts.missing_on_both += lost.count;
+        for &x in &lost.offsets {
+            let detail = format!(
+                "on {origin} at offset {x}, on neither {} nor {}",
+                s.cluster, k.cluster
+            );
+            samples.push(origin_sample(
+                origin,
+                Kind::MissingOnBoth,
+                x as u64,
+                None,
+                None,
+                detail,
+            ));
         }
     }
     let inversions = |r: &BTreeMap<u64, RangeDigest>| r.values().map(|d| d.inversions).sum::<u64>();
@@ -196,6 +236,11 @@ where
     Ok(out)
 }
 
+/// A side's copy where it belongs (origin partition `p`), else its first copy.
+fn first_placed(copies: &[RecordEntry], p: i32) -> Option<&RecordEntry> {
+    copies.iter().find(|e| !e.misplaced(p)).or(copies.first())
+}
+
 struct Acc<'a> {
     origin: &'a str,
     s: SideAcc,
@@ -222,11 +267,14 @@ impl Acc<'_> {
         )
     }
 
-    /// One origin offset: its copies on the source (`a`) and on the target (`b`).
+    /// One origin offset of origin partition `p`: its copies on the source (`a`) and on
+    /// the target (`b`).
+    #[allow(clippy::too_many_arguments)]
     fn classify(
         &mut self,
         x: u64,
         scope: Scope,
+        p: i32,
         a: &[RecordEntry],
         b: &[RecordEntry],
         samples: &mut Samples,
@@ -244,10 +292,30 @@ impl Acc<'_> {
         for (side, copies) in [(&mut self.s, a), (&mut self.k, b)] {
             side.records += copies.len() as u64;
             for e in copies {
-                side.sum = side.sum.wrapping_add(record_hash(x, e.fp));
+                side.sum = side.sum.wrapping_add(e.hash(p));
             }
         }
-        match (a.first(), b.first()) {
+        // Rule 1 keeps partitions: a copy elsewhere is named for that, not as missing or
+        // reordered, which would send an operator looking for another fault.
+        for (copies, on) in [(a, "source"), (b, "target")] {
+            for e in copies.iter().filter(|e| e.misplaced(p)) {
+                self.counts.wrong_partition += 1;
+                let detail = format!(
+                    "on the {on} in partition {} at offset {}; its origin partition is {p}",
+                    e.own_partition, e.own_offset
+                );
+                let (src, tgt) = if on == "source" {
+                    (Some(e), None)
+                } else {
+                    (None, Some(e))
+                };
+                samples.push(Sample {
+                    held_in_partition: Some(e.own_partition),
+                    ..self.sample(Kind::WrongPartition, x, src, tgt, detail)
+                });
+            }
+        }
+        match (first_placed(a, p), first_placed(b, p)) {
             (Some(ea), None) => {
                 self.counts.missing += 1;
                 samples.push(self.sample(
@@ -273,8 +341,11 @@ impl Acc<'_> {
                 let detail = "same identity, different key, value, headers or timestamp".into();
                 samples.push(self.sample(Kind::Altered, x, Some(ea), Some(eb), detail));
             }
-            (Some(_), Some(_)) => self.counts.matched += 1,
-            (None, None) => {}
+            (Some(ea), Some(eb)) if !ea.misplaced(p) && !eb.misplaced(p) => {
+                self.counts.matched += 1
+            }
+            // On both sides, one only in the wrong partition: counted as such above.
+            (Some(_), Some(_)) | (None, None) => {}
         }
         for (copies, on) in [(a, "source"), (b, "target")] {
             if copies.len() > 1 {
@@ -315,6 +386,9 @@ fn reordered(
         let e = e?;
         if e.origin_offset >= scope.watermark {
             break;
+        }
+        if e.misplaced(p) {
+            continue; // named as in the wrong partition; its offset is another partition's
         }
         match firsts.last_mut() {
             Some(last) if last.0 == e.origin_offset => last.1 = last.1.min(e.own_offset),

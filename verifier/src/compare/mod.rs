@@ -34,12 +34,42 @@ pub struct Snapshot {
     /// Per Duplex flow (source, target): (topic, partition) -> the source offset where
     /// replication began, as its checkpoint says.
     pub began: BTreeMap<(String, String), BTreeMap<(String, i32), i64>>,
+    /// Per cluster of the config outside the sides ([`VerifySpec::origins`]): topic ->
+    /// partition -> bounds, when the run began.
+    pub origins: BTreeMap<String, BTreeMap<String, BTreeMap<i32, Bounds>>>,
+    /// Records of such an origin that neither side of a comparison holds, read from the
+    /// origin after the sides were read.
+    pub lost: BTreeMap<LostKey, Lost>,
+}
+
+/// A comparison's target, an origin outside the sides, a topic and a partition.
+pub type LostKey = (String, String, String, i32);
+
+/// Records of an origin, after the last one either side of a comparison holds and below
+/// the origin's end when the run began: on the origin, on neither side.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lost {
+    /// Origin offset the count starts at (the first neither side can hold).
+    pub from: i64,
+    /// Records of the origin from there to its end offset.
+    pub count: u64,
+    /// The first of their offsets, up to the sample cap.
+    pub offsets: Vec<i64>,
 }
 
 impl Snapshot {
     /// Bounds of a side's partition, if the side has it.
     pub fn bounds(&self, side: usize, topic: &str, partition: i32) -> Option<Bounds> {
         self.sides.get(side)?.get(topic)?.get(&partition).copied()
+    }
+
+    /// Bounds of a partition of an origin outside the sides, if it was asked.
+    pub fn origin_bounds(&self, origin: &str, topic: &str, partition: i32) -> Option<Bounds> {
+        self.origins
+            .get(origin)?
+            .get(topic)?
+            .get(&partition)
+            .copied()
     }
 
     /// Where Duplex began replicating `source`'s partition to `target`, if recorded.
@@ -223,6 +253,7 @@ pub(crate) fn sample(
         origin_offset: None,
         source_offset: source_offset.map(|o| o as i64),
         target_offset: target_offset.map(|o| o as i64),
+        held_in_partition: None,
         key: None,
         detail: detail.into(),
     }

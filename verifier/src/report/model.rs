@@ -165,12 +165,26 @@ pub struct Counts {
     pub duplicated: u64,
     /// Records out of origin order.
     pub reordered: u64,
+    /// Identity mode: copies held in another partition than their origin partition
+    /// (rule 1 keeps partitions). Added within `duplex.parity/1`.
+    #[serde(default)]
+    pub wrong_partition: u64,
+    /// Identity mode: records the origin holds (a cluster of the config outside the
+    /// compared sides) that neither side holds. Added within `duplex.parity/1`.
+    #[serde(default)]
+    pub missing_on_both: u64,
 }
 
 impl Counts {
     /// Everything but `matched`.
     pub fn discrepancies(&self) -> u64 {
-        self.missing + self.extra + self.altered + self.duplicated + self.reordered
+        self.missing
+            + self.extra
+            + self.altered
+            + self.duplicated
+            + self.reordered
+            + self.wrong_partition
+            + self.missing_on_both
     }
 
     /// Adds another count.
@@ -181,6 +195,8 @@ impl Counts {
         self.altered += o.altered;
         self.duplicated += o.duplicated;
         self.reordered += o.reordered;
+        self.wrong_partition += o.wrong_partition;
+        self.missing_on_both += o.missing_on_both;
     }
 }
 
@@ -198,6 +214,10 @@ pub enum Kind {
     Duplicated,
     /// Out of origin order.
     Reordered,
+    /// In another partition than its origin partition.
+    WrongPartition,
+    /// At the origin, on neither side.
+    MissingOnBoth,
 }
 
 impl Kind {
@@ -209,6 +229,8 @@ impl Kind {
             Kind::Altered => "altered",
             Kind::Duplicated => "duplicated",
             Kind::Reordered => "reordered",
+            Kind::WrongPartition => "wrong_partition",
+            Kind::MissingOnBoth => "missing_on_both",
         }
     }
 }
@@ -230,6 +252,10 @@ pub struct Sample {
     /// Offset of the record on the target, if it is there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_offset: Option<i64>,
+    /// Partition of the copy named, when it is not the sample's partition (a copy in the
+    /// wrong partition). Added within `duplex.parity/1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_in_partition: Option<i32>,
     /// Record key (compacted mode): UTF-8 text, or `0x` and hex digits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,

@@ -126,6 +126,9 @@ fn sample_line(topic: &str, partition: i32, s: &Sample) -> String {
         offset(s.source_offset),
         offset(s.target_offset)
     );
+    if let Some(held) = s.held_in_partition {
+        let _ = write!(line, "  held in partition {held}");
+    }
     if let Some(key) = &s.key {
         let _ = write!(line, "  key {}", clean(key));
     }
@@ -185,13 +188,15 @@ pub fn discrepancies_phrase(totals: &Counts) -> String {
 }
 
 /// Each kind of discrepancy with its count, in the order of [`Kind`].
-pub fn kinds(c: &Counts) -> [(Kind, u64); 5] {
+pub fn kinds(c: &Counts) -> [(Kind, u64); 7] {
     [
         (Kind::Missing, c.missing),
         (Kind::Extra, c.extra),
         (Kind::Altered, c.altered),
         (Kind::Duplicated, c.duplicated),
         (Kind::Reordered, c.reordered),
+        (Kind::WrongPartition, c.wrong_partition),
+        (Kind::MissingOnBoth, c.missing_on_both),
     ]
 }
 
@@ -342,6 +347,7 @@ pub(crate) mod tests {
             origin_offset: source.or(target),
             source_offset: source,
             target_offset: target,
+            held_in_partition: None,
             key: None,
             detail: detail.to_string(),
         }

@@ -131,7 +131,7 @@ pub(super) fn legend(h: &mut String) {
         "<section>\n<h2>Legend</h2>\n<ul class=\"legend\">\n\
          <li><span class=\"swatch parity\">=</span>Parity: every compared record is on both sides, once, unaltered, in order.</li>\n\
          <li><span class=\"swatch discrepancy\">3</span>Discrepancy: the number is how many records are missing, extra, \
-         altered, duplicated or reordered. Hover for the breakdown; the samples below name them.</li>\n\
+         altered, duplicated, reordered, in the wrong partition or missing on both sides. Hover for the breakdown; the samples below name them.</li>\n\
          <li><span class=\"swatch absent\">absent</span>Absent: the topic or partition exists on one side only.</li>\n\
          <li><span class=\"swatch none\">&nbsp;</span>No such partition in this topic.</li>\n\
          </ul>\n</section>\n",

@@ -48,7 +48,8 @@ ul.legend li { margin: 0.3rem 0; }
 ul.legend span.swatch { display: inline-block; min-width: 3.5rem; text-align: center; font-weight: 700; padding: 0.1rem 0.3rem; margin-right: 0.5rem; border: 1px solid #bbb; }
 td.differs { background: #ffcdd2; }
 tr.sample.missing td:nth-child(4), tr.sample.extra td:nth-child(4), tr.sample.altered td:nth-child(4),
-tr.sample.duplicated td:nth-child(4), tr.sample.reordered td:nth-child(4) { font-weight: 700; color: #b71c1c; }
+tr.sample.duplicated td:nth-child(4), tr.sample.reordered td:nth-child(4),
+tr.sample.wrong_partition td:nth-child(4), tr.sample.missing_on_both td:nth-child(4) { font-weight: 700; color: #b71c1c; }
 p.hint { color: #555; }
 "#;
 

@@ -15,10 +15,11 @@ pub(super) fn counts_table(h: &mut String, c: &Comparison, id: &str) {
         "<section>\n<h3>{} vs {}</h3>\n<div class=\"scroll\">\n<table class=\"counts\" id=\"{id}\">\n<thead>\n\
          <tr><th rowspan=\"2\">Topic</th><th rowspan=\"2\">Partition</th><th rowspan=\"2\">Origin</th>\
          <th rowspan=\"2\">From</th><th rowspan=\"2\">Watermark</th>\
-         <th colspan=\"4\">Source {}</th><th colspan=\"4\">Target {}</th><th colspan=\"6\">Outcome</th></tr>\n\
+         <th colspan=\"4\">Source {}</th><th colspan=\"4\">Target {}</th><th colspan=\"8\">Outcome</th></tr>\n\
          <tr><th>Records</th><th>Digest</th><th>Out of scope</th><th>Beyond watermark</th>\
          <th>Records</th><th>Digest</th><th>Out of scope</th><th>Beyond watermark</th>\
-         <th>Matched</th><th>Missing</th><th>Extra</th><th>Altered</th><th>Duplicated</th><th>Reordered</th></tr>\n\
+         <th>Matched</th><th>Missing</th><th>Extra</th><th>Altered</th><th>Duplicated</th><th>Reordered</th>\
+         <th>Wrong partition</th><th>Missing on both</th></tr>\n\
          </thead>\n<tbody>",
         esc(&c.source),
         esc(&c.target),
@@ -29,7 +30,7 @@ pub(super) fn counts_table(h: &mut String, c: &Comparison, id: &str) {
         if t.partitions.is_empty() {
             let _ = writeln!(
                 h,
-                "<tr><td>{}</td><td colspan=\"18\">{}{}</td></tr>",
+                "<tr><td>{}</td><td colspan=\"20\">{}{}</td></tr>",
                 esc(&t.topic),
                 state_word(t.state),
                 t.note

@@ -7,7 +7,8 @@
 //!   and order inversions, kept by an additive merge operator;
 //! - `sequence`: own offset -> fingerprint (positional topics);
 //! - `latest`: record key -> own offset and fingerprint (compacted topics);
-//! - `positions`: next offset to read, per side and partition;
+//! - `positions`: next offset to read, and the log start the partition had then, per
+//!   side and partition (to notice a partition recreated or truncated since);
 //! - `order`: highest origin offset seen per group (to count records that arrive late);
 //! - `meta`: the signature of the run the store belongs to.
 //!
@@ -26,6 +27,10 @@ use xxhash_rust::xxh3::{Xxh3, xxh3_128};
 use crate::error::VerifyError;
 use crate::fingerprint::Fingerprint;
 use crate::keys;
+
+mod batch;
+
+pub use batch::Batch;
 
 pub(crate) const RECORDS: &str = "records";
 pub(crate) const RANGES: &str = "ranges";
@@ -51,10 +56,10 @@ pub struct RangeDigest {
 }
 
 impl RangeDigest {
-    /// Adds one record.
-    pub fn add_record(&mut self, origin_offset: u64, fp: Fingerprint) {
+    /// Adds one record (its [`record_hash`]).
+    pub fn add_record(&mut self, hash: u128) {
         self.count += 1;
-        self.sum = self.sum.wrapping_add(record_hash(origin_offset, fp));
+        self.sum = self.sum.wrapping_add(hash);
     }
 
     /// Adds another digest.
@@ -84,12 +89,21 @@ impl RangeDigest {
     }
 }
 
-/// A record's contribution to a digest: xxh3-128 of its origin offset and fingerprint.
-pub fn record_hash(origin_offset: u64, fp: Fingerprint) -> u128 {
-    let mut b = [0u8; 24];
+/// A record's contribution to a digest: xxh3-128 of its origin offset and fingerprint,
+/// and of the partition holding it when that is not its origin partition (`wrong`), so
+/// that a copy in the wrong partition changes the digest of its range and the range is
+/// read record by record. A copy where it belongs hashes as before partitions counted.
+pub fn record_hash(origin_offset: u64, fp: Fingerprint, wrong: Option<i32>) -> u128 {
+    let mut b = [0u8; 28];
     b[..8].copy_from_slice(&origin_offset.to_be_bytes());
-    b[8..].copy_from_slice(&fp.to_be_bytes());
-    xxh3_128(&b)
+    b[8..24].copy_from_slice(&fp.to_be_bytes());
+    match wrong {
+        None => xxh3_128(&b[..24]),
+        Some(p) => {
+            b[24..].copy_from_slice(&(p as u32).to_be_bytes());
+            xxh3_128(&b)
+        }
+    }
 }
 
 fn merge_digests(_key: &[u8], existing: Option<&[u8]>, ops: &MergeOperands) -> Option<Vec<u8>> {
@@ -111,6 +125,50 @@ pub struct RecordEntry {
     pub own_partition: i32,
     /// Fingerprint.
     pub fp: Fingerprint,
+}
+
+impl RecordEntry {
+    /// Whether this copy sits in another partition than its origin partition `p`.
+    pub fn misplaced(&self, p: i32) -> bool {
+        self.own_partition != p
+    }
+
+    /// Its contribution to the digest of its group, whose origin partition is `p`.
+    pub fn hash(&self, p: i32) -> u128 {
+        let wrong = self.misplaced(p).then_some(self.own_partition);
+        record_hash(self.origin_offset, self.fp, wrong)
+    }
+}
+
+/// How far a side's partition has been read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// Next offset to read.
+    pub next: i64,
+    /// The partition's log start when the position was written (absent in positions
+    /// written before it was kept).
+    pub log_start: Option<i64>,
+    /// Offset and fingerprint of the last record read there (identity and positional
+    /// topics): a later pass reads it again to see that the partition is the same one.
+    pub last: Option<(i64, Fingerprint)>,
+}
+
+impl Position {
+    fn decode(v: &[u8]) -> Option<Position> {
+        let next = i64::from_be_bytes(v.get(..8)?.try_into().ok()?);
+        let log_start = v
+            .get(8..16)
+            .and_then(|b| Some(i64::from_be_bytes(b.try_into().ok()?)));
+        let last = v.get(16..40).and_then(|b| {
+            let offset = i64::from_be_bytes(b[..8].try_into().ok()?);
+            Some((offset, u128::from_be_bytes(b[8..].try_into().ok()?)))
+        });
+        Some(Position {
+            next,
+            log_start,
+            last,
+        })
+    }
 }
 
 /// A raw key and value read from a column family.
@@ -208,12 +266,66 @@ impl Store {
         topic: &str,
         partition: i32,
     ) -> Result<Option<i64>, VerifyError> {
+        Ok(self.position_state(side, topic, partition)?.map(|p| p.next))
+    }
+
+    /// How far a side's partition has been read, if the store has read any of it.
+    pub fn position_state(
+        &self,
+        side: u8,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Option<Position>, VerifyError> {
         let k = keys::partition(side, topic, partition);
         let v = self
             .db
             .get_cf(self.cf(POSITIONS), k)
             .map_err(|e| self.err(e))?;
-        Ok(v.and_then(|v| Some(i64::from_be_bytes(v.as_slice().try_into().ok()?))))
+        Ok(v.and_then(|v| Position::decode(&v)))
+    }
+
+    /// Every partition of a side the store has read some of: `(topic, partition, position)`.
+    pub fn positions(&self, side: u8) -> Result<Vec<(String, i32, Position)>, VerifyError> {
+        let mut out = Vec::new();
+        for item in self.scan(POSITIONS, &[side], None) {
+            let (k, v) = item?;
+            let (topic, p) = keys::split_partition(&k)
+                .ok_or_else(|| VerifyError::Corrupt(format!("position key {k:02x?}")))?;
+            let pos = Position::decode(&v)
+                .ok_or_else(|| VerifyError::Corrupt(format!("position of {} bytes", v.len())))?;
+            out.push((topic.to_string(), p, pos));
+        }
+        Ok(out)
+    }
+
+    /// Forgets everything the store derived from one topic of one side (records, digests,
+    /// sequences, latest values, order state and positions), in one write, so that the
+    /// next read derives it again from the topic's log start.
+    pub fn forget_topic(&self, side: u8, topic: &str) -> Result<(), VerifyError> {
+        let from = keys::topic(side, topic);
+        let to = keys::prefix_end(&from).expect("a topic prefix has a byte below 0xff");
+        let mut wb = WriteBatch::default();
+        for family in FAMILIES.iter().filter(|f| **f != META) {
+            wb.delete_range_cf(self.cf(family), &from, &to);
+        }
+        self.db.write(wb).map_err(|e| self.err(e))
+    }
+
+    /// Forgets a side's latest values of one partition and its position (compacted
+    /// topics are derived again on every pass: see [`crate::run::plan`]).
+    pub fn forget_partition(
+        &self,
+        side: u8,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(), VerifyError> {
+        let from = keys::partition(side, topic, partition);
+        let to = keys::prefix_end(&from).expect("a partition prefix has a byte below 0xff");
+        let mut wb = WriteBatch::default();
+        for family in [LATEST, POSITIONS] {
+            wb.delete_range_cf(self.cf(family), &from, &to);
+        }
+        self.db.write(wb).map_err(|e| self.err(e))
     }
 
     /// Highest origin offset seen per origin in a side's partition.
@@ -231,6 +343,26 @@ impl Store {
                 .unwrap_or_default()
                 .to_string();
             out.insert(origin, keys::u64_at(&v, 0));
+        }
+        Ok(out)
+    }
+
+    /// Origins a side holds records of in a partition (as origin partition), whether or
+    /// not the records are where they belong.
+    pub fn origins(
+        &self,
+        side: u8,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Vec<String>, VerifyError> {
+        let prefix = keys::partition(side, topic, partition);
+        let mut out: Vec<String> = Vec::new();
+        for item in self.scan(RANGES, &prefix, None) {
+            let (k, _) = item?;
+            let origin = keys::origin_after(&k, prefix.len()).unwrap_or_default();
+            if out.last().is_none_or(|o| o != origin) {
+                out.push(origin.to_string());
+            }
         }
         Ok(out)
     }
@@ -354,94 +486,5 @@ impl Store {
             }
         }
         Ok(h.digest128())
-    }
-}
-
-/// Mutations of one read batch, written together by [`Store::write`].
-pub struct Batch {
-    wb: WriteBatch,
-    ranges: HashMap<Vec<u8>, RangeDigest>,
-}
-
-impl std::fmt::Debug for Batch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Batch")
-            .field("writes", &self.wb.len())
-            .field("ranges", &self.ranges.len())
-            .finish()
-    }
-}
-
-impl Batch {
-    /// An empty batch for `store`.
-    pub fn new() -> Batch {
-        Batch {
-            wb: WriteBatch::default(),
-            ranges: HashMap::new(),
-        }
-    }
-
-    /// A record of a provenance (identity) topic.
-    pub fn put_record(&mut self, store: &Store, group: &[u8], e: RecordEntry, late: bool) {
-        let mut k = Vec::with_capacity(group.len() + 16);
-        k.extend_from_slice(group);
-        keys::push_u64(&mut k, e.origin_offset);
-        keys::push_u64(&mut k, e.own_offset);
-        let mut v = [0u8; 20];
-        v[..4].copy_from_slice(&e.own_partition.to_be_bytes());
-        v[4..].copy_from_slice(&e.fp.to_be_bytes());
-        self.wb.put_cf(store.cf(RECORDS), k, v);
-        let mut rk = Vec::with_capacity(group.len() + 8);
-        rk.extend_from_slice(group);
-        keys::push_u64(&mut rk, e.origin_offset / keys::RANGE);
-        let d = self.ranges.entry(rk).or_default();
-        d.add_record(e.origin_offset, e.fp);
-        d.inversions += u64::from(late);
-    }
-
-    /// The highest origin offset seen in a group.
-    pub fn put_order(&mut self, store: &Store, group: &[u8], highest: u64) {
-        self.wb
-            .put_cf(store.cf(ORDER), group, highest.to_be_bytes());
-    }
-
-    /// A record of a positional topic.
-    pub fn put_sequence(&mut self, store: &Store, prefix: &[u8], own_offset: u64, fp: Fingerprint) {
-        let mut k = prefix.to_vec();
-        keys::push_u64(&mut k, own_offset);
-        self.wb.put_cf(store.cf(SEQUENCE), k, fp.to_be_bytes());
-    }
-
-    /// The latest record of a key in a compacted topic; `None` (a tombstone) removes it.
-    pub fn put_latest(
-        &mut self,
-        store: &Store,
-        prefix: &[u8],
-        key: &[u8],
-        latest: Option<(u64, Fingerprint)>,
-    ) {
-        let mut k = prefix.to_vec();
-        k.extend_from_slice(key);
-        match latest {
-            Some((own, fp)) => {
-                let mut v = [0u8; 24];
-                v[..8].copy_from_slice(&own.to_be_bytes());
-                v[8..].copy_from_slice(&fp.to_be_bytes());
-                self.wb.put_cf(store.cf(LATEST), k, v);
-            }
-            None => self.wb.delete_cf(store.cf(LATEST), k),
-        }
-    }
-
-    /// The next offset to read on a side's partition.
-    pub fn put_position(&mut self, store: &Store, prefix: &[u8], next: i64) {
-        self.wb
-            .put_cf(store.cf(POSITIONS), prefix, next.to_be_bytes());
-    }
-}
-
-impl Default for Batch {
-    fn default() -> Self {
-        Batch::new()
     }
 }

@@ -1,24 +1,9 @@
-//! Positional mode, for copies made by other tools: no provenance, and offsets differ
-//! between clusters. Each side's partition, from its start, is a sequence of
-//! fingerprints; the two sequences are aligned as a diff.
-//!
-//! The alignment walks both sequences. Equal fronts match. At a difference it looks
-//! ahead up to `window` records on each side for the nearest point where both agree
-//! again (two records in a row, or the end of a window), which minimises the records
-//! skipped on both sides together. The records skipped form a hunk:
-//! - a record on both sides of the hunk moved: those out of order are `reordered` (the
-//!   longest run in the source's order stays matched);
-//! - a target record equal to a recently matched source record is `duplicated`;
-//! - the rest pair up in order as `altered`; what is left is `missing` or `extra`.
+//! The alignment of two positional sequences as a diff (see the parent module): windows,
+//! hunks, the scan beyond the windows for a long gap, and recently matched records.
 
 use std::collections::{HashMap, VecDeque};
 
-use xxhash_rust::xxh3::Xxh3;
-
-use super::{Ctx, Samples, Side, SideAcc, group, sample};
-use crate::error::VerifyError;
 use crate::fingerprint::Fingerprint;
-use crate::report::{Counts, GroupReport, Kind};
 
 /// One record of a sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,17 +31,26 @@ pub enum Event {
     Reordered(Item, Item),
 }
 
-/// Aligns two sequences, calling `sink` with each event in sequence order.
-pub fn align<E>(
+/// Aligns two sequences, calling `sink` with each event in sequence order. `ahead_a`
+/// and `ahead_b` open a side's sequence again from an offset, to look further than the
+/// window (see the module's documentation).
+pub fn align<E, A, B>(
     a: impl Iterator<Item = Result<Item, E>>,
     b: impl Iterator<Item = Result<Item, E>>,
     window: usize,
+    ahead_a: impl Fn(u64) -> A,
+    ahead_b: impl Fn(u64) -> B,
     mut sink: impl FnMut(Event),
-) -> Result<(), E> {
+) -> Result<(), E>
+where
+    A: Iterator<Item = Result<Item, E>>,
+    B: Iterator<Item = Result<Item, E>>,
+{
     let window = window.max(2);
     let (mut a, mut b) = (a.fuse(), b.fuse());
     let (mut ba, mut bb) = (VecDeque::new(), VecDeque::new());
     let mut recent = Recent::new(window);
+    let mut scanning = true;
     loop {
         fill(&mut ba, &mut a, window)?;
         fill(&mut bb, &mut b, window)?;
@@ -66,6 +60,7 @@ pub fn align<E>(
                 ba.pop_front();
                 bb.pop_front();
                 recent.push(x);
+                scanning = true;
                 sink(Event::Match(x, y));
             }
             (Some(x), None) => {
@@ -80,12 +75,120 @@ pub fn align<E>(
                 });
             }
             (Some(_), Some(_)) => {
-                let (i, j) = resync(&ba, &bb);
-                let ha: Vec<Item> = ba.drain(..i).collect();
-                let hb: Vec<Item> = bb.drain(..j).collect();
-                hunk(&ha, &hb, &mut recent, &mut sink);
+                let near = resync(&ba, &bb);
+                let far = match near {
+                    None if scanning => far(&ba, &bb, &ahead_a, &ahead_b)?,
+                    _ => None,
+                };
+                match (near, far) {
+                    (Some((i, j)), _) => {
+                        let ha: Vec<Item> = ba.drain(..i).collect();
+                        let hb: Vec<Item> = bb.drain(..j).collect();
+                        hunk(&ha, &hb, &mut recent, &mut sink);
+                    }
+                    (None, Some(Far::OnSource(at))) => {
+                        // The target's front is further on in the source: a long run of
+                        // records the target lacks.
+                        while let Some(x) = ba.front().copied().filter(|x| x.offset < at) {
+                            ba.pop_front();
+                            sink(Event::Missing(x));
+                            fill(&mut ba, &mut a, window)?;
+                        }
+                    }
+                    (None, Some(Far::OnTarget(at))) => {
+                        while let Some(y) = bb.front().copied().filter(|y| y.offset < at) {
+                            bb.pop_front();
+                            sink(match recent.get(y.fp) {
+                                Some(x) => Event::Duplicated(y, x),
+                                None => Event::Extra(y),
+                            });
+                            fill(&mut bb, &mut b, window)?;
+                        }
+                    }
+                    (None, None) => {
+                        scanning = false;
+                        let ha: Vec<Item> = ba.drain(..).collect();
+                        let hb: Vec<Item> = bb.drain(..).collect();
+                        hunk(&ha, &hb, &mut recent, &mut sink);
+                    }
+                }
             }
         }
+    }
+}
+
+/// Where the sides agree again beyond the windows: the offset, on one side, of the
+/// other side's front.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Far {
+    OnSource(u64),
+    OnTarget(u64),
+}
+
+/// Scans each side beyond its window for the other side's front (its first two records,
+/// or its only one), both scans in step, and returns the nearer find.
+fn far<E, A, B>(
+    ba: &VecDeque<Item>,
+    bb: &VecDeque<Item>,
+    ahead_a: &impl Fn(u64) -> A,
+    ahead_b: &impl Fn(u64) -> B,
+) -> Result<Option<Far>, E>
+where
+    A: Iterator<Item = Result<Item, E>>,
+    B: Iterator<Item = Result<Item, E>>,
+{
+    let start = |buf: &VecDeque<Item>| buf.back().map_or(0, |x| x.offset + 1);
+    let front = |buf: &VecDeque<Item>| (buf[0].fp, buf.get(1).map(|x| x.fp));
+    let mut on_a = Scan::new(ahead_a(start(ba)), front(bb));
+    let mut on_b = Scan::new(ahead_b(start(bb)), front(ba));
+    while !(on_a.done && on_b.done) {
+        if let Some(at) = on_a.step()? {
+            return Ok(Some(Far::OnSource(at)));
+        }
+        if let Some(at) = on_b.step()? {
+            return Ok(Some(Far::OnTarget(at)));
+        }
+    }
+    Ok(None)
+}
+
+/// A scan of one side for a front: a record with the front's fingerprint, followed by
+/// one with the second's (when the front has a second record).
+struct Scan<I> {
+    it: I,
+    want: (Fingerprint, Option<Fingerprint>),
+    /// The previous record, if it has the front's first fingerprint.
+    candidate: Option<u64>,
+    done: bool,
+}
+
+impl<E, I: Iterator<Item = Result<Item, E>>> Scan<I> {
+    fn new(it: I, want: (Fingerprint, Option<Fingerprint>)) -> Scan<I> {
+        Scan {
+            it,
+            want,
+            candidate: None,
+            done: false,
+        }
+    }
+
+    /// Reads one record; the offset of the front's first record once it is found.
+    fn step(&mut self) -> Result<Option<u64>, E> {
+        if self.done {
+            return Ok(None);
+        }
+        let Some(x) = self.it.next().transpose()? else {
+            self.done = true;
+            // The front's first record as the side's last one also agrees to the end.
+            return Ok(self.candidate.filter(|_| self.want.1.is_some()));
+        };
+        if let (Some(at), Some(second)) = (self.candidate, self.want.1)
+            && x.fp == second
+        {
+            return Ok(Some(at));
+        }
+        self.candidate = (x.fp == self.want.0).then_some(x.offset);
+        Ok(self.candidate.filter(|_| self.want.1.is_none()))
     }
 }
 
@@ -104,8 +207,8 @@ fn fill<E>(
 }
 
 /// The nearest `(i, j)` (smallest `i + j`) where `a[i] == b[j]` and the next records
-/// agree too (or a buffer ends there). Whole buffers when there is none.
-fn resync(a: &VecDeque<Item>, b: &VecDeque<Item>) -> (usize, usize) {
+/// agree too (or a buffer ends there); `None` when there is none.
+fn resync(a: &VecDeque<Item>, b: &VecDeque<Item>) -> Option<(usize, usize)> {
     let mut at: HashMap<Fingerprint, Vec<usize>> = HashMap::new();
     for (j, y) in b.iter().enumerate() {
         at.entry(y.fp).or_default().push(j);
@@ -129,7 +232,7 @@ fn resync(a: &VecDeque<Item>, b: &VecDeque<Item>) -> (usize, usize) {
             }
         }
     }
-    best.unwrap_or((a.len(), b.len()))
+    best
 }
 
 fn hunk(ha: &[Item], hb: &[Item], recent: &mut Recent, sink: &mut impl FnMut(Event)) {
@@ -240,125 +343,15 @@ impl Recent {
     }
 }
 
-/// Compares one partition positionally.
-pub(super) fn partition(
-    ctx: &Ctx<'_>,
-    s: Side<'_>,
-    k: Side<'_>,
-    topic: &str,
-    p: i32,
-    samples: &mut Samples,
-) -> Result<GroupReport, VerifyError> {
-    let range = |side: Side<'_>| {
-        let b = ctx.snap.bounds(side.idx as usize, topic, p);
-        let from = ctx
-            .spec
-            .from
-            .lookup(side.cluster, topic, p)
-            .unwrap_or(0)
-            .max(b.map_or(0, |b| b.low));
-        let to = ctx
-            .spec
-            .watermarks
-            .lookup(side.cluster, topic, p)
-            .or(b.map(|b| b.high))
-            .unwrap_or(0);
-        (from as u64, to as u64)
-    };
-    let (rs, rk) = (range(s), range(k));
-    let seq = |side: Side<'_>, (from, to): (u64, u64)| {
-        ctx.store
-            .sequence(side.idx, topic, p, from)
-            .take_while(move |r| r.as_ref().map_or(true, |(o, _)| *o < to))
-            .map(|r| r.map(|(offset, fp)| Item { offset, fp }))
-    };
-    let mut counts = Counts::default();
-    let (mut acc_s, mut acc_k) = (SideAcc::default(), SideAcc::default());
-    let (mut hs, mut hk) = (Xxh3::new(), Xxh3::new());
-    let see = |acc: &mut SideAcc, h: &mut Xxh3, item: &Item| {
-        acc.records += 1;
-        h.update(&item.fp.to_be_bytes());
-    };
-    let at = |kind: Kind, src: Option<Item>, tgt: Option<Item>, detail: String| {
-        sample(kind, src.map(|i| i.offset), tgt.map(|i| i.offset), detail)
-    };
-    align(
-        seq(s, rs),
-        seq(k, rk),
-        ctx.spec.align_window,
-        |ev| match ev {
-            Event::Match(x, y) => {
-                see(&mut acc_s, &mut hs, &x);
-                see(&mut acc_k, &mut hk, &y);
-                counts.matched += 1;
-            }
-            Event::Missing(x) => {
-                see(&mut acc_s, &mut hs, &x);
-                counts.missing += 1;
-                samples.push(at(
-                    Kind::Missing,
-                    Some(x),
-                    None,
-                    "on the source, not on the target".into(),
-                ));
-            }
-            Event::Extra(y) => {
-                see(&mut acc_k, &mut hk, &y);
-                counts.extra += 1;
-                samples.push(at(
-                    Kind::Extra,
-                    None,
-                    Some(y),
-                    "on the target, not on the source".into(),
-                ));
-            }
-            Event::Altered(x, y) => {
-                see(&mut acc_s, &mut hs, &x);
-                see(&mut acc_k, &mut hk, &y);
-                counts.altered += 1;
-                samples.push(at(
-                    Kind::Altered,
-                    Some(x),
-                    Some(y),
-                    "in the same place, different content".into(),
-                ));
-            }
-            Event::Duplicated(y, x) => {
-                see(&mut acc_k, &mut hk, &y);
-                counts.duplicated += 1;
-                let detail = format!("another copy of source offset {}", x.offset);
-                samples.push(at(Kind::Duplicated, Some(x), Some(y), detail));
-            }
-            Event::Reordered(x, y) => {
-                see(&mut acc_s, &mut hs, &x);
-                see(&mut acc_k, &mut hk, &y);
-                counts.reordered += 1;
-                samples.push(at(
-                    Kind::Reordered,
-                    Some(x),
-                    Some(y),
-                    "same record, out of order on the target".into(),
-                ));
-            }
-        },
-    )?;
-    acc_s.sum = hs.digest128();
-    acc_k.sum = hk.digest128();
-    Ok(group(
-        None,
-        vec![rs.0 as i64, rk.0 as i64],
-        vec![rs.1 as i64, rk.1 as i64],
-        acc_s,
-        acc_k,
-        counts,
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn run(a: &[u128], b: &[u128]) -> Vec<Event> {
+        run_window(a, b, 50)
+    }
+
+    fn run_window(a: &[u128], b: &[u128], window: usize) -> Vec<Event> {
         let items = |v: &[u128], base: u64| -> Vec<Result<Item, ()>> {
             v.iter()
                 .enumerate()
@@ -370,11 +363,20 @@ mod tests {
                 })
                 .collect()
         };
+        let (ia, ib) = (items(a, 0), items(b, 100));
+        let from = |v: &[Result<Item, ()>], at: u64| -> Vec<Result<Item, ()>> {
+            v.iter()
+                .filter(|i| i.unwrap().offset >= at)
+                .cloned()
+                .collect()
+        };
         let mut out = Vec::new();
         align(
-            items(a, 0).into_iter(),
-            items(b, 100).into_iter(),
-            50,
+            ia.clone().into_iter(),
+            ib.clone().into_iter(),
+            window,
+            |at| from(&ia, at).into_iter(),
+            |at| from(&ib, at).into_iter(),
             |e| out.push(e),
         )
         .unwrap();
@@ -426,6 +428,47 @@ mod tests {
             run(&[1, 2], &[1, 2, 2]),
             vec![Event::Duplicated(it(102, 2), it(1, 2))]
         );
+    }
+
+    /// Gaps several windows long, in the middle and at the front: each record named as
+    /// missing (or extra), none paired with an unrelated record as altered.
+    #[test]
+    fn a_run_longer_than_the_window_is_missing_or_extra() {
+        let src: Vec<u128> = (0..100).collect();
+        let mut tgt = src.clone();
+        tgt.drain(20..45);
+        let ev = run_window(&src, &tgt, 4);
+        assert_eq!(
+            ev,
+            (20..45)
+                .map(|i| Event::Missing(it(i, i as u128)))
+                .collect::<Vec<_>>()
+        );
+        let mut tgt = src.clone();
+        let extra: Vec<u128> = (1000..1030).collect();
+        tgt.splice(10..10, extra);
+        let ev = run_window(&src, &tgt, 4);
+        assert_eq!(
+            ev,
+            (0..30)
+                .map(|n| Event::Extra(it(110 + n, 1000 + n as u128)))
+                .collect::<Vec<_>>()
+        );
+        let ev = run_window(&src, &src[30..], 4);
+        assert_eq!(
+            ev,
+            (0..30)
+                .map(|i| Event::Missing(it(i, i as u128)))
+                .collect::<Vec<_>>()
+        );
+        // A long stretch of different records is still altered, pair by pair.
+        let mut tgt = src.clone();
+        for v in &mut tgt[40..60] {
+            *v += 5000;
+        }
+        let ev = run_window(&src, &tgt, 4);
+        assert_eq!(ev.len(), 20, "{ev:?}");
+        assert!(ev.iter().all(|e| matches!(e, Event::Altered(..))), "{ev:?}");
     }
 
     #[test]

@@ -1,0 +1,123 @@
+//! One read batch of store mutations (records, digests, sequences, latest values, order
+//! state, positions), written atomically by [`Store::write`].
+
+use std::collections::HashMap;
+
+use rocksdb::WriteBatch;
+
+use super::{LATEST, ORDER, POSITIONS, RECORDS, RangeDigest, RecordEntry, SEQUENCE, Store};
+use crate::fingerprint::Fingerprint;
+use crate::keys;
+
+/// Mutations of one read batch, written together by [`Store::write`].
+pub struct Batch {
+    pub(super) wb: WriteBatch,
+    pub(super) ranges: HashMap<Vec<u8>, RangeDigest>,
+}
+
+impl std::fmt::Debug for Batch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch")
+            .field("writes", &self.wb.len())
+            .field("ranges", &self.ranges.len())
+            .finish()
+    }
+}
+
+impl Batch {
+    /// An empty batch for `store`.
+    pub fn new() -> Batch {
+        Batch {
+            wb: WriteBatch::default(),
+            ranges: HashMap::new(),
+        }
+    }
+
+    /// A record of a provenance (identity) topic, in the group of origin partition
+    /// `origin_partition`.
+    pub fn put_record(
+        &mut self,
+        store: &Store,
+        group: &[u8],
+        origin_partition: i32,
+        e: RecordEntry,
+        late: bool,
+    ) {
+        let mut k = Vec::with_capacity(group.len() + 16);
+        k.extend_from_slice(group);
+        keys::push_u64(&mut k, e.origin_offset);
+        keys::push_u64(&mut k, e.own_offset);
+        let mut v = [0u8; 20];
+        v[..4].copy_from_slice(&e.own_partition.to_be_bytes());
+        v[4..].copy_from_slice(&e.fp.to_be_bytes());
+        self.wb.put_cf(store.cf(RECORDS), k, v);
+        let mut rk = Vec::with_capacity(group.len() + 8);
+        rk.extend_from_slice(group);
+        keys::push_u64(&mut rk, e.origin_offset / keys::RANGE);
+        let d = self.ranges.entry(rk).or_default();
+        d.add_record(e.hash(origin_partition));
+        d.inversions += u64::from(late);
+    }
+
+    /// The highest origin offset seen in a group.
+    pub fn put_order(&mut self, store: &Store, group: &[u8], highest: u64) {
+        self.wb
+            .put_cf(store.cf(ORDER), group, highest.to_be_bytes());
+    }
+
+    /// A record of a positional topic.
+    pub fn put_sequence(&mut self, store: &Store, prefix: &[u8], own_offset: u64, fp: Fingerprint) {
+        let mut k = prefix.to_vec();
+        keys::push_u64(&mut k, own_offset);
+        self.wb.put_cf(store.cf(SEQUENCE), k, fp.to_be_bytes());
+    }
+
+    /// The latest record of a key in a compacted topic; `None` (a tombstone) removes it.
+    pub fn put_latest(
+        &mut self,
+        store: &Store,
+        prefix: &[u8],
+        key: &[u8],
+        latest: Option<(u64, Fingerprint)>,
+    ) {
+        let mut k = prefix.to_vec();
+        k.extend_from_slice(key);
+        match latest {
+            Some((own, fp)) => {
+                let mut v = [0u8; 24];
+                v[..8].copy_from_slice(&own.to_be_bytes());
+                v[8..].copy_from_slice(&fp.to_be_bytes());
+                self.wb.put_cf(store.cf(LATEST), k, v);
+            }
+            None => self.wb.delete_cf(store.cf(LATEST), k),
+        }
+    }
+
+    /// The next offset to read on a side's partition, its log start when read, and the
+    /// last record read there ([`Position`]).
+    pub fn put_position(
+        &mut self,
+        store: &Store,
+        prefix: &[u8],
+        next: i64,
+        log_start: Option<i64>,
+        last: Option<(i64, Fingerprint)>,
+    ) {
+        let mut v = next.to_be_bytes().to_vec();
+        if log_start.is_some() || last.is_some() {
+            // A log start of 0 never looks like a recreated partition.
+            v.extend(log_start.unwrap_or(0).to_be_bytes());
+        }
+        if let Some((offset, fp)) = last {
+            v.extend(offset.to_be_bytes());
+            v.extend(fp.to_be_bytes());
+        }
+        self.wb.put_cf(store.cf(POSITIONS), prefix, v);
+    }
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Batch::new()
+    }
+}
