@@ -222,9 +222,10 @@ impl FlowRouter {
     /// topic it reads).
     ///
     /// Only origins the source reaches in this graph route. A record whose origin lies
-    /// outside the source's part (it came over a link that no longer selects the topic,
-    /// say) is treated like one from another deployment: its first hop inside the part
-    /// counts as its origin, so it still reaches the part exactly once and never strands.
+    /// outside the source's part (a topic whose links fall into parts, reached by a copy
+    /// made outside this deployment's routing) is treated like one from another
+    /// deployment: its first hop inside the part counts as its origin, so it reaches the
+    /// part exactly once and never strands there.
     pub fn new(topology: &Topology, source: usize, target: usize) -> Self {
         let reach = topology.distances(source);
         let forwards = (0..topology.ids.len())

@@ -122,12 +122,16 @@ impl<'a> Acker<'a> {
                     written,
                     began,
                 } => {
+                    // Committed once at the next tick even when no record arrives:
+                    // librdkafka computes a partition's lag from a commit made after
+                    // its assignment, so a quiet partition would otherwise read as
+                    // unknown for the whole run. It commits what the checkpoint said.
                     let p = Position {
                         next: offset,
                         target_offset,
                         written,
                         began,
-                        committed: true,
+                        committed: false,
                     };
                     self.positions.insert((topic, partition), p);
                 }

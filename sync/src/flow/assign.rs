@@ -139,6 +139,9 @@ impl Flow {
         let topics = match topics {
             Ok(t) => {
                 assignment.listing_failures = 0;
+                // From now on the consumer's statistics say what the lag is; before the
+                // first listing nothing is known, and nothing must read as caught up.
+                c.consumer.context().assigned.store(true, Relaxed);
                 t
             }
             Err(e) if e.is_retriable() && !stop.is_cancelled() => {
@@ -192,10 +195,24 @@ impl Flow {
                 // what was produced in between; a checkpoint naming what the target lost
                 // is replaced, so a restart does not count the loss again. Without that
                 // commit those partitions do not start yet.
-                if let Err(e) = c
-                    .consumer
-                    .commit(&checkpoint, rdkafka::consumer::CommitMode::Sync)
-                {
+                // Off the tokio workers and bounded: a coordinator that does not answer
+                // must neither block other flows nor a shutdown.
+                let consumer = c.consumer.clone();
+                let committed = tokio::time::timeout(
+                    timeout,
+                    spawn_blocking(move || {
+                        consumer.commit(&checkpoint, rdkafka::consumer::CommitMode::Sync)
+                    }),
+                )
+                .await;
+                let failure = match committed {
+                    Ok(Ok(Ok(()))) => None,
+                    Ok(Ok(Err(e))) => Some(e),
+                    Ok(Err(_)) | Err(_) => Some(rdkafka::error::KafkaError::ConsumerCommit(
+                        rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
+                    )),
+                };
+                if let Some(e) = failure {
                     let e = SyncError::Kafka {
                         op: "commit initial checkpoint",
                         cluster: self.spec.source.id.clone(),
@@ -518,7 +535,10 @@ mod tests {
         assert_eq!(a.wait("t", 0, t0), MAX_RETRY);
         assert_eq!(a.failures("t", &[0, 1]), 13);
         a.started("t", 0);
-        assert!(!a.due("t", 0, t0 + MAX_RETRY), "running partitions are not started again");
+        assert!(
+            !a.due("t", 0, t0 + MAX_RETRY),
+            "running partitions are not started again"
+        );
         assert_eq!(a.failures("t", &[0]), 0);
     }
 

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::Consumer as _;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -67,12 +66,6 @@ impl<'a> Reader<'a> {
             r = self.flow.refresh_assignment(self.clients, &mut assigned, stop) => self.started(r?, &mut starts).await?,
             _ = stop.cancelled() => return Ok(()),
         }
-        // From now on the consumer's statistics say what the lag is.
-        self.clients
-            .consumer
-            .context()
-            .assigned
-            .store(true, Relaxed);
         let mut refresh = tokio::time::interval(limits.refresh_interval);
         refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         refresh.reset();

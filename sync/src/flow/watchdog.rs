@@ -58,8 +58,9 @@ pub(crate) async fn check(
                     None => continue,
                 },
             };
-            // A source too slow to say where it ends tells nothing about a stall: look
-            // again at the next check rather than restart a flow that may be reading.
+            // A partition whose source is too slow to say where it ends tells nothing
+            // about a stall: look again at the next check rather than restart a flow
+            // that may be reading; the other partitions are still checked.
             let high = match consumer.fetch_watermarks(
                 e.topic(),
                 e.partition(),
@@ -68,8 +69,8 @@ pub(crate) async fn check(
                 Ok((_, high)) => high,
                 Err(err) => {
                     let err = kafka("fetch watermarks", err);
-                    warn!(flow = %spec.name(), error = %err, "Cannot tell whether the flow is stalled; looking again at the next check.");
-                    return Ok(());
+                    warn!(flow = %spec.name(), error = %err, "Cannot tell whether this partition is stalled; looking again at the next check.");
+                    continue;
                 }
             };
             if high > position {
