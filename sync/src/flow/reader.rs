@@ -26,7 +26,7 @@ pub(crate) struct Reader<'a> {
     clients: &'a Clients,
     budget: Arc<Semaphore>,
     acks: mpsc::Sender<Ack>,
-    topics: HashMap<String, TopicRoute>,
+    topics: HashMap<String, Arc<TopicRoute>>,
     path_buf: Vec<u8>,
 }
 
@@ -174,15 +174,17 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn topic(&mut self, name: &str) -> &TopicRoute {
-        if !self.topics.contains_key(name) {
-            let route = TopicRoute {
-                name: Arc::from(name),
-                router: self.flow.spec.routes.router(name),
-            };
-            self.topics.insert(name.to_string(), route);
+    /// One hash lookup per record; the route is computed once per topic.
+    fn topic(&mut self, name: &str) -> Arc<TopicRoute> {
+        if let Some(t) = self.topics.get(name) {
+            return t.clone();
         }
-        &self.topics[name]
+        let route = Arc::new(TopicRoute {
+            name: Arc::from(name),
+            router: self.flow.spec.routes.router(name),
+        });
+        self.topics.insert(name.to_string(), route.clone());
+        route
     }
 
     async fn handle(

@@ -51,12 +51,8 @@ pub(crate) async fn check(
             if stop.is_cancelled() {
                 return Ok(());
             }
-            let position = match e.offset() {
-                Offset::Offset(o) => o,
-                _ => match starts.get(&(e.topic().to_string(), e.partition())) {
-                    Some(&o) => o,
-                    None => continue,
-                },
+            let Some(position) = position_of(&e, &starts) else {
+                continue;
             };
             // A partition whose source is too slow to say where it ends tells nothing
             // about a stall: look again at the next check rather than restart a flow
@@ -112,12 +108,8 @@ pub(crate) async fn out_of_range(
             .position()
             .map_err(|e| kafka("read consumer positions", e))?;
         for e in positions.elements() {
-            let position = match e.offset() {
-                Offset::Offset(o) => o,
-                _ => match starts.get(&(e.topic().to_string(), e.partition())) {
-                    Some(&o) => o,
-                    None => continue,
-                },
+            let Some(position) = position_of(&e, &starts) else {
+                continue;
             };
             let (low, high) = consumer
                 .fetch_watermarks(e.topic(), e.partition(), spec.limits.request_timeout)
@@ -140,5 +132,17 @@ pub(crate) async fn out_of_range(
     // Failing to locate it is as good a reason to restart.
     match joined("locate an out-of-range position", r) {
         Ok(e) | Err(e) => e,
+    }
+}
+
+/// A partition's consumer position, or where it was started when it has read nothing
+/// yet; `None` for a partition the flow did not start.
+fn position_of(
+    e: &rdkafka::topic_partition_list::TopicPartitionListElem<'_>,
+    starts: &HashMap<(String, i32), i64>,
+) -> Option<i64> {
+    match e.offset() {
+        Offset::Offset(o) => Some(o),
+        _ => starts.get(&(e.topic().to_string(), e.partition())).copied(),
     }
 }
