@@ -10,9 +10,6 @@ use duplex_sync::resume::parse_checkpoint_metadata;
 use duplex_sync::spec::StartPosition;
 use duplex_verifier::Verdict;
 use harness::{Feature, Provider, TestCluster};
-use rdkafka::TopicPartitionList;
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 
 const PARTITIONS: i32 = 2;
 /// Records per partition produced before Duplex first ran.
@@ -20,29 +17,11 @@ const BEFORE: i64 = 50;
 
 /// What the checkpoints of `group` on `c` say replication began at, per partition.
 async fn began(c: &TestCluster, group: &str, topic: &str) -> Vec<Option<i64>> {
-    let (bootstrap, group, topic) = (c.bootstrap.clone(), group.to_string(), topic.to_string());
-    tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
-            .set("group.id", &group)
-            .create()
-            .expect("consumer");
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..PARTITIONS {
-            tpl.add_partition(&topic, p);
-        }
-        let got = consumer
-            .committed_offsets(tpl, Duration::from_secs(10))
-            .expect("committed offsets");
-        (0..PARTITIONS)
-            .map(|p| {
-                let e = got.find_partition(&topic, p).expect("partition listed");
-                parse_checkpoint_metadata(e.metadata()).and_then(|m| m.began)
-            })
-            .collect()
-    })
-    .await
-    .expect("join")
+    harness::committed(c, group, topic, PARTITIONS)
+        .await
+        .into_iter()
+        .map(|(_, metadata)| parse_checkpoint_metadata(&metadata).and_then(|m| m.began))
+        .collect()
 }
 
 async fn records_before_replication_began_are_out_of_scope(provider: Provider) {

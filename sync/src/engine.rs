@@ -66,10 +66,7 @@ pub async fn run(
     let mut tasks = JoinSet::new();
     for fs in flow_specs(spec) {
         let metrics = registry.flow(&fs.link, &fs.source.id, &fs.target.id);
-        let flow = Flow {
-            spec: Arc::new(fs),
-            metrics,
-        };
+        let flow = Flow::new(Arc::new(fs), metrics);
         // Up from the moment it is registered: a reader of the registry never sees a
         // flow that has not started yet as one that stopped.
         flow.metrics.up.store(1, Relaxed);

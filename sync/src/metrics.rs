@@ -32,8 +32,12 @@ pub struct FlowMetrics {
     pub up: AtomicI64,
     /// Partitions currently replicated.
     pub partitions: AtomicI64,
-    /// Partitions that could not be started yet and wait for a retry (assign.rs).
+    /// Selected partitions not started yet: being started, waiting for a retry, or for
+    /// an earlier run's deliveries (assign.rs).
     pub partitions_waiting: AtomicI64,
+    /// Partitions whose reading is paused because the target has not acknowledged their
+    /// share of the in-flight budget (acker.rs).
+    pub partitions_held: AtomicI64,
     /// Failed attempts to list the source's topics or to start partitions; each is
     /// retried without restarting the flow.
     pub assignment_errors: AtomicU64,
@@ -93,7 +97,7 @@ impl Registry {
     /// Prometheus text exposition format 0.0.4.
     pub fn render(&self) -> String {
         type Get = fn(&FlowMetrics) -> i64;
-        let series: [(&str, &str, &str, Get); 16] = [
+        let series: [(&str, &str, &str, Get); 17] = [
             (
                 "duplex_records_forwarded_total",
                 "counter",
@@ -157,8 +161,14 @@ impl Registry {
             (
                 "duplex_flow_partitions_waiting",
                 "gauge",
-                "Partitions that could not be started yet and wait for a retry; the last error says why.",
+                "Selected partitions not started yet: being started, waiting for a retry (the last error says why), or for an earlier run's deliveries.",
                 |m| m.partitions_waiting.load(Relaxed),
+            ),
+            (
+                "duplex_flow_partitions_held",
+                "gauge",
+                "Partitions whose reading waits because the target has not acknowledged half of the in-flight budget of their records; the other partitions carry on.",
+                |m| m.partitions_held.load(Relaxed),
             ),
             (
                 "duplex_flow_assignment_errors_total",
@@ -222,6 +232,6 @@ mod tests {
         let text = r.render();
         assert!(text.contains("duplex_records_forwarded_total{flow=\"a->b\",link=\"a-b\"} 3"));
         assert!(text.contains("duplex_records_forwarded_total{flow=\"b->a\",link=\"a-b\"} 0"));
-        assert_eq!(text.matches("# TYPE").count(), 16);
+        assert_eq!(text.matches("# TYPE").count(), 17);
     }
 }

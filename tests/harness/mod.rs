@@ -15,12 +15,13 @@ use std::time::{Duration, Instant};
 use duplex::inspect::{self, Held};
 use duplex_sync::metrics::Registry;
 use duplex_sync::spec::{ClusterSpec, EngineSpec, TopicSelection};
-use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{DefaultProducerContext, FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, TopicPartitionList};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -579,12 +580,62 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}.{:08x}", rand::random::<u32>())
 }
 
+/// What `group` on `c` has committed for partitions `0..partitions` of `topic`: the
+/// offset (`None` when nothing is committed) and the commit metadata.
+pub async fn committed(
+    c: &TestCluster,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> Vec<(Option<i64>, String)> {
+    let (bootstrap, group, topic) = (c.bootstrap.clone(), group.to_string(), topic.to_string());
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("group.id", &group)
+            .create()
+            .expect("consumer");
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition(&topic, p);
+        }
+        let got = consumer
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .expect("committed offsets");
+        (0..partitions)
+            .map(|p| {
+                let e = got.find_partition(&topic, p).expect("partition listed");
+                let offset = match e.offset() {
+                    rdkafka::Offset::Offset(o) => Some(o),
+                    _ => None,
+                };
+                (offset, e.metadata().to_string())
+            })
+            .collect()
+    })
+    .await
+    .expect("join")
+}
+
 /// Waits until `cond` holds, failing with `what` after `timeout`.
 pub async fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !cond() {
         assert!(Instant::now() < deadline, "waited {timeout:?} for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Like [`wait_until`], for a condition that asks a cluster.
+pub async fn wait_until_async<F, Fut>(what: &str, timeout: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !cond().await {
+        assert!(Instant::now() < deadline, "waited {timeout:?} for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -9,19 +9,21 @@
 //! that cannot read the source's topics is tried again at the next one. Neither
 //! restarts the flow: a restart would throw away what the other partitions achieved.
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::mpsc;
 use tokio::task::spawn_blocking;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::acker::Ack;
 use super::{Clients, Flow, FlowSpec, LagContext};
 use crate::discovery::{partition_count, selected_topics};
 use crate::error::{SyncError, joined};
-use crate::metrics::FlowMetrics;
 use crate::resume::{self, checkpoint_metadata};
 use crate::spec::StartPosition;
 
@@ -40,6 +42,11 @@ pub(crate) struct Assigned {
     /// Never replicated before, or the target lost what the checkpoint names: its
     /// checkpoint is committed at once.
     commit_now: bool,
+    /// Source offsets sent again because the target lost them, counted once the
+    /// partition starts (a start that fails and is tried again counts nothing twice).
+    resent: u64,
+    /// Records the source deleted before they were replicated, counted likewise.
+    gap: u64,
 }
 
 /// The first wait of a partition whose start failed; doubled on each failure.
@@ -58,6 +65,8 @@ pub(crate) struct Assignment {
     seen: HashSet<String>,
     /// Failed attempts in a row to list the source's topics.
     listing_failures: u32,
+    /// Partitions logged as waiting for an earlier run's deliveries.
+    unresolved_reported: HashSet<(String, i32)>,
 }
 
 struct Retry {
@@ -122,6 +131,7 @@ impl Flow {
         c: &Clients,
         assignment: &mut Assignment,
         stop: &CancellationToken,
+        acks: &mpsc::Sender<Ack>,
     ) -> Result<Vec<Assigned>, SyncError> {
         let mut added = Vec::new();
         let s = self.spec.clone();
@@ -152,11 +162,34 @@ impl Flow {
             }
             Err(e) => return Err(e),
         };
-        for (topic, count) in topics {
+        // A topic deleted (or shrunk) while its partitions waited is not waited for.
+        let selects = |t: &String, p: i32| topics.get(t).is_some_and(|c| (p as usize) < *c);
+        assignment.waiting.retain(|(t, p), _| selects(t, *p));
+        // Every selected partition not started yet is waiting, from now on: the reader
+        // runs beside this refresh, and the lag must not read as known meanwhile.
+        let selected: usize = topics.iter().map(|(_, count)| count).sum();
+        let not_started = |a: &Assignment| {
+            let running = a.running.iter().filter(|(t, p)| selects(t, *p)).count();
+            selected.saturating_sub(running) as i64
+        };
+        self.metrics
+            .partitions_waiting
+            .store(not_started(assignment), Relaxed);
+        for (topic, count) in topics.iter().map(|(t, c)| (t.clone(), *c)) {
             let now = Instant::now();
-            let due: Vec<i32> = (0..count as i32)
+            // A partition with deliveries of an earlier run still unresolved starts once
+            // they are (docs/delivery.md, "Every stop drains").
+            let (due, unresolved): (Vec<i32>, Vec<i32>) = (0..count as i32)
                 .filter(|&p| assignment.due(&topic, p, now))
+                .partition(|&p| !self.leftovers.outstanding(&topic, p));
+            let first: Vec<i32> = unresolved
+                .iter()
+                .copied()
+                .filter(|&p| assignment.unresolved_reported.insert((topic.clone(), p)))
                 .collect();
+            if !first.is_empty() {
+                warn!(flow = %self.spec.name(), %topic, partitions = ?first, "Deliveries of an earlier run to these partitions are still unanswered by the target: they start once it has answered.");
+            }
             if due.is_empty() {
                 continue;
             }
@@ -230,10 +263,28 @@ impl Flow {
             if ready.is_empty() {
                 continue;
             }
+            // The acker learns what each checkpoint says before the partition is added,
+            // so before any of its records.
+            let name: Arc<str> = Arc::from(topic.as_str());
             let mut tpl = TopicPartitionList::new();
             for st in &ready {
                 tpl.add_partition_offset(&topic, st.partition, Offset::Offset(st.offset))
                     .map_err(|e| self.local("assign", e))?;
+                let ack = Ack::Assigned {
+                    topic: name.clone(),
+                    partition: st.partition,
+                    offset: st.offset,
+                    target_offset: st.target_offset,
+                    written: st.written,
+                    began: st.began,
+                };
+                // Counted here, where the acker takes over the new start: it commits it.
+                self.metrics
+                    .target_lost_records
+                    .fetch_add(st.resent, Relaxed);
+                self.metrics.source_gap_records.fetch_add(st.gap, Relaxed);
+                // The acker stops receiving only after an error it reports itself.
+                let _ = acks.send(ack).await;
             }
             c.consumer
                 .incremental_assign(&tpl)
@@ -249,7 +300,7 @@ impl Flow {
         }
         self.metrics
             .partitions_waiting
-            .store(assignment.waiting.len() as i64, Relaxed);
+            .store(not_started(assignment), Relaxed);
         self.metrics.refreshes.fetch_add(1, Relaxed);
         Ok(added)
     }
@@ -358,12 +409,7 @@ impl Flow {
     ) -> Result<Vec<(i32, Result<Assigned, SyncError>)>, SyncError> {
         let partitions = partitions.to_vec();
         let stop = stop.clone();
-        let (consumer, scanner, s, metrics) = (
-            c.consumer.clone(),
-            c.scanner.clone(),
-            self.spec.clone(),
-            self.metrics.clone(),
-        );
+        let (consumer, scanner, s) = (c.consumer.clone(), c.scanner.clone(), self.spec.clone());
         let topic = topic.to_string();
         joined(
             "compute resume positions",
@@ -375,10 +421,7 @@ impl Flow {
                     if stop.is_cancelled() {
                         return Err(SyncError::Cancelled("compute resume positions"));
                     }
-                    out.push((
-                        p,
-                        start_of(&consumer, &scanner, &s, &metrics, &topic, p, timeout),
-                    ));
+                    out.push((p, start_of(&consumer, &scanner, &s, &topic, p, timeout)));
                 }
                 Ok(out)
             })
@@ -393,7 +436,6 @@ fn start_of(
     consumer: &StreamConsumer<LagContext>,
     scanner: &BaseConsumer,
     s: &FlowSpec,
-    metrics: &FlowMetrics,
     topic: &str,
     p: i32,
     timeout: Duration,
@@ -443,9 +485,6 @@ fn start_of(
                 // record it still holds, or where replication began.
                 let o = found.map(|f| f + 1).or(ck.began).unwrap_or(low);
                 let resent = (ck.source_next - o).max(0);
-                metrics
-                    .target_lost_records
-                    .fetch_add(resent as u64, Relaxed);
                 warn!(flow = %s.name(), %topic, partition = p, checkpoint = ck.source_next, checkpoint_target_offset = ?ck.target_offset, resume = o, "The target no longer holds the records this flow's checkpoint names (truncated or recreated): sending {resent} source offsets again, from what the target still holds.");
                 Assigned {
                     topic: topic.clone(),
@@ -455,6 +494,8 @@ fn start_of(
                     written: None,
                     began: ck.began,
                     commit_now: true,
+                    resent: resent as u64,
+                    gap: 0,
                 }
             }
             (scan, ck) => {
@@ -471,6 +512,8 @@ fn start_of(
                         written: ck.and_then(|c| c.written),
                         began: ck.and_then(|c| c.began),
                         commit_now: false,
+                        resent: 0,
+                        gap: 0,
                     },
                     None => {
                         let o = if s.start == StartPosition::Earliest {
@@ -486,6 +529,8 @@ fn start_of(
                             written: None,
                             began: Some(o),
                             commit_now: true,
+                            resent: 0,
+                            gap: 0,
                         }
                     }
                 }
@@ -504,13 +549,13 @@ fn start_of(
                 high,
             });
         }
-        if offset < low {
-            let lost = low - offset;
-            metrics.source_gap_records.fetch_add(lost as u64, Relaxed);
-            warn!(flow = %s.name(), %topic, partition = p, from = offset, to = low, "The source deleted {lost} records (retention) before they were replicated; resuming at its log start.");
+        let gap = (low - offset).max(0);
+        if gap > 0 {
+            warn!(flow = %s.name(), %topic, partition = p, from = offset, to = low, "The source deleted {gap} records (retention) before they were replicated; resuming at its log start.");
         }
         Ok(Assigned {
             offset: offset.max(low),
+            gap: gap as u64,
             ..start
         })
     }

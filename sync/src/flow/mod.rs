@@ -3,17 +3,20 @@
 //! - [`Flow::run_once`] builds the clients, then runs the reader and the acker side by side.
 //! - `assign`: discovery of selected topics, target topic checks, resume positions.
 //! - [`reader`]: the per-record hot path (decode provenance, route, produce).
-//! - [`acker`]: awaits deliveries in order, advances per-partition positions, commits.
+//! - [`acker`]: awaits deliveries, advances each partition's position in its read
+//!   order ([`pending`]), pauses a partition the target holds back, commits.
 //! - `watchdog`: restarts a flow whose consumer stopped fetching without an error.
 
 mod acker;
 mod assign;
+mod pending;
 mod reader;
 mod watchdog;
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::ClientContext;
@@ -127,9 +130,53 @@ pub struct Flow {
     pub spec: Arc<FlowSpec>,
     /// Its counters.
     pub metrics: Arc<FlowMetrics>,
+    /// Deliveries earlier runs left unresolved.
+    leftovers: Leftovers,
+}
+
+/// Deliveries that a stopped run of a flow left unresolved when its drain timed out,
+/// counted per partition. Their producer is kept alive until they resolve (dropping it
+/// would abandon requests the broker may still append), and those partitions start
+/// again only then: a batch that lands after a new start scanned the target would be
+/// written twice.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Leftovers(Arc<Mutex<HashMap<(String, i32), usize>>>);
+
+impl Leftovers {
+    fn add(&self, key: &(String, i32)) {
+        *self.lock().entry(key.clone()).or_default() += 1;
+    }
+
+    fn done(&self, key: &(String, i32)) {
+        let mut m = self.lock();
+        if let Some(n) = m.get_mut(key) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(key);
+            }
+        }
+    }
+
+    /// Whether deliveries of an earlier run to this partition are still unresolved.
+    pub(crate) fn outstanding(&self, topic: &str, partition: i32) -> bool {
+        self.lock().contains_key(&(topic.to_string(), partition))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, i32), usize>> {
+        self.0.lock().expect("leftovers lock")
+    }
 }
 
 impl Flow {
+    /// A flow that has not run yet.
+    pub fn new(spec: Arc<FlowSpec>, metrics: Arc<FlowMetrics>) -> Self {
+        Flow {
+            spec,
+            metrics,
+            leftovers: Leftovers::default(),
+        }
+    }
+
     fn clients(&self) -> Result<Clients, SyncError> {
         let s = &self.spec;
         let name = format!("duplex-{}-{}", s.source.id, s.target.id);
@@ -186,8 +233,9 @@ impl Flow {
         let budget = Arc::new(Semaphore::new(self.spec.in_flight_bytes));
         // The channel only orders acks; the byte budget is what bounds memory.
         let (tx, rx) = mpsc::channel(64 * 1024);
-        let reader = reader::Reader::new(self, &clients, budget.clone(), tx);
-        let acker = acker::Acker::new(self, &clients, stop.clone());
+        let holds = acker::Holds::default();
+        let reader = reader::Reader::new(self, &clients, budget.clone(), tx, holds.clone());
+        let acker = acker::Acker::new(self, &clients, stop.clone(), holds);
         let (r, a) = tokio::join!(
             async {
                 let r = reader.run(&stop).await;
@@ -211,6 +259,7 @@ impl Flow {
         // Stopped or about to restart: nothing reads, so the last lag seen is stale.
         let partitions = self.metrics.partitions.swap(0, Relaxed)
             + self.metrics.partitions_waiting.swap(0, Relaxed);
+        self.metrics.partitions_held.store(0, Relaxed);
         self.metrics.lag_unknown.store(partitions.max(1), Relaxed);
         match (a, r) {
             (Err(a), Err(r)) if r.outranks(&a) => Err(r),

@@ -15,7 +15,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::acker::Ack;
-use super::assign::{Assigned, Assignment};
+use super::acker::Holds;
+use super::assign::Assignment;
 use super::{Clients, Flow, watchdog};
 use crate::error::SyncError;
 use crate::provenance::{Hop, PATH_HEADER, Path, encode_origin, is_reserved};
@@ -26,15 +27,39 @@ pub(crate) struct Reader<'a> {
     clients: &'a Clients,
     budget: Arc<Semaphore>,
     acks: mpsc::Sender<Ack>,
-    topics: HashMap<String, Arc<TopicRoute>>,
+    holds: Holds,
+    topics: HashMap<String, TopicRoute>,
     path_buf: Vec<u8>,
 }
 
-/// What the reader keeps per topic: its shared name (for acks) and this flow's routing
-/// decision for it, computed when the topic is first seen.
+/// What the reader keeps per topic: its shared name (for acks), this flow's routing
+/// decision for it, computed when the topic is first seen, and the next offset expected
+/// of each partition.
 struct TopicRoute {
     name: Arc<str>,
     router: FlowRouter,
+    /// Per partition: the offset after the last record handled, or -1.
+    next: Vec<i64>,
+}
+
+impl TopicRoute {
+    /// Whether `offset` of `partition` was handled already in this run. librdkafka never
+    /// hands a record out twice, except in one race: a partition the acker pauses
+    /// (acker.rs) while this reader is taking a record of it resumes at that record.
+    /// Handling it again would write it twice.
+    fn seen(&mut self, partition: i32, offset: i64) -> bool {
+        let Ok(p) = usize::try_from(partition) else {
+            return false;
+        };
+        if p >= self.next.len() {
+            self.next.resize(p + 1, -1);
+        }
+        if offset < self.next[p] {
+            return true;
+        }
+        self.next[p] = offset + 1;
+        false
+    }
 }
 
 impl<'a> Reader<'a> {
@@ -43,12 +68,14 @@ impl<'a> Reader<'a> {
         clients: &'a Clients,
         budget: Arc<Semaphore>,
         acks: mpsc::Sender<Ack>,
+        holds: Holds,
     ) -> Self {
         Reader {
             flow,
             clients,
             budget,
             acks,
+            holds,
             topics: HashMap::new(),
             path_buf: Vec::with_capacity(128),
         }
@@ -56,16 +83,28 @@ impl<'a> Reader<'a> {
 
     /// Reads until `stop` fires or an error occurs. Dropping the ack sender on return
     /// lets the acker drain and finish.
+    ///
+    /// Assignment (finding topics, scanning the target, retrying partitions that could
+    /// not start) runs beside the reading, not in its way: a partition whose start waits
+    /// on a slow broker does not hold back the partitions already started.
     pub(crate) async fn run(mut self, stop: &CancellationToken) -> Result<(), SyncError> {
         let limits = self.flow.spec.limits.clone();
-        let mut assigned = Assignment::default();
         // Where each partition started: the watchdog's position for partitions that have
         // read nothing yet.
         let mut starts = HashMap::new();
-        tokio::select! {
-            r = self.flow.refresh_assignment(self.clients, &mut assigned, stop) => self.started(r?, &mut starts).await?,
-            _ = stop.cancelled() => return Ok(()),
-        }
+        let (flow, clients, acks) = (self.flow, self.clients, self.acks.clone());
+        let assign = |mut assignment: Assignment| {
+            let (acks, stop) = (acks.clone(), stop.clone());
+            Box::pin(async move {
+                let r = flow
+                    .refresh_assignment(clients, &mut assignment, &stop, &acks)
+                    .await;
+                (assignment, r)
+            })
+        };
+        // The assignment between two refreshes; taken by the refresh that runs.
+        let mut idle = None;
+        let mut refreshing = Some(assign(Assignment::default()));
         let mut refresh = tokio::time::interval(limits.refresh_interval);
         refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         refresh.reset();
@@ -86,26 +125,25 @@ impl<'a> Reader<'a> {
                     // Stopping does not wait for a check (or a refresh) that waits on a
                     // broker which stopped answering: it bails out between requests.
                     tokio::select! {
-                        r = watchdog::check(&self.flow.spec, &consumer, &starts, last_read.elapsed(), stop) => r?,
+                        r = watchdog::check(&self.flow.spec, &consumer, &starts, &self.holds, last_read.elapsed(), stop) => r?,
                         _ = stop.cancelled() => return Ok(()),
                     }
                     not_idle(&mut last_read, began);
                 }
-                _ = refresh.tick() => {
-                    debug!(flow = %self.flow.spec.name(), idle_ms = last_read.elapsed().as_millis() as u64, "Looking for new topics and partitions.");
-                    let began = Instant::now();
-                    let added = tokio::select! {
-                        r = self.flow.refresh_assignment(self.clients, &mut assigned, stop) => r?,
-                        _ = stop.cancelled() => return Ok(()),
-                    };
-                    self.started(added, &mut starts).await?;
+                (assignment, added) = async { refreshing.as_mut().expect("guarded").await }, if refreshing.is_some() => {
+                    refreshing = None;
+                    for a in added? {
+                        starts.insert((a.topic, a.partition), a.offset);
+                    }
+                    idle = Some(assignment);
                     debug!(flow = %self.flow.spec.name(), "Topics and partitions are up to date.");
-                    // A refresh slower than the interval would otherwise be due again at
-                    // once, and the biased select would never reach recv() (a broker that
-                    // serves one request per connection queues the refresh's metadata
-                    // request behind a long fetch: docs/testing.md).
+                    // The next refresh is an interval after this one ended, not after it
+                    // began: a slow one is not due again at once.
                     refresh.reset();
-                    not_idle(&mut last_read, began);
+                }
+                _ = refresh.tick(), if refreshing.is_none() => {
+                    debug!(flow = %self.flow.spec.name(), idle_ms = last_read.elapsed().as_millis() as u64, "Looking for new topics and partitions.");
+                    refreshing = idle.take().map(assign);
                 }
                 m = consumer.recv() => match m {
                     Ok(m) => {
@@ -115,48 +153,25 @@ impl<'a> Reader<'a> {
                         // target outage must not restart the flow once it ends.
                         last_read = Instant::now();
                     }
-                    Err(e) => self.consume_error(e, &starts).await?,
+                    Err(e) => self.consume_error(e, &starts, stop).await?,
                 },
             }
         }
-    }
-
-    /// Records where new partitions start, and tells the acker what their checkpoints
-    /// say (before any of their records).
-    async fn started(
-        &mut self,
-        added: Vec<Assigned>,
-        starts: &mut HashMap<(String, i32), i64>,
-    ) -> Result<(), SyncError> {
-        for a in added {
-            starts.insert((a.topic.clone(), a.partition), a.offset);
-            let topic = self.topic(&a.topic).name.clone();
-            self.send_ack(Ack::Assigned {
-                topic,
-                partition: a.partition,
-                offset: a.offset,
-                target_offset: a.target_offset,
-                written: a.written,
-                began: a.began,
-            })
-            .await?;
-        }
-        Ok(())
     }
 
     async fn consume_error(
         &self,
         e: KafkaError,
         starts: &HashMap<(String, i32), i64>,
+        stop: &CancellationToken,
     ) -> Result<(), SyncError> {
         match e.rdkafka_error_code() {
             // auto.offset.reset=error (clients.rs): name the partition and restart.
-            Some(RDKafkaErrorCode::AutoOffsetReset) => {
-                Err(
-                    watchdog::out_of_range(&self.flow.spec, &self.clients.consumer, starts, e)
-                        .await,
-                )
-            }
+            // Stopping does not wait for the search on a source that stopped answering.
+            Some(RDKafkaErrorCode::AutoOffsetReset) => tokio::select! {
+                e = watchdog::out_of_range(&self.flow.spec, &self.clients.consumer, starts, e) => Err(e),
+                _ = stop.cancelled() => Ok(()),
+            },
             // Transport hiccups are retried inside librdkafka; they surface as events.
             Some(
                 RDKafkaErrorCode::BrokerTransportFailure
@@ -175,16 +190,16 @@ impl<'a> Reader<'a> {
     }
 
     /// One hash lookup per record; the route is computed once per topic.
-    fn topic(&mut self, name: &str) -> Arc<TopicRoute> {
-        if let Some(t) = self.topics.get(name) {
-            return t.clone();
+    fn topic(&mut self, name: &str) -> &mut TopicRoute {
+        if !self.topics.contains_key(name) {
+            let route = TopicRoute {
+                name: Arc::from(name),
+                router: self.flow.spec.routes.router(name),
+                next: Vec::new(),
+            };
+            self.topics.insert(name.to_string(), route);
         }
-        let route = Arc::new(TopicRoute {
-            name: Arc::from(name),
-            router: self.flow.spec.routes.router(name),
-        });
-        self.topics.insert(name.to_string(), route.clone());
-        route
+        self.topics.get_mut(name).expect("inserted above")
     }
 
     async fn handle(
@@ -222,6 +237,10 @@ impl<'a> Reader<'a> {
             })?),
         };
         let route = self.topic(m.topic());
+        if route.seen(partition, offset) {
+            debug!(flow = %spec.name(), topic = m.topic(), partition, offset, "Read again after a pause: already handled.");
+            return Ok(());
+        }
         let (topic, decision) = (route.name.clone(), route.router.decide(path.as_ref()));
         match decision {
             Decision::Forward => {}

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use tracing::warn;
 
+use super::acker::Holds;
 use super::{FlowSpec, LagContext};
 use crate::error::{SyncError, joined};
 
@@ -32,10 +33,12 @@ pub(crate) async fn check(
     spec: &Arc<FlowSpec>,
     consumer: &Arc<StreamConsumer<LagContext>>,
     starts: &HashMap<(String, i32), i64>,
+    holds: &Holds,
     idle: Duration,
     stop: &CancellationToken,
 ) -> Result<(), SyncError> {
     let (spec, consumer, starts) = (spec.clone(), consumer.clone(), starts.clone());
+    let holds = holds.clone();
     let stop = stop.clone();
     let r = tokio::task::spawn_blocking(move || {
         let kafka = |op, source| SyncError::Kafka {
@@ -54,6 +57,11 @@ pub(crate) async fn check(
             let Some(position) = position_of(&e, &starts) else {
                 continue;
             };
+            // Paused while the target catches up (or just resumed): waiting for the
+            // target is not a stall.
+            if holds.holds(e.topic(), e.partition(), spec.limits.stall_timeout) {
+                continue;
+            }
             // A partition whose source is too slow to say where it ends tells nothing
             // about a stall: look again at the next check rather than restart a flow
             // that may be reading; the other partitions are still checked.
