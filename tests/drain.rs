@@ -27,13 +27,7 @@ async fn broker_refusal_stops_the_flow_even_behind_purged_records() {
     b.create_topic_led(&topic, &[1, 2]).await;
     let running = harness::run_engine(harness::spec(&[a, b], &[[0, 1]], "drain\\..*"));
     running.wait_discovered(2).await;
-    let flow = running
-        .registry
-        .entries()
-        .into_iter()
-        .find(|e| e.flow == "src->dst")
-        .unwrap()
-        .metrics;
+    let flow = running.flow("src->dst").await;
 
     // Partition 0's records are read and wait in the producer's queue for broker 1.
     b.mock().broker_down(1).unwrap();

@@ -124,10 +124,10 @@ async fn kill_dash_nine_in_a_mesh_of_three_converges_on_mock() {
 
 /// One scenario at a time: three Tansu brokers, a second scenario's brokers and two
 /// `duplex` processes on a 2-core machine starve the brokers until they answer nothing.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn kill_dash_nine(provider: Provider, sc: &Scenario) {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = ONE_AT_A_TIME.lock().await;
     let Some(clusters) = harness::start(provider, sc.ids) else {
         return;
     };

@@ -28,21 +28,7 @@ async fn lag_while_the_target_is_down(provider: Provider) {
         let refs: Vec<_> = clusters.iter().collect();
         harness::run_engine(harness::spec(&refs, &[[0, 1]], "lagged\\..*"))
     };
-    let flow = |name: &str| {
-        running
-            .registry
-            .entries()
-            .into_iter()
-            .find(|e| e.flow == name)
-            .map(|e| e.metrics)
-    };
-    harness::wait_until(
-        "flow east->west registered",
-        Duration::from_secs(10),
-        || flow("east->west").is_some(),
-    )
-    .await;
-    let m = flow("east->west").expect("registered");
+    let m = running.flow("east->west").await;
     // Longer than the consumer's statistics interval (5 s), so a statistics round that
     // summed unknown lags as 0 would show.
     let until = Instant::now() + Duration::from_secs(8);

@@ -43,13 +43,7 @@ async fn outage_longer_than_the_stall_timeout(provider: Provider) {
     harness::wait_for_count(&refs[1..], &topic, 400, Duration::from_secs(60)).await;
     // Past the watchdog's next look, had the wait counted as idle.
     tokio::time::sleep(stall_timeout / 2).await;
-    let m = running
-        .registry
-        .entries()
-        .into_iter()
-        .find(|e| e.flow == "east->west")
-        .expect("flow east->west")
-        .metrics;
+    let m = running.flow("east->west").await;
     let (restarts, error) = (m.restarts.load(Relaxed), m.last_error());
     running.stop().await;
     assert_eq!(

@@ -106,27 +106,15 @@ async fn missing_target_topic_on_mock_is_an_error_not_an_auto_created_topic() {
     let mut spec = harness::spec(&[a, b], &[[0, 1]], "orphan\\..*");
     spec.limits.request_timeout = Duration::from_secs(1);
     let running = harness::run_engine(spec);
-    let flow = || {
-        running
-            .registry
-            .entries()
-            .into_iter()
-            .find(|e| e.flow == "src->dst")
-            .map(|e| e.metrics)
-    };
+    let m = running.flow("src->dst").await;
     // The topic's partitions wait to be tried again (the operator may create it); the
     // flow itself is not restarted over one topic (issue 10).
     harness::wait_until(
         "the topic's partitions to wait after a failed creation",
         Duration::from_secs(30),
-        || {
-            flow().is_some_and(|m| {
-                m.partitions_waiting.load(Relaxed) == 3 && m.assignment_errors.load(Relaxed) >= 1
-            })
-        },
+        || m.partitions_waiting.load(Relaxed) == 3 && m.assignment_errors.load(Relaxed) >= 1,
     )
     .await;
-    let m = flow().expect("flow src->dst");
     let error = m.last_error().unwrap();
     let restarts = m.restarts.load(Relaxed);
     running.stop().await;

@@ -46,13 +46,7 @@ async fn retention_overtaking_a_lagging_flow_is_counted_exactly_on_mock() {
     assert!(low > 600, "the source's log start moved: {low}");
     clusters[1].broker_up();
 
-    let flow = running
-        .registry
-        .entries()
-        .into_iter()
-        .find(|e| e.flow == "src->dst")
-        .unwrap()
-        .metrics;
+    let flow = running.flow("src->dst").await;
     harness::wait_until("the gap to be counted", Duration::from_secs(60), || {
         flow.source_gap_records.load(Relaxed) > 0
     })
@@ -104,13 +98,7 @@ async fn a_source_behind_the_flow_stops_it_on_mock() {
         running.registry.entries().len() == 2
     })
     .await;
-    let flow = running
-        .registry
-        .entries()
-        .into_iter()
-        .find(|e| e.flow == "src->dst")
-        .unwrap()
-        .metrics;
+    let flow = running.flow("src->dst").await;
     harness::wait_until("src->dst to stop", Duration::from_secs(30), || {
         flow.up.load(Relaxed) == 0
     })

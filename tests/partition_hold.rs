@@ -25,13 +25,7 @@ async fn one_target_partition_down_holds_back_only_itself() {
     spec.links[0].in_flight_bytes = 16 * 1024;
     let running = harness::run_engine(spec);
     running.wait_discovered(2).await;
-    let flow = running
-        .registry
-        .entries()
-        .into_iter()
-        .find(|e| e.flow == "src->dst")
-        .unwrap()
-        .metrics;
+    let flow = running.flow("src->dst").await;
 
     b.mock().broker_down(1).unwrap();
     let held = harness::records_on("src", 500, &[0]);

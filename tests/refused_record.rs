@@ -30,20 +30,10 @@ async fn refused_record_stops_its_flow_and_is_never_skipped() {
         .producer
         .insert("message.max.bytes".into(), "2000".into());
     let running = harness::run_engine(spec);
-    harness::wait_until("flows to register", Duration::from_secs(10), || {
-        running.registry.entries().len() == 2
-    })
-    .await;
-    let flow = |name: &str| {
-        running
-            .registry
-            .entries()
-            .into_iter()
-            .find(|e| e.flow == name)
-            .unwrap()
-            .metrics
-    };
-    let (ab, ba) = (flow("src->dst"), flow("dst->src"));
+    let (ab, ba) = (
+        running.flow("src->dst").await,
+        running.flow("dst->src").await,
+    );
     harness::wait_for_count(&[b], &topic, 1, Duration::from_secs(10)).await;
     ids.extend(harness::produce(a, &topic, &recs[1..]).await);
     harness::wait_until("src->dst to stop", Duration::from_secs(30), || {

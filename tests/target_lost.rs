@@ -41,13 +41,7 @@ async fn a_recreated_target_gets_the_records_it_lost_on_mock() {
     harness::expect(&mut expected, ids, &local);
     let running = harness::run_engine(harness::spec(&[a, &fresh], &[[0, 1]], "lost\\..*"));
     harness::wait_for_count(&[a, &fresh], &topic, 70, Duration::from_secs(30)).await;
-    let flow = running
-        .registry
-        .entries()
-        .into_iter()
-        .find(|e| e.flow == "src->dst")
-        .unwrap()
-        .metrics;
+    let flow = running.flow("src->dst").await;
     running.stop().await;
     assert_eq!(flow.target_lost_records.load(Relaxed), 30);
     assert_eq!(flow.restarts.load(Relaxed), 0);

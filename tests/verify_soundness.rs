@@ -47,7 +47,7 @@ async fn replicated(a: &TestCluster, topic: &str, n: usize) -> (Vec<Rec>, Vec<Re
     (recs, copies)
 }
 
-fn partition<'r>(report: &'r Report, p: i32) -> &'r PartitionReport {
+fn partition(report: &Report, p: i32) -> &PartitionReport {
     report.comparisons[0].topics[0]
         .partitions
         .iter()

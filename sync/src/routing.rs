@@ -590,7 +590,7 @@ mod tests {
                 }
                 // The parts partition exactly the clusters that some selecting link touches.
                 let in_parts: usize = routes.parts(topic).iter().map(Vec::len).sum();
-                let touched = (0..n).filter(|&c| routes.topology(topic).adj[c].len() > 0).count();
+                let touched = (0..n).filter(|&c| !routes.topology(topic).adj[c].is_empty()).count();
                 prop_assert_eq!(in_parts, touched);
             }
         }

@@ -536,6 +536,24 @@ impl Running {
         .await;
     }
 
+    /// The counters of flow `name` (`source->target`), once it is registered.
+    pub async fn flow(&self, name: &str) -> Arc<duplex_sync::metrics::FlowMetrics> {
+        let find = || {
+            self.registry
+                .entries()
+                .into_iter()
+                .find(|e| e.flow == name)
+                .map(|e| e.metrics)
+        };
+        wait_until(
+            &format!("flow {name} registered"),
+            Duration::from_secs(10),
+            || find().is_some(),
+        )
+        .await;
+        find().expect("registered")
+    }
+
     pub async fn stop(self) {
         self.cancel.cancel();
         self.handle.await.expect("engine task").expect("engine");

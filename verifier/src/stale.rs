@@ -135,12 +135,15 @@ pub fn forget_refilled(
     Ok(notes)
 }
 
+/// A partition whose stored last record changed, and what changed.
+type Changed = ((String, i32), String);
+
 /// The partitions of side `idx` whose record at the stored offset is gone or differs.
 fn changed_lasts(
     spec: &VerifySpec,
     idx: usize,
     want: &HashMap<(String, i32), (i64, Fingerprint, i64)>,
-) -> Result<Vec<((String, i32), String)>, VerifyError> {
+) -> Result<Vec<Changed>, VerifyError> {
     let cluster = &spec.sides[idx];
     let canon = spec.canon(Mode::Identity);
     let consumer: BaseConsumer = consumer_config(cluster)
@@ -231,6 +234,7 @@ mod tests {
     /// was recreated or truncated, and which are ordinary growth or retention.
     #[test]
     fn a_partition_recreated_or_truncated_is_forgotten() {
+        let all = regex::Regex::new(".*").unwrap();
         for (low, high, forgotten) in [(5, 10, false), (7, 30, false), (0, 30, true), (5, 9, true)]
         {
             let dir = tempfile::tempdir().unwrap();
@@ -238,7 +242,7 @@ mod tests {
                 ClusterSpec::new("a", "unused:1"),
                 ClusterSpec::new("b", "unused:2"),
             ];
-            let spec = VerifySpec::new(sides, regex::Regex::new(".*").unwrap(), dir.path().into());
+            let spec = VerifySpec::new(sides, all.clone(), dir.path().into());
             let store = Store::open(dir.path(), &spec.signature()).unwrap();
             let mut w = SideIngest::new(&store, 1, "b", Default::default());
             w.set_log_start("t", 0, 5);

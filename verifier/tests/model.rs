@@ -75,11 +75,14 @@ fn apply(n: u64, muts: &[(usize, Mutation)]) -> Vec<Copy> {
     out
 }
 
+/// A copy of an origin offset: (own offset, value, partition).
+type CopyAt<'a> = (usize, &'a Vec<u8>, i32);
+
 /// The comparison, written the simple way.
 fn model(n: u64, target: &[Copy]) -> Counts {
     let mut c = Counts::default();
     // Per origin offset, its copies as (own offset, value, partition).
-    let mut copies: BTreeMap<u64, Vec<(usize, &Vec<u8>, i32)>> = BTreeMap::new();
+    let mut copies: BTreeMap<u64, Vec<CopyAt<'_>>> = BTreeMap::new();
     for ((origin, v, p), own) in target.iter().zip(own_offsets(target)) {
         match origin {
             Some(x) => copies.entry(*x).or_default().push((own as usize, v, *p)),

@@ -79,7 +79,10 @@ pub(crate) enum Ack {
 /// enough of their records, and when each was resumed: the stall watchdog leaves them
 /// alone, for they wait on the target, not on the source (docs/delivery.md).
 #[derive(Clone, Default)]
-pub(crate) struct Holds(Arc<Mutex<HashMap<(String, i32), Option<Instant>>>>);
+pub(crate) struct Holds(Arc<Mutex<HoldMap>>);
+
+/// Held partitions, each with when it was resumed (`None` while paused).
+type HoldMap = HashMap<(String, i32), Option<Instant>>;
 
 impl Holds {
     fn hold(&self, topic: &str, partition: i32) {
@@ -99,7 +102,7 @@ impl Holds {
         held.contains_key(&(topic.to_string(), partition))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, i32), Option<Instant>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HoldMap> {
         self.0.lock().expect("holds lock")
     }
 }

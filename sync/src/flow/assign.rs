@@ -167,7 +167,7 @@ impl Flow {
         assignment.waiting.retain(|(t, p), _| selects(t, *p));
         // Every selected partition not started yet is waiting, from now on: the reader
         // runs beside this refresh, and the lag must not read as known meanwhile.
-        let selected: usize = topics.iter().map(|(_, count)| count).sum();
+        let selected: usize = topics.values().sum();
         let not_started = |a: &Assignment| {
             let running = a.running.iter().filter(|(t, p)| selects(t, *p)).count();
             selected.saturating_sub(running) as i64
@@ -443,10 +443,10 @@ fn start_of(
     let topic = topic.to_string();
     let src = s.source.id.as_str();
     {
-        let ck = resume::committed(&*consumer, src, &topic, p, timeout)?;
+        let ck = resume::committed(consumer, src, &topic, p, timeout)?;
         let hint = (ck.and_then(|c| c.target_offset), ck.and_then(|c| c.written));
         let scan = resume::last_written(
-            &scanner,
+            scanner,
             &s.target.id,
             src.as_bytes(),
             &topic,
