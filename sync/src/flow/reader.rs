@@ -133,7 +133,7 @@ impl<'a> Reader<'a> {
                 (assignment, added) = async { refreshing.as_mut().expect("guarded").await }, if refreshing.is_some() => {
                     refreshing = None;
                     for a in added? {
-                        starts.insert((a.topic, a.partition), a.offset);
+                        starts.insert((a.topic, a.partition), (a.offset, Instant::now()));
                     }
                     idle = Some(assignment);
                     debug!(flow = %self.flow.spec.name(), "Topics and partitions are up to date.");
@@ -162,7 +162,7 @@ impl<'a> Reader<'a> {
     async fn consume_error(
         &self,
         e: KafkaError,
-        starts: &HashMap<(String, i32), i64>,
+        starts: &watchdog::Starts,
         stop: &CancellationToken,
     ) -> Result<(), SyncError> {
         match e.rdkafka_error_code() {

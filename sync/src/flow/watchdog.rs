@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::Offset;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -26,13 +26,17 @@ use super::acker::Holds;
 use super::{FlowSpec, LagContext};
 use crate::error::{SyncError, joined};
 
+/// Where each partition of a run started, and when.
+pub(crate) type Starts = HashMap<(String, i32), (i64, Instant)>;
+
 /// Fails with [`SyncError::Stalled`] when a partition's source holds records past the
-/// consumer's position. `starts`: where each partition was started, for partitions that
+/// consumer's position. `starts`: where and when each partition was started, for
+/// partitions that
 /// have not read anything yet. `idle`: time since the last record.
 pub(crate) async fn check(
     spec: &Arc<FlowSpec>,
     consumer: &Arc<StreamConsumer<LagContext>>,
-    starts: &HashMap<(String, i32), i64>,
+    starts: &Starts,
     holds: &Holds,
     idle: Duration,
     stop: &CancellationToken,
@@ -57,6 +61,15 @@ pub(crate) async fn check(
             let Some(position) = position_of(&e, &starts) else {
                 continue;
             };
+            // Started less than a stall timeout ago: the flow-wide idle time may predate
+            // it (a first assignment that waited on slow scans), and a partition that just
+            // started has not had the time to read.
+            if starts
+                .get(&(e.topic().to_string(), e.partition()))
+                .is_some_and(|(_, at)| at.elapsed() < spec.limits.stall_timeout)
+            {
+                continue;
+            }
             // Paused while the target catches up (or just resumed): waiting for the
             // target is not a stall.
             if holds.holds(e.topic(), e.partition(), spec.limits.stall_timeout) {
@@ -102,7 +115,7 @@ pub(crate) async fn check(
 pub(crate) async fn out_of_range(
     spec: &Arc<FlowSpec>,
     consumer: &Arc<StreamConsumer<LagContext>>,
-    starts: &HashMap<(String, i32), i64>,
+    starts: &Starts,
     error: KafkaError,
 ) -> SyncError {
     let (spec, consumer, starts) = (spec.clone(), consumer.clone(), starts.clone());
@@ -147,10 +160,12 @@ pub(crate) async fn out_of_range(
 /// yet; `None` for a partition the flow did not start.
 fn position_of(
     e: &rdkafka::topic_partition_list::TopicPartitionListElem<'_>,
-    starts: &HashMap<(String, i32), i64>,
+    starts: &Starts,
 ) -> Option<i64> {
     match e.offset() {
         Offset::Offset(o) => Some(o),
-        _ => starts.get(&(e.topic().to_string(), e.partition())).copied(),
+        _ => starts
+            .get(&(e.topic().to_string(), e.partition()))
+            .map(|(o, _)| *o),
     }
 }
