@@ -68,8 +68,9 @@ pub async fn run(
         let metrics = registry.flow(&fs.link, &fs.source.id, &fs.target.id);
         let flow = Flow::new(Arc::new(fs), metrics);
         // Up from the moment it is registered: a reader of the registry never sees a
-        // flow that has not started yet as one that stopped.
+        // flow that has not started yet as one that stopped, nor as one caught up.
         flow.metrics.up.store(1, Relaxed);
+        flow.metrics.lag_unknown.store(1, Relaxed);
         tasks.spawn(supervise(flow, cancel.clone()));
     }
     let total = tasks.len();

@@ -149,9 +149,6 @@ impl Flow {
         let topics = match topics {
             Ok(t) => {
                 assignment.listing_failures = 0;
-                // From now on the consumer's statistics say what the lag is; before the
-                // first listing nothing is known, and nothing must read as caught up.
-                c.consumer.context().assigned.store(true, Relaxed);
                 t
             }
             Err(e) if e.is_retriable() && !stop.is_cancelled() => {
@@ -175,6 +172,10 @@ impl Flow {
         self.metrics
             .partitions_waiting
             .store(not_started(assignment), Relaxed);
+        // From now on the consumer's statistics say what the lag is (the partitions not
+        // started count as unknown); before the first listing nothing is known, and
+        // nothing must read as caught up.
+        c.consumer.context().assigned.store(true, Relaxed);
         for (topic, count) in topics.iter().map(|(t, c)| (t.clone(), *c)) {
             let now = Instant::now();
             // A partition with deliveries of an earlier run still unresolved starts once
