@@ -107,45 +107,35 @@ impl Holds {
     }
 }
 
-/// One delivery in flight, with what its resolution must update.
-struct InFlight {
+/// What a delivery's resolution must update.
+#[derive(Clone, Copy)]
+struct Record {
     part: u32,
     seq: u64,
     offset: i64,
     bytes: usize,
     timestamp: Option<i64>,
+}
+
+/// One delivery in flight; resolves to its record and the target offset (or the error).
+struct InFlight {
+    record: Record,
     delivery: DeliveryFuture,
     /// Returns the record's bytes to the in-flight budget when the delivery resolves.
     _permit: OwnedSemaphorePermit,
 }
 
-/// What a resolved delivery reports.
-struct Resolved {
-    part: u32,
-    seq: u64,
-    offset: i64,
-    bytes: usize,
-    timestamp: Option<i64>,
-    outcome: Result<i64, KafkaError>,
-}
-
 impl Future for InFlight {
-    type Output = Resolved;
+    type Output = (Record, Result<i64, KafkaError>);
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Resolved> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let r = ready!(Pin::new(&mut self.delivery).poll(cx));
-        Poll::Ready(Resolved {
-            part: self.part,
-            seq: self.seq,
-            offset: self.offset,
-            bytes: self.bytes,
-            timestamp: self.timestamp,
-            outcome: match r {
-                Ok(Ok(d)) => Ok(d.offset),
-                Ok(Err((e, _))) => Err(e),
-                Err(_) => Err(KafkaError::Canceled),
-            },
-        })
+        let outcome = match r {
+            Ok(Ok(d)) => Ok(d.offset),
+            Ok(Err((e, _))) => Err(e),
+            Err(_) => Err(KafkaError::Canceled),
+        };
+        Poll::Ready((self.record, outcome))
     }
 }
 
@@ -295,11 +285,13 @@ impl<'a> Acker<'a> {
                 let seq = p.sent(offset, bytes);
                 let pause = !p.paused && p.in_flight > self.cap;
                 self.in_flight.push(InFlight {
-                    part: i,
-                    seq,
-                    offset,
-                    bytes,
-                    timestamp,
+                    record: Record {
+                        part: i,
+                        seq,
+                        offset,
+                        bytes,
+                        timestamp,
+                    },
                     delivery,
                     _permit,
                 });
@@ -310,8 +302,8 @@ impl<'a> Acker<'a> {
         }
     }
 
-    fn resolved(&mut self, r: Resolved) {
-        let target = match r.outcome {
+    fn resolved(&mut self, (r, outcome): (Record, Result<i64, KafkaError>)) {
+        let target = match outcome {
             Ok(target) => {
                 let m = &self.flow.metrics;
                 m.forwarded.fetch_add(1, Relaxed);
@@ -447,13 +439,13 @@ impl<'a> Acker<'a> {
             .collect();
         let leftovers = self.flow.leftovers.clone();
         for d in self.in_flight.iter() {
-            leftovers.add(&keys[d.part as usize]);
+            leftovers.add(&keys[d.record.part as usize]);
         }
         let mut waiting = std::mem::take(&mut self.in_flight);
         warn!(flow = %name, unacknowledged = waiting.len(), drain_timeout = ?self.flow.spec.drain_timeout, "Stopping with deliveries still unacknowledged: they are awaited apart, and their partitions start again once the target has answered for them.");
         let producer = self.producer.clone();
         tokio::spawn(async move {
-            while let Some(r) = waiting.next().await {
+            while let Some((r, _)) = waiting.next().await {
                 leftovers.done(&keys[r.part as usize]);
             }
             drop(producer);
