@@ -2,6 +2,7 @@
 //! produced on all three at once, Duplex replicating, then a table per cluster proving
 //! that every cluster holds every record exactly once, and the verifier's parity proof.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -23,8 +24,8 @@ const IDS: [&str; 3] = ["east", "west", "north"];
 const PARTITIONS: i32 = 4;
 
 /// Runs the demo; exit 0 when every cluster holds every record exactly once.
-pub fn run(records: usize) -> ExitCode {
-    match demo(records) {
+pub fn run(records: usize, serve: Option<SocketAddr>) -> ExitCode {
+    match demo(records, serve) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
@@ -34,7 +35,7 @@ pub fn run(records: usize) -> ExitCode {
     }
 }
 
-fn demo(records: usize) -> anyhow::Result<bool> {
+fn demo(records: usize, serve: Option<SocketAddr>) -> anyhow::Result<bool> {
     // Mock clusters are not Send: they live on this thread for the whole demo.
     let mocks = IDS
         .iter()
@@ -135,8 +136,58 @@ fn demo(records: usize) -> anyhow::Result<bool> {
         );
     }
     let parity = prove_parity(&clusters)?;
+    if let Some(addr) = serve {
+        rt.block_on(serve_api(&clusters, addr))?;
+    }
     drop(mocks);
     Ok(ok && parity)
+}
+
+/// Keeps the demo's clusters and flows running, with the API served on `addr`, until
+/// Ctrl-C. The same service as `duplex run`, on a config naming the mock clusters, with
+/// its event log in a temporary directory.
+async fn serve_api(clusters: &[ClusterSpec], addr: SocketAddr) -> anyhow::Result<()> {
+    let mut toml = format!("[api]\nlisten = \"{addr}\"\n");
+    for c in clusters {
+        toml += &format!(
+            "[[clusters]]\nid = \"{}\"\nbootstrap_servers = \"{}\"\n",
+            c.id, c.bootstrap_servers
+        );
+    }
+    for [a, b] in [[0, 1], [1, 2], [0, 2]] {
+        toml += &format!(
+            "[[links]]\nclusters = [\"{}\", \"{}\"]\ntopics.include = [\"{TOPIC}\"]\n",
+            IDS[a], IDS[b]
+        );
+    }
+    let config = crate::config::Config::parse(&toml).context("demo config")?;
+    let state = tempfile::tempdir().context("temporary directory for the event log")?;
+    let cancel = CancellationToken::new();
+    let service = crate::service::start(
+        &config,
+        state.path(),
+        "demo (three in-process mock clusters)",
+        Arc::new(Registry::default()),
+        cancel.clone(),
+    )
+    .await?;
+    println!();
+    println!(
+        "Serving the Duplex API on {} over the demo's clusters and flows; Ctrl-C to stop.",
+        service.api_addr
+    );
+    println!("  try: duplex status --api {}", service.api_addr);
+    println!(
+        "       duplex flows pause east->west --api {}",
+        service.api_addr
+    );
+    println!("       duplex events --follow --api {}", service.api_addr);
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    cancel.cancel();
+    service.run.await.context("engine")?;
+    Ok(())
 }
 
 /// The verifier's proof on the same clusters: east against west and north, record by

@@ -9,11 +9,15 @@
 //! - [`verify`]: `duplex verify`, the parity proof and its reports.
 //! - [`telemetry`]: tracing setup.
 
+pub mod api;
 pub mod check;
+pub mod client;
 pub mod config;
 pub mod demo;
 pub mod inspect;
 pub mod metrics_http;
 pub mod run;
+pub mod service;
+pub mod state;
 pub mod telemetry;
 pub mod verify;

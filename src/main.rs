@@ -37,7 +37,79 @@ enum Command {
         /// Records produced on each cluster.
         #[arg(long, default_value_t = 2000)]
         records: usize,
+        /// After the proof, keep the clusters and flows running and serve the API on
+        /// this address until Ctrl-C (e.g. `127.0.0.1:9465`).
+        #[arg(long, value_name = "ADDR")]
+        serve: Option<std::net::SocketAddr>,
     },
+    /// Ask a running service for its clusters, links and flows.
+    Status {
+        #[command(flatten)]
+        api: duplex::client::ApiArgs,
+        /// Also print the routes of this topic (repeatable).
+        #[arg(long = "topic", value_name = "NAME")]
+        topics: Vec<String>,
+    },
+    /// Pause or resume a flow of a running service.
+    Flows {
+        #[command(subcommand)]
+        action: Target,
+    },
+    /// Pause or resume both flows of a link of a running service.
+    Links {
+        #[command(subcommand)]
+        action: Target,
+    },
+    /// Print a running service's event log.
+    Events {
+        #[command(flatten)]
+        api: duplex::client::ApiArgs,
+        /// The first sequence number to print.
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        /// Keep printing new events as they are recorded, until interrupted.
+        #[arg(long)]
+        follow: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum Target {
+    /// Stop it (after draining what is in flight); it stays stopped until resumed.
+    Pause {
+        /// The flow (`source->target`) or link name.
+        name: String,
+        #[command(flatten)]
+        api: duplex::client::ApiArgs,
+        #[command(flatten)]
+        change: duplex::client::change::ChangeArgs,
+    },
+    /// Start it again from what its target holds.
+    Resume {
+        /// The flow (`source->target`) or link name.
+        name: String,
+        #[command(flatten)]
+        api: duplex::client::ApiArgs,
+        #[command(flatten)]
+        change: duplex::client::change::ChangeArgs,
+    },
+}
+
+impl Target {
+    fn parts(
+        &self,
+    ) -> (
+        duplex::client::change::Change,
+        &str,
+        &duplex::client::ApiArgs,
+        &duplex::client::change::ChangeArgs,
+    ) {
+        use duplex::client::change::Change;
+        match self {
+            Target::Pause { name, api, change } => (Change::Pause, name, api, change),
+            Target::Resume { name, api, change } => (Change::Resume, name, api, change),
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -45,12 +117,31 @@ fn main() -> ExitCode {
     match cli.command {
         // The demo's output is its table; engine logs would drown it.
         Command::Demo { .. } => duplex::telemetry::init_with("warn,librdkafka=error"),
+        // A client's output is the answer; its own logs stay quiet.
+        Command::Status { .. }
+        | Command::Flows { .. }
+        | Command::Links { .. }
+        | Command::Events { .. } => duplex::telemetry::init_with("warn"),
         _ => duplex::telemetry::init(),
     }
     match cli.command {
         Command::CheckConfig { file, topics } => duplex::check::check_config(&file, &topics),
         Command::Run { config } => duplex::run::run_file(&config),
-        Command::Demo { records } => duplex::demo::run(records),
+        Command::Demo { records, serve } => duplex::demo::run(records, serve),
         Command::Verify(args) => duplex::verify::run_cli(&args),
+        Command::Status { api, topics } => {
+            duplex::client::run(duplex::client::status::status(&api, &topics))
+        }
+        Command::Flows { action } => {
+            let (change, name, api, args) = action.parts();
+            duplex::client::run(duplex::client::change::flow(api, change, name, args))
+        }
+        Command::Links { action } => {
+            let (change, name, api, args) = action.parts();
+            duplex::client::run(duplex::client::change::link(api, change, name, args))
+        }
+        Command::Events { api, from, follow } => {
+            duplex::client::run(duplex::client::events::events(&api, from, follow))
+        }
     }
 }

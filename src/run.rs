@@ -1,5 +1,5 @@
-//! `duplex run`: loads the config, serves metrics, runs the engine until SIGTERM or
-//! Ctrl-C, then drains deliveries and commits before exiting 0.
+//! `duplex run`: loads the config, serves metrics and the API, runs the engine from the
+//! state until SIGTERM or Ctrl-C, then drains deliveries and commits before exiting 0.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -45,8 +45,23 @@ pub fn run_file(path: &Path) -> ExitCode {
                 }
             }
         }
-        let spec = config.engine_spec();
-        let engine = run(&spec, &registry, cancel.clone());
+        let state_dir = config.state_dir(path);
+        let service = match crate::service::start(
+            &config,
+            &state_dir,
+            &path.display().to_string(),
+            registry.clone(),
+            cancel.clone(),
+        )
+        .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let engine = service.run;
         // The flows drain for at most DRAIN_TIMEOUT after a signal; this bounds the rest
         // (a client whose broker stopped answering can block in a request or on close).
         let deadline = async {

@@ -24,7 +24,7 @@ fn config(
     cautious: bool,
 ) -> String {
     let mut s = format!(
-        "[limits]\nrefresh_interval = \"500ms\"\ncommit_interval = \"200ms\"\nstall_timeout = \"5s\"\n\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\n"
+        "[limits]\nrefresh_interval = \"500ms\"\ncommit_interval = \"200ms\"\nstall_timeout = \"5s\"\n\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n\n"
     );
     s += &harness::clusters_toml(clusters, |spec| {
         if !cautious {

@@ -24,7 +24,7 @@ async fn sigterm_exits_in_bounded_time_when_brokers_stop_answering_on_mock() {
     b.create_topic(&topic, 8).await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("duplex.toml");
-    let mut toml = "[limits]\nrefresh_interval = \"500ms\"\ncommit_interval = \"200ms\"\nstall_timeout = \"2s\"\n\n".to_string();
+    let mut toml = "[limits]\nrefresh_interval = \"500ms\"\ncommit_interval = \"200ms\"\nstall_timeout = \"2s\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n\n".to_string();
     toml += &harness::clusters_toml(&[a, b], |_| {});
     toml +=
         "[[links]]\nclusters = [\"east\", \"west\"]\n[links.topics]\ninclude = [\"term\\\\..*\"]\n";

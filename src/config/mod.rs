@@ -16,7 +16,7 @@ mod values;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use duplex_sync::spec::{ClusterSpec, EngineSpec, Limits, LinkSpec, StartPosition, TopicSelection};
 use serde::Deserialize;
@@ -32,6 +32,9 @@ pub mod defaults {
     pub const IN_FLIGHT_BYTES: ByteSize = ByteSize(64 << 20);
     /// `links.topics.include`: every topic (internal topics are never selected).
     pub const INCLUDE: &str = ".*";
+    /// `[api] listen`: loopback only.
+    pub const API_LISTEN: std::net::SocketAddr =
+        std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9465);
 
     // The intervals come from the engine's own defaults so the two never disagree.
     pub(super) fn refresh_interval() -> HumanDuration {
@@ -61,6 +64,12 @@ pub struct Config {
     /// The Prometheus endpoint; without it no endpoint is served.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// The gRPC control API.
+    #[serde(default)]
+    pub api: ApiConfig,
+    /// Where the event log is kept.
+    #[serde(default)]
+    pub state: StateConfig,
     /// The Kafka clusters kept in sync; ids are unique.
     #[serde(default)]
     pub clusters: Vec<ClusterConfig>,
@@ -105,6 +114,23 @@ impl Default for LimitsConfig {
 pub struct MetricsConfig {
     /// Address to serve Prometheus text on at `/metrics`, e.g. `127.0.0.1:9464`.
     pub listen: Option<ListenAddr>,
+}
+
+/// `[api]`: the gRPC control API (docs/api.md).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub struct ApiConfig {
+    /// Address to serve the API on; default `127.0.0.1:9465` (loopback only).
+    pub listen: Option<ListenAddr>,
+}
+
+/// `[state]`: the event log.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub struct StateConfig {
+    /// The RocksDB directory of the event log; default `duplex-state` beside the config
+    /// file. A relative path is relative to the config file's directory.
+    pub dir: Option<PathBuf>,
 }
 
 /// `[[clusters]]`: one Kafka cluster.
@@ -278,6 +304,22 @@ impl Config {
             clusters,
             links,
             limits,
+        }
+    }
+
+    /// `[api] listen`, or the loopback default.
+    pub fn api_listen(&self) -> SocketAddr {
+        self.api.listen.map_or(defaults::API_LISTEN, |l| l.0)
+    }
+
+    /// `[state] dir` for a config read from `file`: relative paths are relative to the
+    /// file's directory.
+    pub fn state_dir(&self, file: &Path) -> PathBuf {
+        let base = file.parent().unwrap_or(Path::new("."));
+        match &self.state.dir {
+            Some(d) if d.is_absolute() => d.clone(),
+            Some(d) => base.join(d),
+            None => base.join("duplex-state"),
         }
     }
 

@@ -5,6 +5,7 @@
 //! - [`provenance`]: the `duplex.path` header contract, encode and decode.
 //! - [`routing`]: spanning trees per origin and the per-flow routing decision.
 //! - [`engine`]: two flows per link, supervised, restarted after retriable errors.
+//! - [`control`]: the handle that pauses and resumes flows and shows their state.
 //! - [`flow`]: one direction of a link: read, route, produce, acknowledge, commit.
 //! - [`resume`]: where a flow restarts, read off the target itself.
 //! - [`discovery`]: selected topics, and their creation on the target.
@@ -17,6 +18,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod clients;
+pub mod control;
 pub mod discovery;
 pub mod engine;
 pub mod error;

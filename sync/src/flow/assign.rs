@@ -176,6 +176,7 @@ impl Flow {
         // started count as unknown); before the first listing nothing is known, and
         // nothing must read as caught up.
         c.consumer.context().assigned.store(true, Relaxed);
+        self.note_running();
         for (topic, count) in topics.iter().map(|(t, c)| (t.clone(), *c)) {
             let now = Instant::now();
             // A partition with deliveries of an earlier run still unresolved starts once

@@ -29,6 +29,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::clients;
+use crate::control::StatusCell;
 use crate::discovery::TopicCreator;
 use crate::error::SyncError;
 use crate::metrics::FlowMetrics;
@@ -132,6 +133,8 @@ pub struct Flow {
     pub metrics: Arc<FlowMetrics>,
     /// Deliveries earlier runs left unresolved.
     leftovers: Leftovers,
+    /// Where its supervisor announces its state (none for a flow run by hand).
+    status: Option<StatusCell>,
 }
 
 /// Deliveries that a stopped run of a flow left unresolved when its drain timed out,
@@ -174,6 +177,20 @@ impl Flow {
             spec,
             metrics,
             leftovers: Leftovers::default(),
+            status: None,
+        }
+    }
+
+    /// The same flow, announcing its state in `cell`.
+    pub(crate) fn with_status(mut self, cell: StatusCell) -> Self {
+        self.status = Some(cell);
+        self
+    }
+
+    /// This run's first listing of the source is done: the flow is running.
+    pub(crate) fn note_running(&self) {
+        if let Some(s) = &self.status {
+            s.set_running();
         }
     }
 

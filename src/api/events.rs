@@ -1,0 +1,161 @@
+//! `duplex.v1.EventService`: pages of the log, and watches that catch up then go live.
+
+use std::pin::Pin;
+
+use duplex_proto::v1 as pb;
+use futures::{Stream, StreamExt};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::Ready;
+use crate::state::events::Event;
+use crate::state::watch::watch;
+use crate::state::{Payload, fold::Topology};
+
+/// The service.
+#[derive(Debug)]
+pub struct Events(pub Ready);
+
+/// Default and largest page of ListEvents.
+const PAGE: (u32, u32) = (100, 1000);
+/// Events buffered per watch before the stream waits for its client.
+const WATCH_BUFFER: usize = 256;
+
+fn topology_pb(t: &Topology) -> (Vec<pb::Cluster>, Vec<pb::Link>) {
+    let clusters = t
+        .clusters
+        .iter()
+        .map(|c| pb::Cluster {
+            id: c.id.clone(),
+            bootstrap_servers: c.bootstrap_servers.clone(),
+        })
+        .collect();
+    let links = t
+        .links
+        .iter()
+        .map(|l| pb::Link {
+            name: l.name.clone(),
+            clusters: l.clusters.to_vec(),
+            topics: Some(pb::TopicSelection {
+                include: l.include.clone(),
+                exclude: l.exclude.clone(),
+            }),
+            flows: Vec::new(),
+        })
+        .collect();
+    (clusters, links)
+}
+
+fn flow_state_pb(name: &str) -> pb::FlowState {
+    match name {
+        "starting" => pb::FlowState::Starting,
+        "running" => pb::FlowState::Running,
+        "pausing" => pb::FlowState::Pausing,
+        "paused" => pb::FlowState::Paused,
+        "restarting" => pb::FlowState::Restarting,
+        "faulted" => pb::FlowState::Faulted,
+        "stopped" => pb::FlowState::Stopped,
+        _ => pb::FlowState::Unspecified,
+    }
+}
+
+/// An event as the API shows it.
+pub fn event_pb(e: &Event) -> pb::Event {
+    use pb::event::Payload as P;
+    let payload = match &e.payload {
+        Payload::ServiceStarted {
+            version,
+            config_file,
+        } => P::ServiceStarted(pb::ServiceStarted {
+            version: version.clone(),
+            config_file: config_file.clone(),
+        }),
+        Payload::ConfigApplied {
+            digest,
+            clusters,
+            links,
+            changes,
+        } => {
+            let (clusters, links) = topology_pb(&Topology {
+                digest: digest.clone(),
+                clusters: clusters.clone(),
+                links: links.clone(),
+            });
+            P::ConfigApplied(pb::ConfigApplied {
+                digest: digest.clone(),
+                clusters,
+                links,
+                changes: changes.clone(),
+            })
+        }
+        Payload::FlowPaused { flow, link } => P::FlowPaused(pb::FlowPaused {
+            flow: flow.clone(),
+            link: link.clone(),
+        }),
+        Payload::FlowResumed { flow, link } => P::FlowResumed(pb::FlowResumed {
+            flow: flow.clone(),
+            link: link.clone(),
+        }),
+        Payload::FlowStateChanged { flow, state, error } => {
+            P::FlowStateChanged(pb::FlowStateChanged {
+                flow: flow.clone(),
+                state: flow_state_pb(state) as i32,
+                error: error.clone().unwrap_or_default(),
+            })
+        }
+    };
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(e.time_ms.max(0) as u64);
+    pb::Event {
+        sequence: e.seq,
+        time: Some(time.into()),
+        actor: e.actor.clone(),
+        request_id: e.request_id.clone().unwrap_or_default(),
+        r#type: e.payload.type_name().to_string(),
+        version: e.v,
+        payload: Some(payload),
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::event_service_server::EventService for Events {
+    async fn list_events(
+        &self,
+        req: Request<pb::ListEventsRequest>,
+    ) -> Result<Response<pb::ListEventsResponse>, Status> {
+        let api = self.0.get()?;
+        let r = req.into_inner();
+        // AIP-158: a page size above the largest is served as the largest.
+        let size = match r.page_size {
+            0 => PAGE.0,
+            n => n.min(PAGE.1),
+        };
+        let from = r.from_sequence.max(1);
+        let revision = api.store.revision();
+        let events = api.store.read(from, size as usize)?;
+        let next = events.last().map_or(from, |e| e.seq + 1);
+        Ok(Response::new(pb::ListEventsResponse {
+            events: events.iter().map(event_pb).collect(),
+            next_sequence: next,
+            revision,
+        }))
+    }
+
+    type WatchEventsStream = EventStream;
+
+    async fn watch_events(
+        &self,
+        req: Request<pb::WatchEventsRequest>,
+    ) -> Result<Response<EventStream>, Status> {
+        let api = self.0.get()?;
+        let rx = watch(
+            api.store.clone(),
+            req.get_ref().from_sequence,
+            WATCH_BUFFER,
+            api.stop.clone(),
+        );
+        let stream = ReceiverStream::new(rx).map(|r| r.map(|e| event_pb(&e)).map_err(Status::from));
+        Ok(Response::new(Box::pin(stream)))
+    }
+}

@@ -1,0 +1,301 @@
+//! `duplex.v1.TopologyService`: the mesh read from the state and the engine; pause and
+//! resume as commands.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use duplex_proto::v1 as pb;
+use duplex_sync::control::{FlowState, FlowView};
+use duplex_sync::engine::routes;
+use tonic::{Request, Response, Status};
+
+use super::{Api, Ready, actor, fingerprint, request_id, required};
+use crate::state::fold::flows_of;
+use crate::state::{Command, CommandError, Payload, State};
+
+/// The service.
+#[derive(Debug)]
+pub struct Topology(pub Ready);
+
+/// A flow's state as the API names it.
+pub fn state_pb(s: &FlowState) -> pb::FlowState {
+    match s {
+        FlowState::Starting => pb::FlowState::Starting,
+        FlowState::Running => pb::FlowState::Running,
+        FlowState::Pausing => pb::FlowState::Pausing,
+        FlowState::Paused => pb::FlowState::Paused,
+        FlowState::Restarting(_) => pb::FlowState::Restarting,
+        FlowState::Faulted(_) => pb::FlowState::Faulted,
+        FlowState::Stopped => pb::FlowState::Stopped,
+    }
+}
+
+fn flow_pb(api: &Api, f: &FlowView) -> pb::Flow {
+    let m = &f.metrics;
+    let (rps, bps) = api.rates.of(&f.name);
+    pb::Flow {
+        name: f.name.clone(),
+        link: f.link.clone(),
+        source: f.source.clone(),
+        target: f.target.clone(),
+        state: state_pb(&f.status.state) as i32,
+        paused: f.paused,
+        error: f.status.state.error().unwrap_or_default().to_string(),
+        state_since: Some(f.status.since.into()),
+        counters: Some(pb::FlowCounters {
+            forwarded: m.forwarded.load(Relaxed),
+            forwarded_bytes: m.forwarded_bytes.load(Relaxed),
+            not_forwarded: m.not_forwarded.load(Relaxed),
+            loop_stopped: m.loop_stopped.load(Relaxed),
+            lag: m.lag.load(Relaxed),
+            lag_unknown_partitions: m.lag_unknown.load(Relaxed),
+            partitions: m.partitions.load(Relaxed),
+            partitions_waiting: m.partitions_waiting.load(Relaxed),
+            partitions_held: m.partitions_held.load(Relaxed),
+            restarts: m.restarts.load(Relaxed),
+            forwarded_per_second: rps,
+            forwarded_bytes_per_second: bps,
+        }),
+    }
+}
+
+fn topic_routes(api: &Api, state: &State, topic: &str) -> pb::TopicRoutes {
+    let spec = &api.spec;
+    let table = routes(spec);
+    let ids = table.ids();
+    let topology = table.topology(topic);
+    let links = spec
+        .links
+        .iter()
+        .filter(|l| l.topics.selects(topic))
+        .map(|l| l.name.clone())
+        .collect();
+    let parts = table
+        .parts(topic)
+        .into_iter()
+        .map(|p| pb::ClusterGroup {
+            clusters: p.into_iter().map(|i| ids[i].clone()).collect(),
+        })
+        .collect();
+    let mut flows = Vec::new();
+    for l in &state.topology.links {
+        let ends = l.clusters.clone().map(|c| ids.iter().position(|i| *i == c));
+        let [Some(a), Some(b)] = ends else { continue };
+        for (s, t) in [(a, b), (b, a)] {
+            let origins: Vec<String> = topology
+                .origins_forwarded(s, t)
+                .into_iter()
+                .map(|o| ids[o].clone())
+                .collect();
+            if !origins.is_empty() {
+                flows.push(pb::FlowRoute {
+                    flow: format!("{}->{}", ids[s], ids[t]),
+                    origins,
+                });
+            }
+        }
+    }
+    pb::TopicRoutes {
+        topic: topic.to_string(),
+        links,
+        parts,
+        flows,
+    }
+}
+
+impl Topology {
+    /// Records the pause (or resume) of `flows` as one command, asks the engine, and
+    /// answers once each flow took the change.
+    async fn change(
+        &self,
+        cmd: Command,
+        flows: Vec<String>,
+        pause: bool,
+    ) -> Result<Response<pb::ChangeResponse>, Status> {
+        let api = self.0.get()?;
+        let out = api.store.execute(&cmd, |state| {
+            let mut payloads = Vec::new();
+            for flow in &flows {
+                let link = state
+                    .topology
+                    .link_of_flow(flow)
+                    .ok_or_else(|| CommandError::NotFound(format!("no flow {flow:?}")))?
+                    .name
+                    .clone();
+                let flow = flow.clone();
+                let paused = state.paused.contains(&flow);
+                // A faulted flow is resumed too: an operator's retry, worth recording.
+                let faulted = api
+                    .engine
+                    .flow(&flow)
+                    .is_some_and(|f| matches!(f.status.state, FlowState::Faulted(_)));
+                match (pause, paused) {
+                    (true, false) => payloads.push(Payload::FlowPaused { flow, link }),
+                    (false, true) => payloads.push(Payload::FlowResumed { flow, link }),
+                    (false, false) if faulted => payloads.push(Payload::FlowResumed { flow, link }),
+                    _ => {}
+                }
+            }
+            Ok(payloads)
+        })?;
+        for flow in &flows {
+            if pause {
+                api.engine
+                    .wait_paused(flow)
+                    .await
+                    .map_err(super::error::control)?;
+            } else {
+                api.engine
+                    .wait_started(flow)
+                    .await
+                    .map_err(super::error::control)?;
+            }
+        }
+        Ok(Response::new(pb::ChangeResponse {
+            events: out.events,
+            revision: out.revision,
+            replayed: out.replayed,
+        }))
+    }
+
+    fn flow_command(
+        &self,
+        req: &Request<pb::FlowChangeRequest>,
+        method: &'static str,
+    ) -> Result<(Command, Vec<String>), Status> {
+        let api = self.0.get()?;
+        let r = req.get_ref();
+        let flow = required("flow", &r.flow)?.to_string();
+        let link = api
+            .store
+            .state()
+            .topology
+            .link_of_flow(&flow)
+            .map(|l| format!("link:{}", l.name))
+            .ok_or_else(|| {
+                Status::not_found(format!("no flow {flow:?} (flows are named source->target)"))
+            })?;
+        let cmd = Command {
+            method,
+            actor: actor(req),
+            request_id: request_id(&r.request_id),
+            fingerprint: fingerprint(r, |r| r.request_id.clear()),
+            expected_revision: r.expected_revision,
+            touches: vec![format!("flow:{flow}"), link],
+        };
+        Ok((cmd, vec![flow]))
+    }
+
+    fn link_command(
+        &self,
+        req: &Request<pb::LinkChangeRequest>,
+        method: &'static str,
+    ) -> Result<(Command, Vec<String>), Status> {
+        let api = self.0.get()?;
+        let r = req.get_ref();
+        let name = required("link", &r.link)?;
+        let state = api.store.state();
+        let link = state
+            .topology
+            .link(name)
+            .ok_or_else(|| Status::not_found(format!("no link {name:?}")))?;
+        let flows = flows_of(link).to_vec();
+        let mut touches = vec![format!("link:{name}")];
+        touches.extend(flows.iter().map(|f| format!("flow:{f}")));
+        let cmd = Command {
+            method,
+            actor: actor(req),
+            request_id: request_id(&r.request_id),
+            fingerprint: fingerprint(r, |r| r.request_id.clear()),
+            expected_revision: r.expected_revision,
+            touches,
+        };
+        Ok((cmd, flows))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::topology_service_server::TopologyService for Topology {
+    async fn get_topology(
+        &self,
+        req: Request<pb::GetTopologyRequest>,
+    ) -> Result<Response<pb::Topology>, Status> {
+        let api = self.0.get()?;
+        let state = api.store.state();
+        let views = api.engine.flows();
+        let clusters = state
+            .topology
+            .clusters
+            .iter()
+            .map(|c| pb::Cluster {
+                id: c.id.clone(),
+                bootstrap_servers: c.bootstrap_servers.clone(),
+            })
+            .collect();
+        let links = state
+            .topology
+            .links
+            .iter()
+            .map(|l| pb::Link {
+                name: l.name.clone(),
+                clusters: l.clusters.to_vec(),
+                topics: Some(pb::TopicSelection {
+                    include: l.include.clone(),
+                    exclude: l.exclude.clone(),
+                }),
+                flows: flows_of(l)
+                    .iter()
+                    .filter_map(|f| views.iter().find(|v| v.name == *f))
+                    .map(|v| flow_pb(api, v))
+                    .collect(),
+            })
+            .collect();
+        let mut routes = Vec::new();
+        for (i, topic) in req.get_ref().route_topics.iter().enumerate() {
+            if topic.is_empty() {
+                return Err(super::error::invalid(
+                    &format!("route_topics[{i}]"),
+                    "is empty",
+                ));
+            }
+            routes.push(topic_routes(api, &state, topic));
+        }
+        Ok(Response::new(pb::Topology {
+            clusters,
+            links,
+            routes,
+            revision: state.revision,
+        }))
+    }
+
+    async fn pause_flow(
+        &self,
+        req: Request<pb::FlowChangeRequest>,
+    ) -> Result<Response<pb::ChangeResponse>, Status> {
+        let (cmd, flows) = self.flow_command(&req, "PauseFlow")?;
+        self.change(cmd, flows, true).await
+    }
+
+    async fn resume_flow(
+        &self,
+        req: Request<pb::FlowChangeRequest>,
+    ) -> Result<Response<pb::ChangeResponse>, Status> {
+        let (cmd, flows) = self.flow_command(&req, "ResumeFlow")?;
+        self.change(cmd, flows, false).await
+    }
+
+    async fn pause_link(
+        &self,
+        req: Request<pb::LinkChangeRequest>,
+    ) -> Result<Response<pb::ChangeResponse>, Status> {
+        let (cmd, flows) = self.link_command(&req, "PauseLink")?;
+        self.change(cmd, flows, true).await
+    }
+
+    async fn resume_link(
+        &self,
+        req: Request<pb::LinkChangeRequest>,
+    ) -> Result<Response<pb::ChangeResponse>, Status> {
+        let (cmd, flows) = self.link_command(&req, "ResumeLink")?;
+        self.change(cmd, flows, false).await
+    }
+}

@@ -1,0 +1,95 @@
+//! `duplex flows pause|resume FLOW` and `duplex links pause|resume LINK`.
+
+use std::process::ExitCode;
+
+use duplex_proto::v1 as pb;
+
+use super::{ApiArgs, status_error};
+
+/// What to change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Pause.
+    Pause,
+    /// Resume.
+    Resume,
+}
+
+/// The options every change takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ChangeArgs {
+    /// An idempotency key: a retry with the same key takes effect once.
+    #[arg(long)]
+    pub request_id: Option<String>,
+    /// Refuse (ABORTED) if the object changed after this revision.
+    #[arg(long)]
+    pub expected_revision: Option<u64>,
+}
+
+fn report(what: &str, r: &pb::ChangeResponse) -> ExitCode {
+    if r.replayed {
+        println!(
+            "{what}: already done by an earlier call with this request id (revision {})",
+            r.revision
+        );
+    } else if r.events.is_empty() {
+        println!("{what}: nothing to change (revision {})", r.revision);
+    } else {
+        let seqs: Vec<String> = r.events.iter().map(u64::to_string).collect();
+        println!(
+            "{what}: done, recorded as event {} (revision {})",
+            seqs.join(", "),
+            r.revision
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+/// Pauses or resumes a flow.
+pub async fn flow(
+    api: &ApiArgs,
+    change: Change,
+    flow: &str,
+    a: &ChangeArgs,
+) -> anyhow::Result<ExitCode> {
+    let mut c = api.connect().await?;
+    let req = pb::FlowChangeRequest {
+        flow: flow.to_string(),
+        request_id: a.request_id.clone().unwrap_or_default(),
+        expected_revision: a.expected_revision,
+    };
+    let (call, r) = match change {
+        Change::Pause => ("PauseFlow", c.topology.pause_flow(req).await),
+        Change::Resume => ("ResumeFlow", c.topology.resume_flow(req).await),
+    };
+    let r = r.map_err(|s| status_error(call, s))?.into_inner();
+    Ok(report(&format!("{} flow {flow}", verb(change)), &r))
+}
+
+/// Pauses or resumes both flows of a link.
+pub async fn link(
+    api: &ApiArgs,
+    change: Change,
+    link: &str,
+    a: &ChangeArgs,
+) -> anyhow::Result<ExitCode> {
+    let mut c = api.connect().await?;
+    let req = pb::LinkChangeRequest {
+        link: link.to_string(),
+        request_id: a.request_id.clone().unwrap_or_default(),
+        expected_revision: a.expected_revision,
+    };
+    let (call, r) = match change {
+        Change::Pause => ("PauseLink", c.topology.pause_link(req).await),
+        Change::Resume => ("ResumeLink", c.topology.resume_link(req).await),
+    };
+    let r = r.map_err(|s| status_error(call, s))?.into_inner();
+    Ok(report(&format!("{} link {link}", verb(change)), &r))
+}
+
+fn verb(c: Change) -> &'static str {
+    match c {
+        Change::Pause => "pause",
+        Change::Resume => "resume",
+    }
+}

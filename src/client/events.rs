@@ -1,0 +1,100 @@
+//! `duplex events [--from N] [--follow]`: the event log, one line per event.
+
+use std::process::ExitCode;
+
+use duplex_proto::v1 as pb;
+use duplex_proto::v1::event::Payload as P;
+use futures::StreamExt;
+
+use super::{ApiArgs, status_error};
+
+/// Prints events from `from`; with `follow`, keeps printing new ones until interrupted.
+pub async fn events(api: &ApiArgs, from: u64, follow: bool) -> anyhow::Result<ExitCode> {
+    let mut c = api.connect().await?;
+    if follow {
+        let mut stream = c
+            .events
+            .watch_events(pb::WatchEventsRequest {
+                from_sequence: from,
+            })
+            .await
+            .map_err(|s| status_error("WatchEvents", s))?
+            .into_inner();
+        while let Some(e) = stream.next().await {
+            println!("{}", line(&e.map_err(|s| status_error("WatchEvents", s))?));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut next = from;
+    loop {
+        let page = c
+            .events
+            .list_events(pb::ListEventsRequest {
+                from_sequence: next,
+                page_size: 1000,
+            })
+            .await
+            .map_err(|s| status_error("ListEvents", s))?
+            .into_inner();
+        for e in &page.events {
+            println!("{}", line(e));
+        }
+        if page.events.is_empty() {
+            return Ok(ExitCode::SUCCESS);
+        }
+        next = page.next_sequence;
+    }
+}
+
+/// One event as a line: `#seq time actor Type details`.
+pub fn line(e: &pb::Event) -> String {
+    let time = e
+        .time
+        .map(|t| {
+            humantime::format_rfc3339_millis(
+                std::time::SystemTime::try_from(t).unwrap_or(std::time::UNIX_EPOCH),
+            )
+            .to_string()
+        })
+        .unwrap_or_default();
+    let details = match &e.payload {
+        Some(P::ServiceStarted(s)) => format!("version {} config {}", s.version, s.config_file),
+        Some(P::ConfigApplied(c)) => {
+            if c.changes.is_empty() {
+                format!(
+                    "{} clusters, {} links (first start)",
+                    c.clusters.len(),
+                    c.links.len()
+                )
+            } else {
+                c.changes.join("; ")
+            }
+        }
+        Some(P::FlowPaused(f)) => format!("flow {} (link {})", f.flow, f.link),
+        Some(P::FlowResumed(f)) => format!("flow {} (link {})", f.flow, f.link),
+        Some(P::FlowStateChanged(f)) => {
+            let state = pb::FlowState::try_from(f.state)
+                .map(|s| {
+                    s.as_str_name()
+                        .trim_start_matches("FLOW_STATE_")
+                        .to_lowercase()
+                })
+                .unwrap_or_default();
+            if f.error.is_empty() {
+                format!("flow {} {state}", f.flow)
+            } else {
+                format!("flow {} {state}: {}", f.flow, f.error)
+            }
+        }
+        None => String::new(),
+    };
+    let key = if e.request_id.is_empty() {
+        String::new()
+    } else {
+        format!(" [request {}]", e.request_id)
+    };
+    format!(
+        "#{} {time} {} {} {details}{key}",
+        e.sequence, e.actor, e.r#type
+    )
+}

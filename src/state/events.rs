@@ -1,0 +1,131 @@
+//! The event types: what the log records, each a typed, versioned payload.
+//!
+//! Stored as JSON (one object per event, `{"seq":..,"v":1,"type":"FlowPaused",...}`):
+//! readable with `ldb` in an emergency, and a new field with a default keeps old logs
+//! readable. A payload whose meaning changes gets a new `v`; the fold knows every
+//! version it was ever written with. docs/api.md lists them all (the event catalogue).
+
+use serde::{Deserialize, Serialize};
+
+/// One recorded event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Position in the log: 1, 2, 3, ... without gaps.
+    pub seq: u64,
+    /// When it was recorded, Unix milliseconds.
+    pub time_ms: i64,
+    /// The token name of the caller, `anonymous` without tokens, `service` for what the
+    /// service observed or did by itself.
+    pub actor: String,
+    /// The idempotency key of the command that recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// The payload's version.
+    pub v: u32,
+    /// What happened.
+    #[serde(flatten)]
+    pub payload: Payload,
+}
+
+/// What an event says happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum Payload {
+    /// The service started (and rebuilt its state from the log).
+    ServiceStarted {
+        /// Duplex's version.
+        version: String,
+        /// The config file it runs.
+        config_file: String,
+    },
+    /// The config file's clusters and links were applied (docs/api.md, "The config file
+    /// and the log").
+    ConfigApplied {
+        /// xxh3-64 of the topology, hex.
+        digest: String,
+        /// The clusters after the change.
+        clusters: Vec<ClusterRecord>,
+        /// The links after the change.
+        links: Vec<LinkRecord>,
+        /// What changed since the last one, one line each; empty on the first.
+        changes: Vec<String>,
+    },
+    /// An operator paused a flow.
+    FlowPaused {
+        /// `source->target`.
+        flow: String,
+        /// Its link.
+        link: String,
+    },
+    /// An operator resumed a flow.
+    FlowResumed {
+        /// `source->target`.
+        flow: String,
+        /// Its link.
+        link: String,
+    },
+    /// A flow's observed state changed.
+    FlowStateChanged {
+        /// `source->target`.
+        flow: String,
+        /// `starting`, `running`, `pausing`, `paused`, `restarting`, `faulted`, `stopped`.
+        state: String,
+        /// The error behind `restarting` or `faulted`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+}
+
+impl Payload {
+    /// The type name, as stored and as the API's `Event.type` says.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Payload::ServiceStarted { .. } => "ServiceStarted",
+            Payload::ConfigApplied { .. } => "ConfigApplied",
+            Payload::FlowPaused { .. } => "FlowPaused",
+            Payload::FlowResumed { .. } => "FlowResumed",
+            Payload::FlowStateChanged { .. } => "FlowStateChanged",
+        }
+    }
+
+    /// The current version of this type's payload.
+    pub fn version(&self) -> u32 {
+        1
+    }
+
+    /// The objects a command event changes (`flow:a->b`, `link:x`, `*` for everything),
+    /// for optimistic concurrency. What the service observes (a flow's state) changes
+    /// no object: a client's expected revision is not spoiled by a flow restarting.
+    pub fn touches(&self) -> Vec<String> {
+        match self {
+            Payload::ConfigApplied { .. } => vec!["*".into()],
+            Payload::FlowPaused { flow, link } | Payload::FlowResumed { flow, link } => {
+                vec![format!("flow:{flow}"), format!("link:{link}")]
+            }
+            Payload::ServiceStarted { .. } | Payload::FlowStateChanged { .. } => Vec::new(),
+        }
+    }
+}
+
+/// A cluster as the log records it: its id and bootstrap servers, never its client
+/// options (they hold secrets; they stay in the config file).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterRecord {
+    /// Stable id.
+    pub id: String,
+    /// `host:port,...`.
+    pub bootstrap_servers: String,
+}
+
+/// A link as the log records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkRecord {
+    /// Its name.
+    pub name: String,
+    /// Its two cluster ids.
+    pub clusters: [String; 2],
+    /// Topic patterns replicated.
+    pub include: Vec<String>,
+    /// Topic patterns never replicated.
+    pub exclude: Vec<String>,
+}

@@ -1,0 +1,125 @@
+//! The fold: the service's state is what the log's events add up to, applied in order.
+//!
+//! Rules (docs/api.md, "Fold rules"): `ConfigApplied` replaces the clusters and links
+//! and forgets pauses of flows that no longer exist; `FlowPaused` and `FlowResumed` set
+//! and clear a flow's pause; `FlowStateChanged` keeps the last observed state of a flow;
+//! `ServiceStarted` changes nothing. Every event moves the revision.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use super::events::{ClusterRecord, Event, LinkRecord, Payload};
+
+/// The clusters and links of the last `ConfigApplied`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Topology {
+    /// Digest of the topology.
+    pub digest: String,
+    /// Clusters.
+    pub clusters: Vec<ClusterRecord>,
+    /// Links.
+    pub links: Vec<LinkRecord>,
+}
+
+impl Topology {
+    /// The link with this name.
+    pub fn link(&self, name: &str) -> Option<&LinkRecord> {
+        self.links.iter().find(|l| l.name == name)
+    }
+
+    /// The link a flow `a->b` belongs to.
+    pub fn link_of_flow(&self, flow: &str) -> Option<&LinkRecord> {
+        self.links
+            .iter()
+            .find(|l| flows_of(l).iter().any(|f| f == flow))
+    }
+}
+
+/// A link's two flows: `c0->c1`, then `c1->c0`.
+pub fn flows_of(l: &LinkRecord) -> [String; 2] {
+    let [a, b] = &l.clusters;
+    [format!("{a}->{b}"), format!("{b}->{a}")]
+}
+
+/// A flow's last observed state, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    /// The state's name.
+    pub state: String,
+    /// Its error.
+    pub error: Option<String>,
+    /// When it was recorded.
+    pub time_ms: i64,
+}
+
+/// The fold of the log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct State {
+    /// The last sequence number folded in.
+    pub revision: u64,
+    /// The topology, once the config was applied.
+    pub topology: Topology,
+    /// Flows paused by operators.
+    pub paused: BTreeSet<String>,
+    /// Each flow's last recorded state.
+    pub observed: BTreeMap<String, Observed>,
+    /// For each object a command changed, the sequence number of the last such event.
+    touched: HashMap<String, u64>,
+}
+
+impl State {
+    /// Folds one event in.
+    pub fn apply(&mut self, e: &Event) {
+        self.revision = e.seq;
+        for object in e.payload.touches() {
+            self.touched.insert(object, e.seq);
+        }
+        match &e.payload {
+            Payload::ServiceStarted { .. } => {}
+            Payload::ConfigApplied {
+                digest,
+                clusters,
+                links,
+                ..
+            } => {
+                self.topology = Topology {
+                    digest: digest.clone(),
+                    clusters: clusters.clone(),
+                    links: links.clone(),
+                };
+                let flows: BTreeSet<String> = links.iter().flat_map(flows_of).collect();
+                self.paused.retain(|f| flows.contains(f));
+                self.observed.retain(|f, _| flows.contains(f));
+            }
+            Payload::FlowPaused { flow, .. } => {
+                self.paused.insert(flow.clone());
+            }
+            Payload::FlowResumed { flow, .. } => {
+                self.paused.remove(flow);
+            }
+            Payload::FlowStateChanged { flow, state, error } => {
+                self.observed.insert(
+                    flow.clone(),
+                    Observed {
+                        state: state.clone(),
+                        error: error.clone(),
+                        time_ms: e.time_ms,
+                    },
+                );
+            }
+        }
+    }
+
+    /// The first of `objects` that an event after `revision` changed, with that event's
+    /// sequence number.
+    pub fn changed_since(&self, objects: &[String], revision: u64) -> Option<(String, u64)> {
+        if let Some(&seq) = self.touched.get("*").filter(|&&s| s > revision) {
+            return Some(("the topology (config applied)".into(), seq));
+        }
+        objects.iter().find_map(|o| {
+            self.touched
+                .get(o)
+                .filter(|&&s| s > revision)
+                .map(|&s| (o.clone(), s))
+        })
+    }
+}

@@ -1,0 +1,359 @@
+//! Operators' control of a running engine: pause and resume flows, and what each flow
+//! is doing now.
+//!
+//! The engine knows nothing of the API or of the event log: the service records a
+//! command first, then asks the handle to apply it, and the handle answers once the
+//! change took effect. Pausing is a stop like a shutdown's (the reader stops, what is
+//! in flight is awaited, positions are committed), and resuming is a start like any
+//! restart's, from what the target holds: the delivery argument of docs/delivery.md
+//! covers both, and a record's walk from consume to produce is untouched.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tokio::sync::{Notify, mpsc, watch};
+
+use crate::metrics::FlowMetrics;
+
+/// What a flow is doing, as observed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FlowState {
+    /// Building its clients and listing the source's topics.
+    Starting,
+    /// Replicating (its first listing of the source is done).
+    Running,
+    /// Asked to pause: draining what it has in flight and committing.
+    Pausing,
+    /// Paused by an operator.
+    Paused,
+    /// Stopped by a retriable error, waiting to start again.
+    Restarting(String),
+    /// Stopped for good by an error that needs an operator.
+    Faulted(String),
+    /// Stopped because the engine is shutting down.
+    Stopped,
+}
+
+impl FlowState {
+    /// The error behind `Restarting` or `Faulted`.
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            FlowState::Restarting(e) | FlowState::Faulted(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// A short lower-case name: `running`, `paused`, ...
+    pub fn name(&self) -> &'static str {
+        match self {
+            FlowState::Starting => "starting",
+            FlowState::Running => "running",
+            FlowState::Pausing => "pausing",
+            FlowState::Paused => "paused",
+            FlowState::Restarting(_) => "restarting",
+            FlowState::Faulted(_) => "faulted",
+            FlowState::Stopped => "stopped",
+        }
+    }
+}
+
+impl fmt::Display for FlowState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.error() {
+            Some(e) => write!(f, "{}: {e}", self.name()),
+            None => f.write_str(self.name()),
+        }
+    }
+}
+
+/// A flow's state and since when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowStatus {
+    /// The state.
+    pub state: FlowState,
+    /// When it was entered.
+    pub since: SystemTime,
+}
+
+/// A flow's state changed: what the service records as an event.
+#[derive(Debug, Clone)]
+pub struct Transition {
+    /// `source->target`.
+    pub flow: String,
+    /// The new status.
+    pub status: FlowStatus,
+}
+
+/// What an operator asked of a flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Desired {
+    /// Stay stopped until resumed.
+    pub paused: bool,
+    /// Bumped by every resume: a faulted flow starts again when it changes.
+    pub resumes: u64,
+}
+
+/// Where a flow's state is kept and announced.
+#[derive(Debug, Clone)]
+pub(crate) struct StatusCell {
+    flow: String,
+    status: Arc<watch::Sender<FlowStatus>>,
+    transitions: mpsc::UnboundedSender<Transition>,
+    /// Wakes the engine, which stops when every flow has faulted.
+    any_change: Arc<Notify>,
+}
+
+impl StatusCell {
+    /// Enters `state` (nothing happens if the flow is in it already).
+    pub(crate) fn set(&self, state: FlowState) {
+        let changed = self.status.send_if_modified(|s| {
+            if s.state == state {
+                return false;
+            }
+            *s = FlowStatus {
+                state: state.clone(),
+                since: SystemTime::now(),
+            };
+            true
+        });
+        if changed {
+            // The service may not listen (tests, benches): then nobody needs to know.
+            let _ = self.transitions.send(Transition {
+                flow: self.flow.clone(),
+                status: self.status.borrow().clone(),
+            });
+            self.any_change.notify_one();
+        }
+    }
+
+    /// Starting → Running, once the first listing of this run is done.
+    pub(crate) fn set_running(&self) {
+        if self.status.borrow().state == FlowState::Starting {
+            self.set(FlowState::Running);
+        }
+    }
+
+    pub(crate) fn get(&self) -> FlowState {
+        self.status.borrow().state.clone()
+    }
+}
+
+/// One flow's controls, shared by its supervisor and the handle.
+#[derive(Debug)]
+pub(crate) struct FlowControl {
+    pub link: String,
+    pub source: String,
+    pub target: String,
+    pub desired: watch::Sender<Desired>,
+    pub status: StatusCell,
+    pub metrics: Arc<FlowMetrics>,
+}
+
+/// Builds the controls of an engine's flows.
+#[derive(Debug)]
+pub(crate) struct Controls {
+    pub flows: BTreeMap<String, Arc<FlowControl>>,
+    pub transitions: mpsc::UnboundedSender<Transition>,
+    pub any_change: Arc<Notify>,
+}
+
+impl Controls {
+    pub(crate) fn new() -> (Self, mpsc::UnboundedReceiver<Transition>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let c = Controls {
+            flows: BTreeMap::new(),
+            transitions: tx,
+            any_change: Arc::new(Notify::new()),
+        };
+        (c, rx)
+    }
+
+    pub(crate) fn add(
+        &mut self,
+        flow: &str,
+        link: &str,
+        ends: (&str, &str),
+        paused: bool,
+        metrics: Arc<FlowMetrics>,
+    ) -> Arc<FlowControl> {
+        let initial = if paused {
+            FlowState::Paused
+        } else {
+            FlowState::Starting
+        };
+        let (status, _) = watch::channel(FlowStatus {
+            state: initial,
+            since: SystemTime::now(),
+        });
+        let (desired, _) = watch::channel(Desired { paused, resumes: 0 });
+        let ctl = Arc::new(FlowControl {
+            link: link.to_string(),
+            source: ends.0.to_string(),
+            target: ends.1.to_string(),
+            desired,
+            status: StatusCell {
+                flow: flow.to_string(),
+                status: Arc::new(status),
+                transitions: self.transitions.clone(),
+                any_change: self.any_change.clone(),
+            },
+            metrics,
+        });
+        self.flows.insert(flow.to_string(), ctl.clone());
+        ctl
+    }
+}
+
+/// A flow as the handle shows it.
+#[derive(Debug, Clone)]
+pub struct FlowView {
+    /// `source->target`.
+    pub name: String,
+    /// Its link.
+    pub link: String,
+    /// Source cluster id.
+    pub source: String,
+    /// Target cluster id.
+    pub target: String,
+    /// Observed.
+    pub status: FlowStatus,
+    /// Asked for: paused by an operator.
+    pub paused: bool,
+    /// Its counters.
+    pub metrics: Arc<FlowMetrics>,
+}
+
+/// Why the handle could not apply a change.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ControlError {
+    /// No flow of that name.
+    #[error("no flow {0:?}")]
+    UnknownFlow(String),
+    /// The engine stopped before the change took effect.
+    #[error("the engine stopped before flow {0:?} could change")]
+    Stopped(String),
+}
+
+/// Controls a running engine. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct EngineHandle {
+    flows: Arc<BTreeMap<String, Arc<FlowControl>>>,
+}
+
+impl EngineHandle {
+    pub(crate) fn new(flows: BTreeMap<String, Arc<FlowControl>>) -> Self {
+        EngineHandle {
+            flows: Arc::new(flows),
+        }
+    }
+
+    /// Every flow, by name.
+    pub fn flows(&self) -> Vec<FlowView> {
+        self.flows
+            .iter()
+            .map(|(name, c)| FlowView {
+                name: name.clone(),
+                link: c.link.clone(),
+                source: c.source.clone(),
+                target: c.target.clone(),
+                status: c.status.status.borrow().clone(),
+                paused: c.desired.borrow().paused,
+                metrics: c.metrics.clone(),
+            })
+            .collect()
+    }
+
+    /// One flow's view.
+    pub fn flow(&self, name: &str) -> Option<FlowView> {
+        self.flows().into_iter().find(|f| f.name == name)
+    }
+
+    fn control(&self, flow: &str) -> Result<&Arc<FlowControl>, ControlError> {
+        self.flows
+            .get(flow)
+            .ok_or_else(|| ControlError::UnknownFlow(flow.to_string()))
+    }
+
+    /// Pauses a flow and returns once it has stopped: its deliveries awaited (up to the
+    /// drain timeout) and its positions committed.
+    pub async fn pause(&self, flow: &str) -> Result<(), ControlError> {
+        self.ask_pause(flow)?;
+        self.wait_paused(flow).await
+    }
+
+    /// Resumes a paused (or faulted) flow and returns once it is starting.
+    pub async fn resume(&self, flow: &str) -> Result<(), ControlError> {
+        self.ask_resume(flow)?;
+        self.wait_started(flow).await
+    }
+
+    /// Asks a flow to pause, without waiting (the service asks under its writer's lock,
+    /// in log order, and waits outside it).
+    pub fn ask_pause(&self, flow: &str) -> Result<(), ControlError> {
+        self.control(flow)?
+            .desired
+            .send_if_modified(|d| !std::mem::replace(&mut d.paused, true));
+        Ok(())
+    }
+
+    /// Asks a paused flow to resume, or a faulted one to start again, without waiting.
+    /// A running flow is left alone.
+    pub fn ask_resume(&self, flow: &str) -> Result<(), ControlError> {
+        let c = self.control(flow)?;
+        let faulted = matches!(c.status.get(), FlowState::Faulted(_));
+        c.desired.send_if_modified(|d| {
+            if !d.paused && !faulted {
+                return false;
+            }
+            d.paused = false;
+            d.resumes += 1;
+            true
+        });
+        Ok(())
+    }
+
+    /// Returns once the flow is paused.
+    pub async fn wait_paused(&self, flow: &str) -> Result<(), ControlError> {
+        let c = self.control(flow)?;
+        self.wait(flow, c, |s| matches!(s.state, FlowState::Paused))
+            .await
+    }
+
+    /// Returns once the flow is neither paused nor pausing, nor faulted since before
+    /// this call (it may be starting, running, restarting after a retriable error, or
+    /// faulted again after it started).
+    pub async fn wait_started(&self, flow: &str) -> Result<(), ControlError> {
+        let c = self.control(flow)?;
+        let asked = SystemTime::now();
+        self.wait(flow, c, |s| match s.state {
+            FlowState::Paused | FlowState::Pausing => false,
+            FlowState::Faulted(_) => s.since > asked,
+            _ => true,
+        })
+        .await
+    }
+
+    async fn wait(
+        &self,
+        flow: &str,
+        c: &FlowControl,
+        done: impl Fn(&FlowStatus) -> bool,
+    ) -> Result<(), ControlError> {
+        let mut rx = c.status.status.subscribe();
+        loop {
+            let status = rx.borrow_and_update().clone();
+            if done(&status) {
+                return Ok(());
+            }
+            if status.state == FlowState::Stopped {
+                return Err(ControlError::Stopped(flow.to_string()));
+            }
+            // The sender lives as long as the controls; the engine keeps them.
+            if rx.changed().await.is_err() {
+                return Err(ControlError::Stopped(flow.to_string()));
+            }
+        }
+    }
+}

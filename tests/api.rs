@@ -1,0 +1,411 @@
+//! The gRPC API through a tonic client, against a service running over mock clusters:
+//! pause and resume (the records stop and then arrive, exactly once), idempotency keys,
+//! expected revisions, every refusal's code, and the event log across a restart.
+
+mod harness;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use duplex::config::Config;
+use duplex::service::Service;
+use duplex_proto::v1 as pb;
+use duplex_proto::v1::event_service_client::EventServiceClient;
+use duplex_proto::v1::topology_service_client::TopologyServiceClient;
+use duplex_sync::metrics::Registry;
+use futures::StreamExt;
+use harness::{Expected, Provider, TestCluster};
+use tokio_util::sync::CancellationToken;
+use tonic::Code;
+use tonic::transport::Channel;
+
+fn config(clusters: &[&TestCluster]) -> Config {
+    let mut toml = "[limits]\nrefresh_interval = \"500ms\"\ncommit_interval = \"200ms\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n\n".to_string();
+    toml += &harness::clusters_toml(clusters, |_| {});
+    toml += "[[links]]\nclusters = [\"a\", \"b\"]\n[links.topics]\ninclude = [\"api\\\\..*\"]\n";
+    Config::parse(&toml).expect("test config")
+}
+
+struct Running {
+    service: Service,
+    cancel: CancellationToken,
+    topology: TopologyServiceClient<Channel>,
+    events: EventServiceClient<Channel>,
+}
+
+/// Starts the service; a restart in the same process waits for the previous one's
+/// tasks to let go of the log.
+async fn start(config: &Config, dir: &Path) -> Running {
+    let cancel = CancellationToken::new();
+    let mut tries = 0;
+    let service = loop {
+        match duplex::service::start(
+            config,
+            dir,
+            "api test",
+            Arc::new(Registry::default()),
+            cancel.clone(),
+        )
+        .await
+        {
+            Ok(s) => break s,
+            Err(e) if tries < 50 => {
+                tries += 1;
+                eprintln!("start: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("service start: {e}"),
+        }
+    };
+    let url = format!("http://{}", service.api_addr);
+    let channel = Channel::from_shared(url).unwrap().connect().await.unwrap();
+    Running {
+        topology: TopologyServiceClient::new(channel.clone()),
+        events: EventServiceClient::new(channel),
+        service,
+        cancel,
+    }
+}
+
+async fn stop(r: Running) {
+    r.cancel.cancel();
+    r.service.run.await.expect("engine stops cleanly");
+}
+
+fn flow_req(flow: &str, key: &str) -> pb::FlowChangeRequest {
+    pb::FlowChangeRequest {
+        flow: flow.into(),
+        request_id: key.into(),
+        expected_revision: None,
+    }
+}
+
+async fn flow_of(r: &mut Running, name: &str) -> pb::Flow {
+    let t = r
+        .topology
+        .get_topology(pb::GetTopologyRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    t.links
+        .iter()
+        .flat_map(|l| l.flows.clone())
+        .find(|f| f.name == name)
+        .expect("flow listed")
+}
+
+async fn all_events(r: &mut Running) -> Vec<pb::Event> {
+    let mut out = Vec::new();
+    let mut from = 1;
+    loop {
+        let page = r
+            .events
+            .list_events(pb::ListEventsRequest {
+                from_sequence: from,
+                page_size: 7,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if page.events.is_empty() {
+            return out;
+        }
+        from = page.next_sequence;
+        out.extend(page.events);
+    }
+}
+
+fn count(c: &TestCluster, topic: &str) -> i64 {
+    (0..4)
+        .map(|p| {
+            let (lo, hi) = harness::watermarks(c, topic, p);
+            hi - lo
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_resume_idempotency_and_refusals_on_mock() {
+    let Some(clusters) = harness::start(Provider::Mock, &["a", "b"]) else {
+        return;
+    };
+    let (a, b) = (&clusters[0], &clusters[1]);
+    let topic = harness::unique("api");
+    a.create_topic(&topic, 4).await;
+    b.create_topic(&topic, 4).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = start(&config(&[a, b]), dir.path()).await;
+
+    let mut expected = Expected::new();
+    let recs = harness::records("a", 100, 4);
+    harness::expect(
+        &mut expected,
+        harness::produce(a, &topic, &recs).await,
+        &recs,
+    );
+    harness::wait_for_count(&[b], &topic, 100, Duration::from_secs(30)).await;
+    harness::wait_until("a->b running", Duration::from_secs(10), || {
+        r.service
+            .engine
+            .flow("a->b")
+            .is_some_and(|f| f.status.state.name() == "running")
+    })
+    .await;
+
+    // Pause: answered once the flow has stopped; what is written now stays on a.
+    let before = r
+        .topology
+        .get_topology(pb::GetTopologyRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .revision;
+    let paused = r
+        .topology
+        .pause_flow(flow_req("a->b", "pause-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(paused.events.len(), 1, "{paused:?}");
+    assert!(!paused.replayed);
+    let f = flow_of(&mut r, "a->b").await;
+    assert_eq!(f.state, pb::FlowState::Paused as i32, "{f:?}");
+    assert!(f.paused);
+    let recs = harness::records("a", 60, 4);
+    harness::expect(
+        &mut expected,
+        harness::produce(a, &topic, &recs).await,
+        &recs,
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(count(b, &topic), 100, "a paused flow wrote to its target");
+
+    // The same key and request: the first answer, nothing recorded twice.
+    let again = r
+        .topology
+        .pause_flow(flow_req("a->b", "pause-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(again.replayed);
+    assert_eq!(again.events, paused.events);
+    // The same key for another request: refused, naming the key.
+    let e = r
+        .topology
+        .resume_flow(flow_req("a->b", "pause-1"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::AlreadyExists, "{e:?}");
+    assert!(e.message().contains("pause-1"), "{e:?}");
+    // A client that saw the state before the pause may not resume over it.
+    let mut stale = flow_req("a->b", "");
+    stale.expected_revision = Some(before);
+    let e = r.topology.resume_flow(stale).await.unwrap_err();
+    assert_eq!(e.code(), Code::Aborted, "{e:?}");
+    // A revision from the future is a bad argument.
+    let mut future = flow_req("a->b", "");
+    future.expected_revision = Some(before + 1000);
+    let e = r.topology.resume_flow(future).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("expected_revision"), "{e:?}");
+    // Pausing a paused flow records nothing.
+    let noop = r
+        .topology
+        .pause_flow(flow_req("a->b", ""))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(noop.events.is_empty(), "{noop:?}");
+
+    // Refusals name what is wrong.
+    let e = r.topology.pause_flow(flow_req("", "")).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().starts_with("flow:"), "{e:?}");
+    let e = r
+        .topology
+        .pause_flow(flow_req("x->y", ""))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    assert!(e.message().contains("x->y"), "{e:?}");
+    let e = r
+        .topology
+        .pause_link(pb::LinkChangeRequest {
+            link: "nope".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    let e = r
+        .topology
+        .pause_flow(flow_req("a->b", &"k".repeat(200)))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().starts_with("request_id:"), "{e:?}");
+
+    // Resume: the records written meanwhile arrive, each once.
+    let resumed = r
+        .topology
+        .resume_flow(flow_req("a->b", "resume-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resumed.events.len(), 1);
+    harness::wait_for_count(&[b], &topic, 160, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    harness::assert_holds_exactly(b, &topic, &expected);
+    assert!(!flow_of(&mut r, "a->b").await.paused);
+
+    // The log says what happened, in order, with the keys.
+    let events = all_events(&mut r).await;
+    let seqs: Vec<u64> = events.iter().map(|e| e.sequence).collect();
+    assert_eq!(
+        seqs,
+        (1..=events.len() as u64).collect::<Vec<_>>(),
+        "sequence numbers without gaps"
+    );
+    let types: Vec<&str> = events.iter().map(|e| e.r#type.as_str()).collect();
+    assert_eq!(&types[..2], ["ServiceStarted", "ConfigApplied"]);
+    let commands: Vec<(&str, &str)> = events
+        .iter()
+        .filter(|e| !e.request_id.is_empty())
+        .map(|e| (e.r#type.as_str(), e.request_id.as_str()))
+        .collect();
+    assert_eq!(
+        commands,
+        [("FlowPaused", "pause-1"), ("FlowResumed", "resume-1")]
+    );
+    let pause_seq = paused.events[0];
+    let observed: Vec<String> = events
+        .iter()
+        .filter(|e| e.sequence > pause_seq)
+        .filter_map(|e| match &e.payload {
+            Some(pb::event::Payload::FlowStateChanged(s)) if s.flow == "a->b" => Some(
+                pb::FlowState::try_from(s.state)
+                    .unwrap()
+                    .as_str_name()
+                    .to_string(),
+            ),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        observed.starts_with(&[
+            "FLOW_STATE_PAUSING".to_string(),
+            "FLOW_STATE_PAUSED".to_string()
+        ]),
+        "{observed:?}"
+    );
+    stop(r).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_keeps_the_state_the_log_and_the_keys_on_mock() {
+    let Some(clusters) = harness::start(Provider::Mock, &["a", "b"]) else {
+        return;
+    };
+    let (a, b) = (&clusters[0], &clusters[1]);
+    let topic = harness::unique("api");
+    a.create_topic(&topic, 4).await;
+    b.create_topic(&topic, 4).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(&[a, b]);
+    let mut r = start(&config, dir.path()).await;
+    let paused = r
+        .topology
+        .pause_link(pb::LinkChangeRequest {
+            link: "a-b".into(),
+            request_id: "drill-7".into(),
+            expected_revision: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(paused.events.len(), 2, "one event per flow: {paused:?}");
+    // A watcher from the start sees what is recorded, live.
+    let mut watch = r
+        .events
+        .watch_events(pb::WatchEventsRequest { from_sequence: 1 })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = watch.next().await.unwrap().unwrap();
+    assert_eq!(first.sequence, 1);
+    let before = all_events(&mut r).await;
+    drop(watch);
+    stop(r).await;
+
+    let recs = harness::records("a", 40, 4);
+    harness::produce(a, &topic, &recs).await;
+    let mut r = start(&config, dir.path()).await;
+    // Paused before the restart, paused after it: nothing reaches b.
+    for f in ["a->b", "b->a"] {
+        let f = flow_of(&mut r, f).await;
+        assert!(f.paused, "{f:?}");
+        assert_eq!(f.state, pb::FlowState::Paused as i32, "{f:?}");
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(count(b, &topic), 0);
+    // The log is the same, then goes on: the start, no config change.
+    let after = all_events(&mut r).await;
+    assert_eq!(&after[..before.len()], &before[..]);
+    let rest: Vec<&str> = after[before.len()..]
+        .iter()
+        .map(|e| e.r#type.as_str())
+        .collect();
+    assert!(
+        rest.contains(&"ServiceStarted") && !rest.contains(&"ConfigApplied"),
+        "{rest:?}"
+    );
+    // A key retried after the restart answers as the first call did.
+    let again = r
+        .topology
+        .pause_link(pb::LinkChangeRequest {
+            link: "a-b".into(),
+            request_id: "drill-7".into(),
+            expected_revision: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(again.replayed);
+    assert_eq!(again.events, paused.events);
+    // A watch from N receives exactly the rest, then what comes.
+    let n = before.len() as u64 + 1;
+    let mut watch = r
+        .events
+        .watch_events(pb::WatchEventsRequest { from_sequence: n })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut got = Vec::new();
+    for _ in 0..(after.len() as u64 + 1 - n) {
+        got.push(watch.next().await.unwrap().unwrap());
+    }
+    assert_eq!(&got[..], &after[before.len()..]);
+    let resumed = r
+        .topology
+        .resume_link(pb::LinkChangeRequest {
+            link: "a-b".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let live: Vec<u64> = {
+        let mut v = Vec::new();
+        while v.len() < resumed.events.len() {
+            let e = watch.next().await.unwrap().unwrap();
+            if e.r#type == "FlowResumed" {
+                v.push(e.sequence);
+            }
+        }
+        v
+    };
+    assert_eq!(live, resumed.events);
+    harness::wait_for_count(&[b], &topic, 40, Duration::from_secs(30)).await;
+    stop(r).await;
+}
