@@ -89,7 +89,7 @@ pub async fn start(
     let started = duplex_sync::engine::start(&spec, &registry, &state.paused, cancel.clone());
     let engine = started.handle.clone();
     let handle = engine.clone();
-    store.set_reconciler(Box::new(move |_state, events| {
+    store.set_reconciler(Box::new(move |events| {
         for e in events {
             // A flow the engine does not run was refused before it was recorded; an
             // error here could only come from a config changed under a running engine.

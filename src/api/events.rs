@@ -21,7 +21,8 @@ const PAGE: (u32, u32) = (100, 1000);
 /// Events buffered per watch before the stream waits for its client.
 const WATCH_BUFFER: usize = 256;
 
-fn topology_pb(t: &Topology) -> (Vec<pb::Cluster>, Vec<pb::Link>) {
+/// The clusters and links of a topology as the API shows them (links without flows).
+pub fn topology_pb(t: &Topology) -> (Vec<pb::Cluster>, Vec<pb::Link>) {
     let clusters = t
         .clusters
         .iter()
@@ -46,17 +47,10 @@ fn topology_pb(t: &Topology) -> (Vec<pb::Cluster>, Vec<pb::Link>) {
     (clusters, links)
 }
 
+/// A recorded state name (`FlowState::name`) as the API's enum: `FLOW_STATE_<NAME>`.
 fn flow_state_pb(name: &str) -> pb::FlowState {
-    match name {
-        "starting" => pb::FlowState::Starting,
-        "running" => pb::FlowState::Running,
-        "pausing" => pb::FlowState::Pausing,
-        "paused" => pb::FlowState::Paused,
-        "restarting" => pb::FlowState::Restarting,
-        "faulted" => pb::FlowState::Faulted,
-        "stopped" => pb::FlowState::Stopped,
-        _ => pb::FlowState::Unspecified,
-    }
+    pb::FlowState::from_str_name(&format!("FLOW_STATE_{}", name.to_ascii_uppercase()))
+        .unwrap_or(pb::FlowState::Unspecified)
 }
 
 /// An event as the API shows it.

@@ -222,33 +222,14 @@ impl pb::topology_service_server::TopologyService for Topology {
         let api = self.0.get()?;
         let state = api.store.state();
         let views = api.engine.flows();
-        let clusters = state
-            .topology
-            .clusters
-            .iter()
-            .map(|c| pb::Cluster {
-                id: c.id.clone(),
-                bootstrap_servers: c.bootstrap_servers.clone(),
-            })
-            .collect();
-        let links = state
-            .topology
-            .links
-            .iter()
-            .map(|l| pb::Link {
-                name: l.name.clone(),
-                clusters: l.clusters.to_vec(),
-                topics: Some(pb::TopicSelection {
-                    include: l.include.clone(),
-                    exclude: l.exclude.clone(),
-                }),
-                flows: flows_of(l)
-                    .iter()
-                    .filter_map(|f| views.iter().find(|v| v.name == *f))
-                    .map(|v| flow_pb(api, v))
-                    .collect(),
-            })
-            .collect();
+        let (clusters, mut links) = super::events::topology_pb(&state.topology);
+        for (link, record) in links.iter_mut().zip(&state.topology.links) {
+            link.flows = flows_of(record)
+                .iter()
+                .filter_map(|f| views.iter().find(|v| v.name == *f))
+                .map(|v| flow_pb(api, v))
+                .collect();
+        }
         let mut routes = Vec::new();
         for (i, topic) in req.get_ref().route_topics.iter().enumerate() {
             if topic.is_empty() {

@@ -73,13 +73,7 @@ pub fn line(e: &pb::Event) -> String {
         Some(P::FlowPaused(f)) => format!("flow {} (link {})", f.flow, f.link),
         Some(P::FlowResumed(f)) => format!("flow {} (link {})", f.flow, f.link),
         Some(P::FlowStateChanged(f)) => {
-            let state = pb::FlowState::try_from(f.state)
-                .map(|s| {
-                    s.as_str_name()
-                        .trim_start_matches("FLOW_STATE_")
-                        .to_lowercase()
-                })
-                .unwrap_or_default();
+            let state = super::state_name(f.state);
             if f.error.is_empty() {
                 format!("flow {} {state}", f.flow)
             } else {

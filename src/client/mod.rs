@@ -101,3 +101,14 @@ where
 pub fn status_error(call: &str, s: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{call}: {:?}: {}", s.code(), s.message())
 }
+
+/// A flow state of the API as its short name: `running`, `paused`, ...
+pub fn state_name(state: i32) -> String {
+    duplex_proto::v1::FlowState::try_from(state)
+        .map(|s| {
+            s.as_str_name()
+                .trim_start_matches("FLOW_STATE_")
+                .to_lowercase()
+        })
+        .unwrap_or_else(|_| format!("state {state}"))
+}

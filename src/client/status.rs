@@ -42,13 +42,7 @@ pub fn render(t: &pb::Topology) -> String {
             topics.exclude
         );
         for f in &l.flows {
-            let state = pb::FlowState::try_from(f.state)
-                .map(|s| {
-                    s.as_str_name()
-                        .trim_start_matches("FLOW_STATE_")
-                        .to_lowercase()
-                })
-                .unwrap_or_else(|_| format!("state {}", f.state));
+            let state = super::state_name(f.state);
             let c = f.counters.clone().unwrap_or_default();
             let lag = if c.lag_unknown_partitions > 0 {
                 format!(

@@ -93,8 +93,8 @@ struct Inner {
 }
 
 /// Applies new events to whatever runs the state (the engine): called under the
-/// writer's lock after every append, in log order, with the state they led to.
-pub type Reconciler = Box<dyn Fn(&State, &[Event]) + Send + Sync>;
+/// writer's lock after every append, in log order.
+pub type Reconciler = Box<dyn Fn(&[Event]) + Send + Sync>;
 
 /// The state and its log.
 pub struct Store {
@@ -255,7 +255,7 @@ impl Store {
             inner.state.apply(e);
         }
         if let Some(r) = self.reconciler.lock().expect("reconciler lock").as_ref() {
-            r(&inner.state, events);
+            r(events);
         }
         for e in events {
             // No watcher is not an error.
