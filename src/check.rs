@@ -18,7 +18,7 @@ const EXIT_BAD_CONFIG: u8 = 2;
 /// Validates `path` and prints the summary on stdout (with the routes of `topics`): exit 0 when valid, 2 with one
 /// `error: ...` line on stderr when not.
 pub fn check_config(path: &Path, topics: &[String]) -> ExitCode {
-    let config = match Config::load(path) {
+    let config = match Config::load(path).and_then(|c| c.api.check_files().map(|()| c)) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
@@ -97,9 +97,52 @@ pub fn summary(path: &Path, config: &Config, topics: &[String]) -> String {
         .metrics_listen()
         .map_or_else(|| "off".to_owned(), |a| format!("http://{a}/metrics"));
     let _ = writeln!(out, "metrics: {listen}");
+    api(&mut out, path, config);
 
     routing(&mut out, config, &spec, topics);
     out
+}
+
+/// The API: where, over what, and who may call it (token values as `***`).
+fn api(out: &mut String, path: &Path, config: &Config) {
+    let api = &config.api;
+    let scheme = if api.tls.is_some() { "https" } else { "http" };
+    let _ = writeln!(out, "\napi: {scheme}://{}", api.listen());
+    match &api.tls {
+        Some(t) => {
+            let _ = writeln!(
+                out,
+                "  tls: cert {}, key {}",
+                t.cert.display(),
+                t.key.display()
+            );
+        }
+        None => {
+            let _ = writeln!(out, "  tls: off (plain HTTP/2)");
+        }
+    }
+    if api.tokens.is_empty() {
+        let _ = writeln!(
+            out,
+            "  tokens: none: every caller may read and change the mesh, so the API listens on loopback only"
+        );
+    } else {
+        let _ = writeln!(out, "  tokens ({}):", api.tokens.len());
+        for t in &api.tokens {
+            let from = match &t.token_file {
+                Some(f) => format!("token_file {}", f.display()),
+                None => "token ***".to_string(),
+            };
+            let _ = writeln!(out, "    {} (role {}): {from}", t.name, t.role);
+        }
+        if api.tls.is_none() && !api.listen().ip().is_loopback() {
+            let _ = writeln!(
+                out,
+                "  warning: tokens over plain HTTP/2 on a non-loopback address cross the network in clear text; configure [api.tls]"
+            );
+        }
+    }
+    let _ = writeln!(out, "state: {}", config.state_dir(path).display());
 }
 
 /// The flows, then the routing: which origins each flow carries, from the same

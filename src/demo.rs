@@ -36,6 +36,12 @@ pub fn run(records: usize, serve: Option<SocketAddr>) -> ExitCode {
 }
 
 fn demo(records: usize, serve: Option<SocketAddr>) -> anyhow::Result<bool> {
+    if let Some(addr) = serve.filter(|a| !a.ip().is_loopback()) {
+        anyhow::bail!(
+            "--serve {addr}: the demo's API has no tokens, so it serves on loopback only; use 127.0.0.1:{}",
+            addr.port()
+        );
+    }
     // Mock clusters are not Send: they live on this thread for the whole demo.
     let mocks = IDS
         .iter()

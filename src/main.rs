@@ -38,7 +38,8 @@ enum Command {
         #[arg(long, default_value_t = 2000)]
         records: usize,
         /// After the proof, keep the clusters and flows running and serve the API on
-        /// this address until Ctrl-C (e.g. `127.0.0.1:9465`).
+        /// this loopback address until Ctrl-C (e.g. `127.0.0.1:9465`; no tokens, so
+        /// loopback only).
         #[arg(long, value_name = "ADDR")]
         serve: Option<std::net::SocketAddr>,
     },

@@ -18,24 +18,25 @@ use duplex_sync::control::{EngineHandle, Transition};
 use duplex_sync::metrics::Registry;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic::transport::{Identity, ServerTlsConfig};
 use tracing::{info, warn};
 
 use crate::api::{self, Api, rates::Rates};
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::state::log::{Log, LogError};
 use crate::state::{Payload, Store};
+use crate::verify::runs::Runs;
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// `api.listen` could not be bound.
-    #[error("api.listen: cannot bind {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// Why.
-        source: std::io::Error,
-    },
+    /// The API could not be served (address, TLS identity).
+    #[error(transparent)]
+    Bind(#[from] api::BindError),
+    /// A token or TLS file could not be read, or holds nothing usable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// The event log could not be opened, read or written.
     #[error("state.dir: {0}")]
     Log(#[from] LogError),
@@ -70,11 +71,9 @@ pub async fn start(
     registry: Arc<Registry>,
     cancel: CancellationToken,
 ) -> Result<Service, StartError> {
-    let addr = config.api_listen();
-    let server = api::Server::bind(addr, cancel.clone())
-        .await
-        .map_err(|source| StartError::Bind { addr, source })?;
-    info!(addr = %server.addr, "Serving the gRPC API (health NOT_SERVING until the state is rebuilt).");
+    let server = api::Server::bind(config.api_listen(), security(config)?, cancel.clone()).await?;
+    let api_addr = server.addr;
+    info!(addr = %api_addr, "Serving the gRPC API (health NOT_SERVING until the state is rebuilt).");
     let dir = state_dir.to_owned();
     let log = tokio::task::spawn_blocking(move || Log::open(&dir))
         .await
@@ -85,7 +84,8 @@ pub async fn start(
     if !state.paused.is_empty() {
         info!(flows = ?state.paused, "Flows paused by an operator stay paused until resumed.");
     }
-    let spec = config.engine_spec();
+    let spec = Arc::new(config.engine_spec());
+    let runs = Runs::open(store.clone(), spec.clone(), state_dir)?;
     let started = duplex_sync::engine::start(&spec, &registry, &state.paused, cancel.clone());
     let engine = started.handle.clone();
     let handle = engine.clone();
@@ -103,41 +103,99 @@ pub async fn start(
             }
         }
     }));
-    tokio::spawn(record_transitions(store.clone(), started.transitions));
+    let engine_done = CancellationToken::new();
+    let recorder = tokio::spawn(record_transitions(
+        store.clone(),
+        started.transitions,
+        engine_done.clone(),
+    ));
+    let api_stop = server.stop_token();
     server
         .ready(Api {
             store: store.clone(),
             engine: engine.clone(),
-            spec: Arc::new(spec),
-            rates: Rates::start(engine.clone(), cancel.clone()),
-            stop: cancel,
+            spec,
+            rates: Rates::start(engine.clone(), api_stop.clone()),
+            runs: runs.clone(),
+            stop: api_stop,
+            tasks: TaskTracker::new(),
         })
         .await;
     info!(
         revision = store.revision(),
         "State rebuilt from the event log; the API is serving."
     );
-    // Once the engine has stopped, the reconciler lets go of its handle, and with it
-    // the flows' transition senders: the recorder ends and the log closes.
+    // Once the engine has stopped, no flow changes state any more: the reconciler lets
+    // go, the API stops (an engine that stopped on its own ends the service), the
+    // recorder writes what is queued and ends. `run` completes once nothing but the
+    // caller's `Service` holds the store: the log closes when the caller drops it.
+    {
+        // A parity run stops as soon as the service is asked to (not after the drain).
+        // Weak: a service whose engine stopped on its own lets go of its runs at once.
+        let (runs, cancel) = (Arc::downgrade(&runs), cancel.clone());
+        tokio::spawn(async move {
+            cancel.cancelled().await;
+            if let Some(runs) = runs.upgrade() {
+                runs.stop_all();
+            }
+        });
+    }
     let run = {
         let store = store.clone();
         Box::pin(async move {
             let r = started.run.await;
             store.clear_reconciler();
+            runs.stopped().await;
+            server.stopped().await;
+            engine_done.cancel();
+            if let Err(e) = recorder.await {
+                warn!(error = %e, "Recording flow state changes failed.");
+            }
             r
         })
     };
     Ok(Service {
-        api_addr: server.addr,
+        api_addr,
         store,
         engine,
         run,
     })
 }
 
-/// Records every change of a flow's state, in order, as `FlowStateChanged`.
-async fn record_transitions(store: Arc<Store>, mut rx: mpsc::UnboundedReceiver<Transition>) {
-    while let Some(t) = rx.recv().await {
+/// The API's tokens and TLS identity, files read.
+fn security(config: &Config) -> Result<api::Security, StartError> {
+    let tokens = config.api.tokens()?;
+    if tokens.is_empty() {
+        info!("No [[api.tokens]]: the API is loopback only and every caller may change the mesh.");
+    } else if config.api.tls.is_none() && !config.api_listen().ip().is_loopback() {
+        warn!(
+            "The API takes bearer tokens over plain HTTP/2 on a non-loopback address: configure [api.tls] so they do not cross the network in clear text."
+        );
+    }
+    let tls = config
+        .api
+        .tls_pem()?
+        .map(|(cert, key)| ServerTlsConfig::new().identity(Identity::from_pem(cert, key)));
+    Ok(api::Security {
+        auth: api::auth::Auth::new(tokens),
+        tls,
+    })
+}
+
+/// Records every change of a flow's state, in order, as `FlowStateChanged`, until the
+/// engine is `done` and what it queued is written.
+async fn record_transitions(
+    store: Arc<Store>,
+    mut rx: mpsc::UnboundedReceiver<Transition>,
+    done: CancellationToken,
+) {
+    loop {
+        let t = tokio::select! {
+            biased;
+            t = rx.recv() => t,
+            _ = done.cancelled() => rx.try_recv().ok(),
+        };
+        let Some(t) = t else { return };
         let state = &t.status.state;
         let payload = Payload::FlowStateChanged {
             flow: t.flow,

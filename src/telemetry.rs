@@ -1,4 +1,7 @@
-//! Tracing setup: human-readable logs on stderr, filtered by `RUST_LOG`.
+//! Tracing setup: human-readable logs on stderr, filtered by `RUST_LOG`; colours only
+//! when stderr is a terminal (a log file or a journal gets plain text).
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
@@ -9,6 +12,7 @@ pub fn init_with(default: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 

@@ -5,77 +5,56 @@
 mod harness;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use duplex::config::Config;
-use duplex::service::Service;
 use duplex_proto::v1 as pb;
 use duplex_proto::v1::event_service_client::EventServiceClient;
 use duplex_proto::v1::topology_service_client::TopologyServiceClient;
-use duplex_sync::metrics::Registry;
 use futures::StreamExt;
+use harness::service::Started;
 use harness::{Expected, Provider, TestCluster};
-use tokio_util::sync::CancellationToken;
 use tonic::Code;
 use tonic::transport::Channel;
 
 fn config(clusters: &[&TestCluster]) -> Config {
-    let mut toml = "[limits]\nrefresh_interval = \"500ms\"\ncommit_interval = \"200ms\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n\n".to_string();
-    toml += &harness::clusters_toml(clusters, |_| {});
-    toml += "[[links]]\nclusters = [\"a\", \"b\"]\n[links.topics]\ninclude = [\"api\\\\..*\"]\n";
-    Config::parse(&toml).expect("test config")
+    harness::service::link_config(clusters, "api\\..*", "")
 }
 
 struct Running {
-    service: Service,
-    cancel: CancellationToken,
+    service: Started,
     topology: TopologyServiceClient<Channel>,
     events: EventServiceClient<Channel>,
 }
 
-/// Starts the service; a restart in the same process waits for the previous one's
-/// tasks to let go of the log.
+/// Starts the service (a restart in the same process needs nothing more: a stopped
+/// service has let go of its log).
 async fn start(config: &Config, dir: &Path) -> Running {
-    let cancel = CancellationToken::new();
-    let mut tries = 0;
-    let service = loop {
-        match duplex::service::start(
-            config,
-            dir,
-            "api test",
-            Arc::new(Registry::default()),
-            cancel.clone(),
-        )
-        .await
-        {
-            Ok(s) => break s,
-            Err(e) if tries < 50 => {
-                tries += 1;
-                eprintln!("start: {e}; retrying");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Err(e) => panic!("service start: {e}"),
-        }
-    };
-    let url = format!("http://{}", service.api_addr);
+    let service = harness::service::start(config, dir).await;
+    let url = format!("http://{}", service.service.api_addr);
     let channel = Channel::from_shared(url).unwrap().connect().await.unwrap();
     Running {
         topology: TopologyServiceClient::new(channel.clone()),
         events: EventServiceClient::new(channel),
         service,
-        cancel,
     }
 }
 
 async fn stop(r: Running) {
-    r.cancel.cancel();
-    r.service.run.await.expect("engine stops cleanly");
+    r.service.stop().await;
 }
 
 fn flow_req(flow: &str, key: &str) -> pb::FlowChangeRequest {
     pb::FlowChangeRequest {
         flow: flow.into(),
+        request_id: key.into(),
+        expected_revision: None,
+    }
+}
+
+fn link_req(link: &str, key: &str) -> pb::LinkChangeRequest {
+    pb::LinkChangeRequest {
+        link: link.into(),
         request_id: key.into(),
         expected_revision: None,
     }
@@ -95,34 +74,13 @@ async fn flow_of(r: &mut Running, name: &str) -> pb::Flow {
         .expect("flow listed")
 }
 
+/// Pages of 7: several pages even for a short log.
 async fn all_events(r: &mut Running) -> Vec<pb::Event> {
-    let mut out = Vec::new();
-    let mut from = 1;
-    loop {
-        let page = r
-            .events
-            .list_events(pb::ListEventsRequest {
-                from_sequence: from,
-                page_size: 7,
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        if page.events.is_empty() {
-            return out;
-        }
-        from = page.next_sequence;
-        out.extend(page.events);
-    }
+    harness::service::all_events(&mut r.events, 7).await
 }
 
 fn count(c: &TestCluster, topic: &str) -> i64 {
-    (0..4)
-        .map(|p| {
-            let (lo, hi) = harness::watermarks(c, topic, p);
-            hi - lo
-        })
-        .sum()
+    harness::service::count(c, topic, 4)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,13 +103,7 @@ async fn pause_resume_idempotency_and_refusals_on_mock() {
         &recs,
     );
     harness::wait_for_count(&[b], &topic, 100, Duration::from_secs(30)).await;
-    harness::wait_until("a->b running", Duration::from_secs(10), || {
-        r.service
-            .engine
-            .flow("a->b")
-            .is_some_and(|f| f.status.state.name() == "running")
-    })
-    .await;
+    r.service.wait_running().await;
 
     // Pause: answered once the flow has stopped; what is written now stays on a.
     let before = r
@@ -178,8 +130,17 @@ async fn pause_resume_idempotency_and_refusals_on_mock() {
         harness::produce(a, &topic, &recs).await,
         &recs,
     );
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(count(b, &topic), 100, "a paused flow wrote to its target");
+    // A witness: records written on b afterwards travel b->a, which runs. Once they are
+    // on a, a running a->b would have had the same time to carry the 60.
+    let witness = harness::records("b", 8, 4);
+    harness::expect(
+        &mut expected,
+        harness::produce(b, &topic, &witness).await,
+        &witness,
+    );
+    harness::wait_for_count(&[a], &topic, 168, Duration::from_secs(30)).await;
+    assert_eq!(count(b, &topic), 108, "a paused flow wrote to its target");
+    assert_eq!(r.service.forwarded("a->b"), 100, "a paused flow forwarded");
 
     // The same key and request: the first answer, nothing recorded twice.
     let again = r
@@ -231,10 +192,7 @@ async fn pause_resume_idempotency_and_refusals_on_mock() {
     assert!(e.message().contains("x->y"), "{e:?}");
     let e = r
         .topology
-        .pause_link(pb::LinkChangeRequest {
-            link: "nope".into(),
-            ..Default::default()
-        })
+        .pause_link(link_req("nope", ""))
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
@@ -254,8 +212,9 @@ async fn pause_resume_idempotency_and_refusals_on_mock() {
         .unwrap()
         .into_inner();
     assert_eq!(resumed.events.len(), 1);
-    harness::wait_for_count(&[b], &topic, 160, Duration::from_secs(30)).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    harness::wait_for_count(&[b], &topic, 168, Duration::from_secs(30)).await;
+    // Every record the flow sent is acknowledged: nothing more is on its way to b.
+    r.service.wait_forwarded("a->b", 160).await;
     harness::assert_holds_exactly(b, &topic, &expected);
     assert!(!flow_of(&mut r, "a->b").await.paused);
 
@@ -299,6 +258,26 @@ async fn pause_resume_idempotency_and_refusals_on_mock() {
         ]),
         "{observed:?}"
     );
+
+    // A pause overtaken by a resume answers too: it does not wait for a state nobody
+    // asks for any more.
+    let mut other = r.topology.clone();
+    let pause = tokio::spawn(async move { other.pause_flow(flow_req("a->b", "")).await });
+    let store = r.service.service.store.clone();
+    harness::wait_until("the pause recorded", Duration::from_secs(10), || {
+        store.with_state(|s| s.paused.contains("a->b"))
+    })
+    .await;
+    r.topology
+        .resume_flow(flow_req("a->b", ""))
+        .await
+        .expect("the resume");
+    tokio::time::timeout(Duration::from_secs(30), pause)
+        .await
+        .expect("the overtaken pause answers")
+        .unwrap()
+        .expect("the overtaken pause succeeds");
+    r.service.wait_running().await;
     stop(r).await;
 }
 
@@ -316,11 +295,7 @@ async fn a_restart_keeps_the_state_the_log_and_the_keys_on_mock() {
     let mut r = start(&config, dir.path()).await;
     let paused = r
         .topology
-        .pause_link(pb::LinkChangeRequest {
-            link: "a-b".into(),
-            request_id: "drill-7".into(),
-            expected_revision: None,
-        })
+        .pause_link(link_req("a-b", "drill-7"))
         .await
         .unwrap()
         .into_inner();
@@ -347,6 +322,8 @@ async fn a_restart_keeps_the_state_the_log_and_the_keys_on_mock() {
         assert!(f.paused, "{f:?}");
         assert_eq!(f.state, pb::FlowState::Paused as i32, "{f:?}");
     }
+    // Both flows of the only link are paused, so no running flow can witness time
+    // passing: a bounded window is the one way to observe an absence here.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(count(b, &topic), 0);
     // The log is the same, then goes on: the start, no config change.
@@ -363,11 +340,7 @@ async fn a_restart_keeps_the_state_the_log_and_the_keys_on_mock() {
     // A key retried after the restart answers as the first call did.
     let again = r
         .topology
-        .pause_link(pb::LinkChangeRequest {
-            link: "a-b".into(),
-            request_id: "drill-7".into(),
-            expected_revision: None,
-        })
+        .pause_link(link_req("a-b", "drill-7"))
         .await
         .unwrap()
         .into_inner();
@@ -388,10 +361,7 @@ async fn a_restart_keeps_the_state_the_log_and_the_keys_on_mock() {
     assert_eq!(&got[..], &after[before.len()..]);
     let resumed = r
         .topology
-        .resume_link(pb::LinkChangeRequest {
-            link: "a-b".into(),
-            ..Default::default()
-        })
+        .resume_link(link_req("a-b", ""))
         .await
         .unwrap()
         .into_inner();

@@ -86,6 +86,24 @@ fn base_config_is_valid() {
         "stderr: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // No tokens: check-config says the API is open, and loopback only.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("api: http://127.0.0.1:9465")
+            && stdout.contains("tokens: none: every caller may read and change the mesh, so the API listens on loopback only"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn an_open_api_beyond_loopback_is_refused() {
+    refused(
+        &format!("[api]\nlisten = \"0.0.0.0:9465\"\n{BASE}"),
+        &[
+            "api.listen: 0.0.0.0:9465 is not a loopback address",
+            "[[api.tokens]]",
+        ],
+    );
 }
 
 #[test]
@@ -304,6 +322,13 @@ const GOOD: &str = r#"
 [limits]
 in_flight_bytes = "32MiB"
 
+[api]
+listen = "0.0.0.0:9465"
+[[api.tokens]]
+name = "dashboard"
+role = "read"
+token = "API-TOKEN-SECRET-0123"
+
 [[clusters]]
 id = "onprem"
 bootstrap_servers = "127.0.0.1:1"
@@ -366,6 +391,9 @@ fn good_config_prints_flows_and_routing_without_secrets() {
         "include: \"orders.*\"",
         "start: latest",
         "in_flight_bytes: 32MiB",
+        "api: http://0.0.0.0:9465",
+        "dashboard (role read): token ***",
+        "warning: tokens over plain HTTP/2 on a non-loopback address",
     ] {
         assert!(
             stdout.lines().any(|l| l.trim() == line || l.contains(line)),
@@ -388,7 +416,11 @@ fn good_config_prints_flows_and_routing_without_secrets() {
         ],
         "{stdout}"
     );
-    for secret in ["TOP-SECRET-PASSWORD", "ANOTHER-SECRET"] {
+    for secret in [
+        "TOP-SECRET-PASSWORD",
+        "ANOTHER-SECRET",
+        "API-TOKEN-SECRET-0123",
+    ] {
         assert!(
             !stdout.contains(secret) && !stderr.contains(secret),
             "secret printed:\n{stdout}\n{stderr}"
@@ -492,5 +524,41 @@ fn links_with_different_topics_are_routed_per_topic() {
     assert!(
         stdout.contains("routing of topic \"audit\": no link selects it"),
         "{stdout}"
+    );
+}
+
+#[test]
+fn api_files_are_read_by_check_config_as_by_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[[api.tokens]]\nname = \"bot\"\nrole = \"operate\"\ntoken_file = \"missing.token\"\n{BASE}"
+    );
+    let path = dir.path().join("duplex.toml");
+    std::fs::write(&path, &text).unwrap();
+    let checked = assert_refused(
+        &check_config(&path),
+        &["api.tokens[0].token_file: cannot read ", "missing.token"],
+    );
+    let ran = assert_refused(
+        &duplex(&["run", "--config", path.to_str().unwrap()]),
+        &["api.tokens[0].token_file: cannot read ", "missing.token"],
+    );
+    assert_eq!(checked, ran);
+    // A short token in the file: refused without showing it.
+    std::fs::write(dir.path().join("missing.token"), "tiny-secret\n").unwrap();
+    let e = assert_refused(&check_config(&path), &["at least 16 characters"]);
+    assert!(!e.contains("tiny-secret"), "{e}");
+
+    let text = format!("[api.tls]\ncert = \"api.crt\"\nkey = \"api.key\"\n{BASE}");
+    std::fs::write(&path, &text).unwrap();
+    assert_refused(
+        &check_config(&path),
+        &["api.tls.cert: cannot read ", "api.crt"],
+    );
+    std::fs::write(dir.path().join("api.crt"), "not a certificate").unwrap();
+    std::fs::write(dir.path().join("api.key"), "not a key").unwrap();
+    assert_refused(
+        &check_config(&path),
+        &["api.tls.cert: ", "is not a PEM file"],
     );
 }

@@ -437,7 +437,19 @@ async fn bad_requests_exit_2_naming_the_problem() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(says), "{args:?}: expected {says:?} in {err}");
     }
+    // Nothing selected is no proof: exit 2, never a PASS.
+    let out = harness::verify::run(&config, dir.path(), &["--between", "a,b"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("matches no topic on a or b"),
+        "{}",
+        harness::verify::describe(&out)
+    );
     // A store made by another verification is refused, not mixed in.
+    let topic = harness::unique("store");
+    for c in &clusters {
+        c.create_topic(&topic, 1).await;
+    }
     let out = harness::verify::run(&config, dir.path(), &["--between", "a,b"]).await;
     assert_eq!(
         out.status.code(),

@@ -1,9 +1,12 @@
 //! Duplex's gRPC API, generated from `proto/duplex/v1/*.proto` at build time.
 //!
 //! The `.proto` files are the contract and the only source: nothing here is written by
-//! hand except this module list. [`FILE_DESCRIPTOR_SET`] is what server reflection serves.
+//! hand except this module list and [`codec`] (prost's codec with decoding errors as
+//! INVALID_ARGUMENT). [`FILE_DESCRIPTOR_SET`] is what server reflection serves.
 
 #![allow(missing_docs, missing_debug_implementations, clippy::all)]
+
+pub mod codec;
 
 /// Package `duplex.v1`.
 pub mod v1 {

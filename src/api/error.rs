@@ -45,9 +45,15 @@ pub fn control(e: ControlError) -> Status {
     {
         match e {
             ControlError::UnknownFlow(_) => Status::not_found(e.to_string()),
-            ControlError::Stopped(_) => Status::unavailable(format!(
-                "{e}: the service is shutting down; the change is recorded and applies at the next start"
-            )),
+            ControlError::Stopped(_) => shutting_down(&e.to_string()),
         }
     }
+}
+
+/// A change cut short by a shutdown: UNAVAILABLE, saying it is recorded and applies at
+/// the next start. `what` says what stopped.
+pub fn shutting_down(what: &str) -> Status {
+    Status::unavailable(format!(
+        "{what}: the service is shutting down; the change is recorded and applies at the next start"
+    ))
 }

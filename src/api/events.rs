@@ -97,6 +97,31 @@ pub fn event_pb(e: &Event) -> pb::Event {
                 error: error.clone().unwrap_or_default(),
             })
         }
+        Payload::VerificationStarted {
+            between,
+            topics,
+            report_dir,
+        } => P::VerificationStarted(pb::VerificationStarted {
+            between: between.clone(),
+            topics: topics.clone(),
+            report_dir: report_dir.clone(),
+        }),
+        Payload::VerificationCancelRequested { verification } => {
+            P::VerificationCancelRequested(pb::VerificationCancelRequested {
+                verification: *verification,
+            })
+        }
+        Payload::VerificationFinished {
+            verification,
+            outcome,
+            totals,
+            error,
+        } => P::VerificationFinished(pb::VerificationFinished {
+            verification: *verification,
+            state: super::verification::outcome_pb(*outcome) as i32,
+            totals: totals.as_ref().map(super::verification::counts_pb),
+            error: error.clone().unwrap_or_default(),
+        }),
     };
     let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(e.time_ms.max(0) as u64);
     pb::Event {
@@ -148,6 +173,7 @@ impl pb::event_service_server::EventService for Events {
             req.get_ref().from_sequence,
             WATCH_BUFFER,
             api.stop.clone(),
+            &api.tasks,
         );
         let stream = ReceiverStream::new(rx).map(|r| r.map(|e| event_pb(&e)).map_err(Status::from));
         Ok(Response::new(Box::pin(stream)))

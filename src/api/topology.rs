@@ -8,7 +8,8 @@ use duplex_sync::control::{FlowState, FlowView};
 use duplex_sync::engine::routes;
 use tonic::{Request, Response, Status};
 
-use super::{Api, Ready, actor, fingerprint, request_id, required};
+use super::auth::operator;
+use super::{Api, Ready, fingerprint, request_id, required};
 use crate::state::fold::flows_of;
 use crate::state::{Command, CommandError, Payload, State};
 
@@ -104,7 +105,7 @@ fn topic_routes(api: &Api, state: &State, topic: &str) -> pb::TopicRoutes {
 
 impl Topology {
     /// Records the pause (or resume) of `flows` as one command, asks the engine, and
-    /// answers once each flow took the change.
+    /// answers once each flow took the change (or a later command changed it again).
     async fn change(
         &self,
         cmd: Command,
@@ -137,18 +138,22 @@ impl Topology {
             }
             Ok(payloads)
         })?;
-        for flow in &flows {
-            if pause {
-                api.engine
-                    .wait_paused(flow)
-                    .await
-                    .map_err(super::error::control)?;
-            } else {
-                api.engine
-                    .wait_started(flow)
-                    .await
-                    .map_err(super::error::control)?;
+        // A replay waits like the first call (which may still be draining); a change a
+        // later command has overtaken answers at once (see `EngineHandle::wait_paused`).
+        // A shutdown ends the wait: the change is recorded and applies at the next start.
+        let waits = async {
+            for flow in &flows {
+                if pause {
+                    api.engine.wait_paused(flow).await?;
+                } else {
+                    api.engine.wait_started(flow).await?;
+                }
             }
+            Ok(())
+        };
+        tokio::select! {
+            r = waits => r.map_err(super::error::control)?,
+            _ = api.stop.cancelled() => return Err(super::error::shutting_down(cmd.method)),
         }
         Ok(Response::new(pb::ChangeResponse {
             events: out.events,
@@ -162,21 +167,23 @@ impl Topology {
         req: &Request<pb::FlowChangeRequest>,
         method: &'static str,
     ) -> Result<(Command, Vec<String>), Status> {
+        let actor = operator(req, method)?;
         let api = self.0.get()?;
         let r = req.get_ref();
         let flow = required("flow", &r.flow)?.to_string();
         let link = api
             .store
-            .state()
-            .topology
-            .link_of_flow(&flow)
-            .map(|l| format!("link:{}", l.name))
+            .with_state(|s| {
+                s.topology
+                    .link_of_flow(&flow)
+                    .map(|l| format!("link:{}", l.name))
+            })
             .ok_or_else(|| {
                 Status::not_found(format!("no flow {flow:?} (flows are named source->target)"))
             })?;
         let cmd = Command {
             method,
-            actor: actor(req),
+            actor,
             request_id: request_id(&r.request_id),
             fingerprint: fingerprint(r, |r| r.request_id.clear()),
             expected_revision: r.expected_revision,
@@ -190,20 +197,19 @@ impl Topology {
         req: &Request<pb::LinkChangeRequest>,
         method: &'static str,
     ) -> Result<(Command, Vec<String>), Status> {
+        let actor = operator(req, method)?;
         let api = self.0.get()?;
         let r = req.get_ref();
         let name = required("link", &r.link)?;
-        let state = api.store.state();
-        let link = state
-            .topology
-            .link(name)
+        let flows = api
+            .store
+            .with_state(|s| s.topology.link(name).map(|l| flows_of(l).to_vec()))
             .ok_or_else(|| Status::not_found(format!("no link {name:?}")))?;
-        let flows = flows_of(link).to_vec();
         let mut touches = vec![format!("link:{name}")];
         touches.extend(flows.iter().map(|f| format!("flow:{f}")));
         let cmd = Command {
             method,
-            actor: actor(req),
+            actor,
             request_id: request_id(&r.request_id),
             fingerprint: fingerprint(r, |r| r.request_id.clear()),
             expected_revision: r.expected_revision,
@@ -230,14 +236,20 @@ impl pb::topology_service_server::TopologyService for Topology {
                 .map(|v| flow_pb(api, v))
                 .collect();
         }
+        let asked = &req.get_ref().route_topics;
+        if asked.len() > super::MAX_ROUTE_TOPICS {
+            return Err(super::error::invalid(
+                "route_topics",
+                format!(
+                    "asks for {} topics; at most {} at a time",
+                    asked.len(),
+                    super::MAX_ROUTE_TOPICS
+                ),
+            ));
+        }
         let mut routes = Vec::new();
-        for (i, topic) in req.get_ref().route_topics.iter().enumerate() {
-            if topic.is_empty() {
-                return Err(super::error::invalid(
-                    &format!("route_topics[{i}]"),
-                    "is empty",
-                ));
-            }
+        for (i, topic) in asked.iter().enumerate() {
+            super::topic_name(&format!("route_topics[{i}]"), topic)?;
             routes.push(topic_routes(api, &state, topic));
         }
         Ok(Response::new(pb::Topology {

@@ -80,6 +80,36 @@ pub fn line(e: &pb::Event) -> String {
                 format!("flow {} {state}: {}", f.flow, f.error)
             }
         }
+        Some(P::VerificationStarted(v)) => format!(
+            "verifications/{} between {} topics {} report {}",
+            e.sequence,
+            v.between.join(","),
+            v.topics,
+            v.report_dir
+        ),
+        Some(P::VerificationCancelRequested(v)) => {
+            format!("verifications/{}", v.verification)
+        }
+        Some(P::VerificationFinished(v)) => {
+            let state = pb::VerificationState::try_from(v.state)
+                .map(|s| {
+                    s.as_str_name()
+                        .trim_start_matches("VERIFICATION_STATE_")
+                        .to_lowercase()
+                })
+                .unwrap_or_else(|_| format!("state {}", v.state));
+            let mut s = format!("verifications/{} {state}", v.verification);
+            if let Some(t) = &v.totals {
+                s += &format!(
+                    ": {} matched, {} missing, {} extra, {} altered, {} duplicated, {} reordered",
+                    t.matched, t.missing, t.extra, t.altered, t.duplicated, t.reordered
+                );
+            }
+            if !v.error.is_empty() {
+                s += &format!(": {}", v.error);
+            }
+            s
+        }
         None => String::new(),
     };
     let key = if e.request_id.is_empty() {

@@ -7,6 +7,7 @@
 //! span keys (unique ids, known clusters, a connected link graph). After both, building
 //! the engine spec cannot fail, and no cluster has been contacted.
 
+mod api;
 mod error;
 #[cfg(test)]
 mod tests;
@@ -21,6 +22,7 @@ use std::path::{Path, PathBuf};
 use duplex_sync::spec::{ClusterSpec, EngineSpec, Limits, LinkSpec, StartPosition, TopicSelection};
 use serde::Deserialize;
 
+pub use api::{ApiConfig, ApiToken, MIN_TOKEN_LEN, Role, Secret, TlsConfig, TokenConfig};
 pub use error::ConfigError;
 pub use values::{ByteSize, HumanDuration, ListenAddr, TopicPattern};
 
@@ -113,14 +115,6 @@ impl Default for LimitsConfig {
 #[serde(deny_unknown_fields, expecting = "a table")]
 pub struct MetricsConfig {
     /// Address to serve Prometheus text on at `/metrics`, e.g. `127.0.0.1:9464`.
-    pub listen: Option<ListenAddr>,
-}
-
-/// `[api]`: the gRPC control API (docs/api.md).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a table")]
-pub struct ApiConfig {
-    /// Address to serve the API on; default `127.0.0.1:9465` (loopback only).
     pub listen: Option<ListenAddr>,
 }
 
@@ -253,7 +247,11 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        Config::parse(&text)
+        let mut config = Config::parse(&text)?;
+        config
+            .api
+            .resolve_paths(path.parent().unwrap_or(Path::new(".")));
+        Ok(config)
     }
 
     /// Parses and validates config text.
@@ -309,7 +307,7 @@ impl Config {
 
     /// `[api] listen`, or the loopback default.
     pub fn api_listen(&self) -> SocketAddr {
-        self.api.listen.map_or(defaults::API_LISTEN, |l| l.0)
+        self.api.listen()
     }
 
     /// `[state] dir` for a config read from `file`: relative paths are relative to the

@@ -345,3 +345,88 @@ fn missing_file_names_the_path() {
         "cannot read config file /nonexistent/duplex.toml: ",
     );
 }
+
+const TOKENS: &str = r#"
+[api]
+listen = "0.0.0.0:9465"
+[[api.tokens]]
+name = "dashboard"
+role = "read"
+token = "read-token-0123456789"
+[[api.tokens]]
+name = "release-bot"
+role = "operate"
+token_file = "bot.token"
+"#;
+
+#[test]
+fn api_tokens_are_read_and_never_shown() {
+    let c = Config::parse(&format!("{TOKENS}{TWO}")).unwrap();
+    assert_eq!(c.api_listen().to_string(), "0.0.0.0:9465");
+    assert_eq!(c.api.tokens[0].role, Role::Read);
+    let shown = format!("{c:?}");
+    assert!(!shown.contains("read-token-0123456789"), "{shown}");
+    // A token file is read when the service starts; its problems name the key.
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = c;
+    c.api.resolve_paths(dir.path());
+    let e = c.api.tokens().unwrap_err().to_string();
+    assert_starts(&e, "api.tokens[1].token_file: cannot read ");
+    std::fs::write(dir.path().join("bot.token"), "short\n").unwrap();
+    let e = c.api.tokens().unwrap_err().to_string();
+    assert!(
+        e.contains("at least 16 characters") && !e.contains("short"),
+        "{e}"
+    );
+    std::fs::write(dir.path().join("bot.token"), "operate-token-0123456789\n").unwrap();
+    let tokens = c.api.tokens().unwrap();
+    assert_eq!(tokens[1].secret.expose(), "operate-token-0123456789");
+    std::fs::write(dir.path().join("bot.token"), "read-token-0123456789").unwrap();
+    let e = c.api.tokens().unwrap_err().to_string();
+    assert!(e.contains("same value as token \"dashboard\""), "{e}");
+    assert!(!e.contains("read-token-0123456789"), "{e}");
+}
+
+#[test]
+fn api_without_tokens_listens_on_loopback_only() {
+    let e = err(&format!("[api]\nlisten = \"0.0.0.0:9465\"\n{TWO}"));
+    assert_starts(&e, "api.listen: 0.0.0.0:9465 is not a loopback address");
+    for ok in ["127.0.0.1:9465", "[::1]:9465"] {
+        Config::parse(&format!("[api]\nlisten = \"{ok}\"\n{TWO}")).unwrap();
+    }
+}
+
+#[test]
+fn api_tokens_are_checked() {
+    let token = |body: &str| err(&format!("[[api.tokens]]\n{body}\n{TWO}"));
+    assert_starts(
+        &token("name = \"x\"\nrole = \"read\"\ntoken = \"too-short\""),
+        "api.tokens[0].token: a token must be at least 16 characters long (it has 9)",
+    );
+    assert_starts(
+        &token("name = \"x\"\nrole = \"read\"\ntoken = \"has a space in it, long\""),
+        "api.tokens[0].token: a token may hold only visible ASCII",
+    );
+    assert_starts(
+        &token("name = \"x\"\nrole = \"read\""),
+        "api.tokens[0]: missing token",
+    );
+    assert_starts(
+        &token("name = \"x\"\nrole = \"read\"\ntoken = \"0123456789abcdef\"\ntoken_file = \"f\""),
+        "api.tokens[0]: give either token or token_file",
+    );
+    assert_starts(
+        &token("name = \"x y\"\nrole = \"read\"\ntoken = \"0123456789abcdef\""),
+        "api.tokens[0].name: invalid token name",
+    );
+    let e = token("name = \"x\"\nrole = \"admin\"\ntoken = \"0123456789abcdef\"");
+    assert!(
+        e.contains("api.tokens[0].role") && e.contains("read") && e.contains("operate"),
+        "{e}"
+    );
+    let e = err(&format!(
+        "[[api.tokens]]\nname = \"x\"\nrole = \"read\"\ntoken = \"0123456789abcdef\"\n\
+         [[api.tokens]]\nname = \"x\"\nrole = \"read\"\ntoken = \"0123456789abcdeg\"\n{TWO}"
+    ));
+    assert_starts(&e, "api.tokens[1].name: duplicate token name \"x\"");
+}

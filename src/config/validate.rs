@@ -49,7 +49,8 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.validate_clusters()?;
         self.validate_links()?;
-        self.validate_connected()
+        self.validate_connected()?;
+        self.api.validate()
     }
 
     fn validate_clusters(&self) -> Result<(), ConfigError> {
@@ -191,7 +192,12 @@ impl Config {
 
 /// Ids and link names go into headers, group ids and metric labels: keep them to a
 /// charset that is safe in all three.
-fn check_name(key: &str, what: &str, value: &str, max: usize) -> Result<(), ConfigError> {
+pub(super) fn check_name(
+    key: &str,
+    what: &str,
+    value: &str,
+    max: usize,
+) -> Result<(), ConfigError> {
     let ok_chars = value
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));

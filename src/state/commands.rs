@@ -150,6 +150,12 @@ impl Store {
         self.lock().state.clone()
     }
 
+    /// Reads the state now without copying it (`f` runs under the writer's lock: keep
+    /// it short).
+    pub fn with_state<R>(&self, f: impl FnOnce(&State) -> R) -> R {
+        f(&self.lock().state)
+    }
+
     /// The log's last sequence number.
     pub fn revision(&self) -> u64 {
         self.lock().log.last()

@@ -74,6 +74,48 @@ pub enum Payload {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
+    /// A parity run was started; its id is this event's sequence number.
+    VerificationStarted {
+        /// The clusters compared, the source first.
+        between: Vec<String>,
+        /// The topic selection.
+        topics: String,
+        /// Where its report is written.
+        report_dir: String,
+    },
+    /// An operator asked a parity run to stop.
+    VerificationCancelRequested {
+        /// The run's id.
+        verification: u64,
+    },
+    /// A parity run ended.
+    VerificationFinished {
+        /// The run's id.
+        verification: u64,
+        /// How it ended.
+        outcome: VerificationOutcome,
+        /// What the comparison counted (`passed` and `failed` only), the report's
+        /// `totals` (schema `duplex.parity/1`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        totals: Option<duplex_verifier::report::Counts>,
+        /// Why it ended in `error`, or what cancelled it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+}
+
+/// How a parity run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerificationOutcome {
+    /// Parity.
+    Passed,
+    /// The sides differ.
+    Failed,
+    /// No verdict: an error.
+    Error,
+    /// No verdict: cancelled, or the service stopped under it.
+    Cancelled,
 }
 
 impl Payload {
@@ -85,6 +127,9 @@ impl Payload {
             Payload::FlowPaused { .. } => "FlowPaused",
             Payload::FlowResumed { .. } => "FlowResumed",
             Payload::FlowStateChanged { .. } => "FlowStateChanged",
+            Payload::VerificationStarted { .. } => "VerificationStarted",
+            Payload::VerificationCancelRequested { .. } => "VerificationCancelRequested",
+            Payload::VerificationFinished { .. } => "VerificationFinished",
         }
     }
 
@@ -102,7 +147,14 @@ impl Payload {
             Payload::FlowPaused { flow, link } | Payload::FlowResumed { flow, link } => {
                 vec![format!("flow:{flow}"), format!("link:{link}")]
             }
-            Payload::ServiceStarted { .. } | Payload::FlowStateChanged { .. } => Vec::new(),
+            Payload::VerificationCancelRequested { verification } => {
+                vec![format!("verification:{verification}")]
+            }
+            // A run that starts is a new object; how one ends is observed.
+            Payload::ServiceStarted { .. }
+            | Payload::FlowStateChanged { .. }
+            | Payload::VerificationStarted { .. }
+            | Payload::VerificationFinished { .. } => Vec::new(),
         }
     }
 }

@@ -3,11 +3,13 @@
 //! Rules (docs/api.md, "Fold rules"): `ConfigApplied` replaces the clusters and links
 //! and forgets pauses of flows that no longer exist; `FlowPaused` and `FlowResumed` set
 //! and clear a flow's pause; `FlowStateChanged` keeps the last observed state of a flow;
-//! `ServiceStarted` changes nothing. Every event moves the revision.
+//! `VerificationStarted` adds a parity run under its sequence number,
+//! `VerificationCancelRequested` and `VerificationFinished` (the first of each counts)
+//! mark it; `ServiceStarted` changes nothing. Every event moves the revision.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::events::{ClusterRecord, Event, LinkRecord, Payload};
+use super::events::{ClusterRecord, Event, LinkRecord, Payload, VerificationOutcome};
 
 /// The clusters and links of the last `ConfigApplied`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -62,8 +64,44 @@ pub struct State {
     pub paused: BTreeSet<String>,
     /// Each flow's last recorded state.
     pub observed: BTreeMap<String, Observed>,
+    /// Parity runs by id (the sequence number of their `VerificationStarted`).
+    pub verifications: BTreeMap<u64, Verification>,
     /// For each object a command changed, the sequence number of the last such event.
     touched: HashMap<String, u64>,
+}
+
+/// A parity run, as the log says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verification {
+    /// Its id.
+    pub id: u64,
+    /// The clusters compared, the source first.
+    pub between: Vec<String>,
+    /// The topic selection.
+    pub topics: String,
+    /// Where its report is written.
+    pub report_dir: String,
+    /// Who started it.
+    pub actor: String,
+    /// When, Unix milliseconds.
+    pub started_ms: i64,
+    /// Who asked it to stop, if anyone did.
+    pub cancel_requested: Option<String>,
+    /// How it ended, once it has.
+    pub finished: Option<Finished>,
+}
+
+/// How and when a parity run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    /// The outcome.
+    pub outcome: VerificationOutcome,
+    /// The counts of a verdict.
+    pub totals: Option<duplex_verifier::report::Counts>,
+    /// The error or the reason for a cancel.
+    pub error: Option<String>,
+    /// When, Unix milliseconds.
+    pub time_ms: i64,
 }
 
 impl State {
@@ -95,6 +133,45 @@ impl State {
             }
             Payload::FlowResumed { flow, .. } => {
                 self.paused.remove(flow);
+            }
+            Payload::VerificationStarted {
+                between,
+                topics,
+                report_dir,
+            } => {
+                self.verifications.insert(
+                    e.seq,
+                    Verification {
+                        id: e.seq,
+                        between: between.clone(),
+                        topics: topics.clone(),
+                        report_dir: report_dir.clone(),
+                        actor: e.actor.clone(),
+                        started_ms: e.time_ms,
+                        cancel_requested: None,
+                        finished: None,
+                    },
+                );
+            }
+            Payload::VerificationCancelRequested { verification } => {
+                if let Some(v) = self.verifications.get_mut(verification) {
+                    v.cancel_requested.get_or_insert_with(|| e.actor.clone());
+                }
+            }
+            Payload::VerificationFinished {
+                verification,
+                outcome,
+                totals,
+                error,
+            } => {
+                if let Some(v) = self.verifications.get_mut(verification) {
+                    v.finished.get_or_insert(Finished {
+                        outcome: *outcome,
+                        totals: totals.clone(),
+                        error: error.clone(),
+                        time_ms: e.time_ms,
+                    });
+                }
             }
             Payload::FlowStateChanged { flow, state, error } => {
                 self.observed.insert(

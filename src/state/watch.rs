@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::Store;
 use super::events::Event;
@@ -19,15 +20,18 @@ const PAGE: usize = 256;
 
 /// Starts a watch from `from` (0 means 1); events arrive on the receiver, which ends
 /// when the log cannot be read (the error comes last), or when `stop` fires (the
-/// service is shutting down: its server waits for open streams to end).
+/// service is shutting down: its server waits for open streams to end, so the catch-up
+/// stops too, even mid-page or while waiting for a slow client). The task runs
+/// on `tasks`, so whoever shuts down can wait until no watch holds the store.
 pub fn watch(
     store: Arc<Store>,
     from: u64,
     buffer: usize,
     stop: CancellationToken,
+    tasks: &TaskTracker,
 ) -> mpsc::Receiver<Result<Event, LogError>> {
     let (tx, rx) = mpsc::channel(buffer.max(1));
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         let mut next = from.max(1);
         let mut live = store.subscribe();
         'catch_up: loop {
@@ -35,7 +39,7 @@ pub fn watch(
                 let page = match store.read(next, PAGE) {
                     Ok(p) => p,
                     Err(e) => {
-                        let _ = tx.send(Err(e)).await;
+                        send(&tx, &stop, Err(e)).await;
                         return;
                     }
                 };
@@ -43,7 +47,7 @@ pub fn watch(
                     break;
                 };
                 for e in page {
-                    if tx.send(Ok(e)).await.is_err() {
+                    if !send(&tx, &stop, Ok(e)).await {
                         return;
                     }
                 }
@@ -59,7 +63,7 @@ pub fn watch(
                     Ok(e) if e.seq < next => {}
                     Ok(e) if e.seq == next => {
                         next += 1;
-                        if tx.send(Ok(e)).await.is_err() {
+                        if !send(&tx, &stop, Ok(e)).await {
                             return;
                         }
                     }
@@ -71,4 +75,17 @@ pub fn watch(
         }
     });
     rx
+}
+
+/// Sends one item unless the client has gone or the service is stopping (a client that
+/// reads slowly, or not at all, must not hold up a shutdown). False: stop watching.
+async fn send(
+    tx: &mpsc::Sender<Result<Event, LogError>>,
+    stop: &CancellationToken,
+    item: Result<Event, LogError>,
+) -> bool {
+    tokio::select! {
+        r = tx.send(item) => r.is_ok(),
+        _ = stop.cancelled() => false,
+    }
 }

@@ -314,24 +314,35 @@ impl EngineHandle {
         Ok(())
     }
 
-    /// Returns once the flow is paused.
+    /// Returns once the flow is paused, or once it is no longer asked to be (a later
+    /// resume superseded the pause: waiting on would wait for what nobody wants).
     pub async fn wait_paused(&self, flow: &str) -> Result<(), ControlError> {
         let c = self.control(flow)?;
-        self.wait(flow, c, |s| matches!(s.state, FlowState::Paused))
-            .await
+        self.wait(
+            flow,
+            c,
+            |s| matches!(s.state, FlowState::Paused),
+            |d| d.paused,
+        )
+        .await
     }
 
     /// Returns once the flow is neither paused nor pausing, nor faulted since before
     /// this call (it may be starting, running, restarting after a retriable error, or
-    /// faulted again after it started).
+    /// faulted again after it started); or once a later pause superseded the resume.
     pub async fn wait_started(&self, flow: &str) -> Result<(), ControlError> {
         let c = self.control(flow)?;
         let asked = SystemTime::now();
-        self.wait(flow, c, |s| match s.state {
-            FlowState::Paused | FlowState::Pausing => false,
-            FlowState::Faulted(_) => s.since > asked,
-            _ => true,
-        })
+        self.wait(
+            flow,
+            c,
+            |s| match s.state {
+                FlowState::Paused | FlowState::Pausing => false,
+                FlowState::Faulted(_) => s.since > asked,
+                _ => true,
+            },
+            |d| !d.paused,
+        )
         .await
     }
 
@@ -340,9 +351,14 @@ impl EngineHandle {
         flow: &str,
         c: &FlowControl,
         done: impl Fn(&FlowStatus) -> bool,
+        still_asked: impl Fn(&Desired) -> bool,
     ) -> Result<(), ControlError> {
         let mut rx = c.status.status.subscribe();
+        let mut desired = c.desired.subscribe();
         loop {
+            if !still_asked(&desired.borrow_and_update()) {
+                return Ok(());
+            }
             let status = rx.borrow_and_update().clone();
             if done(&status) {
                 return Ok(());
@@ -350,8 +366,12 @@ impl EngineHandle {
             if status.state == FlowState::Stopped {
                 return Err(ControlError::Stopped(flow.to_string()));
             }
-            // The sender lives as long as the controls; the engine keeps them.
-            if rx.changed().await.is_err() {
+            // The senders live as long as the controls; the engine keeps them.
+            let changed = tokio::select! {
+                r = rx.changed() => r,
+                r = desired.changed() => r,
+            };
+            if changed.is_err() {
                 return Err(ControlError::Stopped(flow.to_string()));
             }
         }

@@ -21,6 +21,17 @@ use crate::spec::TopicSelection;
 /// Topic name → partition count.
 pub type TopicMap = BTreeMap<String, usize>;
 
+/// The selected topics of a cluster, as one metadata answer lists them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    /// Topics listed without an error, with their partition counts.
+    pub topics: TopicMap,
+    /// Selected topics listed with an error or without partitions (a leader election,
+    /// a topic being created): they exist, but how many partitions they have is not
+    /// known from this answer. Never taken for deleted.
+    pub unknown: Vec<String>,
+}
+
 /// Lists the topics of a cluster, as seen by `client`, that `selection` selects.
 /// Blocking: call from `spawn_blocking`.
 pub fn selected_topics<C: ClientContext>(
@@ -28,7 +39,7 @@ pub fn selected_topics<C: ClientContext>(
     cluster: &str,
     selection: &TopicSelection,
     timeout: Duration,
-) -> Result<TopicMap, SyncError> {
+) -> Result<Listing, SyncError> {
     let md = client
         .fetch_metadata(None, timeout)
         .map_err(|source| SyncError::Kafka {
@@ -36,14 +47,17 @@ pub fn selected_topics<C: ClientContext>(
             cluster: cluster.to_string(),
             source,
         })?;
-    Ok(md
-        .topics()
-        .iter()
-        .filter(|t| {
-            t.error().is_none() && !t.partitions().is_empty() && selection.selects(t.name())
-        })
-        .map(|t| (t.name().to_string(), t.partitions().len()))
-        .collect())
+    let mut listing = Listing::default();
+    for t in md.topics().iter().filter(|t| selection.selects(t.name())) {
+        if t.error().is_none() && !t.partitions().is_empty() {
+            listing
+                .topics
+                .insert(t.name().to_string(), t.partitions().len());
+        } else {
+            listing.unknown.push(t.name().to_string());
+        }
+    }
+    Ok(listing)
 }
 
 /// Partition count of `topic` on a cluster, or `None` when it does not exist.

@@ -216,6 +216,9 @@ async fn supervise(
                 return Ok(());
             }
             Err(e) if e.is_retriable() => {
+                if matches!(e, SyncError::Stalled { .. }) {
+                    flow.note_stall();
+                }
                 *flow.metrics.last_error.lock().expect("metrics lock") = Some(e.to_string());
                 flow.metrics.restarts.fetch_add(1, Relaxed);
                 if desired.borrow().paused {
@@ -243,6 +246,8 @@ async fn supervise(
                 let resumes = desired.borrow_and_update().resumes;
                 loop {
                     if !wait_change(&mut desired, &cancel).await {
+                        // Whoever waits on this flow learns that it will not change.
+                        status.set(FlowState::Stopped);
                         return Err(e);
                     }
                     let d = *desired.borrow_and_update();

@@ -249,6 +249,15 @@ pub fn pass(
     let started_at = SystemTime::now();
     let started = Instant::now();
     let mut snap = snapshot(spec)?;
+    if snap.sides.iter().all(|topics| topics.is_empty()) {
+        // Nothing compared is no proof: a mistyped selection must not read as parity.
+        let sides: Vec<&str> = spec.sides.iter().map(|c| c.id.as_str()).collect();
+        return Err(VerifyError::Invalid(format!(
+            "the topic selection {} matches no topic on {}: nothing to compare, so no verdict",
+            spec.topics.as_str(),
+            sides.join(" or ")
+        )));
+    }
     crate::stale::forget_stale(store, spec, &snap)?;
     let plans = plan(store, spec, &snap)?;
     let progress: Vec<Progress> = spec.sides.iter().map(|_| Progress::default()).collect();

@@ -47,6 +47,20 @@ pub struct OffsetRule {
     pub offset: i64,
 }
 
+/// The form [`OffsetRule`]'s `FromStr` reads: `CLUSTER[:TOPIC[:PARTITION]]=OFFSET`.
+impl std::fmt::Display for OffsetRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.cluster)?;
+        if let Some(t) = &self.topic {
+            write!(f, ":{t}")?;
+            if let Some(p) = self.partition {
+                write!(f, ":{p}")?;
+            }
+        }
+        write!(f, "={}", self.offset)
+    }
+}
+
 impl std::str::FromStr for OffsetRule {
     type Err = String;
 
@@ -247,6 +261,15 @@ mod tests {
         assert_eq!(rules.lookup("a", "orders", 1), Some(7));
         assert_eq!(rules.lookup("a", "other", 1), Some(5));
         assert_eq!(rules.lookup("b", "orders", 2), None);
+    }
+
+    #[test]
+    fn an_offset_rule_prints_as_it_is_read() {
+        for text in ["a=5", "a:orders=7", "a:orders:2=9"] {
+            let rule: OffsetRule = text.parse().unwrap();
+            assert_eq!(rule.to_string(), text);
+            assert_eq!(rule.to_string().parse::<OffsetRule>().unwrap(), rule);
+        }
     }
 
     #[test]

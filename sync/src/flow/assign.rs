@@ -18,11 +18,11 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 use tokio::task::spawn_blocking;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::acker::Ack;
 use super::{Clients, Flow, FlowSpec, LagContext};
-use crate::discovery::{partition_count, selected_topics};
+use crate::discovery::{Listing, partition_count, selected_topics};
 use crate::error::{SyncError, joined};
 use crate::resume::{self, checkpoint_metadata};
 use crate::spec::StartPosition;
@@ -146,7 +146,10 @@ impl Flow {
             })
             .await,
         );
-        let topics = match topics {
+        let Listing {
+            topics,
+            unknown: unlisted,
+        } = match topics {
             Ok(t) => {
                 assignment.listing_failures = 0;
                 t
@@ -159,15 +162,27 @@ impl Flow {
             }
             Err(e) => return Err(e),
         };
-        // A topic deleted (or shrunk) while its partitions waited is not waited for.
+        // A topic deleted (or shrunk) while its partitions waited is not waited for; one
+        // listed with an error (a leader election) is not taken for deleted.
         let selects = |t: &String, p: i32| topics.get(t).is_some_and(|c| (p as usize) < *c);
-        assignment.waiting.retain(|(t, p), _| selects(t, *p));
+        assignment
+            .waiting
+            .retain(|(t, p), _| selects(t, *p) || unlisted.contains(t));
+        if !unlisted.is_empty() {
+            debug!(flow = %self.spec.name(), topics = ?unlisted, "The source lists these selected topics with an error; they start at a later refresh.");
+        }
         // Every selected partition not started yet is waiting, from now on: the reader
-        // runs beside this refresh, and the lag must not read as known meanwhile.
+        // runs beside this refresh, and the lag must not read as known meanwhile. A
+        // topic listed with an error counts its waiting partitions, or at least one: its
+        // lag is not known, and must not read as 0 (issue 10).
         let selected: usize = topics.values().sum();
         let not_started = |a: &Assignment| {
             let running = a.running.iter().filter(|(t, p)| selects(t, *p)).count();
-            selected.saturating_sub(running) as i64
+            let unlisted: usize = unlisted
+                .iter()
+                .map(|t| a.waiting.keys().filter(|(w, _)| w == t).count().max(1))
+                .sum();
+            (selected.saturating_sub(running) + unlisted) as i64
         };
         self.metrics
             .partitions_waiting
@@ -175,7 +190,7 @@ impl Flow {
         // From now on the consumer's statistics say what the lag is (the partitions not
         // started count as unknown); before the first listing nothing is known, and
         // nothing must read as caught up.
-        c.consumer.context().assigned.store(true, Relaxed);
+        c.consumer.context().go_live();
         self.note_running();
         for (topic, count) in topics.iter().map(|(t, c)| (t.clone(), *c)) {
             let now = Instant::now();

@@ -14,7 +14,7 @@ mod reader;
 mod watchdog;
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::AtomicU32;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,7 +22,7 @@ use std::time::Duration;
 use rdkafka::ClientContext;
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, ConsumerContext, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::producer::{FutureProducer, Producer, PurgeConfig};
 use rdkafka::statistics::Statistics;
 use tokio::sync::{Semaphore, mpsc};
@@ -80,13 +80,33 @@ pub fn group_id(link: &str, source: &str, target: &str) -> String {
 /// Consumer context that feeds the lag gauges from librdkafka's statistics.
 pub(crate) struct LagContext {
     metrics: Arc<FlowMetrics>,
-    /// Set once this run's first assignment is done: before it, no lag is known.
-    pub(crate) assigned: AtomicBool,
+    /// Whether this run's statistics say what the lag is: set once the run's first
+    /// listing is done (before it, no lag is known), cleared when the run ends. A
+    /// statistics round writes the gauges while holding it, so a round served late (a
+    /// consumer closing serves what is queued, after the run has marked its partitions
+    /// unknown) cannot write a stale "caught up" over that.
+    live: Mutex<bool>,
+}
+
+impl LagContext {
+    /// From now on this run's statistics feed the gauges.
+    pub(crate) fn go_live(&self) {
+        *self.live.lock().expect("lag gate") = true;
+    }
+
+    /// The run has ended: its statistics feed the gauges no more, and `partitions`
+    /// (at least 1) read as unknown until the next run says otherwise.
+    fn end(&self, partitions: i64) {
+        let mut live = self.live.lock().expect("lag gate");
+        *live = false;
+        self.metrics.lag_unknown.store(partitions.max(1), Relaxed);
+    }
 }
 
 impl ClientContext for LagContext {
     fn stats(&self, stats: Statistics) {
-        if !self.assigned.load(Relaxed) {
+        let live = self.live.lock().expect("lag gate");
+        if !*live {
             return;
         }
         // A partition whose lag librdkafka does not know (no committed position yet, no
@@ -135,6 +155,8 @@ pub struct Flow {
     leftovers: Leftovers,
     /// Where its supervisor announces its state (none for a flow run by hand).
     status: Option<StatusCell>,
+    /// Runs in a row that ended in a stall without reading a record.
+    stalls: Arc<AtomicU32>,
 }
 
 /// Deliveries that a stopped run of a flow left unresolved when its drain timed out,
@@ -178,7 +200,26 @@ impl Flow {
             metrics,
             leftovers: Leftovers::default(),
             status: None,
+            stalls: Arc::default(),
         }
+    }
+
+    /// This run's stall timeout: `limits.stall_timeout`, doubled for each run in a row
+    /// that a stall ended before it read a record (at most 8 times). A source whose
+    /// fetches take longer than the timeout (a broker under a backlog) gets the time they
+    /// take, instead of a restart loop that starts the same slow fetch again and again.
+    pub(crate) fn stall_timeout(&self) -> Duration {
+        self.spec.limits.stall_timeout * 2u32.pow(self.stalls.load(Relaxed).min(3))
+    }
+
+    /// The run ended in a stall.
+    pub(crate) fn note_stall(&self) {
+        self.stalls.fetch_add(1, Relaxed);
+    }
+
+    /// The run read a record: the stall timeout is the configured one again.
+    pub(crate) fn note_read(&self) {
+        self.stalls.store(0, Relaxed);
     }
 
     /// The same flow, announcing its state in `cell`.
@@ -206,7 +247,7 @@ impl Flow {
             clients::consumer(&s.source, &name, &s.group_id(), s.in_flight_bytes)
                 .create_with_context(LagContext {
                     metrics: self.metrics.clone(),
-                    assigned: AtomicBool::new(false),
+                    live: Mutex::new(false),
                 })
                 .map_err(|e| create("create consumer", &s.source.id, e))?;
         let producer: FutureProducer = clients::producer(&s.target, &name, s.in_flight_bytes)
@@ -277,10 +318,39 @@ impl Flow {
         let partitions = self.metrics.partitions.swap(0, Relaxed)
             + self.metrics.partitions_waiting.swap(0, Relaxed);
         self.metrics.partitions_held.store(0, Relaxed);
-        self.metrics.lag_unknown.store(partitions.max(1), Relaxed);
+        clients.consumer.context().end(partitions);
         match (a, r) {
             (Err(a), Err(r)) if r.outranks(&a) => Err(r),
             (a, r) => a.and(r),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{ClusterSpec, EngineSpec, TopicSelection};
+
+    #[test]
+    fn each_stall_in_a_row_doubles_the_stall_timeout_until_a_record_is_read() {
+        let spec = EngineSpec::linked(
+            vec![
+                ClusterSpec::new("a", "127.0.0.1:1"),
+                ClusterSpec::new("b", "127.0.0.1:2"),
+            ],
+            &[[0, 1]],
+            TopicSelection::matching(".*").unwrap(),
+        );
+        let fs = crate::engine::flow_specs(&spec).remove(0);
+        let base = fs.limits.stall_timeout;
+        let flow = Flow::new(Arc::new(fs), Arc::new(FlowMetrics::default()));
+        assert_eq!(flow.stall_timeout(), base);
+        for (stalls, factor) in [(1, 2), (2, 4), (3, 8), (4, 8), (5, 8)] {
+            flow.note_stall();
+            assert_eq!(flow.stall_timeout(), base * factor, "after {stalls} stalls");
+        }
+        // The supervisor's copy and the run's share the count.
+        flow.clone().note_read();
+        assert_eq!(flow.stall_timeout(), base);
     }
 }

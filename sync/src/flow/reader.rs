@@ -108,7 +108,9 @@ impl<'a> Reader<'a> {
         let mut refresh = tokio::time::interval(limits.refresh_interval);
         refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         refresh.reset();
-        let mut watch = tokio::time::interval(limits.stall_timeout / 3);
+        let stall_timeout = self.flow.stall_timeout();
+        let mut read_any = false;
+        let mut watch = tokio::time::interval(stall_timeout / 3);
         watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         watch.reset();
         let mut last_read = Instant::now();
@@ -119,13 +121,13 @@ impl<'a> Reader<'a> {
                 _ = stop.cancelled() => return Ok(()),
                 // Before refresh: a slow refresh is due again whenever it ends and would
                 // otherwise starve the watchdog.
-                _ = watch.tick(), if last_read.elapsed() >= limits.stall_timeout => {
+                _ = watch.tick(), if last_read.elapsed() >= stall_timeout => {
                     debug!(flow = %self.flow.spec.name(), "Nothing read for a while: checking whether the source holds more.");
                     let began = Instant::now();
                     // Stopping does not wait for a check (or a refresh) that waits on a
                     // broker which stopped answering: it bails out between requests.
                     tokio::select! {
-                        r = watchdog::check(&self.flow.spec, &consumer, &starts, &self.holds, last_read.elapsed(), stop) => r?,
+                        r = watchdog::check(&self.flow.spec, &consumer, &starts, &self.holds, last_read.elapsed(), stall_timeout, stop) => r?,
                         _ = stop.cancelled() => return Ok(()),
                     }
                     not_idle(&mut last_read, began);
@@ -148,6 +150,10 @@ impl<'a> Reader<'a> {
                 m = consumer.recv() => match m {
                     Ok(m) => {
                         self.handle(&m, stop).await?;
+                        if !read_any {
+                            read_any = true;
+                            self.flow.note_read();
+                        }
                         // Stamped after handling: time spent waiting for the target
                         // (in-flight budget, producer queue) is not a stall, and a
                         // target outage must not restart the flow once it ends.

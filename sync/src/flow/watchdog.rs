@@ -4,7 +4,9 @@
 //! broker restart); a flow that has read nothing for `limits.stall_timeout` asks the
 //! source with ListOffsets, apart from the fetcher, whether it holds records past the
 //! consumer's position. If so the flow fails with a retriable error, and the engine
-//! restarts it with new clients; resuming from the target makes that safe.
+//! restarts it with new clients; resuming from the target makes that safe. Each run in
+//! a row that a stall ends before reading a record doubles the next run's timeout (up
+//! to 8 times, `Flow::stall_timeout`): a fetch slower than the timeout is waited for.
 //!
 //! librdkafka sends that ListOffsets with the consumer's own `isolation.level`
 //! (`rd_kafka_ListOffsetsRequest` in librdkafka 2.12), so for the flows' read_committed
@@ -39,6 +41,7 @@ pub(crate) async fn check(
     starts: &Starts,
     holds: &Holds,
     idle: Duration,
+    stall_timeout: Duration,
     stop: &CancellationToken,
 ) -> Result<(), SyncError> {
     let (spec, consumer, starts) = (spec.clone(), consumer.clone(), starts.clone());
@@ -66,13 +69,13 @@ pub(crate) async fn check(
             // started has not had the time to read.
             if starts
                 .get(&(e.topic().to_string(), e.partition()))
-                .is_some_and(|(_, at)| at.elapsed() < spec.limits.stall_timeout)
+                .is_some_and(|(_, at)| at.elapsed() < stall_timeout)
             {
                 continue;
             }
             // Paused while the target catches up (or just resumed): waiting for the
             // target is not a stall.
-            if holds.holds(e.topic(), e.partition(), spec.limits.stall_timeout) {
+            if holds.holds(e.topic(), e.partition(), stall_timeout) {
                 continue;
             }
             // A partition whose source is too slow to say where it ends tells nothing

@@ -152,6 +152,8 @@ pub struct SideSummary {
 
 /// Outcome counts. Full counts; samples are capped, counts are not.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+// A count added within `duplex.parity/1` reads as 0 from an older report (or event log).
+#[serde(default)]
 pub struct Counts {
     /// Records present on both sides with the same fingerprint.
     pub matched: u64,

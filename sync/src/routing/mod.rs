@@ -1,0 +1,281 @@
+//! Routing: which flow forwards the records of which origin, per topic (DESIGN.md rule 2).
+//!
+//! Links may select different topics, so every topic has its own link graph: the links
+//! that select it ([`Routes::topology`]). For every origin O the records of O in topic T
+//! travel along one spanning tree of T's graph rooted at O: breadth-first from O, and the
+//! parent of a cluster is its neighbour one step closer to O with the smallest cluster
+//! id. Every node computes the same trees from the same config, so each cluster that T's
+//! links connect to O receives each record exactly once. A topic whose links fall into
+//! separate parts is replicated within each part ([`Routes::parts`] names them; the flow
+//! and `check-config` report it). As a second guard a flow never writes to a cluster
+//! already on the record's hop path.
+//!
+//! [`epochs`]: routing across topology changes, each taking effect at a cut of origin
+//! positions.
+
+pub mod epochs;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use crate::provenance::Path;
+use crate::spec::TopicSelection;
+
+/// The link graph with each link's topic selection: the routing of every topic.
+#[derive(Debug, Clone)]
+pub struct Routes {
+    ids: Vec<String>,
+    links: Vec<([usize; 2], TopicSelection)>,
+}
+
+impl Routes {
+    /// `links`: pairs of indexes into `ids`, each with the topics that link replicates.
+    pub fn new(ids: Vec<String>, links: Vec<([usize; 2], TopicSelection)>) -> Self {
+        Routes { ids, links }
+    }
+
+    /// Cluster ids, by index.
+    pub fn ids(&self) -> &[String] {
+        &self.ids
+    }
+
+    /// The link graph of `topic`: every cluster, and the links that select the topic.
+    pub fn topology(&self, topic: &str) -> Topology {
+        let pairs: Vec<[usize; 2]> = self
+            .links
+            .iter()
+            .filter(|(_, selection)| selection.selects(topic))
+            .map(|(pair, _)| *pair)
+            .collect();
+        Topology::new(self.ids.clone(), &pairs)
+    }
+
+    /// The routing decision of flow `source → target` for the records of `topic`.
+    pub fn router(&self, topic: &str, source: usize, target: usize) -> FlowRouter {
+        FlowRouter::new(&self.topology(topic), source, target)
+    }
+
+    /// The clusters that hold `topic` by configuration (an end of a link that selects
+    /// it), grouped by the parts its links connect, each part and the list sorted by id.
+    /// Empty when no link selects the topic; more than one part means the topic is
+    /// replicated within each part only: no link that selects it joins them.
+    pub fn parts(&self, topic: &str) -> Vec<Vec<usize>> {
+        let topology = self.topology(topic);
+        let mut parts: Vec<Vec<usize>> = topology
+            .components()
+            .into_iter()
+            .filter(|c| c.len() > 1)
+            .map(|mut c| {
+                c.sort_by(|&x, &y| self.ids[x].cmp(&self.ids[y]));
+                c
+            })
+            .collect();
+        parts.sort_by(|x, y| self.ids[x[0]].cmp(&self.ids[y[0]]));
+        parts
+    }
+}
+
+/// The routing table seen from one flow, `source → target`: a router per topic.
+#[derive(Debug, Clone)]
+pub struct FlowRoutes {
+    routes: Arc<Routes>,
+    source: usize,
+    target: usize,
+}
+
+impl FlowRoutes {
+    /// The routes of flow `source → target` (indexes into the cluster ids).
+    pub fn new(routes: Arc<Routes>, source: usize, target: usize) -> Self {
+        FlowRoutes {
+            routes,
+            source,
+            target,
+        }
+    }
+
+    /// The routing decision of this flow for the records of `topic`. Computed once per
+    /// topic by the reader, not per record.
+    pub fn router(&self, topic: &str) -> FlowRouter {
+        self.routes.router(topic, self.source, self.target)
+    }
+
+    /// When the links that select `topic` fall into separate parts, the cluster ids of
+    /// each part (the topic is replicated within each part only); `None` otherwise.
+    pub fn split(&self, topic: &str) -> Option<Vec<Vec<String>>> {
+        let parts = self.routes.parts(topic);
+        (parts.len() > 1).then(|| {
+            parts
+                .iter()
+                .map(|p| p.iter().map(|&i| self.routes.ids[i].clone()).collect())
+                .collect()
+        })
+    }
+}
+
+/// The link graph over cluster ids.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    ids: Vec<String>,
+    adj: Vec<Vec<usize>>,
+}
+
+impl Topology {
+    /// Builds the graph. `links` are pairs of indexes into `ids`; duplicates are merged.
+    pub fn new(ids: Vec<String>, links: &[[usize; 2]]) -> Self {
+        let mut adj = vec![Vec::new(); ids.len()];
+        for &[a, b] in links {
+            if a != b && !adj[a].contains(&b) {
+                adj[a].push(b);
+                adj[b].push(a);
+            }
+        }
+        for n in &mut adj {
+            n.sort_by(|&x, &y| ids[x].cmp(&ids[y]));
+        }
+        Topology { ids, adj }
+    }
+
+    /// Cluster ids, by index.
+    pub fn ids(&self) -> &[String] {
+        &self.ids
+    }
+
+    /// Groups of clusters that reach each other; one group means connected.
+    pub fn components(&self) -> Vec<Vec<usize>> {
+        let mut seen = vec![false; self.ids.len()];
+        let mut out = Vec::new();
+        for start in 0..self.ids.len() {
+            if seen[start] {
+                continue;
+            }
+            let dist = self.distances(start);
+            let comp: Vec<usize> = (0..self.ids.len()).filter(|&i| dist[i].is_some()).collect();
+            for &i in &comp {
+                seen[i] = true;
+            }
+            out.push(comp);
+        }
+        out
+    }
+
+    fn distances(&self, root: usize) -> Vec<Option<usize>> {
+        let mut dist = vec![None; self.ids.len()];
+        dist[root] = Some(0);
+        let mut queue = VecDeque::from([root]);
+        while let Some(u) = queue.pop_front() {
+            let d = dist[u].expect("queued nodes have a distance");
+            for &v in &self.adj[u] {
+                if dist[v].is_none() {
+                    dist[v] = Some(d + 1);
+                    queue.push_back(v);
+                }
+            }
+        }
+        dist
+    }
+
+    /// Parent of every cluster in the spanning tree of `origin` (`None` for the origin
+    /// and for clusters it cannot reach).
+    pub fn tree(&self, origin: usize) -> Vec<Option<usize>> {
+        let dist = self.distances(origin);
+        (0..self.ids.len())
+            .map(|v| {
+                let d = dist[v]?;
+                if d == 0 {
+                    return None;
+                }
+                // adj is sorted by id, so the first closer neighbour has the smallest id.
+                self.adj[v]
+                    .iter()
+                    .copied()
+                    .find(|&u| dist[u] == Some(d - 1))
+            })
+            .collect()
+    }
+
+    /// Origins whose records flow `source → target` forwards, sorted by id.
+    pub fn origins_forwarded(&self, source: usize, target: usize) -> Vec<usize> {
+        let mut v: Vec<usize> = (0..self.ids.len())
+            .filter(|&o| self.tree(o)[target] == Some(source))
+            .collect();
+        v.sort_by(|&x, &y| self.ids[x].cmp(&self.ids[y]));
+        v
+    }
+}
+
+/// What a flow does with one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Write it to the target.
+    Forward,
+    /// Another flow carries records of this origin to the target.
+    NotInTree,
+    /// The target is already on the record's hop path (the second guard).
+    LoopStopped,
+}
+
+/// The per-record routing decision of one flow, precomputed from the topology.
+#[derive(Debug, Clone)]
+pub struct FlowRouter {
+    target: Vec<u8>,
+    /// For every known cluster id: does this flow forward records of that origin?
+    forwards: HashMap<Vec<u8>, bool>,
+}
+
+impl FlowRouter {
+    /// The router of flow `source → target` over `topology` (the link graph of the
+    /// topic it reads).
+    ///
+    /// Only origins the source reaches in this graph route. A record whose origin lies
+    /// outside the source's part (a topic whose links fall into parts, reached by a copy
+    /// made outside this deployment's routing) is treated like one from another
+    /// deployment: its first hop inside the part counts as its origin, so it reaches the
+    /// part exactly once and never strands there.
+    pub fn new(topology: &Topology, source: usize, target: usize) -> Self {
+        let reach = topology.distances(source);
+        let forwards = (0..topology.ids.len())
+            .filter(|&o| reach[o].is_some())
+            .map(|o| {
+                (
+                    topology.ids[o].as_bytes().to_vec(),
+                    topology.tree(o)[target] == Some(source),
+                )
+            })
+            .collect();
+        FlowRouter {
+            target: topology.ids[target].as_bytes().to_vec(),
+            forwards,
+        }
+    }
+
+    /// Whether records of origin `cluster` route here (this topology reaches it).
+    pub fn knows(&self, cluster: &[u8]) -> bool {
+        self.forwards.contains_key(cluster)
+    }
+
+    /// Decides for a record read from the source with provenance `path` (`None`: the
+    /// record was produced on the source, so the source is its origin).
+    ///
+    /// The origin is the first hop whose cluster this topology knows; hops from clusters
+    /// outside it (another deployment) are carried along but do not route.
+    #[inline]
+    pub fn decide(&self, path: Option<&Path<'_>>) -> Decision {
+        let Some(path) = path else {
+            return Decision::Forward; // source → target is always an edge of the source's tree
+        };
+        let forward = path
+            .hops()
+            .find_map(|h| self.forwards.get(h.cluster).copied())
+            .unwrap_or(true);
+        if !forward {
+            Decision::NotInTree
+        } else if path.contains(&self.target) {
+            Decision::LoopStopped
+        } else {
+            Decision::Forward
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

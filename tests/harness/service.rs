@@ -1,0 +1,144 @@
+//! The Duplex service (API, event log, engine) over test clusters, in this process.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use duplex::config::Config;
+use duplex::service::Service;
+use duplex_sync::metrics::Registry;
+use tokio_util::sync::CancellationToken;
+
+use super::TestCluster;
+
+/// A config for one link a–b selecting topics that match `include`, fast intervals, the
+/// API on a free loopback port, and `api` (extra `[api]` keys and tables) if given.
+pub fn link_config(clusters: &[&TestCluster], include: &str, api: &str) -> Config {
+    let mut toml = format!(
+        "[limits]\nrefresh_interval = \"500ms\"\ncommit_interval = \"200ms\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n{api}\n"
+    );
+    toml += &super::clusters_toml(clusters, |_| {});
+    toml += &format!(
+        "[[links]]\nclusters = [\"{}\", \"{}\"]\n[links.topics]\ninclude = [{include:?}]\n",
+        clusters[0].id, clusters[1].id
+    );
+    Config::parse(&toml).expect("test config")
+}
+
+/// A started service and what stops it.
+pub struct Started {
+    /// The service.
+    pub service: Service,
+    /// Stops it.
+    pub cancel: CancellationToken,
+}
+
+impl Started {
+    /// Stops the service and waits until it has let go of its log.
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        tokio::time::timeout(Duration::from_secs(60), self.service.run)
+            .await
+            .expect("the service stops within 60 s")
+            .expect("engine stops cleanly");
+    }
+
+    /// Records `flow` has written and had acknowledged since the service started.
+    pub fn forwarded(&self, flow: &str) -> u64 {
+        self.service
+            .engine
+            .flow(flow)
+            .expect("flow runs")
+            .metrics
+            .forwarded
+            .load(Relaxed)
+    }
+
+    /// Waits until `flow` has had `n` records acknowledged: nothing it sent is still on
+    /// its way to the target.
+    pub async fn wait_forwarded(&self, flow: &str, n: u64) {
+        super::wait_until(
+            &format!("{flow} acknowledged {n}"),
+            Duration::from_secs(30),
+            || self.forwarded(flow) >= n,
+        )
+        .await;
+    }
+
+    /// Waits until every flow runs.
+    pub async fn wait_running(&self) {
+        super::wait_until("every flow running", Duration::from_secs(30), || {
+            self.service
+                .engine
+                .flows()
+                .iter()
+                .all(|f| f.status.state.name() == "running")
+        })
+        .await;
+    }
+}
+
+/// Starts the service for `config` with its log in `dir`.
+pub async fn start(config: &Config, dir: &Path) -> Started {
+    let cancel = CancellationToken::new();
+    let service = duplex::service::start(
+        config,
+        dir,
+        "test",
+        Arc::new(Registry::default()),
+        cancel.clone(),
+    )
+    .await
+    .expect("service start");
+    Started { service, cancel }
+}
+
+/// Records `topic` holds on `c` over `partitions` partitions.
+pub fn count(c: &TestCluster, topic: &str, partitions: i32) -> i64 {
+    (0..partitions)
+        .map(|p| {
+            let (lo, hi) = super::watermarks(c, topic, p);
+            hi - lo
+        })
+        .sum()
+}
+
+/// Runs the `duplex` binary with `args` (no API address or token from the environment,
+/// logs off) off the tokio workers, and returns what it printed and its exit status.
+pub async fn cli(args: &[&str]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_duplex"));
+    cmd.args(args)
+        .env_remove("DUPLEX_API")
+        .env_remove("DUPLEX_TOKEN")
+        .env("RUST_LOG", "off");
+    tokio::task::spawn_blocking(move || cmd.output().expect("run duplex"))
+        .await
+        .unwrap()
+}
+
+/// The whole event log through ListEvents, in pages of `page_size`.
+pub async fn all_events(
+    events: &mut duplex_proto::v1::event_service_client::EventServiceClient<
+        tonic::transport::Channel,
+    >,
+    page_size: u32,
+) -> Vec<duplex_proto::v1::Event> {
+    let mut out = Vec::new();
+    let mut from = 1;
+    loop {
+        let page = events
+            .list_events(duplex_proto::v1::ListEventsRequest {
+                from_sequence: from,
+                page_size,
+            })
+            .await
+            .expect("ListEvents")
+            .into_inner();
+        if page.events.is_empty() {
+            return out;
+        }
+        from = page.next_sequence;
+        out.extend(page.events);
+    }
+}
