@@ -56,10 +56,10 @@ enum Command {
         #[command(subcommand)]
         action: Target,
     },
-    /// Pause or resume both flows of a link of a running service.
+    /// Add a link to a running service, or pause or resume both flows of a link.
     Links {
         #[command(subcommand)]
-        action: Target,
+        action: LinkAction,
     },
     /// Print a running service's event log.
     Events {
@@ -89,6 +89,31 @@ enum Target {
     Resume {
         /// The flow (`source->target`) or link name.
         name: String,
+        #[command(flatten)]
+        api: duplex::client::ApiArgs,
+        #[command(flatten)]
+        change: duplex::client::change::ChangeArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum LinkAction {
+    #[command(flatten)]
+    Change(Target),
+    /// Add a link between two clusters of the running service's config, while every
+    /// cluster is written: nothing is lost or delivered twice (docs/topology-changes.md).
+    Add {
+        /// The new link's name.
+        name: String,
+        /// Its two clusters, `A,B`.
+        #[arg(long, value_delimiter = ',', required = true)]
+        between: Vec<String>,
+        /// A pattern of the topics it replicates (anchored regex; repeatable).
+        #[arg(long, required = true)]
+        include: Vec<String>,
+        /// A pattern of topics it never replicates (repeatable).
+        #[arg(long)]
+        exclude: Vec<String>,
         #[command(flatten)]
         api: duplex::client::ApiArgs,
         #[command(flatten)]
@@ -137,10 +162,29 @@ fn main() -> ExitCode {
             let (change, name, api, args) = action.parts();
             duplex::client::run(duplex::client::change::flow(api, change, name, args))
         }
-        Command::Links { action } => {
+        Command::Links {
+            action: LinkAction::Change(action),
+        } => {
             let (change, name, api, args) = action.parts();
             duplex::client::run(duplex::client::change::link(api, change, name, args))
         }
+        Command::Links {
+            action:
+                LinkAction::Add {
+                    name,
+                    between,
+                    include,
+                    exclude,
+                    api,
+                    change,
+                },
+        } => duplex::client::run(duplex::client::change::add_link(
+            &api,
+            &name,
+            between,
+            (include, exclude),
+            &change,
+        )),
         Command::Events { api, from, follow } => {
             duplex::client::run(duplex::client::events::events(&api, from, follow))
         }

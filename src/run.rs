@@ -94,7 +94,7 @@ pub fn run_file(path: &Path) -> ExitCode {
 /// Runs the engine until `cancel` fires; the seam tests and the demo use.
 pub async fn run(
     spec: &EngineSpec,
-    registry: &Registry,
+    registry: &Arc<Registry>,
     cancel: CancellationToken,
 ) -> Result<(), duplex_sync::SyncError> {
     info!(

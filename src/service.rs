@@ -40,6 +40,9 @@ pub enum StartError {
     /// The event log could not be opened, read or written.
     #[error("state.dir: {0}")]
     Log(#[from] LogError),
+    /// The log's links cannot run on the config file's clusters.
+    #[error("the event log's topology cannot run: {0}")]
+    Plan(String),
 }
 
 /// A started service.
@@ -84,11 +87,29 @@ pub async fn start(
     if !state.paused.is_empty() {
         info!(flows = ?state.paused, "Flows paused by an operator stay paused until resumed.");
     }
-    let spec = Arc::new(config.engine_spec());
+    let (spec, history) =
+        crate::state::config::engine_plan(config, &state).map_err(StartError::Plan)?;
+    if history.changes() > 0 {
+        info!(
+            links = spec.links.len(),
+            changes = history.changes(),
+            "Running the links of the event log: the config file is as last applied, and topology changes were recorded since."
+        );
+    }
+    let spec = Arc::new(spec);
     let runs = Runs::open(store.clone(), spec.clone(), state_dir)?;
-    let started = duplex_sync::engine::start(&spec, &registry, &state.paused, cancel.clone());
+    let started = duplex_sync::engine::start(
+        &spec,
+        Some(history),
+        &registry,
+        &state.paused,
+        cancel.clone(),
+    );
     let engine = started.handle.clone();
     let handle = engine.clone();
+    let pending_change: Arc<std::sync::Mutex<Option<duplex_sync::engine::PreparedChange>>> =
+        Arc::new(std::sync::Mutex::new(None));
+    let pending = Arc::clone(&pending_change);
     store.set_reconciler(Box::new(move |events| {
         for e in events {
             // A flow the engine does not run was refused before it was recorded; an
@@ -96,6 +117,16 @@ pub async fn start(
             let asked = match &e.payload {
                 Payload::FlowPaused { flow, .. } => handle.ask_pause(flow),
                 Payload::FlowResumed { flow, .. } => handle.ask_resume(flow),
+                Payload::TopologyChanged { .. } => {
+                    // Prepared by the handler that recorded it, under this lock's order.
+                    match pending.lock().expect("pending change lock").take() {
+                        Some(prepared) => {
+                            prepared.apply();
+                        }
+                        None => warn!(seq = e.seq, "A topology change was recorded without being prepared; it applies at the next start."),
+                    }
+                    Ok(())
+                }
                 _ => Ok(()),
             };
             if let Err(err) = asked {
@@ -114,7 +145,7 @@ pub async fn start(
         .ready(Api {
             store: store.clone(),
             engine: engine.clone(),
-            spec,
+            pending_change,
             rates: Rates::start(engine.clone(), api_stop.clone()),
             runs: runs.clone(),
             stop: api_stop,

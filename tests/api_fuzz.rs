@@ -59,6 +59,15 @@ enum Call {
     /// get, watch or cancel a run by name.
     Run(u8, String),
     Runs(u32, String),
+    /// name, clusters, include, exclude, key, revision.
+    AddLink(
+        String,
+        Vec<String>,
+        Vec<String>,
+        Vec<String>,
+        String,
+        Option<u64>,
+    ),
 }
 
 fn call() -> impl Strategy<Value = Call> {
@@ -94,6 +103,24 @@ fn call() -> impl Strategy<Value = Call> {
         )
             .prop_map(|(m, n)| Call::Run(m, n)),
         (any::<u32>(), field()).prop_map(|(n, t)| Call::Runs(n, t)),
+        (
+            field(),
+            prop::collection::vec(field(), 0..4),
+            prop::collection::vec(field(), 0..3),
+            prop::collection::vec(field(), 0..2),
+            field(),
+            revision()
+        )
+            .prop_map(|(n, c, i, x, k, r)| Call::AddLink(n, c, i, x, k, r)),
+        // Two real clusters, linked already: refused, nothing held for long.
+        (field(), prop::collection::vec(field(), 0..2)).prop_map(|(n, i)| Call::AddLink(
+            n,
+            vec!["a".into(), "b".into()],
+            i,
+            Vec::new(),
+            String::new(),
+            None
+        )),
     ]
 }
 
@@ -145,6 +172,16 @@ async fn run(
             v.list_verifications(pb::ListVerificationsRequest {
                 page_size,
                 page_token,
+            })
+            .await?;
+        }
+        Call::AddLink(name, clusters, include, exclude, request_id, expected_revision) => {
+            t.add_link(pb::AddLinkRequest {
+                name,
+                clusters,
+                topics: Some(pb::TopicSelection { include, exclude }),
+                request_id,
+                expected_revision,
             })
             .await?;
         }
@@ -313,6 +350,7 @@ fn every_rpc_answers_random_and_malformed_input_clearly_on_mock() {
         "/duplex.v1.TopologyService/ResumeFlow",
         "/duplex.v1.TopologyService/PauseLink",
         "/duplex.v1.TopologyService/ResumeLink",
+        "/duplex.v1.TopologyService/AddLink",
         "/duplex.v1.EventService/ListEvents",
         "/duplex.v1.EventService/WatchEvents",
         "/duplex.v1.VerificationService/StartVerification",

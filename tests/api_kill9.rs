@@ -150,9 +150,7 @@ async fn kill_dash_nine_of_the_service_keeps_every_answered_command_on_mock() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let mut toml = format!(
-        "[limits]\nrefresh_interval = \"500ms\"\ncommit_interval = \"200ms\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n\n"
-    );
+    let mut toml = "[limits]\nrefresh_interval = \"500ms\"\ncommit_interval = \"200ms\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n\n".to_string();
     toml += &harness::clusters_toml(&[&clusters[0], &clusters[1]], |_| {});
     toml += "[[links]]\nclusters = [\"a\", \"b\"]\n[links.topics]\ninclude = [\"k9api\\\\..*\"]\n";
     let config = dir.path().join("duplex.toml");

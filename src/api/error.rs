@@ -4,6 +4,7 @@
 //! trouble (its log, its engine stopping).
 
 use duplex_sync::control::ControlError;
+use duplex_sync::engine::ChangeError;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -56,4 +57,18 @@ pub fn shutting_down(what: &str) -> Status {
     Status::unavailable(format!(
         "{what}: the service is shutting down; the change is recorded and applies at the next start"
     ))
+}
+
+/// The engine could not prepare a topology change; nothing was recorded or changed.
+pub fn topology_change(e: ChangeError) -> Status {
+    let msg = e.to_string();
+    match e {
+        ChangeError::Busy | ChangeError::Unsupported(_) => Status::failed_precondition(msg),
+        ChangeError::Cut { .. } => Status::unavailable(format!(
+            "{msg}; nothing changed and the flows run on as before: retry once the cluster answers"
+        )),
+        ChangeError::Stopped => Status::unavailable(format!(
+            "{msg}: the service is shutting down; nothing changed"
+        )),
+    }
 }

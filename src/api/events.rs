@@ -82,6 +82,28 @@ pub fn event_pb(e: &Event) -> pb::Event {
                 changes: changes.clone(),
             })
         }
+        Payload::TopologyChanged {
+            links,
+            changes,
+            cut,
+        } => {
+            let (_, links) = topology_pb(&Topology {
+                links: links.clone(),
+                ..Topology::default()
+            });
+            P::TopologyChanged(pb::TopologyChanged {
+                links,
+                changes: changes.clone(),
+                cut: cut
+                    .iter()
+                    .map(|c| pb::TopicCut {
+                        topic: c.topic.clone(),
+                        cluster: c.cluster.clone(),
+                        ends: c.ends.clone(),
+                    })
+                    .collect(),
+            })
+        }
         Payload::FlowPaused { flow, link } => P::FlowPaused(pb::FlowPaused {
             flow: flow.clone(),
             link: link.clone(),

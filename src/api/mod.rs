@@ -15,6 +15,7 @@
 pub mod auth;
 pub mod error;
 pub mod events;
+pub mod links;
 pub mod rates;
 pub mod topology;
 pub mod verification;
@@ -26,7 +27,6 @@ use duplex_proto::v1::event_service_server::EventServiceServer;
 use duplex_proto::v1::topology_service_server::TopologyServiceServer;
 use duplex_proto::v1::verification_service_server::VerificationServiceServer;
 use duplex_sync::control::EngineHandle;
-use duplex_sync::spec::EngineSpec;
 use tokio::net::TcpListener;
 use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;
@@ -58,8 +58,9 @@ pub struct Api {
     pub store: Arc<Store>,
     /// The running engine.
     pub engine: EngineHandle,
-    /// What the engine runs (for routes).
-    pub spec: Arc<EngineSpec>,
+    /// A topology change prepared (its flows held, its cut read) while its command is
+    /// being recorded; the reconciler applies it when `TopologyChanged` is appended.
+    pub pending_change: Arc<std::sync::Mutex<Option<duplex_sync::engine::PreparedChange>>>,
     /// Per-flow rates.
     pub rates: Rates,
     /// Parity runs.

@@ -60,7 +60,7 @@ fn flow_pb(api: &Api, f: &FlowView) -> pb::Flow {
 }
 
 fn topic_routes(api: &Api, state: &State, topic: &str) -> pb::TopicRoutes {
-    let spec = &api.spec;
+    let spec = &api.engine.spec();
     let table = routes(spec);
     let ids = table.ids();
     let topology = table.topology(topic);
@@ -290,5 +290,12 @@ impl pb::topology_service_server::TopologyService for Topology {
     ) -> Result<Response<pb::ChangeResponse>, Status> {
         let (cmd, flows) = self.link_command(&req, "ResumeLink")?;
         self.change(cmd, flows, false).await
+    }
+
+    async fn add_link(
+        &self,
+        req: Request<pb::AddLinkRequest>,
+    ) -> Result<Response<pb::ChangeResponse>, Status> {
+        super::links::add_link(self.0.get()?, req).await
     }
 }

@@ -1,4 +1,5 @@
-//! `duplex flows pause|resume FLOW` and `duplex links pause|resume LINK`.
+//! `duplex flows pause|resume FLOW`, `duplex links pause|resume LINK` and
+//! `duplex links add NAME --between A,B --include RE`.
 
 use std::process::ExitCode;
 
@@ -92,4 +93,29 @@ fn verb(c: Change) -> &'static str {
         Change::Pause => "pause",
         Change::Resume => "resume",
     }
+}
+
+/// Adds a link between two clusters.
+pub async fn add_link(
+    api: &ApiArgs,
+    name: &str,
+    between: Vec<String>,
+    (include, exclude): (Vec<String>, Vec<String>),
+    a: &ChangeArgs,
+) -> anyhow::Result<ExitCode> {
+    let mut c = api.connect().await?;
+    let req = pb::AddLinkRequest {
+        name: name.to_string(),
+        clusters: between,
+        topics: Some(pb::TopicSelection { include, exclude }),
+        request_id: a.request_id.clone().unwrap_or_default(),
+        expected_revision: a.expected_revision,
+    };
+    let r = c
+        .topology
+        .add_link(req)
+        .await
+        .map_err(|s| status_error("AddLink", s))?
+        .into_inner();
+    Ok(report(&format!("add link {name}"), &r))
 }

@@ -70,6 +70,11 @@ pub fn line(e: &pb::Event) -> String {
                 c.changes.join("; ")
             }
         }
+        Some(P::TopologyChanged(t)) => format!(
+            "{} (cut over {} topic partitions)",
+            t.changes.join("; "),
+            t.cut.iter().map(|c| c.ends.len()).sum::<usize>()
+        ),
         Some(P::FlowPaused(f)) => format!("flow {} (link {})", f.flow, f.link),
         Some(P::FlowResumed(f)) => format!("flow {} (link {})", f.flow, f.link),
         Some(P::FlowStateChanged(f)) => {

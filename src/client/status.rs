@@ -43,7 +43,7 @@ pub fn render(t: &pb::Topology) -> String {
         );
         for f in &l.flows {
             let state = super::state_name(f.state);
-            let c = f.counters.clone().unwrap_or_default();
+            let c = f.counters.unwrap_or_default();
             let lag = if c.lag_unknown_partitions > 0 {
                 format!(
                     ">={} ({} partitions unknown)",

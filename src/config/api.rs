@@ -9,6 +9,9 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+/// A PEM certificate chain and its private key, as read from their files.
+pub type CertAndKey = (Vec<u8>, Vec<u8>);
+
 use serde::Deserialize;
 
 use super::{ConfigError, ListenAddr, defaults};
@@ -224,7 +227,7 @@ impl ApiConfig {
 
     /// The TLS certificate chain and key, read (PEM-looking); `None` without `[api.tls]`.
     /// An error names the key and the file.
-    pub fn tls_pem(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>, ConfigError> {
+    pub fn tls_pem(&self) -> Result<Option<CertAndKey>, ConfigError> {
         let Some(tls) = &self.tls else {
             return Ok(None);
         };

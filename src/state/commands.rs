@@ -179,21 +179,8 @@ impl Store {
         decide: impl FnOnce(&State) -> Result<Vec<Payload>, CommandError>,
     ) -> Result<Outcome, CommandError> {
         let mut inner = self.lock();
-        if let Some(key) = &cmd.request_id {
-            validate_key(key)?;
-            if let Some(r) = inner.log.request(key)? {
-                if r.fingerprint != cmd.fingerprint || r.method != cmd.method {
-                    return Err(CommandError::KeyReused {
-                        key: key.clone(),
-                        method: r.method,
-                    });
-                }
-                return Ok(Outcome {
-                    events: r.events,
-                    revision: r.revision,
-                    replayed: true,
-                });
-            }
+        if let Some(out) = replay(&inner, cmd)? {
+            return Ok(out);
         }
         if let Some(expected) = cmd.expected_revision {
             let last = inner.log.last();
@@ -245,6 +232,13 @@ impl Store {
         })
     }
 
+    /// The recorded result of an earlier call with `cmd`'s key, if any: a command that
+    /// prepares before it is decided (a topology change holds the flows) asks first, so
+    /// that a retry prepares nothing. A key used for another request is refused.
+    pub fn replayed(&self, cmd: &Command) -> Result<Option<Outcome>, CommandError> {
+        replay(&self.lock(), cmd)
+    }
+
     /// Records what the service itself observed or did (actor `service`).
     pub fn record(&self, payloads: Vec<Payload>) -> Result<Vec<Event>, LogError> {
         let mut inner = self.lock();
@@ -272,6 +266,28 @@ impl Store {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().expect("state lock")
     }
+}
+
+/// The recorded outcome of `cmd`'s key, when it was used before for the same request.
+fn replay(inner: &Inner, cmd: &Command) -> Result<Option<Outcome>, CommandError> {
+    let Some(key) = &cmd.request_id else {
+        return Ok(None);
+    };
+    validate_key(key)?;
+    let Some(r) = inner.log.request(key)? else {
+        return Ok(None);
+    };
+    if r.fingerprint != cmd.fingerprint || r.method != cmd.method {
+        return Err(CommandError::KeyReused {
+            key: key.clone(),
+            method: r.method,
+        });
+    }
+    Ok(Some(Outcome {
+        events: r.events,
+        revision: r.revision,
+        replayed: true,
+    }))
 }
 
 fn validate_key(key: &str) -> Result<(), CommandError> {

@@ -6,12 +6,20 @@
 //! with the last one applied. The first start records it; a file that changed since is
 //! applied as one `ConfigApplied` event listing each difference; an unchanged file
 //! records nothing. The file always wins at start, and the log says what it changed.
+//!
+//! Links added through the API (`TopologyChanged`) are kept across restarts while the
+//! file stays as it was applied: the engine runs the file's clusters with the state's
+//! links and the routing history since the file was applied ([`engine_plan`]). A file
+//! changed since replaces them all, as any file change does.
 
+use duplex_sync::routing::{History, TopologyCut};
+use duplex_sync::spec::{EngineSpec, LinkSpec, StartPosition, TopicSelection};
+use regex::Regex;
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::Store;
-use super::events::{ClusterRecord, LinkRecord, Payload};
-use super::fold::Topology;
+use super::events::{ClusterRecord, CutRecord, LinkRecord, Payload};
+use super::fold::{State, Topology};
 use super::log::LogError;
 use crate::config::Config;
 
@@ -131,4 +139,77 @@ pub fn seed(store: &Store, config: &Config, file: &str) -> Result<(), LogError> 
         });
     }
     store.record(payloads).map(|_| ())
+}
+
+/// What the engine runs: the file's clusters and limits, the state's links (the file's,
+/// and those added at runtime since the file was applied), and the routing history
+/// since then. An error names a recorded link the file's clusters cannot carry.
+pub fn engine_plan(config: &Config, state: &State) -> Result<(EngineSpec, History), String> {
+    let file = config.engine_spec();
+    let with = |links: &[LinkRecord]| -> Result<EngineSpec, String> {
+        let mut spec = file.clone();
+        spec.links = links
+            .iter()
+            .map(|l| match file.links.iter().find(|f| f.name == l.name) {
+                Some(f) => Ok(f.clone()),
+                None => link_spec(&file, l).map_err(|e| format!("link {:?}: {e}", l.name)),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(spec)
+    };
+    let h = &state.history;
+    if h.changes.is_empty() {
+        return Ok((
+            file.clone(),
+            History::new(duplex_sync::engine::routes(&file)),
+        ));
+    }
+    let mut history = History::new(duplex_sync::engine::routes(&with(&h.first)?));
+    for (cut, links) in &h.changes {
+        history.change(
+            topology_cut(cut),
+            duplex_sync::engine::routes(&with(links)?),
+        );
+    }
+    Ok((with(&state.topology.links)?, history))
+}
+
+/// The engine's link for `record` in `spec`, whose clusters it joins. A link added at
+/// runtime replicates from its change's cut on (a partition created since, from its
+/// start) with the default in-flight budget.
+pub fn link_spec(spec: &EngineSpec, record: &LinkRecord) -> Result<LinkSpec, String> {
+    let index = |id: &str| {
+        spec.clusters
+            .iter()
+            .position(|c| c.id == id)
+            .ok_or_else(|| format!("the config file has no cluster {id:?}"))
+    };
+    let compile = |v: &[String]| -> Result<Vec<Regex>, String> {
+        v.iter()
+            .map(|p| Regex::new(p).map_err(|e| format!("topic pattern {p:?}: {e}")))
+            .collect()
+    };
+    Ok(LinkSpec {
+        name: record.name.clone(),
+        clusters: [index(&record.clusters[0])?, index(&record.clusters[1])?],
+        topics: TopicSelection {
+            include: compile(&record.include)?,
+            exclude: compile(&record.exclude)?,
+        },
+        start: StartPosition::Earliest,
+        in_flight_bytes: duplex_sync::spec::DEFAULT_IN_FLIGHT_BYTES,
+    })
+}
+
+/// A recorded cut as the engine's (an end of -1: a partition the cut does not name).
+pub fn topology_cut(records: &[CutRecord]) -> TopologyCut {
+    let mut cut = TopologyCut::new();
+    for r in records {
+        for (p, &end) in r.ends.iter().enumerate() {
+            if end >= 0 {
+                cut.set(&r.topic, &r.cluster, p as i32, end);
+            }
+        }
+    }
+    cut
 }

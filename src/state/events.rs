@@ -50,6 +50,17 @@ pub enum Payload {
         /// What changed since the last one, one line each; empty on the first.
         changes: Vec<String>,
     },
+    /// Links were added while the service ran (AddLink), taking effect at `cut`
+    /// (docs/topology-changes.md): records below it are routed as before, records at or
+    /// past it by the links after.
+    TopologyChanged {
+        /// The links after the change.
+        links: Vec<LinkRecord>,
+        /// What changed, one line each.
+        changes: Vec<String>,
+        /// Where it took effect.
+        cut: Vec<CutRecord>,
+    },
     /// An operator paused a flow.
     FlowPaused {
         /// `source->target`.
@@ -124,6 +135,7 @@ impl Payload {
         match self {
             Payload::ServiceStarted { .. } => "ServiceStarted",
             Payload::ConfigApplied { .. } => "ConfigApplied",
+            Payload::TopologyChanged { .. } => "TopologyChanged",
             Payload::FlowPaused { .. } => "FlowPaused",
             Payload::FlowResumed { .. } => "FlowResumed",
             Payload::FlowStateChanged { .. } => "FlowStateChanged",
@@ -143,7 +155,7 @@ impl Payload {
     /// no object: a client's expected revision is not spoiled by a flow restarting.
     pub fn touches(&self) -> Vec<String> {
         match self {
-            Payload::ConfigApplied { .. } => vec!["*".into()],
+            Payload::ConfigApplied { .. } | Payload::TopologyChanged { .. } => vec!["*".into()],
             Payload::FlowPaused { flow, link } | Payload::FlowResumed { flow, link } => {
                 vec![format!("flow:{flow}"), format!("link:{link}")]
             }
@@ -180,4 +192,16 @@ pub struct LinkRecord {
     pub include: Vec<String>,
     /// Topic patterns never replicated.
     pub exclude: Vec<String>,
+}
+
+/// One topic's cut on one cluster: the end offset of each of its partitions there when
+/// a topology change took effect.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CutRecord {
+    /// The topic.
+    pub topic: String,
+    /// The cluster, the origin of the records it measures.
+    pub cluster: String,
+    /// End offset of partition 0, 1, ...
+    pub ends: Vec<i64>,
 }

@@ -1,7 +1,8 @@
 //! The fold: the service's state is what the log's events add up to, applied in order.
 //!
-//! Rules (docs/api.md, "Fold rules"): `ConfigApplied` replaces the clusters and links
-//! and forgets pauses of flows that no longer exist; `FlowPaused` and `FlowResumed` set
+//! Rules (docs/api.md, "Fold rules"): `ConfigApplied` replaces the clusters and links,
+//! forgets pauses of flows that no longer exist and starts a new routing history;
+//! `TopologyChanged` replaces the links and adds its cut to the history; `FlowPaused` and `FlowResumed` set
 //! and clear a flow's pause; `FlowStateChanged` keeps the last observed state of a flow;
 //! `VerificationStarted` adds a parity run under its sequence number,
 //! `VerificationCancelRequested` and `VerificationFinished` (the first of each counts)
@@ -9,12 +10,13 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::events::{ClusterRecord, Event, LinkRecord, Payload, VerificationOutcome};
+use super::events::{ClusterRecord, CutRecord, Event, LinkRecord, Payload, VerificationOutcome};
 
-/// The clusters and links of the last `ConfigApplied`.
+/// The clusters and links: those of the last `ConfigApplied`, with every
+/// `TopologyChanged` since.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Topology {
-    /// Digest of the topology.
+    /// Digest of the config file's topology, as last applied.
     pub digest: String,
     /// Clusters.
     pub clusters: Vec<ClusterRecord>,
@@ -66,8 +68,20 @@ pub struct State {
     pub observed: BTreeMap<String, Observed>,
     /// Parity runs by id (the sequence number of their `VerificationStarted`).
     pub verifications: BTreeMap<u64, Verification>,
+    /// The routing history since the last `ConfigApplied`: its links, then each
+    /// runtime change's cut and the links after it.
+    pub history: RoutingHistory,
     /// For each object a command changed, the sequence number of the last such event.
     touched: HashMap<String, u64>,
+}
+
+/// The routing history as the log records it (the engine's `History`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoutingHistory {
+    /// The links of the last `ConfigApplied`.
+    pub first: Vec<LinkRecord>,
+    /// Each change since, in order: its cut and the links after it.
+    pub changes: Vec<(Vec<CutRecord>, Vec<LinkRecord>)>,
 }
 
 /// A parity run, as the log says.
@@ -124,9 +138,17 @@ impl State {
                     clusters: clusters.clone(),
                     links: links.clone(),
                 };
+                self.history = RoutingHistory {
+                    first: links.clone(),
+                    changes: Vec::new(),
+                };
                 let flows: BTreeSet<String> = links.iter().flat_map(flows_of).collect();
                 self.paused.retain(|f| flows.contains(f));
                 self.observed.retain(|f, _| flows.contains(f));
+            }
+            Payload::TopologyChanged { links, cut, .. } => {
+                self.topology.links = links.clone();
+                self.history.changes.push((cut.clone(), links.clone()));
             }
             Payload::FlowPaused { flow, .. } => {
                 self.paused.insert(flow.clone());
@@ -167,7 +189,7 @@ impl State {
                 if let Some(v) = self.verifications.get_mut(verification) {
                     v.finished.get_or_insert(Finished {
                         outcome: *outcome,
-                        totals: totals.clone(),
+                        totals: *totals,
                         error: error.clone(),
                         time_ms: e.time_ms,
                     });
@@ -190,7 +212,7 @@ impl State {
     /// sequence number.
     pub fn changed_since(&self, objects: &[String], revision: u64) -> Option<(String, u64)> {
         if let Some(&seq) = self.touched.get("*").filter(|&&s| s > revision) {
-            return Some(("the topology (config applied)".into(), seq));
+            return Some(("the topology".into(), seq));
         }
         objects.iter().find_map(|o| {
             self.touched

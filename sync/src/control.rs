@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
 use tokio::sync::{Notify, mpsc, watch};
@@ -93,13 +93,23 @@ pub(crate) struct Desired {
     pub paused: bool,
     /// Bumped by every resume: a faulted flow starts again when it changes.
     pub resumes: u64,
+    /// Stopped while a topology change is applied (engine/change.rs): like a pause,
+    /// but the engine's, not an operator's, and lifted by the change itself.
+    pub held: bool,
+}
+
+impl Desired {
+    /// Whether the flow should be stopped: paused by an operator or held for a change.
+    pub fn stopped(&self) -> bool {
+        self.paused || self.held
+    }
 }
 
 /// Where a flow's state is kept and announced.
 #[derive(Debug, Clone)]
 pub(crate) struct StatusCell {
     flow: String,
-    status: Arc<watch::Sender<FlowStatus>>,
+    pub(crate) status: Arc<watch::Sender<FlowStatus>>,
     transitions: mpsc::UnboundedSender<Transition>,
     /// Wakes the engine, which stops when every flow has faulted.
     any_change: Arc<Notify>,
@@ -151,10 +161,13 @@ pub(crate) struct FlowControl {
     pub metrics: Arc<FlowMetrics>,
 }
 
+/// The flows of an engine by name, shared by the engine and its handles.
+pub(crate) type FlowMap = Arc<RwLock<BTreeMap<String, Arc<FlowControl>>>>;
+
 /// Builds the controls of an engine's flows.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Controls {
-    pub flows: BTreeMap<String, Arc<FlowControl>>,
+    pub flows: FlowMap,
     pub transitions: mpsc::UnboundedSender<Transition>,
     pub any_change: Arc<Notify>,
 }
@@ -163,7 +176,7 @@ impl Controls {
     pub(crate) fn new() -> (Self, mpsc::UnboundedReceiver<Transition>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let c = Controls {
-            flows: BTreeMap::new(),
+            flows: FlowMap::default(),
             transitions: tx,
             any_change: Arc::new(Notify::new()),
         };
@@ -171,7 +184,7 @@ impl Controls {
     }
 
     pub(crate) fn add(
-        &mut self,
+        &self,
         flow: &str,
         link: &str,
         ends: (&str, &str),
@@ -187,7 +200,11 @@ impl Controls {
             state: initial,
             since: SystemTime::now(),
         });
-        let (desired, _) = watch::channel(Desired { paused, resumes: 0 });
+        let (desired, _) = watch::channel(Desired {
+            paused,
+            resumes: 0,
+            held: false,
+        });
         let ctl = Arc::new(FlowControl {
             link: link.to_string(),
             source: ends.0.to_string(),
@@ -201,7 +218,10 @@ impl Controls {
             },
             metrics,
         });
-        self.flows.insert(flow.to_string(), ctl.clone());
+        self.flows
+            .write()
+            .expect("flows lock")
+            .insert(flow.to_string(), ctl.clone());
         ctl
     }
 }
@@ -239,19 +259,17 @@ pub enum ControlError {
 /// Controls a running engine. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct EngineHandle {
-    flows: Arc<BTreeMap<String, Arc<FlowControl>>>,
+    pub(crate) flows: FlowMap,
+    /// What a topology change needs (engine/change.rs).
+    pub(crate) engine: Arc<crate::engine::Shared>,
 }
 
 impl EngineHandle {
-    pub(crate) fn new(flows: BTreeMap<String, Arc<FlowControl>>) -> Self {
-        EngineHandle {
-            flows: Arc::new(flows),
-        }
-    }
-
     /// Every flow, by name.
     pub fn flows(&self) -> Vec<FlowView> {
         self.flows
+            .read()
+            .expect("flows lock")
             .iter()
             .map(|(name, c)| FlowView {
                 name: name.clone(),
@@ -270,9 +288,12 @@ impl EngineHandle {
         self.flows().into_iter().find(|f| f.name == name)
     }
 
-    fn control(&self, flow: &str) -> Result<&Arc<FlowControl>, ControlError> {
+    pub(crate) fn control(&self, flow: &str) -> Result<Arc<FlowControl>, ControlError> {
         self.flows
+            .read()
+            .expect("flows lock")
             .get(flow)
+            .cloned()
             .ok_or_else(|| ControlError::UnknownFlow(flow.to_string()))
     }
 
@@ -320,7 +341,7 @@ impl EngineHandle {
         let c = self.control(flow)?;
         self.wait(
             flow,
-            c,
+            &c,
             |s| matches!(s.state, FlowState::Paused),
             |d| d.paused,
         )
@@ -335,7 +356,7 @@ impl EngineHandle {
         let asked = SystemTime::now();
         self.wait(
             flow,
-            c,
+            &c,
             |s| match s.state {
                 FlowState::Paused | FlowState::Pausing => false,
                 FlowState::Faulted(_) => s.since > asked,

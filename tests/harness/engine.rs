@@ -143,3 +143,27 @@ impl Running {
         self.total(|m| f(m).load(std::sync::atomic::Ordering::Relaxed))
     }
 }
+
+/// Starts the engine in this process and returns it with its handle (pause, resume,
+/// topology changes).
+pub fn start_engine(spec: EngineSpec) -> (Running, duplex_sync::control::EngineHandle) {
+    let registry = Arc::new(Registry::default());
+    let cancel = CancellationToken::new();
+    let started = duplex_sync::engine::start(
+        &spec,
+        None,
+        &registry,
+        &std::collections::BTreeSet::new(),
+        cancel.clone(),
+    );
+    let engine = started.handle.clone();
+    let handle = tokio::spawn(started.run);
+    (
+        Running {
+            registry,
+            cancel,
+            handle,
+        },
+        engine,
+    )
+}

@@ -12,7 +12,7 @@ pub mod verify;
 
 // Each test binary uses some of these.
 #[allow(unused_imports)]
-pub use engine::{Running, committed, run_engine, spec};
+pub use engine::{Running, committed, run_engine, spec, start_engine};
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -20,7 +20,7 @@ use super::assign::Assignment;
 use super::{Clients, Flow, watchdog};
 use crate::error::SyncError;
 use crate::provenance::{Hop, PATH_HEADER, Path, encode_origin, is_reserved};
-use crate::routing::{Decision, FlowRouter};
+use crate::routing::{Decision, EpochRouter};
 
 pub(crate) struct Reader<'a> {
     flow: &'a Flow,
@@ -37,7 +37,7 @@ pub(crate) struct Reader<'a> {
 /// of each partition.
 struct TopicRoute {
     name: Arc<str>,
-    router: FlowRouter,
+    router: EpochRouter,
     /// Per partition: the offset after the last record handled, or -1.
     next: Vec<i64>,
 }
@@ -247,7 +247,11 @@ impl<'a> Reader<'a> {
             debug!(flow = %spec.name(), topic = m.topic(), partition, offset, "Read again after a pause: already handled.");
             return Ok(());
         }
-        let (topic, decision) = (route.name.clone(), route.router.decide(path.as_ref()));
+        let decision =
+            route
+                .router
+                .decide(spec.source.id.as_bytes(), partition, offset, path.as_ref());
+        let topic = route.name.clone();
         match decision {
             Decision::Forward => {}
             decision => {

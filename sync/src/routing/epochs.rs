@@ -5,19 +5,22 @@
 //! record, and the cuts are recorded, so every flow decides every record by the same
 //! tree, again after any restart: a change never delivers a record twice or not at all.
 //!
-//! Not wired into the flows yet (issue 7 continues): the engine will hand each flow an
-//! [`EpochRouter`] per topic in place of its [`FlowRouter`].
+//! [`History`] is an engine's routing across the changes applied so far; each flow
+//! reads its [`EpochRouter`] per topic from it.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use super::{Decision, FlowRouter};
+use super::{Decision, FlowRouter, Routes};
 use crate::provenance::Path;
 
 /// Where one change took effect, for one topic: per origin cluster and partition, the
 /// origin's end offset when the change was applied.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Cut {
-    marks: HashMap<(Vec<u8>, i32), i64>,
+    /// Origin cluster id → partition → end offset. Nested so that a decision looks a
+    /// record's origin up by the bytes of its hop, without allocating.
+    marks: HashMap<Vec<u8>, HashMap<i32, i64>>,
 }
 
 impl Cut {
@@ -29,18 +32,154 @@ impl Cut {
     /// Records that `origin`'s `partition` ended at `offset` at the cut.
     pub fn set(&mut self, origin: &str, partition: i32, offset: i64) {
         self.marks
-            .insert((origin.as_bytes().to_vec(), partition), offset);
+            .entry(origin.as_bytes().to_vec())
+            .or_default()
+            .insert(partition, offset);
+    }
+
+    /// Where `origin`'s `partition` ended at the cut, when the cut names it.
+    pub fn get(&self, origin: &str, partition: i32) -> Option<i64> {
+        self.marks.get(origin.as_bytes())?.get(&partition).copied()
     }
 
     /// Whether the record at `offset` of `origin`'s `partition` was produced before the
     /// cut. A partition the cut does not name had nothing before it (a topic or a
     /// partition created since): its records are after.
     fn before(&self, origin: &[u8], partition: i32, offset: i64) -> bool {
-        // The lookup key owns its bytes; cuts are few and decisions per record use
-        // `EpochRouter::decide`, which skips this entirely without changes.
         self.marks
-            .get(&(origin.to_vec(), partition))
+            .get(origin)
+            .and_then(|m| m.get(&partition))
             .is_some_and(|&end| offset < end)
+    }
+
+    /// Every (origin, partition, end offset) the cut names, sorted.
+    pub fn entries(&self) -> Vec<(String, i32, i64)> {
+        let mut v: Vec<(String, i32, i64)> = self
+            .marks
+            .iter()
+            .flat_map(|(o, m)| {
+                let o = String::from_utf8_lossy(o).into_owned();
+                m.iter().map(move |(&p, &e)| (o.clone(), p, e))
+            })
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+/// Where one change took effect, for every topic it names: a [`Cut`] per topic.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TopologyCut {
+    topics: HashMap<String, Cut>,
+}
+
+impl TopologyCut {
+    /// A cut naming nothing yet.
+    pub fn new() -> Self {
+        TopologyCut::default()
+    }
+
+    /// Records that `origin`'s `partition` of `topic` ended at `offset` at the cut.
+    pub fn set(&mut self, topic: &str, origin: &str, partition: i32, offset: i64) {
+        self.topics
+            .entry(topic.to_string())
+            .or_default()
+            .set(origin, partition, offset);
+    }
+
+    /// The cut of `topic` (empty when it names no partition of it: a topic created
+    /// since, whose records are all after).
+    pub fn topic(&self, topic: &str) -> Cut {
+        self.topics.get(topic).cloned().unwrap_or_default()
+    }
+
+    /// Every (topic, origin, partition, end offset) the cut names, sorted.
+    pub fn entries(&self) -> Vec<(String, String, i32, i64)> {
+        let mut v: Vec<(String, String, i32, i64)> = self
+            .topics
+            .iter()
+            .flat_map(|(t, c)| {
+                c.entries()
+                    .into_iter()
+                    .map(move |(o, p, e)| (t.clone(), o, p, e))
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// How many origin partitions it names.
+    pub fn len(&self) -> usize {
+        self.topics
+            .values()
+            .map(|c| c.marks.values().map(HashMap::len).sum::<usize>())
+            .sum()
+    }
+
+    /// Whether it names no origin partition.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// An engine's routing across the changes applied to it at runtime: the routes it
+/// started with, then each change's cut and the routes from then on.
+#[derive(Debug, Clone)]
+pub struct History {
+    first: Arc<Routes>,
+    changes: Vec<(Arc<TopologyCut>, Arc<Routes>)>,
+}
+
+impl History {
+    /// Routing that has not changed since `first`.
+    pub fn new(first: Routes) -> Self {
+        History {
+            first: Arc::new(first),
+            changes: Vec::new(),
+        }
+    }
+
+    /// Adds a change applied at `cut`, routed by `after` from then on. Changes come in
+    /// the order they were applied.
+    pub fn change(&mut self, cut: TopologyCut, after: Routes) {
+        self.changes.push((Arc::new(cut), Arc::new(after)));
+    }
+
+    /// The routes in effect now (for records past every cut).
+    pub fn current(&self) -> &Routes {
+        self.changes.last().map_or(&self.first, |(_, r)| r)
+    }
+
+    /// The number of changes applied.
+    pub fn changes(&self) -> usize {
+        self.changes.len()
+    }
+
+    /// The router of flow `source → target` (cluster ids) for `topic`, across every
+    /// epoch.
+    pub fn flow_router(&self, topic: &str, source: &str, target: &str) -> EpochRouter {
+        let of = |r: &Routes| r.flow_router(topic, source, target);
+        let mut router = EpochRouter::new(of(&self.first));
+        for (cut, after) in &self.changes {
+            router.change(cut.topic(topic), of(after));
+        }
+        router
+    }
+
+    /// The cut of the last change that made flow `source → target` carry `topic` when
+    /// the epoch before did not; `None` when it has carried it since the first routes
+    /// (or does not carry it now).
+    pub fn introduced(&self, topic: &str, source: &str, target: &str) -> Option<Cut> {
+        let mut carried = self.first.carries(topic, source, target);
+        let mut at = None;
+        for (cut, after) in &self.changes {
+            let now = after.carries(topic, source, target);
+            if now && !carried {
+                at = Some(cut.topic(topic));
+            }
+            carried = now;
+        }
+        at.filter(|_| carried)
     }
 }
 
@@ -72,6 +211,8 @@ impl EpochRouter {
 
     /// Decides for a record read from the source at (`partition`, `offset`) with
     /// provenance `path` (`None`: produced on the source, which is then its origin).
+    /// Without changes this is the one router's decision, nothing more.
+    #[inline]
     pub fn decide(
         &self,
         source: &[u8],
@@ -142,6 +283,7 @@ mod tests {
     /// Carries every record of every origin (offsets 0..records, partition 0) through
     /// every flow of the links before or after the change, each deciding with its
     /// [`EpochRouter`]; returns the copies per (origin, offset) per cluster.
+    #[allow(clippy::needless_range_loop)] // clusters are indexes on both sides
     fn simulate(
         ids: &[String],
         before: &[[usize; 2]],

@@ -11,12 +11,14 @@
 //! already on the record's hop path.
 //!
 //! [`epochs`]: routing across topology changes, each taking effect at a cut of origin
-//! positions.
+//! positions; [`History`] holds them, and every flow of an engine reads one.
 
 pub mod epochs;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
+
+pub use epochs::{Cut, EpochRouter, History, TopologyCut};
 
 use crate::provenance::Path;
 use crate::spec::TopicSelection;
@@ -55,6 +57,31 @@ impl Routes {
         FlowRouter::new(&self.topology(topic), source, target)
     }
 
+    /// The index of cluster `id`.
+    pub fn index(&self, id: &str) -> Option<usize> {
+        self.ids.iter().position(|i| i == id)
+    }
+
+    /// Whether a link between clusters `a` and `b` selects `topic`.
+    pub fn carries(&self, topic: &str, a: &str, b: &str) -> bool {
+        let (Some(a), Some(b)) = (self.index(a), self.index(b)) else {
+            return false;
+        };
+        self.links
+            .iter()
+            .any(|(pair, sel)| (*pair == [a, b] || *pair == [b, a]) && sel.selects(topic))
+    }
+
+    /// The routing decision of flow `source → target` (cluster ids) for `topic`, or
+    /// `None` when no link between the two selects it: the flow carries nothing of it.
+    pub fn flow_router(&self, topic: &str, source: &str, target: &str) -> Option<FlowRouter> {
+        if !self.carries(topic, source, target) {
+            return None;
+        }
+        let (s, t) = (self.index(source)?, self.index(target)?);
+        Some(self.router(topic, s, t))
+    }
+
     /// The clusters that hold `topic` by configuration (an end of a link that selects
     /// it), grouped by the parts its links connect, each part and the list sorted by id.
     /// Empty when no link selects the topic; more than one part means the topic is
@@ -75,38 +102,77 @@ impl Routes {
     }
 }
 
-/// The routing table seen from one flow, `source → target`: a router per topic.
+/// The routing history every flow of an engine reads: replaced as a whole when a change
+/// is applied, which happens only while every flow is stopped (engine/change.rs), so
+/// each run of a flow sees one history from its start to its end.
+#[derive(Debug)]
+pub struct LiveHistory(RwLock<Arc<History>>);
+
+impl LiveHistory {
+    /// Starts with `history`.
+    pub fn new(history: History) -> Self {
+        LiveHistory(RwLock::new(Arc::new(history)))
+    }
+
+    /// The history now.
+    pub fn get(&self) -> Arc<History> {
+        self.0.read().expect("routing history lock").clone()
+    }
+
+    /// Replaces it.
+    pub fn set(&self, history: History) {
+        *self.0.write().expect("routing history lock") = Arc::new(history);
+    }
+}
+
+/// The routing seen from one flow, `source → target`: a router per topic, over every
+/// change applied so far.
 #[derive(Debug, Clone)]
 pub struct FlowRoutes {
-    routes: Arc<Routes>,
-    source: usize,
-    target: usize,
+    history: Arc<LiveHistory>,
+    source: String,
+    target: String,
 }
 
 impl FlowRoutes {
-    /// The routes of flow `source → target` (indexes into the cluster ids).
-    pub fn new(routes: Arc<Routes>, source: usize, target: usize) -> Self {
+    /// The routes of flow `source → target` (cluster ids).
+    pub fn new(history: Arc<LiveHistory>, source: &str, target: &str) -> Self {
         FlowRoutes {
-            routes,
-            source,
-            target,
+            history,
+            source: source.to_string(),
+            target: target.to_string(),
         }
     }
 
-    /// The routing decision of this flow for the records of `topic`. Computed once per
-    /// topic by the reader, not per record.
-    pub fn router(&self, topic: &str) -> FlowRouter {
-        self.routes.router(topic, self.source, self.target)
+    /// The routing decision of this flow for the records of `topic`, across every change
+    /// applied so far. Computed once per topic and run by the reader, not per record.
+    pub fn router(&self, topic: &str) -> EpochRouter {
+        self.history
+            .get()
+            .flow_router(topic, &self.source, &self.target)
+    }
+
+    /// Where this flow starts reading `topic` on its first start, when a change brought
+    /// it (its link, or its link's selection of the topic) after the engine's first
+    /// topology: the cut of that change, which names the source's own end offsets
+    /// (docs/topology-changes.md, "Adding a cluster or a link"). `None`: the flow carried
+    /// the topic from the first topology, and starts at the link's start position.
+    pub fn start_cut(&self, topic: &str) -> Option<Cut> {
+        self.history
+            .get()
+            .introduced(topic, &self.source, &self.target)
     }
 
     /// When the links that select `topic` fall into separate parts, the cluster ids of
     /// each part (the topic is replicated within each part only); `None` otherwise.
     pub fn split(&self, topic: &str) -> Option<Vec<Vec<String>>> {
-        let parts = self.routes.parts(topic);
+        let history = self.history.get();
+        let routes = history.current();
+        let parts = routes.parts(topic);
         (parts.len() > 1).then(|| {
             parts
                 .iter()
-                .map(|p| p.iter().map(|&i| self.routes.ids[i].clone()).collect())
+                .map(|p| p.iter().map(|&i| routes.ids[i].clone()).collect())
                 .collect()
         })
     }

@@ -8,12 +8,11 @@
 //! its own backoff, while the partitions already started keep replicating. A refresh
 //! that cannot read the source's topics is tried again at the next one. Neither
 //! restarts the flow: a restart would throw away what the other partitions achieved.
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 use tokio::task::spawn_blocking;
@@ -21,106 +20,18 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::acker::Ack;
-use super::{Clients, Flow, FlowSpec, LagContext};
+use super::{Clients, Flow};
 use crate::discovery::{Listing, partition_count, selected_topics};
 use crate::error::{SyncError, joined};
-use crate::resume::{self, checkpoint_metadata};
-use crate::spec::StartPosition;
+use crate::resume::checkpoint_metadata;
 
-/// A partition added to the consumer: where it starts and what its checkpoint says.
-pub(crate) struct Assigned {
-    pub topic: String,
-    pub partition: i32,
-    /// Source offset read first.
-    pub offset: i64,
-    /// A target offset at or before the flow's last record there (the scan's hint).
-    pub target_offset: Option<i64>,
-    /// Source offset of the record at `target_offset`, when the flow wrote it.
-    pub written: Option<i64>,
-    /// Source offset where replication of the partition began, when known.
-    pub began: Option<i64>,
-    /// Never replicated before, or the target lost what the checkpoint names: its
-    /// checkpoint is committed at once.
-    commit_now: bool,
-    /// Source offsets sent again because the target lost them, counted once the
-    /// partition starts (a start that fails and is tried again counts nothing twice).
-    resent: u64,
-    /// Records the source deleted before they were replicated, counted likewise.
-    gap: u64,
-}
+mod retry;
+mod start;
 
-/// The first wait of a partition whose start failed; doubled on each failure.
-const FIRST_RETRY: Duration = Duration::from_secs(1);
-/// The longest wait between two tries of a partition.
-const MAX_RETRY: Duration = Duration::from_secs(60);
-
-/// What the flow knows of the partitions it should replicate, across refreshes.
-#[derive(Default)]
-pub(crate) struct Assignment {
-    /// Partitions being read.
-    running: HashSet<(String, i32)>,
-    /// Partitions that could not be started yet, with when to try again and why.
-    waiting: HashMap<(String, i32), Retry>,
-    /// Topics seen before (their routing was reported once).
-    seen: HashSet<String>,
-    /// Failed attempts in a row to list the source's topics.
-    listing_failures: u32,
-    /// Partitions logged as waiting for an earlier run's deliveries.
-    unresolved_reported: HashSet<(String, i32)>,
-}
-
-struct Retry {
-    at: Instant,
-    backoff: Duration,
-    failures: u32,
-}
-
-/// The timeout of a request that already timed out `failures` times in a row: a broker
-/// that is slow, not down, gets the time it needs (up to 8 times `base`), so that a
-/// retry does not repeat a wait that was too short by design.
-fn patient(base: Duration, failures: u32) -> Duration {
-    base * 2u32.pow(failures.min(3))
-}
-
-impl Assignment {
-    fn due(&self, topic: &str, partition: i32, now: Instant) -> bool {
-        let key = (topic.to_string(), partition);
-        !self.running.contains(&key) && self.waiting.get(&key).is_none_or(|r| r.at <= now)
-    }
-
-    fn wait(&mut self, topic: &str, partition: i32, now: Instant) -> Duration {
-        let r = self
-            .waiting
-            .entry((topic.to_string(), partition))
-            .and_modify(|r| {
-                r.backoff = (r.backoff * 2).min(MAX_RETRY);
-                r.failures += 1;
-            })
-            .or_insert(Retry {
-                at: now,
-                backoff: FIRST_RETRY,
-                failures: 1,
-            });
-        r.at = now + r.backoff;
-        r.backoff
-    }
-
-    /// Failures in a row among these partitions of `topic`.
-    fn failures(&self, topic: &str, partitions: &[i32]) -> u32 {
-        partitions
-            .iter()
-            .filter_map(|&p| self.waiting.get(&(topic.to_string(), p)))
-            .map(|r| r.failures)
-            .max()
-            .unwrap_or(0)
-    }
-
-    fn started(&mut self, topic: &str, partition: i32) {
-        let key = (topic.to_string(), partition);
-        self.waiting.remove(&key);
-        self.running.insert(key);
-    }
-}
+pub(crate) use retry::Assignment;
+use retry::{FIRST_RETRY, patient};
+pub(crate) use start::Assigned;
+use start::start_of;
 
 impl Flow {
     /// Adds topics and partitions that appeared on the source since the last call, and
@@ -444,170 +355,5 @@ impl Flow {
             })
             .await,
         )
-    }
-}
-
-/// Where partition `p` of `topic` resumes: the target's word (resume.rs), the
-/// checkpoint, the source's range and the link's start position. Blocking.
-fn start_of(
-    consumer: &StreamConsumer<LagContext>,
-    scanner: &BaseConsumer,
-    s: &FlowSpec,
-    topic: &str,
-    p: i32,
-    timeout: Duration,
-) -> Result<Assigned, SyncError> {
-    let topic = topic.to_string();
-    let src = s.source.id.as_str();
-    {
-        let ck = resume::committed(consumer, src, &topic, p, timeout)?;
-        let hint = (ck.and_then(|c| c.target_offset), ck.and_then(|c| c.written));
-        let scan = resume::last_written(
-            scanner,
-            &s.target.id,
-            src.as_bytes(),
-            &topic,
-            p,
-            hint,
-            timeout,
-        )?;
-        let (low, high) =
-            consumer
-                .fetch_watermarks(&topic, p, timeout)
-                .map_err(|e| SyncError::Kafka {
-                    op: "fetch watermarks",
-                    cluster: src.to_string(),
-                    source: e,
-                })?;
-        let target_high = || {
-            scanner
-                .fetch_watermarks(&topic, p, timeout)
-                .map(|(_, h)| h)
-                .map_err(|e| SyncError::Kafka {
-                    op: "fetch watermarks",
-                    cluster: s.target.id.clone(),
-                    source: e,
-                })
-        };
-        let start = match (scan, ck) {
-            (
-                resume::LastWritten {
-                    found,
-                    target_lost: true,
-                },
-                Some(ck),
-            ) => {
-                // Truncated or recreated below the checkpoint: the committed
-                // floor would skip what the target lost. Resume after the last
-                // record it still holds, or where replication began.
-                let o = found.map(|f| f + 1).or(ck.began).unwrap_or(low);
-                let resent = (ck.source_next - o).max(0);
-                warn!(flow = %s.name(), %topic, partition = p, checkpoint = ck.source_next, checkpoint_target_offset = ?ck.target_offset, resume = o, "The target no longer holds the records this flow's checkpoint names (truncated or recreated): sending {resent} source offsets again, from what the target still holds.");
-                Assigned {
-                    topic: topic.clone(),
-                    partition: p,
-                    offset: o,
-                    target_offset: Some(target_high()?),
-                    written: None,
-                    began: ck.began,
-                    commit_now: true,
-                    resent: resent as u64,
-                    gap: 0,
-                }
-            }
-            (scan, ck) => {
-                let resumed = match (scan.found.map(|o| o + 1), ck.map(|c| c.source_next)) {
-                    (Some(a), Some(b)) => Some(a.max(b)),
-                    (a, b) => a.or(b),
-                };
-                match resumed {
-                    Some(o) => Assigned {
-                        topic: topic.clone(),
-                        partition: p,
-                        offset: o,
-                        target_offset: ck.and_then(|c| c.target_offset),
-                        written: ck.and_then(|c| c.written),
-                        began: ck.and_then(|c| c.began),
-                        commit_now: false,
-                        resent: 0,
-                        gap: 0,
-                    },
-                    None => {
-                        let o = if s.start == StartPosition::Earliest {
-                            low
-                        } else {
-                            high
-                        };
-                        Assigned {
-                            topic: topic.clone(),
-                            partition: p,
-                            offset: o,
-                            target_offset: Some(target_high()?),
-                            written: None,
-                            began: Some(o),
-                            commit_now: true,
-                            resent: 0,
-                            gap: 0,
-                        }
-                    }
-                }
-            }
-        };
-        let offset = start.offset;
-        if offset > high {
-            // Truncated or recreated: its offsets no longer mean what the
-            // target's provenance says they meant.
-            return Err(SyncError::SourceBehind {
-                flow: s.name(),
-                cluster: src.to_string(),
-                topic: topic.clone(),
-                partition: p,
-                resume: offset,
-                high,
-            });
-        }
-        let gap = (low - offset).max(0);
-        if gap > 0 {
-            warn!(flow = %s.name(), %topic, partition = p, from = offset, to = low, "The source deleted {gap} records (retention) before they were replicated; resuming at its log start.");
-        }
-        Ok(Assigned {
-            offset: offset.max(low),
-            gap: gap as u64,
-            ..start
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_failing_partition_waits_longer_each_time_and_the_others_are_due() {
-        let mut a = Assignment::default();
-        let t0 = Instant::now();
-        assert!(a.due("t", 0, t0) && a.due("t", 1, t0));
-        assert_eq!(a.wait("t", 0, t0), Duration::from_secs(1));
-        assert!(!a.due("t", 0, t0) && a.due("t", 1, t0));
-        assert!(a.due("t", 0, t0 + Duration::from_secs(1)));
-        assert_eq!(a.wait("t", 0, t0), Duration::from_secs(2));
-        for _ in 0..10 {
-            a.wait("t", 0, t0);
-        }
-        assert_eq!(a.wait("t", 0, t0), MAX_RETRY);
-        assert_eq!(a.failures("t", &[0, 1]), 13);
-        a.started("t", 0);
-        assert!(
-            !a.due("t", 0, t0 + MAX_RETRY),
-            "running partitions are not started again"
-        );
-        assert_eq!(a.failures("t", &[0]), 0);
-    }
-
-    #[test]
-    fn timeouts_grow_with_failures_up_to_eight_times() {
-        let base = Duration::from_secs(10);
-        let got: Vec<u64> = (0..6).map(|f| patient(base, f).as_secs()).collect();
-        assert_eq!(got, [10, 20, 40, 80, 80, 80]);
     }
 }

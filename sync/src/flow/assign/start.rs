@@ -1,0 +1,167 @@
+//! Where a partition starts: the target's word (resume.rs), the checkpoint, the source's
+//! range and the link's start position.
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use tracing::warn;
+
+use super::super::{FlowSpec, LagContext};
+use crate::error::SyncError;
+use crate::resume;
+use crate::spec::StartPosition;
+
+/// A partition added to the consumer: where it starts and what its checkpoint says.
+pub(crate) struct Assigned {
+    pub topic: String,
+    pub partition: i32,
+    /// Source offset read first.
+    pub offset: i64,
+    /// A target offset at or before the flow's last record there (the scan's hint).
+    pub target_offset: Option<i64>,
+    /// Source offset of the record at `target_offset`, when the flow wrote it.
+    pub written: Option<i64>,
+    /// Source offset where replication of the partition began, when known.
+    pub began: Option<i64>,
+    /// Never replicated before, or the target lost what the checkpoint names: its
+    /// checkpoint is committed at once.
+    pub(super) commit_now: bool,
+    /// Source offsets sent again because the target lost them, counted once the
+    /// partition starts (a start that fails and is tried again counts nothing twice).
+    pub(super) resent: u64,
+    /// Records the source deleted before they were replicated, counted likewise.
+    pub(super) gap: u64,
+}
+
+/// Where partition `p` of `topic` resumes: the target's word (resume.rs), the
+/// checkpoint, the source's range and the link's start position. Blocking.
+pub(super) fn start_of(
+    consumer: &StreamConsumer<LagContext>,
+    scanner: &BaseConsumer,
+    s: &FlowSpec,
+    topic: &str,
+    p: i32,
+    timeout: Duration,
+) -> Result<Assigned, SyncError> {
+    let topic = topic.to_string();
+    let src = s.source.id.as_str();
+    {
+        let ck = resume::committed(consumer, src, &topic, p, timeout)?;
+        let hint = (ck.and_then(|c| c.target_offset), ck.and_then(|c| c.written));
+        let scan = resume::last_written(
+            scanner,
+            &s.target.id,
+            src.as_bytes(),
+            &topic,
+            p,
+            hint,
+            timeout,
+        )?;
+        let (low, high) =
+            consumer
+                .fetch_watermarks(&topic, p, timeout)
+                .map_err(|e| SyncError::Kafka {
+                    op: "fetch watermarks",
+                    cluster: src.to_string(),
+                    source: e,
+                })?;
+        let target_high = || {
+            scanner
+                .fetch_watermarks(&topic, p, timeout)
+                .map(|(_, h)| h)
+                .map_err(|e| SyncError::Kafka {
+                    op: "fetch watermarks",
+                    cluster: s.target.id.clone(),
+                    source: e,
+                })
+        };
+        let start = match (scan, ck) {
+            (
+                resume::LastWritten {
+                    found,
+                    target_lost: true,
+                },
+                Some(ck),
+            ) => {
+                // Truncated or recreated below the checkpoint: the committed
+                // floor would skip what the target lost. Resume after the last
+                // record it still holds, or where replication began.
+                let o = found.map(|f| f + 1).or(ck.began).unwrap_or(low);
+                let resent = (ck.source_next - o).max(0);
+                warn!(flow = %s.name(), %topic, partition = p, checkpoint = ck.source_next, checkpoint_target_offset = ?ck.target_offset, resume = o, "The target no longer holds the records this flow's checkpoint names (truncated or recreated): sending {resent} source offsets again, from what the target still holds.");
+                Assigned {
+                    topic: topic.clone(),
+                    partition: p,
+                    offset: o,
+                    target_offset: Some(target_high()?),
+                    written: None,
+                    began: ck.began,
+                    commit_now: true,
+                    resent: resent as u64,
+                    gap: 0,
+                }
+            }
+            (scan, ck) => {
+                let resumed = match (scan.found.map(|o| o + 1), ck.map(|c| c.source_next)) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, b) => a.or(b),
+                };
+                match resumed {
+                    Some(o) => Assigned {
+                        topic: topic.clone(),
+                        partition: p,
+                        offset: o,
+                        target_offset: ck.and_then(|c| c.target_offset),
+                        written: ck.and_then(|c| c.written),
+                        began: ck.and_then(|c| c.began),
+                        commit_now: false,
+                        resent: 0,
+                        gap: 0,
+                    },
+                    None => {
+                        let o = match s.routes.start_cut(&topic) {
+                            // Brought by a change: from the source's end at its cut,
+                            // the first record the new routes may owe; a partition the
+                            // cut does not name was created since, so from its start.
+                            Some(cut) => cut.get(src, p).unwrap_or(low),
+                            None if s.start == StartPosition::Earliest => low,
+                            None => high,
+                        };
+                        Assigned {
+                            topic: topic.clone(),
+                            partition: p,
+                            offset: o,
+                            target_offset: Some(target_high()?),
+                            written: None,
+                            began: Some(o),
+                            commit_now: true,
+                            resent: 0,
+                            gap: 0,
+                        }
+                    }
+                }
+            }
+        };
+        let offset = start.offset;
+        if offset > high {
+            // Truncated or recreated: its offsets no longer mean what the
+            // target's provenance says they meant.
+            return Err(SyncError::SourceBehind {
+                flow: s.name(),
+                cluster: src.to_string(),
+                topic: topic.clone(),
+                partition: p,
+                resume: offset,
+                high,
+            });
+        }
+        let gap = (low - offset).max(0);
+        if gap > 0 {
+            warn!(flow = %s.name(), %topic, partition = p, from = offset, to = low, "The source deleted {gap} records (retention) before they were replicated; resuming at its log start.");
+        }
+        Ok(Assigned {
+            offset: offset.max(low),
+            gap: gap as u64,
+            ..start
+        })
+    }
+}
