@@ -8,7 +8,7 @@
 mod harness;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,90 +16,13 @@ use duplex_proto::v1 as pb;
 use duplex_proto::v1::event_service_client::EventServiceClient;
 use duplex_proto::v1::topology_service_client::TopologyServiceClient;
 use harness::Provider;
+use harness::process::{connect, spawn};
 use rand::Rng;
 use tonic::Code;
 use tonic::transport::Channel;
 
 const FLOWS: [&str; 2] = ["a->b", "b->a"];
 const ROUNDS: usize = 5;
-
-/// A `duplex run` process, killed if the test ends early.
-struct Service(Child);
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(config: &std::path::Path, log: &std::path::Path) -> Service {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_duplex"))
-        .args(["run", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "info,librdkafka=warn")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .map(Service)
-        .expect("spawn duplex")
-}
-
-/// Where this run serves the API: the address its log names (it binds port 0, so no
-/// other process can have taken the port between two runs).
-fn served_at(log: &std::path::Path) -> Option<String> {
-    let text = std::fs::read_to_string(log).ok()?;
-    let line = text
-        .lines()
-        .rev()
-        .find(|l| l.contains("Serving the gRPC API"))?;
-    let at = line.find("127.0.0.1:")?;
-    let port: String = line[at + 10..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    Some(format!("http://127.0.0.1:{port}"))
-}
-
-/// Connects once the service answers (its state rebuilt).
-async fn connect(child: &mut Child, log: &std::path::Path) -> Channel {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!(
-                "duplex exited with {status} before serving:\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        let Some(addr) = served_at(log) else {
-            assert!(
-                Instant::now() < deadline,
-                "the service did not bind in 60 s"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        if let Ok(ch) = Channel::from_shared(addr).unwrap().connect().await {
-            let answer = TopologyServiceClient::new(ch.clone())
-                .get_topology(pb::GetTopologyRequest::default())
-                .await;
-            if answer.is_ok() {
-                return ch;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the service did not answer in 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// One command a client sent: its key, what it asked, and the answer if one came.
 #[derive(Debug, Clone)]

@@ -7,7 +7,7 @@
 
 mod harness;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use harness::{Expected, Provider, TestCluster};
@@ -100,22 +100,7 @@ const CHAIN: Scenario = Scenario {
 };
 
 fn spawn(config: &std::path::Path, log: &std::path::Path) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_duplex"))
-        .args(["run", "--config"])
-        .arg(config)
-        .env(
-            "RUST_LOG",
-            std::env::var("DUPLEX_KILL9_RUST_LOG")
-                .unwrap_or_else(|_| "info,librdkafka=warn".into()),
-        )
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
+    harness::process::command(config, log)
         .spawn()
         .expect("spawn duplex")
 }

@@ -6,6 +6,7 @@
 
 pub mod browser;
 mod engine;
+pub mod process;
 pub mod service;
 pub mod tansu;
 pub mod verify;
