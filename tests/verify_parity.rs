@@ -428,8 +428,8 @@ async fn bad_requests_exit_2_naming_the_problem() {
             "--topics: invalid regular expression",
         ),
         (
-            vec!["--between", "a,b", "--from", "q=1"],
-            "--from: unknown cluster \"q\"",
+            vec!["--between", "a,b", "--from", "a=0", "--from", "q=1"],
+            "--from: value 2 (q=1): unknown cluster \"q\"",
         ),
     ] {
         let out = harness::verify::run(&config, dir.path(), &args).await;

@@ -168,14 +168,16 @@ pub fn spec(
         sides.push(c.clone());
     }
     for (field, rules) in [("from", &sel.from), ("watermark", &sel.watermark)] {
-        if let Some(r) = rules
+        if let Some((i, r)) = rules
             .iter()
-            .find(|r| !engine.clusters.iter().any(|c| c.id == r.cluster))
+            .enumerate()
+            .find(|(_, r)| !engine.clusters.iter().any(|c| c.id == r.cluster))
         {
             return Err(invalid(
                 field,
                 format!(
-                    "unknown cluster {:?} (the config has {})",
+                    "value {} ({r}): unknown cluster {:?} (the config has {})",
+                    i + 1,
                     r.cluster,
                     known()
                 ),
