@@ -278,6 +278,14 @@ fn scan(
             }
             None => continue,
             Some(Err(KafkaError::PartitionEOF(_))) => break Ok(()),
+            // A broker that went away and came back surfaces as error events, retried
+            // inside librdkafka and some queued long before this scan (one per failed
+            // connect of an outage): they are no answer, not the scan's failure, and the
+            // no-progress timeout bounds the wait. Failing on each made every retry of a
+            // partition's start pop one stale event and fail again, for minutes.
+            Some(Err(KafkaError::MessageConsumption(
+                RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown,
+            ))) if last_progress.elapsed() <= timeout => continue,
             Some(Err(e)) => break Err(kafka("scan target partition", e)),
             Some(Ok(m)) => {
                 last_progress = Instant::now();
