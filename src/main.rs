@@ -119,6 +119,20 @@ enum LinkAction {
         #[command(flatten)]
         change: duplex::client::change::ChangeArgs,
     },
+    /// Remove a link while every cluster is written: its flows carry what was written
+    /// before the removal, then retire; nothing is lost or delivered twice. Refused when
+    /// the links left would not connect every cluster.
+    Remove {
+        /// The link's name.
+        name: String,
+        /// Wait until the link has drained and is removed (`LinkRemoved`).
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        api: duplex::client::ApiArgs,
+        #[command(flatten)]
+        change: duplex::client::change::ChangeArgs,
+    },
 }
 
 impl Target {
@@ -184,6 +198,17 @@ fn main() -> ExitCode {
             between,
             (include, exclude),
             &change,
+        )),
+        Command::Links {
+            action:
+                LinkAction::Remove {
+                    name,
+                    wait,
+                    api,
+                    change,
+                },
+        } => duplex::client::run(duplex::client::change::remove_link(
+            &api, &name, wait, &change,
         )),
         Command::Events { api, from, follow } => {
             duplex::client::run(duplex::client::events::events(&api, from, follow))

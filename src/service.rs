@@ -140,6 +140,11 @@ pub async fn start(
         started.transitions,
         engine_done.clone(),
     ));
+    let removals = tokio::spawn(record_removals(
+        store.clone(),
+        started.removed,
+        engine_done.clone(),
+    ));
     let api_stop = server.stop_token();
     server
         .ready(Api {
@@ -182,6 +187,9 @@ pub async fn start(
             if let Err(e) = recorder.await {
                 warn!(error = %e, "Recording flow state changes failed.");
             }
+            if let Err(e) = removals.await {
+                warn!(error = %e, "Recording drained links failed.");
+            }
             r
         })
     };
@@ -211,6 +219,36 @@ fn security(config: &Config) -> Result<api::Security, StartError> {
         auth: api::auth::Auth::new(tokens),
         tls,
     })
+}
+
+/// Records `LinkRemoved` for each removed link the engine drained and retired, until the
+/// engine is `done` and what it announced is written. A removal not recorded before a
+/// stop drains again at the next start.
+async fn record_removals(
+    store: Arc<Store>,
+    mut rx: mpsc::UnboundedReceiver<String>,
+    done: CancellationToken,
+) {
+    loop {
+        let link = tokio::select! {
+            biased;
+            l = rx.recv() => l,
+            _ = done.cancelled() => rx.try_recv().ok(),
+        };
+        let Some(link) = link else { return };
+        let log = Arc::clone(&store);
+        let payload = Payload::LinkRemoved { link: link.clone() };
+        match tokio::task::spawn_blocking(move || log.record(vec![payload])).await {
+            Ok(Ok(_)) => info!(
+                link,
+                "Removed link drained and retired (LinkRemoved recorded)."
+            ),
+            Ok(Err(e)) => {
+                warn!(link, error = %e, "A drained link's removal could not be recorded; it drains again at the next start.")
+            }
+            Err(e) => warn!(link, error = %e, "Recording a drained link's removal failed."),
+        }
+    }
 }
 
 /// Records every change of a flow's state, in order, as `FlowStateChanged`, until the

@@ -11,35 +11,15 @@ use std::time::Duration;
 
 use duplex::config::Config;
 use duplex_proto::v1 as pb;
-use duplex_proto::v1::event_service_client::EventServiceClient;
-use duplex_proto::v1::topology_service_client::TopologyServiceClient;
-use harness::{Expected, Provider, TestCluster};
+use harness::{Provider, TestCluster};
 use tonic::Code;
-use tonic::transport::Channel;
 
 const TOPIC_PATTERN: &str = "addlink\\..*";
 
-fn chain_config(clusters: &[&TestCluster]) -> Config {
-    let mut toml = "[limits]\nrefresh_interval = \"500ms\"\ncommit_interval = \"200ms\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n\n".to_string();
-    toml += &harness::clusters_toml(clusters, |_| {});
-    for pair in [["a", "b"], ["b", "c"]] {
-        toml += &format!(
-            "[[links]]\nclusters = [\"{}\", \"{}\"]\n[links.topics]\ninclude = [{TOPIC_PATTERN:?}]\n\n",
-            pair[0], pair[1]
-        );
-    }
-    Config::parse(&toml).expect("test config")
-}
+use harness::service::{clients as client, holds_exactly, write_all};
 
-async fn client(
-    s: &harness::service::Started,
-) -> (TopologyServiceClient<Channel>, EventServiceClient<Channel>) {
-    let url = format!("http://{}", s.service.api_addr);
-    let channel = Channel::from_shared(url).unwrap().connect().await.unwrap();
-    (
-        TopologyServiceClient::new(channel.clone()),
-        EventServiceClient::new(channel),
-    )
+fn chain_config(clusters: &[&TestCluster]) -> Config {
+    harness::service::links_config(clusters, TOPIC_PATTERN, &[["a", "b"], ["b", "c"]])
 }
 
 fn add(name: &str, clusters: [&str; 2], include: &str, key: &str) -> pb::AddLinkRequest {
@@ -52,42 +32,6 @@ fn add(name: &str, clusters: [&str; 2], include: &str, key: &str) -> pb::AddLink
         }),
         request_id: key.into(),
         expected_revision: None,
-    }
-}
-
-/// Writes `n` records on each cluster in batches, `offset` records into each one's
-/// sequence, and returns what every cluster must hold of them.
-async fn write_all(clusters: &[&TestCluster], topic: &str, n: usize, from: usize) -> Expected {
-    let writers = clusters.iter().map(|c| {
-        let recs: Vec<_> = harness::records(&c.id, from + n, 3).split_off(from);
-        async move {
-            let mut ids = Vec::new();
-            for batch in recs.chunks(25) {
-                ids.extend(harness::produce(c, topic, batch).await);
-                tokio::time::sleep(Duration::from_millis(60)).await;
-            }
-            (ids, recs)
-        }
-    });
-    let mut expected = Expected::new();
-    for (ids, recs) in futures::future::join_all(writers).await {
-        harness::expect(&mut expected, ids, &recs);
-    }
-    expected
-}
-
-async fn holds_exactly(clusters: &[&TestCluster], topic: &str, expected: &Expected) {
-    harness::wait_for_count(
-        clusters,
-        topic,
-        expected.len() as i64,
-        Duration::from_secs(90),
-    )
-    .await;
-    // Whatever would arrive twice has had the time to.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    for c in clusters {
-        harness::assert_holds_exactly(c, topic, expected);
     }
 }
 

@@ -68,6 +68,8 @@ enum Call {
         String,
         Option<u64>,
     ),
+    /// name, key, revision.
+    RemoveLink(String, String, Option<u64>),
 }
 
 fn call() -> impl Strategy<Value = Call> {
@@ -112,6 +114,9 @@ fn call() -> impl Strategy<Value = Call> {
             revision()
         )
             .prop_map(|(n, c, i, x, k, r)| Call::AddLink(n, c, i, x, k, r)),
+        (field(), field(), revision()).prop_map(|(n, k, r)| Call::RemoveLink(n, k, r)),
+        // The one link, whose removal would cut a cluster off: refused.
+        (field(), revision()).prop_map(|(k, r)| Call::RemoveLink("a-b".into(), k, r)),
         // Two real clusters, linked already: refused, nothing held for long.
         (field(), prop::collection::vec(field(), 0..2)).prop_map(|(n, i)| Call::AddLink(
             n,
@@ -180,6 +185,14 @@ async fn run(
                 name,
                 clusters,
                 topics: Some(pb::TopicSelection { include, exclude }),
+                request_id,
+                expected_revision,
+            })
+            .await?;
+        }
+        Call::RemoveLink(name, request_id, expected_revision) => {
+            t.remove_link(pb::RemoveLinkRequest {
+                name,
                 request_id,
                 expected_revision,
             })
@@ -351,6 +364,7 @@ fn every_rpc_answers_random_and_malformed_input_clearly_on_mock() {
         "/duplex.v1.TopologyService/PauseLink",
         "/duplex.v1.TopologyService/ResumeLink",
         "/duplex.v1.TopologyService/AddLink",
+        "/duplex.v1.TopologyService/RemoveLink",
         "/duplex.v1.EventService/ListEvents",
         "/duplex.v1.EventService/WatchEvents",
         "/duplex.v1.VerificationService/StartVerification",

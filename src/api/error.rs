@@ -63,8 +63,11 @@ pub fn shutting_down(what: &str) -> Status {
 pub fn topology_change(e: ChangeError) -> Status {
     let msg = e.to_string();
     match e {
-        ChangeError::Busy | ChangeError::Unsupported(_) => Status::failed_precondition(msg),
-        ChangeError::Cut { .. } => Status::unavailable(format!(
+        ChangeError::Busy
+        | ChangeError::Draining(_)
+        | ChangeError::Splits { .. }
+        | ChangeError::Unsupported(_) => Status::failed_precondition(msg),
+        ChangeError::Cut { .. } | ChangeError::CutTask(_) => Status::unavailable(format!(
             "{msg}; nothing changed and the flows run on as before: retry once the cluster answers"
         )),
         ChangeError::Stopped => Status::unavailable(format!(

@@ -42,6 +42,7 @@ pub fn topology_pb(t: &Topology) -> (Vec<pb::Cluster>, Vec<pb::Link>) {
                 exclude: l.exclude.clone(),
             }),
             flows: Vec::new(),
+            draining: false,
         })
         .collect();
     (clusters, links)
@@ -104,6 +105,7 @@ pub fn event_pb(e: &Event) -> pb::Event {
                     .collect(),
             })
         }
+        Payload::LinkRemoved { link } => P::LinkRemoved(pb::LinkRemoved { link: link.clone() }),
         Payload::FlowPaused { flow, link } => P::FlowPaused(pb::FlowPaused {
             flow: flow.clone(),
             link: link.clone(),

@@ -1,15 +1,16 @@
-//! `TopologyService.AddLink`: a topology change applied while the mesh runs
-//! (docs/topology-changes.md). The request is checked against the state, the engine
+//! `TopologyService.AddLink` and `RemoveLink`: topology changes applied while the mesh
+//! runs (docs/topology-changes.md). The request is checked against the state, the engine
 //! holds every flow and reads the cut, the command records `TopologyChanged` with the
-//! cut, and the reconciler applies the prepared change in log order (service.rs).
+//! cut, and the reconciler applies the prepared change in log order (service.rs). A
+//! removed link drains; the service records `LinkRemoved` when the engine retires it.
 
 use duplex_proto::v1 as pb;
 use duplex_sync::engine::PreparedChange;
-use regex::Regex;
 use tonic::{Request, Response, Status};
 
 use super::auth::operator;
 use super::{Api, fingerprint, request_id, required};
+use crate::config::TopicPattern;
 use crate::state::config::link_spec;
 use crate::state::events::{CutRecord, LinkRecord};
 use crate::state::{Command, CommandError, Payload, State};
@@ -40,37 +41,80 @@ pub async fn add_link(
     }
     // Checked before the flows are held, and again when the command is decided.
     let change = api.store.with_state(|s| decide(s, &link))?;
-    if !change.is_empty() {
-        let mut after = api.engine.spec();
-        after.links.push(
-            link_spec(&after, &link)
-                .map_err(|e| Status::failed_precondition(format!("link {:?}: {e}", link.name)))?,
-        );
-        let prepared = api
-            .engine
-            .prepare_change(after)
-            .await
-            .map_err(super::error::topology_change)?;
-        let cut = cut_records(&prepared);
-        *api.pending_change.lock().expect("pending change lock") = Some(prepared);
-        let out = api.store.execute(&cmd, |state| {
-            let mut payloads = decide(state, &link)?;
-            if let Some(Payload::TopologyChanged { cut: c, .. }) = payloads.first_mut() {
-                *c = cut;
-            }
-            Ok(payloads)
-        });
-        // Applied by the reconciler when recorded; otherwise released here, with the
-        // flows routing as before.
-        drop(
-            api.pending_change
-                .lock()
-                .expect("pending change lock")
-                .take(),
-        );
-        return Ok(response(out?));
+    if change.is_empty() {
+        return Ok(response(api.store.execute(&cmd, |s| decide(s, &link))?));
     }
-    Ok(response(api.store.execute(&cmd, |s| decide(s, &link))?))
+    let mut after = api.engine.spec();
+    after.links.push(
+        link_spec(&after, &link)
+            .map_err(|e| Status::failed_precondition(format!("link {:?}: {e}", link.name)))?,
+    );
+    changed(api, &cmd, after, |s| decide(s, &link)).await
+}
+
+/// Removes a link; see topology.proto.
+pub async fn remove_link(
+    api: &Api,
+    req: Request<pb::RemoveLinkRequest>,
+) -> Result<Response<pb::ChangeResponse>, Status> {
+    let actor = operator(&req, "RemoveLink")?;
+    let r = req.get_ref();
+    let name = required("name", &r.name)?.to_string();
+    let cmd = Command {
+        method: "RemoveLink",
+        actor,
+        request_id: request_id(&r.request_id),
+        fingerprint: fingerprint(r, |r| r.request_id.clear()),
+        expected_revision: r.expected_revision,
+        touches: vec![format!("link:{name}")],
+    };
+    if let Some(out) = api.store.replayed(&cmd)? {
+        return Ok(response(out));
+    }
+    let change = api.store.with_state(|s| decide_removal(s, &name))?;
+    if change.is_empty() {
+        return Ok(response(
+            api.store.execute(&cmd, |s| decide_removal(s, &name))?,
+        ));
+    }
+    let mut after = api.engine.spec();
+    after.links.retain(|l| l.name != name);
+    changed(api, &cmd, after, |s| decide_removal(s, &name)).await
+}
+
+/// Holds the flows and reads the cut for `after`, records the command (decided again
+/// under the log's lock, its `TopologyChanged` given the cut) and leaves the prepared
+/// change to the reconciler, which applies it in log order; a command refused when it
+/// is decided releases the flows with the routing they had.
+async fn changed(
+    api: &Api,
+    cmd: &Command,
+    after: duplex_sync::spec::EngineSpec,
+    decide: impl Fn(&State) -> Result<Vec<Payload>, CommandError>,
+) -> Result<Response<pb::ChangeResponse>, Status> {
+    let prepared = api
+        .engine
+        .prepare_change(after)
+        .await
+        .map_err(super::error::topology_change)?;
+    let cut = cut_records(&prepared);
+    *api.pending_change.lock().expect("pending change lock") = Some(prepared);
+    let out = api.store.execute(cmd, |state| {
+        let mut payloads = decide(state)?;
+        if let Some(Payload::TopologyChanged { cut: c, .. }) = payloads.first_mut() {
+            *c = cut;
+        }
+        Ok(payloads)
+    });
+    // Applied by the reconciler when recorded; otherwise released here, with the
+    // flows routing as before.
+    drop(
+        api.pending_change
+            .lock()
+            .expect("pending change lock")
+            .take(),
+    );
+    Ok(response(out?))
 }
 
 fn response(out: crate::state::Outcome) -> Response<pb::ChangeResponse> {
@@ -133,11 +177,9 @@ fn patterns(field: &str, patterns: &[String]) -> Result<(), Status> {
                 format!("{} bytes; at most {MAX_PATTERN}", p.len()),
             ));
         }
-        if let Err(e) = Regex::new(p) {
-            return Err(super::error::invalid(
-                &field,
-                format!("is not a regular expression: {e}"),
-            ));
+        // The config file's own parsing: a pattern the file would refuse is refused here.
+        if let Err(e) = TopicPattern::new(p) {
+            return Err(super::error::invalid(&field, e));
         }
     }
     Ok(())
@@ -154,6 +196,12 @@ fn decide(state: &State, link: &LinkRecord) -> Result<Vec<Payload>, CommandError
                 "no cluster {c:?} (the config file names {known:?}; a link joins two of them)"
             )));
         }
+    }
+    if let Some(l) = state.draining_link(&link.name) {
+        return Err(CommandError::FailedPrecondition(format!(
+            "link {:?} was removed and still drains, between {} and {}: add it again once it is removed (LinkRemoved)",
+            l.name, l.clusters[0], l.clusters[1]
+        )));
     }
     if let Some(l) = t.link(&link.name) {
         if l == link {
@@ -186,6 +234,60 @@ fn decide(state: &State, link: &LinkRecord) -> Result<Vec<Payload>, CommandError
         )],
         cut: Vec::new(),
     }])
+}
+
+/// The events removing link `name` from `state`: none when it drains already, else one
+/// `TopologyChanged` (its cut filled in by the caller) whose links leave it out.
+fn decide_removal(state: &State, name: &str) -> Result<Vec<Payload>, CommandError> {
+    if state.draining_link(name).is_some() {
+        return Ok(Vec::new());
+    }
+    let t = &state.topology;
+    let Some(link) = t.link(name) else {
+        let known: Vec<&str> = t.links.iter().map(|l| l.name.as_str()).collect();
+        return Err(CommandError::NotFound(format!(
+            "no link {name:?} (the links are {known:?})"
+        )));
+    };
+    let links: Vec<LinkRecord> = t.links.iter().filter(|l| l.name != name).cloned().collect();
+    if let Some((cut_off, from)) = cut_off(state, &links) {
+        return Err(CommandError::FailedPrecondition(format!(
+            "removing link {name:?} would cut cluster {cut_off:?} off from {from:?}: the links left would not connect every cluster"
+        )));
+    }
+    Ok(vec![Payload::TopologyChanged {
+        links,
+        changes: vec![format!(
+            "link {name} removed ({} and {}; it drains)",
+            link.clusters[0], link.clusters[1]
+        )],
+        cut: Vec::new(),
+    }])
+}
+
+/// A cluster `links` leave unconnected to the first cluster's part, and that part.
+fn cut_off(state: &State, links: &[LinkRecord]) -> Option<(String, Vec<String>)> {
+    let ids: Vec<String> = state
+        .topology
+        .clusters
+        .iter()
+        .map(|c| c.id.clone())
+        .collect();
+    let index = |id: &String| ids.iter().position(|i| i == id);
+    let pairs: Vec<[usize; 2]> = links
+        .iter()
+        .filter_map(|l| Some([index(&l.clusters[0])?, index(&l.clusters[1])?]))
+        .collect();
+    let parts = duplex_sync::routing::Topology::new(ids.clone(), &pairs).components();
+    if parts.len() < 2 {
+        return None;
+    }
+    // The part holding the first cluster stays; the first cluster of any other is cut off.
+    let home = parts.iter().find(|p| p.contains(&0))?;
+    let lost = parts.iter().filter(|p| !p.contains(&0)).flatten().min()?;
+    let mut from: Vec<String> = home.iter().map(|&i| ids[i].clone()).collect();
+    from.sort();
+    Some((ids[*lost].clone(), from))
 }
 
 /// The prepared change's cut as the log records it: per topic and cluster, the end of

@@ -117,7 +117,6 @@ impl Topology {
             let mut payloads = Vec::new();
             for flow in &flows {
                 let link = state
-                    .topology
                     .link_of_flow(flow)
                     .ok_or_else(|| CommandError::NotFound(format!("no flow {flow:?}")))?
                     .name
@@ -173,11 +172,7 @@ impl Topology {
         let flow = required("flow", &r.flow)?.to_string();
         let link = api
             .store
-            .with_state(|s| {
-                s.topology
-                    .link_of_flow(&flow)
-                    .map(|l| format!("link:{}", l.name))
-            })
+            .with_state(|s| s.link_of_flow(&flow).map(|l| format!("link:{}", l.name)))
             .ok_or_else(|| {
                 Status::not_found(format!("no flow {flow:?} (flows are named source->target)"))
             })?;
@@ -203,7 +198,7 @@ impl Topology {
         let name = required("link", &r.link)?;
         let flows = api
             .store
-            .with_state(|s| s.topology.link(name).map(|l| flows_of(l).to_vec()))
+            .with_state(|s| s.link(name).map(|l| flows_of(l).to_vec()))
             .ok_or_else(|| Status::not_found(format!("no link {name:?}")))?;
         let mut touches = vec![format!("link:{name}")];
         touches.extend(flows.iter().map(|f| format!("flow:{f}")));
@@ -228,8 +223,11 @@ impl pb::topology_service_server::TopologyService for Topology {
         let api = self.0.get()?;
         let state = api.store.state();
         let views = api.engine.flows();
-        let (clusters, mut links) = super::events::topology_pb(&state.topology);
-        for (link, record) in links.iter_mut().zip(&state.topology.links) {
+        let mut shown = state.topology.clone();
+        shown.links.extend(state.draining.iter().cloned());
+        let (clusters, mut links) = super::events::topology_pb(&shown);
+        for (link, record) in links.iter_mut().zip(&shown.links) {
+            link.draining = state.draining_link(&record.name).is_some();
             link.flows = flows_of(record)
                 .iter()
                 .filter_map(|f| views.iter().find(|v| v.name == *f))
@@ -297,5 +295,12 @@ impl pb::topology_service_server::TopologyService for Topology {
         req: Request<pb::AddLinkRequest>,
     ) -> Result<Response<pb::ChangeResponse>, Status> {
         super::links::add_link(self.0.get()?, req).await
+    }
+
+    async fn remove_link(
+        &self,
+        req: Request<pb::RemoveLinkRequest>,
+    ) -> Result<Response<pb::ChangeResponse>, Status> {
+        super::links::remove_link(self.0.get()?, req).await
     }
 }

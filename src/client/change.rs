@@ -1,9 +1,10 @@
-//! `duplex flows pause|resume FLOW`, `duplex links pause|resume LINK` and
-//! `duplex links add NAME --between A,B --include RE`.
+//! `duplex flows pause|resume FLOW`, `duplex links pause|resume LINK`,
+//! `duplex links add NAME --between A,B --include RE` and `duplex links remove NAME`.
 
 use std::process::ExitCode;
 
 use duplex_proto::v1 as pb;
+use futures::StreamExt;
 
 use super::{ApiArgs, status_error};
 
@@ -118,4 +119,54 @@ pub async fn add_link(
         .map_err(|s| status_error("AddLink", s))?
         .into_inner();
     Ok(report(&format!("add link {name}"), &r))
+}
+
+/// Removes a link; with `wait`, returns once its drain is over (`LinkRemoved`).
+pub async fn remove_link(
+    api: &ApiArgs,
+    name: &str,
+    wait: bool,
+    a: &ChangeArgs,
+) -> anyhow::Result<ExitCode> {
+    let mut c = api.connect().await?;
+    let req = pb::RemoveLinkRequest {
+        name: name.to_string(),
+        request_id: a.request_id.clone().unwrap_or_default(),
+        expected_revision: a.expected_revision,
+    };
+    let r = c
+        .topology
+        .remove_link(req)
+        .await
+        .map_err(|s| status_error("RemoveLink", s))?
+        .into_inner();
+    let code = report(&format!("remove link {name}"), &r);
+    if !wait {
+        println!(
+            "link {name} drains until `LinkRemoved` is recorded (duplex events --follow, or --wait)"
+        );
+        return Ok(code);
+    }
+    // The drain may have ended before the answer: watch from the change's first event.
+    let from = r.events.first().copied().unwrap_or(1);
+    let mut stream = c
+        .events
+        .watch_events(pb::WatchEventsRequest {
+            from_sequence: from,
+        })
+        .await
+        .map_err(|s| status_error("WatchEvents", s))?
+        .into_inner();
+    while let Some(e) = stream.next().await {
+        let e = e.map_err(|s| status_error("WatchEvents", s))?;
+        if let Some(pb::event::Payload::LinkRemoved(l)) = &e.payload
+            && l.link == name
+        {
+            println!("link {name} drained and retired (event {})", e.sequence);
+            return Ok(code);
+        }
+    }
+    anyhow::bail!(
+        "the event stream ended before link {name} was drained (is the service stopping?)"
+    )
 }

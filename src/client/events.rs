@@ -75,6 +75,7 @@ pub fn line(e: &pb::Event) -> String {
             t.changes.join("; "),
             t.cut.iter().map(|c| c.ends.len()).sum::<usize>()
         ),
+        Some(P::LinkRemoved(l)) => format!("link {} drained and retired", l.link),
         Some(P::FlowPaused(f)) => format!("flow {} (link {})", f.flow, f.link),
         Some(P::FlowResumed(f)) => format!("flow {} (link {})", f.flow, f.link),
         Some(P::FlowStateChanged(f)) => {

@@ -35,11 +35,16 @@ pub fn render(t: &pb::Topology) -> String {
         let topics = l.topics.clone().unwrap_or_default();
         let _ = writeln!(
             out,
-            "  {} ({})  include {:?} exclude {:?}",
+            "  {} ({})  include {:?} exclude {:?}{}",
             l.name,
             l.clusters.join(" <-> "),
             topics.include,
-            topics.exclude
+            topics.exclude,
+            if l.draining {
+                "  [removed, draining: carries what was written before its removal]"
+            } else {
+                ""
+            }
         );
         for f in &l.flows {
             let state = super::state_name(f.state);

@@ -297,10 +297,12 @@ impl Config {
             commit_interval: self.limits.commit_interval.0,
             request_timeout: self.limits.request_timeout.0,
             stall_timeout: self.limits.stall_timeout.0,
+            in_flight_bytes: self.limits.in_flight_bytes.0,
         };
         EngineSpec {
             clusters,
             links,
+            draining: Vec::new(),
             limits,
         }
     }

@@ -21,7 +21,7 @@ use super::Store;
 use super::events::{ClusterRecord, CutRecord, LinkRecord, Payload};
 use super::fold::{State, Topology};
 use super::log::LogError;
-use crate::config::Config;
+use crate::config::{Config, TopicPattern};
 
 /// The topology a config file describes.
 pub fn topology_of(config: &Config) -> Topology {
@@ -164,6 +164,8 @@ pub fn engine_plan(config: &Config, state: &State) -> Result<(EngineSpec, Histor
             History::new(duplex_sync::engine::routes(&file)),
         ));
     }
+    let mut spec = with(&state.topology.links)?;
+    spec.draining = with(&state.draining)?.links;
     let mut history = History::new(duplex_sync::engine::routes(&with(&h.first)?));
     for (cut, links) in &h.changes {
         history.change(
@@ -171,12 +173,13 @@ pub fn engine_plan(config: &Config, state: &State) -> Result<(EngineSpec, Histor
             duplex_sync::engine::routes(&with(links)?),
         );
     }
-    Ok((with(&state.topology.links)?, history))
+    Ok((spec, history))
 }
 
 /// The engine's link for `record` in `spec`, whose clusters it joins. A link added at
 /// runtime replicates from its change's cut on (a partition created since, from its
-/// start) with the default in-flight budget.
+/// start) with the engine's default in-flight budget (`[limits] in_flight_bytes`), its
+/// topic patterns anchored as the config file's are.
 pub fn link_spec(spec: &EngineSpec, record: &LinkRecord) -> Result<LinkSpec, String> {
     let index = |id: &str| {
         spec.clusters
@@ -186,7 +189,7 @@ pub fn link_spec(spec: &EngineSpec, record: &LinkRecord) -> Result<LinkSpec, Str
     };
     let compile = |v: &[String]| -> Result<Vec<Regex>, String> {
         v.iter()
-            .map(|p| Regex::new(p).map_err(|e| format!("topic pattern {p:?}: {e}")))
+            .map(|p| TopicPattern::new(p).map(|p| p.regex().clone()))
             .collect()
     };
     Ok(LinkSpec {
@@ -197,7 +200,7 @@ pub fn link_spec(spec: &EngineSpec, record: &LinkRecord) -> Result<LinkSpec, Str
             exclude: compile(&record.exclude)?,
         },
         start: StartPosition::Earliest,
-        in_flight_bytes: duplex_sync::spec::DEFAULT_IN_FLIGHT_BYTES,
+        in_flight_bytes: spec.limits.in_flight_bytes,
     })
 }
 

@@ -50,9 +50,10 @@ pub enum Payload {
         /// What changed since the last one, one line each; empty on the first.
         changes: Vec<String>,
     },
-    /// Links were added while the service ran (AddLink), taking effect at `cut`
-    /// (docs/topology-changes.md): records below it are routed as before, records at or
-    /// past it by the links after.
+    /// Links were added or removed while the service ran (AddLink, RemoveLink), taking
+    /// effect at `cut` (docs/topology-changes.md): records below it are routed as
+    /// before, records at or past it by the links after. A link in the links before and
+    /// not after drains until `LinkRemoved`.
     TopologyChanged {
         /// The links after the change.
         links: Vec<LinkRecord>,
@@ -60,6 +61,12 @@ pub enum Payload {
         changes: Vec<String>,
         /// Where it took effect.
         cut: Vec<CutRecord>,
+    },
+    /// A removed link's drain is over: its flows carried what the routes before its
+    /// removal owed and are retired.
+    LinkRemoved {
+        /// The link's name.
+        link: String,
     },
     /// An operator paused a flow.
     FlowPaused {
@@ -136,6 +143,7 @@ impl Payload {
             Payload::ServiceStarted { .. } => "ServiceStarted",
             Payload::ConfigApplied { .. } => "ConfigApplied",
             Payload::TopologyChanged { .. } => "TopologyChanged",
+            Payload::LinkRemoved { .. } => "LinkRemoved",
             Payload::FlowPaused { .. } => "FlowPaused",
             Payload::FlowResumed { .. } => "FlowResumed",
             Payload::FlowStateChanged { .. } => "FlowStateChanged",
@@ -162,6 +170,7 @@ impl Payload {
             Payload::VerificationCancelRequested { verification } => {
                 vec![format!("verification:{verification}")]
             }
+            Payload::LinkRemoved { link } => vec![format!("link:{link}")],
             // A run that starts is a new object; how one ends is observed.
             Payload::ServiceStarted { .. }
             | Payload::FlowStateChanged { .. }

@@ -1,8 +1,10 @@
 //! The fold: the service's state is what the log's events add up to, applied in order.
 //!
 //! Rules (docs/api.md, "Fold rules"): `ConfigApplied` replaces the clusters and links,
-//! forgets pauses of flows that no longer exist and starts a new routing history;
-//! `TopologyChanged` replaces the links and adds its cut to the history; `FlowPaused` and `FlowResumed` set
+//! forgets pauses of flows that no longer exist, forgets draining links and starts a
+//! new routing history; `TopologyChanged` replaces the links, adds its cut to the
+//! history and makes each link it removes draining; `LinkRemoved` ends a link's drain
+//! and forgets its flows' pauses; `FlowPaused` and `FlowResumed` set
 //! and clear a flow's pause; `FlowStateChanged` keeps the last observed state of a flow;
 //! `VerificationStarted` adds a parity run under its sequence number,
 //! `VerificationCancelRequested` and `VerificationFinished` (the first of each counts)
@@ -71,6 +73,8 @@ pub struct State {
     /// The routing history since the last `ConfigApplied`: its links, then each
     /// runtime change's cut and the links after it.
     pub history: RoutingHistory,
+    /// Links removed at runtime whose flows still drain (until `LinkRemoved`).
+    pub draining: Vec<LinkRecord>,
     /// For each object a command changed, the sequence number of the last such event.
     touched: HashMap<String, u64>,
 }
@@ -142,13 +146,24 @@ impl State {
                     first: links.clone(),
                     changes: Vec::new(),
                 };
-                let flows: BTreeSet<String> = links.iter().flat_map(flows_of).collect();
-                self.paused.retain(|f| flows.contains(f));
-                self.observed.retain(|f, _| flows.contains(f));
+                self.draining.clear();
+                self.forget_flows_but_of(links);
             }
             Payload::TopologyChanged { links, cut, .. } => {
+                let removed = self
+                    .topology
+                    .links
+                    .iter()
+                    .filter(|l| !links.iter().any(|n| n.name == l.name));
+                self.draining.extend(removed.cloned());
                 self.topology.links = links.clone();
                 self.history.changes.push((cut.clone(), links.clone()));
+            }
+            Payload::LinkRemoved { link } => {
+                self.draining.retain(|l| l.name != *link);
+                let mut kept = self.topology.links.clone();
+                kept.extend(self.draining.iter().cloned());
+                self.forget_flows_but_of(&kept);
             }
             Payload::FlowPaused { flow, .. } => {
                 self.paused.insert(flow.clone());
@@ -208,6 +223,34 @@ impl State {
         }
     }
 
+    /// Forgets the pauses and observed states of flows that are not `links`' flows.
+    fn forget_flows_but_of(&mut self, links: &[LinkRecord]) {
+        let flows: BTreeSet<String> = links.iter().flat_map(flows_of).collect();
+        self.paused.retain(|f| flows.contains(f));
+        self.observed.retain(|f, _| flows.contains(f));
+    }
+
+    /// The link with this name, kept or draining.
+    pub fn link(&self, name: &str) -> Option<&LinkRecord> {
+        self.topology
+            .link(name)
+            .or_else(|| self.draining_link(name))
+    }
+
+    /// The link, kept or draining, a flow `a->b` belongs to.
+    pub fn link_of_flow(&self, flow: &str) -> Option<&LinkRecord> {
+        self.topology.link_of_flow(flow).or_else(|| {
+            self.draining
+                .iter()
+                .find(|l| flows_of(l).iter().any(|f| f == flow))
+        })
+    }
+
+    /// A link that is removed and still drains.
+    pub fn draining_link(&self, name: &str) -> Option<&LinkRecord> {
+        self.draining.iter().find(|l| l.name == name)
+    }
+
     /// The first of `objects` that an event after `revision` changed, with that event's
     /// sequence number.
     pub fn changed_since(&self, objects: &[String], revision: u64) -> Option<(String, u64)> {
@@ -220,5 +263,88 @@ impl State {
                 .filter(|&&s| s > revision)
                 .map(|&s| (o.clone(), s))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(a: &str, b: &str) -> LinkRecord {
+        LinkRecord {
+            name: format!("{a}-{b}"),
+            clusters: [a.into(), b.into()],
+            include: vec![".*".into()],
+            exclude: Vec::new(),
+        }
+    }
+
+    fn event(seq: u64, payload: Payload) -> Event {
+        Event {
+            seq,
+            time_ms: 0,
+            actor: "test".into(),
+            request_id: None,
+            v: 1,
+            payload,
+        }
+    }
+
+    #[test]
+    fn a_removed_link_drains_until_link_removed_and_a_config_forgets_it() {
+        let triangle = vec![link("a", "b"), link("b", "c"), link("a", "c")];
+        let mut s = State::default();
+        s.apply(&event(
+            1,
+            Payload::ConfigApplied {
+                digest: "d".into(),
+                clusters: Vec::new(),
+                links: triangle.clone(),
+                changes: Vec::new(),
+            },
+        ));
+        s.apply(&event(
+            2,
+            Payload::FlowPaused {
+                flow: "a->b".into(),
+                link: "a-b".into(),
+            },
+        ));
+        let chain = triangle[1..].to_vec();
+        s.apply(&event(
+            3,
+            Payload::TopologyChanged {
+                links: chain.clone(),
+                changes: Vec::new(),
+                cut: Vec::new(),
+            },
+        ));
+        assert_eq!(s.topology.links, chain);
+        assert_eq!(s.draining, [triangle[0].clone()]);
+        assert_eq!(s.link_of_flow("b->a").map(|l| l.name.as_str()), Some("a-b"));
+        assert!(s.paused.contains("a->b"), "a draining flow stays paused");
+        s.apply(&event(4, Payload::LinkRemoved { link: "a-b".into() }));
+        assert!(s.draining.is_empty() && s.link("a-b").is_none());
+        assert!(s.paused.is_empty(), "the retired flow's pause is forgotten");
+        // A removal not drained when the file changes: the file's links are all there is.
+        s.apply(&event(
+            5,
+            Payload::TopologyChanged {
+                links: vec![triangle[2].clone()],
+                changes: Vec::new(),
+                cut: Vec::new(),
+            },
+        ));
+        assert_eq!(s.draining.len(), 1);
+        s.apply(&event(
+            6,
+            Payload::ConfigApplied {
+                digest: "e".into(),
+                clusters: Vec::new(),
+                links: triangle.clone(),
+                changes: Vec::new(),
+            },
+        ));
+        assert!(s.draining.is_empty());
     }
 }

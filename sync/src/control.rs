@@ -8,9 +8,9 @@
 //! restart's, from what the target holds: the delivery argument of docs/delivery.md
 //! covers both, and a record's walk from consume to produce is untouched.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
 use tokio::sync::{Notify, mpsc, watch};
@@ -96,12 +96,15 @@ pub(crate) struct Desired {
     /// Stopped while a topology change is applied (engine/change.rs): like a pause,
     /// but the engine's, not an operator's, and lifted by the change itself.
     pub held: bool,
+    /// Stopped for good: its link was removed and its drain is over (engine/drain.rs).
+    pub retired: bool,
 }
 
 impl Desired {
-    /// Whether the flow should be stopped: paused by an operator or held for a change.
+    /// Whether the flow should be stopped: paused by an operator, held for a change or
+    /// retired.
     pub fn stopped(&self) -> bool {
-        self.paused || self.held
+        self.paused || self.held || self.retired
     }
 }
 
@@ -159,6 +162,39 @@ pub(crate) struct FlowControl {
     pub desired: watch::Sender<Desired>,
     pub status: StatusCell,
     pub metrics: Arc<FlowMetrics>,
+    /// How far the target acknowledged each source partition (the drain of a removed
+    /// link waits on it).
+    pub acknowledged: Acknowledged,
+}
+
+/// Per source partition of one flow, the position below which every record is on the
+/// target or was passed over by routing: the acker's positions, published at each of
+/// its commits, across the flow's runs. A partition the flow has not started is absent.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Acknowledged(Arc<Mutex<HashMap<(String, i32), i64>>>);
+
+impl Acknowledged {
+    /// Publishes positions (topic, partition, next offset).
+    pub(crate) fn publish<'a>(&self, positions: impl Iterator<Item = (&'a str, i32, i64)>) {
+        let mut m = self.0.lock().expect("acknowledged lock");
+        for (t, p, next) in positions {
+            match m.get_mut(&(t.to_string(), p)) {
+                Some(v) => *v = next,
+                None => {
+                    m.insert((t.to_string(), p), next);
+                }
+            }
+        }
+    }
+
+    /// The acknowledged position of a partition, once the flow started it.
+    pub(crate) fn get(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.0
+            .lock()
+            .expect("acknowledged lock")
+            .get(&(topic.to_string(), partition))
+            .copied()
+    }
 }
 
 /// The flows of an engine by name, shared by the engine and its handles.
@@ -202,14 +238,14 @@ impl Controls {
         });
         let (desired, _) = watch::channel(Desired {
             paused,
-            resumes: 0,
-            held: false,
+            ..Desired::default()
         });
         let ctl = Arc::new(FlowControl {
             link: link.to_string(),
             source: ends.0.to_string(),
             target: ends.1.to_string(),
             desired,
+            acknowledged: Acknowledged::default(),
             status: StatusCell {
                 flow: flow.to_string(),
                 status: Arc::new(status),

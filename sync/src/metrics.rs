@@ -89,6 +89,14 @@ impl Registry {
         m
     }
 
+    /// Forgets a flow that no longer runs (a removed link's, once retired).
+    pub fn forget(&self, metrics: &Arc<FlowMetrics>) {
+        self.flows
+            .lock()
+            .expect("metrics lock")
+            .retain(|e| !Arc::ptr_eq(&e.metrics, metrics));
+    }
+
     /// A snapshot of the registered flows.
     pub fn entries(&self) -> Vec<FlowEntry> {
         self.flows.lock().expect("metrics lock").clone()

@@ -136,6 +136,9 @@ pub struct Limits {
     /// A flow that has read nothing for this long while its source has records past its
     /// position is restarted (new clients, resume from the target).
     pub stall_timeout: Duration,
+    /// The in-flight budget of a link that sets none (`[limits] in_flight_bytes`): what
+    /// a link added at runtime gets.
+    pub in_flight_bytes: usize,
 }
 
 impl Default for Limits {
@@ -145,6 +148,7 @@ impl Default for Limits {
             commit_interval: Duration::from_secs(1),
             request_timeout: Duration::from_secs(10),
             stall_timeout: Duration::from_secs(30),
+            in_flight_bytes: DEFAULT_IN_FLIGHT_BYTES,
         }
     }
 }
@@ -156,6 +160,10 @@ pub struct EngineSpec {
     pub clusters: Vec<ClusterSpec>,
     /// Links; each names two distinct clusters, and together they connect every cluster.
     pub links: Vec<LinkSpec>,
+    /// Links removed at runtime whose flows still run, carrying only what the routes
+    /// before the removal owe (docs/topology-changes.md, "Removing a link"); they route
+    /// nothing after the removal's cut and stop once the drain is over.
+    pub draining: Vec<LinkSpec>,
     /// Engine-wide settings.
     pub limits: Limits,
 }
@@ -207,6 +215,7 @@ impl EngineSpec {
         EngineSpec {
             clusters,
             links,
+            draining: Vec::new(),
             limits: Limits::default(),
         }
     }

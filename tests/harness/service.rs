@@ -10,7 +10,11 @@ use duplex::service::Service;
 use duplex_sync::metrics::Registry;
 use tokio_util::sync::CancellationToken;
 
-use super::TestCluster;
+use duplex_proto::v1::event_service_client::EventServiceClient;
+use duplex_proto::v1::topology_service_client::TopologyServiceClient;
+use tonic::transport::Channel;
+
+use super::{Expected, TestCluster};
 
 /// A config for one link a–b selecting topics that match `include`, fast intervals, the
 /// API on a free loopback port, and `api` (extra `[api]` keys and tables) if given.
@@ -24,6 +28,67 @@ pub fn link_config(clusters: &[&TestCluster], include: &str, api: &str) -> Confi
         clusters[0].id, clusters[1].id
     );
     Config::parse(&toml).expect("test config")
+}
+
+/// A config linking `pairs` of `clusters` by their ids (links named `a-b`), each
+/// selecting topics that match `include`, fast intervals, the API on a free loopback port.
+pub fn links_config(clusters: &[&TestCluster], include: &str, pairs: &[[&str; 2]]) -> Config {
+    let mut toml = "[limits]\nrefresh_interval = \"500ms\"\ncommit_interval = \"200ms\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n\n".to_string();
+    toml += &super::clusters_toml(clusters, |_| {});
+    for pair in pairs {
+        toml += &format!(
+            "[[links]]\nclusters = [\"{}\", \"{}\"]\n[links.topics]\ninclude = [{include:?}]\n\n",
+            pair[0], pair[1]
+        );
+    }
+    Config::parse(&toml).expect("test config")
+}
+
+/// Topology and event clients of a started service.
+pub async fn clients(s: &Started) -> (TopologyServiceClient<Channel>, EventServiceClient<Channel>) {
+    let url = format!("http://{}", s.service.api_addr);
+    let channel = Channel::from_shared(url).unwrap().connect().await.unwrap();
+    (
+        TopologyServiceClient::new(channel.clone()),
+        EventServiceClient::new(channel),
+    )
+}
+
+/// Writes `n` records on each cluster in batches (over 3 partitions), `from` records
+/// into each one's sequence, and returns what every cluster must hold of them.
+pub async fn write_all(clusters: &[&TestCluster], topic: &str, n: usize, from: usize) -> Expected {
+    let writers = clusters.iter().map(|c| {
+        let recs: Vec<_> = super::records(&c.id, from + n, 3).split_off(from);
+        async move {
+            let mut ids = Vec::new();
+            for batch in recs.chunks(25) {
+                ids.extend(super::produce(c, topic, batch).await);
+                tokio::time::sleep(Duration::from_millis(60)).await;
+            }
+            (ids, recs)
+        }
+    });
+    let mut expected = Expected::new();
+    for (ids, recs) in futures::future::join_all(writers).await {
+        super::expect(&mut expected, ids, &recs);
+    }
+    expected
+}
+
+/// Waits until every cluster holds as many records as expected, gives what would arrive
+/// twice the time to, and asserts each holds exactly the expected records.
+pub async fn holds_exactly(clusters: &[&TestCluster], topic: &str, expected: &Expected) {
+    super::wait_for_count(
+        clusters,
+        topic,
+        expected.len() as i64,
+        Duration::from_secs(90),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for c in clusters {
+        super::assert_holds_exactly(c, topic, expected);
+    }
 }
 
 /// A started service and what stops it.

@@ -11,9 +11,10 @@
 //! With every flow stopped while the cut is read, a copy on a cluster below its cut was
 //! written before the hold, so its origin position lies below the origin's cut: every
 //! record a new flow's source holds below its cut is routed by the old tree, in which
-//! the new flow does not exist, and the new flow starts at the cut. This step applies
-//! additions (clusters and links); removing a link, or changing one, is refused until
-//! the drain of docs/topology-changes.md ("Removing a link") is built.
+//! the new flow does not exist, and the new flow starts at the cut. A removed link's
+//! flows run on after the cut, carrying what the old tree owes below it and nothing
+//! after, until the drain (drain.rs) retires them. Changing a link's settings or topics
+//! and removing a cluster are refused, naming what a running engine cannot apply.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -35,6 +36,24 @@ pub enum ChangeError {
     /// Another change is being applied; changes are applied one at a time.
     #[error("another topology change is being applied; try again once it took effect")]
     Busy,
+    /// A removed link's flows still carry what the routes before its removal owe; no
+    /// other change is applied until they are retired.
+    #[error(
+        "link {0} is still draining after its removal (its flows carry what was written before it); try again once it is removed"
+    )]
+    Draining(String),
+    /// The change would leave clusters that hold a topic unreachable from each other.
+    #[error(
+        "the change would cut cluster {cluster:?} off from {from:?} for topic {topic:?}; no link that selects the topic would join them"
+    )]
+    Splits {
+        /// The topic.
+        topic: String,
+        /// A cluster cut off.
+        cluster: String,
+        /// The clusters it would no longer reach.
+        from: Vec<String>,
+    },
     /// What the change asks is not something a running engine can do (yet).
     #[error("{0}")]
     Unsupported(String),
@@ -46,6 +65,9 @@ pub enum ChangeError {
         /// What went wrong.
         error: String,
     },
+    /// The task reading the cut failed; nothing changed.
+    #[error("reading the cut failed: {0}")]
+    CutTask(String),
     /// The engine stopped before the change took effect.
     #[error("the engine stopped before the topology change took effect")]
     Stopped,
@@ -59,7 +81,8 @@ pub struct PreparedChange {
     cut: TopologyCut,
     held: Vec<Arc<FlowControl>>,
     new_links: Vec<LinkSpec>,
-    _one_at_a_time: OwnedMutexGuard<()>,
+    /// Held until the change is applied, then by the drain of the removed links.
+    one_at_a_time: Option<OwnedMutexGuard<()>>,
 }
 
 impl EngineHandle {
@@ -73,20 +96,39 @@ impl EngineHandle {
         self.engine.history.get()
     }
 
+    /// The links removed whose flows still drain (docs/topology-changes.md).
+    pub fn draining(&self) -> Vec<String> {
+        let spec = self.engine.spec.lock().expect("engine spec lock");
+        spec.draining.iter().map(|l| l.name.clone()).collect()
+    }
+
     /// Holds every flow and reads the cut for a change to `after`, which must keep every
-    /// cluster and link the engine runs as they are and may add clusters and links.
-    /// Returns once every flow is stopped and the cut is read; the flows stay held until
-    /// the change is applied or dropped.
-    pub async fn prepare_change(&self, after: EngineSpec) -> Result<PreparedChange, ChangeError> {
+    /// cluster the engine runs and every link it keeps as they are, and may add clusters,
+    /// add links and remove links (`after.draining` is filled in here: the removed
+    /// links). Returns once every flow is stopped and the cut is read; the flows stay held
+    /// until the change is applied or dropped.
+    pub async fn prepare_change(
+        &self,
+        mut after: EngineSpec,
+    ) -> Result<PreparedChange, ChangeError> {
         let engine = self.engine.clone();
-        let guard = engine
-            .changing
-            .clone()
-            .try_lock_owned()
-            .map_err(|_| ChangeError::Busy)?;
-        let new_links = {
-            let before = engine.spec.lock().expect("engine spec lock");
-            additions(&before, &after)?
+        let guard = engine.changing.clone().try_lock_owned().map_err(|_| {
+            match engine
+                .spec
+                .lock()
+                .expect("engine spec lock")
+                .draining
+                .first()
+            {
+                Some(l) => ChangeError::Draining(l.name.clone()),
+                None => ChangeError::Busy,
+            }
+        })?;
+        let (before, new_links) = {
+            let before = engine.spec.lock().expect("engine spec lock").clone();
+            let (added, removed) = diff(&before, &after)?;
+            after.draining = removed;
+            (before, added)
         };
         let held: Vec<Arc<FlowControl>> = self
             .flows
@@ -102,7 +144,7 @@ impl EngineHandle {
             cut: TopologyCut::new(),
             held,
             new_links,
-            _one_at_a_time: guard,
+            one_at_a_time: Some(guard),
         };
         for c in &prepared.held {
             c.desired
@@ -111,13 +153,13 @@ impl EngineHandle {
         for c in &prepared.held {
             wait_stopped(c, &engine).await?;
         }
-        let spec = prepared.after.clone();
-        prepared.cut = tokio::task::spawn_blocking(move || read_cut(&spec))
+        // Read on the union of before and after: a removed link's topics are cut too.
+        let mut whole = prepared.after.clone();
+        whole.links.extend(whole.draining.clone());
+        prepared.cut = tokio::task::spawn_blocking(move || read_cut(&whole))
             .await
-            .map_err(|e| ChangeError::Cut {
-                cluster: "(all)".into(),
-                error: e.to_string(),
-            })??;
+            .map_err(|e| ChangeError::CutTask(e.to_string()))??;
+        check_splits(&before, &prepared.after, &prepared.cut)?;
         info!(
             partitions = prepared.cut.len(),
             "Every flow is held and the cut is read; the change takes effect once it is recorded."
@@ -132,9 +174,15 @@ impl PreparedChange {
         &self.cut
     }
 
+    /// The links this change removes (their flows drain after it is applied).
+    pub fn removed(&self) -> Vec<String> {
+        self.after.draining.iter().map(|l| l.name.clone()).collect()
+    }
+
     /// Starts the flows again routed by the history with this change, and the flows of
-    /// the new links. Returns the history now in effect.
-    pub fn apply(self) -> History {
+    /// the new links; the removed links' flows run on and drain (drain.rs), and no other
+    /// change is applied until they are retired. Returns the history now in effect.
+    pub fn apply(mut self) -> History {
         let engine = self.engine.clone();
         let mut history = (*engine.history.get()).clone();
         history.change(self.cut.clone(), routes(&self.after));
@@ -148,8 +196,13 @@ impl PreparedChange {
         info!(
             changes = history.changes(),
             new_links = self.new_links.len(),
+            removed_links = self.after.draining.len(),
             "Topology change applied: every flow routes by the new links from the cut on."
         );
+        if !self.after.draining.is_empty() {
+            let guard = self.one_at_a_time.take().expect("held until applied");
+            super::drain::spawn(engine, Some(self.cut.clone()), guard);
+        }
         history
         // Drop releases the held flows.
     }
@@ -181,11 +234,15 @@ async fn wait_stopped(c: &FlowControl, engine: &Shared) -> Result<(), ChangeErro
     }
 }
 
-/// The links `after` adds to `before`, which it must otherwise keep as they are.
-fn additions(before: &EngineSpec, after: &EngineSpec) -> Result<Vec<LinkSpec>, ChangeError> {
+/// The links `after` adds to `before` and those it removes; it must keep every cluster
+/// and every link it does not remove as they are.
+fn diff(
+    before: &EngineSpec,
+    after: &EngineSpec,
+) -> Result<(Vec<LinkSpec>, Vec<LinkSpec>), ChangeError> {
     let unsupported = |what: String| {
         Err(ChangeError::Unsupported(format!(
-            "{what}: a running engine applies added clusters and links only (removing or changing one is not built yet); change the config file and restart"
+            "{what}: a running engine adds clusters, adds links and removes links (changing a link or a cluster is not built yet); change the config file and restart"
         )))
     };
     if !same_limits(before, after) {
@@ -210,9 +267,10 @@ fn additions(before: &EngineSpec, after: &EngineSpec) -> Result<Vec<LinkSpec>, C
     };
     let after_links: BTreeMap<&str, &LinkSpec> =
         after.links.iter().map(|l| (l.name.as_str(), l)).collect();
+    let mut removed = Vec::new();
     for l in &before.links {
         match after_links.get(l.name.as_str()) {
-            None => return unsupported(format!("link {:?} is removed", l.name)),
+            None => removed.push(l.clone()),
             Some(a)
                 if ends(before, l) != ends(after, a)
                     || !same_selection(&l.topics, &a.topics)
@@ -224,12 +282,54 @@ fn additions(before: &EngineSpec, after: &EngineSpec) -> Result<Vec<LinkSpec>, C
             Some(_) => {}
         }
     }
-    Ok(after
+    let added: Vec<LinkSpec> = after
         .links
         .iter()
         .filter(|a| !before.links.iter().any(|l| l.name == a.name))
         .cloned()
-        .collect())
+        .collect();
+    for a in &added {
+        if let Some(r) = removed.iter().find(|r| ends(before, r) == ends(after, a)) {
+            return unsupported(format!(
+                "link {:?} is added between the clusters of link {:?}, which is removed",
+                a.name, r.name
+            ));
+        }
+    }
+    Ok((added, removed))
+}
+
+/// Refuses a change after which two clusters that a topic's links joined are no longer
+/// joined, for any topic the cut names (the topics that exist on the clusters now).
+fn check_splits(
+    before: &EngineSpec,
+    after: &EngineSpec,
+    cut: &TopologyCut,
+) -> Result<(), ChangeError> {
+    let (old, new) = (routes(before), routes(after));
+    let mut topics: Vec<String> = cut.entries().into_iter().map(|e| e.0).collect();
+    topics.dedup();
+    for topic in topics {
+        let now = new.parts(&topic);
+        let part_of = |i: usize| now.iter().position(|p| p.contains(&i));
+        // Joined after the change: in one part (a cluster in none is alone).
+        let joined = |i: usize, j: usize| part_of(i).is_some() && part_of(i) == part_of(j);
+        for part in old.parts(&topic) {
+            if let Some(&lost) = part[1..].iter().find(|&&i| !joined(part[0], i)) {
+                let id = |i: usize| new.ids()[i].clone();
+                return Err(ChangeError::Splits {
+                    topic,
+                    cluster: id(lost),
+                    from: part
+                        .iter()
+                        .filter(|&&i| i != lost && !joined(lost, i))
+                        .map(|&i| id(i))
+                        .collect(),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 fn same_cluster(a: &ClusterSpec, b: &ClusterSpec) -> bool {
@@ -257,7 +357,7 @@ fn same_limits(a: &EngineSpec, b: &EngineSpec) -> bool {
 /// topic a link of that cluster selects. Every such partition is named, or the cut is
 /// not taken: a partition missing from it would count its old records as after the
 /// change. Blocking.
-fn read_cut(spec: &EngineSpec) -> Result<TopologyCut, ChangeError> {
+pub(super) fn read_cut(spec: &EngineSpec) -> Result<TopologyCut, ChangeError> {
     let timeout: Duration = spec.limits.request_timeout;
     let mut cut = TopologyCut::new();
     for (i, c) in spec.clusters.iter().enumerate() {
@@ -300,4 +400,67 @@ fn read_cut(spec: &EngineSpec) -> Result<TopologyCut, ChangeError> {
         }
     }
     Ok(cut)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(links: &[[usize; 2]], topics: &str) -> EngineSpec {
+        EngineSpec::linked(
+            ["a", "b", "c"]
+                .iter()
+                .enumerate()
+                .map(|(i, id)| ClusterSpec::new(*id, format!("127.0.0.1:{}", i + 1)))
+                .collect(),
+            links,
+            TopicSelection::matching(topics).unwrap(),
+        )
+    }
+
+    fn cut_of(topic: &str) -> TopologyCut {
+        let mut cut = TopologyCut::new();
+        for c in ["a", "b", "c"] {
+            cut.set(topic, c, 0, 10);
+        }
+        cut
+    }
+
+    #[test]
+    fn a_removal_is_found_and_an_addition_between_its_clusters_refused() {
+        let triangle = spec(&[[0, 1], [1, 2], [0, 2]], ".*");
+        let chain = spec(&[[1, 2], [0, 2]], ".*");
+        let (added, removed) = diff(&triangle, &chain).unwrap();
+        assert!(added.is_empty());
+        assert_eq!(removed.iter().map(|l| &l.name).collect::<Vec<_>>(), ["a-b"]);
+        let mut swapped = chain.clone();
+        swapped.links.push(LinkSpec {
+            name: "b-a".into(),
+            ..triangle.links[0].clone()
+        });
+        let refused = diff(&triangle, &swapped).unwrap_err();
+        assert!(refused.to_string().contains("\"b-a\""), "{refused}");
+    }
+
+    #[test]
+    fn a_removal_that_splits_a_topic_names_the_topic_and_the_cluster() {
+        let triangle = spec(&[[0, 1], [1, 2], [0, 2]], ".*");
+        let chain = spec(&[[1, 2], [0, 2]], ".*");
+        assert_eq!(check_splits(&triangle, &chain, &cut_of("t")), Ok(()));
+        // Only a-b selects `orders`: without it no link joins a and b for that topic.
+        let mut narrow = triangle.clone();
+        narrow.links[1].topics = TopicSelection::matching("other").unwrap();
+        narrow.links[2].topics = TopicSelection::matching("other").unwrap();
+        let mut after = narrow.clone();
+        after.links.remove(0);
+        let e = check_splits(&narrow, &after, &cut_of("orders")).unwrap_err();
+        assert_eq!(
+            e,
+            ChangeError::Splits {
+                topic: "orders".into(),
+                cluster: "b".into(),
+                from: vec!["a".into()],
+            }
+        );
+    }
 }

@@ -8,6 +8,7 @@
 //! reads the cut, and starts them again with the new routes, new flows beside them.
 
 mod change;
+mod drain;
 mod supervise;
 
 pub use change::{ChangeError, PreparedChange};
@@ -89,6 +90,9 @@ pub struct Started {
     pub handle: EngineHandle,
     /// Every change of a flow's state, in order (the service records them).
     pub transitions: mpsc::UnboundedReceiver<Transition>,
+    /// The name of each removed link once its drain is over and its flows are retired
+    /// (the service records `LinkRemoved`).
+    pub removed: mpsc::UnboundedReceiver<String>,
     /// Completes once every flow has stopped: `cancel` fired (Ok), or every flow
     /// faulted at once (the first error).
     pub run: std::pin::Pin<Box<dyn Future<Output = Result<(), SyncError>> + Send>>,
@@ -114,8 +118,10 @@ pub(crate) struct Shared {
     pub cancel: CancellationToken,
     /// New flows, for the engine's task set.
     pub spawn: mpsc::UnboundedSender<(Flow, Arc<FlowControl>)>,
-    /// One change at a time.
+    /// One change at a time; a drain of removed links holds it too.
     pub changing: Arc<tokio::sync::Mutex<()>>,
+    /// Announces removed links once drained.
+    pub removed: mpsc::UnboundedSender<String>,
 }
 
 impl Shared {
@@ -130,7 +136,8 @@ impl Shared {
             paused,
             metrics.clone(),
         );
-        let flow = Flow::new(Arc::new(fs), metrics).with_status(ctl.status.clone());
+        let flow = Flow::new(Arc::new(fs), metrics)
+            .with_status(ctl.status.clone(), ctl.acknowledged.clone());
         // Up from the moment it is registered: a reader of the registry never sees a
         // flow that has not started yet as one that stopped, nor as one caught up.
         flow.metrics.up.store(1, Relaxed);
@@ -154,7 +161,9 @@ pub fn start(
 ) -> Started {
     let (controls, transitions) = Controls::new();
     let (spawn, mut spawned) = mpsc::unbounded_channel();
+    let (removed, removed_rx) = mpsc::unbounded_channel();
     let history = history.unwrap_or_else(|| History::new(routes(spec)));
+    let last_cut = history.last_cut().cloned();
     let shared = Arc::new(Shared {
         spec: Mutex::new(spec.clone()),
         history: Arc::new(LiveHistory::new(history)),
@@ -163,12 +172,22 @@ pub fn start(
         cancel: cancel.clone(),
         spawn,
         changing: Arc::default(),
+        removed,
     });
-    for l in &spec.links {
+    for l in spec.links.iter().chain(&spec.draining) {
         for fs in link_flows(spec, l, &shared.history) {
             let held = paused.contains(&fs.name());
             shared.add_flow(fs, held);
         }
+    }
+    if !spec.draining.is_empty() {
+        // Removed before a restart and not drained yet: drained again from the cut.
+        let guard = shared
+            .changing
+            .clone()
+            .try_lock_owned()
+            .expect("nothing else holds it yet");
+        drain::spawn(shared.clone(), last_cut, guard);
     }
     let any_change = controls.any_change.clone();
     let flows = controls.flows.clone();
@@ -239,6 +258,7 @@ pub fn start(
     Started {
         handle,
         transitions,
+        removed: removed_rx,
         run: Box::pin(run),
     }
 }

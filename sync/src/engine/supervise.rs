@@ -28,6 +28,12 @@ pub(super) async fn supervise(
     info!(flow = %name, group = %flow.spec.group_id(), "Flow starting.");
     loop {
         let d = *desired.borrow_and_update();
+        if d.retired {
+            info!(flow = %name, "Flow retired: its link is removed and nothing it owed is left to carry.");
+            flow.metrics.up.store(0, Relaxed);
+            status.set(FlowState::Stopped);
+            return Ok(());
+        }
         if d.stopped() {
             status.set(FlowState::Paused);
             flow.metrics.up.store(1, Relaxed);
@@ -113,7 +119,7 @@ pub(super) async fn supervise(
                         return Err(e);
                     }
                     let d = *desired.borrow_and_update();
-                    if d.paused || d.resumes != resumes {
+                    if d.paused || d.retired || d.resumes != resumes {
                         break;
                     }
                 }

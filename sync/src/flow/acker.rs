@@ -453,8 +453,18 @@ impl<'a> Acker<'a> {
         });
     }
 
+    /// Publishes how far each partition is acknowledged (engine/drain.rs reads it).
+    fn publish(&self) {
+        self.flow.acknowledged.publish(
+            self.parts
+                .iter()
+                .map(|(t, p, part)| (&**t, *p, part.pos.next)),
+        );
+    }
+
     /// Commits what was acknowledged since the last commit, without waiting.
     fn commit(&mut self) {
+        self.publish();
         let Some(tpl) = self.uncommitted() else {
             return;
         };
@@ -474,6 +484,7 @@ impl<'a> Acker<'a> {
     /// coordinator that stopped answering must not hold the stop (or a tokio worker)
     /// for the client's socket timeout. Abandoned, it only makes the next scan longer.
     async fn commit_last(&mut self) {
+        self.publish();
         let Some(tpl) = self.uncommitted() else {
             return;
         };

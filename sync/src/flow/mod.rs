@@ -29,7 +29,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::clients;
-use crate::control::StatusCell;
+use crate::control::{Acknowledged, StatusCell};
 use crate::discovery::TopicCreator;
 use crate::error::SyncError;
 use crate::metrics::FlowMetrics;
@@ -157,6 +157,8 @@ pub struct Flow {
     status: Option<StatusCell>,
     /// Runs in a row that ended in a stall without reading a record.
     stalls: Arc<AtomicU32>,
+    /// Where the acker publishes how far the target acknowledged each partition.
+    pub(crate) acknowledged: Acknowledged,
 }
 
 /// Deliveries that a stopped run of a flow left unresolved when its drain timed out,
@@ -201,6 +203,7 @@ impl Flow {
             leftovers: Leftovers::default(),
             status: None,
             stalls: Arc::default(),
+            acknowledged: Acknowledged::default(),
         }
     }
 
@@ -222,9 +225,11 @@ impl Flow {
         self.stalls.store(0, Relaxed);
     }
 
-    /// The same flow, announcing its state in `cell`.
-    pub(crate) fn with_status(mut self, cell: StatusCell) -> Self {
+    /// The same flow, announcing its state in `cell` and its acknowledged positions in
+    /// `acknowledged`.
+    pub(crate) fn with_status(mut self, cell: StatusCell, acknowledged: Acknowledged) -> Self {
         self.status = Some(cell);
+        self.acknowledged = acknowledged;
         self
     }
 

@@ -150,6 +150,11 @@ impl History {
         self.changes.last().map_or(&self.first, |(_, r)| r)
     }
 
+    /// The cut of the last change applied.
+    pub fn last_cut(&self) -> Option<&TopologyCut> {
+        self.changes.last().map(|(c, _)| &**c)
+    }
+
     /// The number of changes applied.
     pub fn changes(&self) -> usize {
         self.changes.len()

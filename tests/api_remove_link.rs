@@ -1,0 +1,139 @@
+//! `TopologyService.RemoveLink` on a running service over mock clusters written all the
+//! time: a triangle a–b–c loses a–b (a chain b–c–a) while every cluster is written; the
+//! change is one `TopologyChanged` with its cut, the link drains and `LinkRemoved` is
+//! recorded; every cluster holds every record exactly once; a retried key takes effect
+//! once; a removal that would cut a cluster off is refused naming it, an unknown link
+//! is NOT_FOUND (also from the CLI, exit 2); a restart runs the chain of the log.
+
+mod harness;
+
+use std::time::Duration;
+
+use duplex_proto::v1 as pb;
+use harness::service::{clients, holds_exactly, links_config, write_all};
+use harness::{Provider, TestCluster};
+use tonic::Code;
+
+const TOPIC_PATTERN: &str = "rmlink\\..*";
+
+fn remove(name: &str, key: &str) -> pb::RemoveLinkRequest {
+    pb::RemoveLinkRequest {
+        name: name.into(),
+        request_id: key.into(),
+        expected_revision: None,
+    }
+}
+
+fn removed_events(log: &[pb::Event], link: &str) -> Vec<u64> {
+    log.iter()
+        .filter(
+            |e| matches!(&e.payload, Some(pb::event::Payload::LinkRemoved(l)) if l.link == link),
+        )
+        .map(|e| e.sequence)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_triangle_loses_a_link_while_written_and_stays_a_chain_after_a_restart() {
+    let Some(clusters) = harness::start(Provider::Mock, &["a", "b", "c"]) else {
+        return;
+    };
+    let refs: Vec<&TestCluster> = clusters.iter().collect();
+    let topic = harness::unique("rmlink");
+    for c in &refs {
+        c.create_topic(&topic, 3).await;
+    }
+    let config = links_config(&refs, TOPIC_PATTERN, &[["a", "b"], ["b", "c"], ["a", "c"]]);
+    let dir = tempfile::tempdir().unwrap();
+    let s = harness::service::start(&config, dir.path()).await;
+    let (mut t, mut e) = clients(&s).await;
+    s.wait_running().await;
+
+    let change = async {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        t.remove_link(remove("a-b", "rm-a-b"))
+            .await
+            .expect("RemoveLink")
+            .into_inner()
+    };
+    let (mut expected, removed) = tokio::join!(write_all(&refs, &topic, 300, 0), change);
+    assert_eq!(removed.events.len(), 1, "one event: {removed:?}");
+    harness::wait_until_async("LinkRemoved recorded", Duration::from_secs(60), || {
+        let mut e = e.clone();
+        async move {
+            !removed_events(&harness::service::all_events(&mut e, 100).await, "a-b").is_empty()
+        }
+    })
+    .await;
+    assert!(
+        s.service.engine.flow("a->b").is_none() && s.service.engine.flow("b->a").is_none(),
+        "the removed link's flows are retired"
+    );
+    holds_exactly(&refs, &topic, &expected).await;
+
+    // The retry answers the first result; removing it again records nothing.
+    let again = t
+        .remove_link(remove("a-b", "rm-a-b"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        again.replayed && again.events == removed.events,
+        "{again:?}"
+    );
+    let gone = t.remove_link(remove("a-b", "")).await.expect_err("gone");
+    assert_eq!(gone.code(), Code::NotFound, "{gone:?}");
+    // b is joined by b-c only now: removing it would cut b off.
+    let st = t.remove_link(remove("b-c", "")).await.expect_err("refused");
+    assert_eq!(st.code(), Code::FailedPrecondition, "{st:?}");
+    assert!(st.message().contains("cut cluster \"b\" off"), "{st:?}");
+    let api = s.service.api_addr.to_string();
+    let out = harness::service::cli(&["links", "remove", "nope", "--api", &api]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no link \"nope\""), "{stderr}");
+
+    let log = harness::service::all_events(&mut e, 100).await;
+    let changes: Vec<&pb::TopologyChanged> = log
+        .iter()
+        .filter_map(|ev| match &ev.payload {
+            Some(pb::event::Payload::TopologyChanged(c)) => Some(c),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(changes.len(), 1, "one change recorded");
+    assert_eq!(
+        changes[0]
+            .links
+            .iter()
+            .map(|l| l.name.as_str())
+            .collect::<Vec<_>>(),
+        ["b-c", "a-c"]
+    );
+    assert_eq!(removed_events(&log, "a-b").len(), 1, "LinkRemoved once");
+    s.stop().await;
+
+    // A restart with the file unchanged runs the chain of the log.
+    let s = harness::service::start(&config, dir.path()).await;
+    let (mut t, _) = clients(&s).await;
+    let topology = t
+        .get_topology(pb::GetTopologyRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        topology
+            .links
+            .iter()
+            .map(|l| (l.name.as_str(), l.draining))
+            .collect::<Vec<_>>(),
+        [("b-c", false), ("a-c", false)]
+    );
+    assert!(
+        s.service.engine.flow("a->b").is_none(),
+        "the removed link stays removed"
+    );
+    expected.extend(write_all(&refs, &topic, 150, 300).await);
+    holds_exactly(&refs, &topic, &expected).await;
+    s.stop().await;
+}

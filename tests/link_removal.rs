@@ -1,0 +1,148 @@
+//! Removing a link from a running engine while every cluster is written: a ring
+//! a–b–c–d–a loses b–c. In the ring, a's records reach c through b (a→b→c); after the
+//! removal through d (a→d→c). a->b is paused across the change, so records of a below
+//! the cut are still on a when the cut is taken: they reach b only after a->b resumes,
+//! and c only through the removed link's flow b->c in a later drain round
+//! (docs/topology-changes.md, "The drain is more than one round"). The removed link
+//! drains while a->b is paused, then retires; every cluster holds every record exactly
+//! once, a's records below the cut came a→b→c and those past it a→d→c.
+
+mod harness;
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use harness::{Expected, Provider};
+
+const RING: &[[usize; 2]] = &[[0, 1], [1, 2], [2, 3], [3, 0]];
+const CHAIN: &[[usize; 2]] = &[[0, 1], [2, 3], [3, 0]];
+const PARTITIONS: i32 = 4;
+const PER_CLUSTER: usize = 400;
+const BATCHES: usize = 10;
+const BACKLOG: usize = 1500;
+
+async fn remove_a_link_while_writing(provider: Provider) {
+    let ids = ["a", "b", "c", "d"];
+    let Some(clusters) = harness::start(provider, &ids) else {
+        return;
+    };
+    let refs: Vec<_> = clusters.iter().collect();
+    let topic = harness::unique("events");
+    for c in &refs {
+        c.create_topic(&topic, PARTITIONS).await;
+    }
+    let (running, engine) = harness::start_engine(harness::spec(&refs, RING, "events\\..*"));
+    let partitions = |i: usize| harness::write_partitions(provider, i, ids.len(), PARTITIONS);
+    let writers = refs.iter().enumerate().map(|(i, c)| {
+        let recs = harness::records_on(&c.id, PER_CLUSTER, &partitions(i));
+        let topic = topic.clone();
+        async move {
+            let mut ids = Vec::new();
+            for batch in recs.chunks(PER_CLUSTER / BATCHES) {
+                ids.extend(harness::produce(c, &topic, batch).await);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            (ids, recs)
+        }
+    });
+    let change = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        engine.pause("a->b").await.expect("pause a->b");
+        // A backlog on a below the cut: once a->b resumes, b->c has a while of work in
+        // the drain's later rounds.
+        let backlog = harness::records_on("a", BACKLOG, &partitions(0));
+        let backlog = (harness::produce(refs[0], &topic, &backlog).await, backlog);
+        let prepared = engine
+            .prepare_change(harness::spec(&refs, CHAIN, "events\\..*"))
+            .await
+            .expect("prepare the removal");
+        assert_eq!(prepared.removed(), ["b-c"]);
+        let cut = prepared.cut().clone();
+        let mut meanwhile = vec![backlog];
+        for (i, c) in refs.iter().enumerate() {
+            let recs = harness::records_on(&c.id, 20, &partitions(i));
+            meanwhile.push((harness::produce(c, &topic, &recs).await, recs));
+        }
+        prepared.apply();
+        // a->b holds records of a below the cut that the removed b->c still owes c: the
+        // drain cannot end while it is paused.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(engine.draining(), ["b-c"], "a paused flow holds the drain");
+        assert!(engine.flow("b->c").is_some() && engine.flow("c->b").is_some());
+        let refused = engine
+            .prepare_change(harness::spec(&refs, CHAIN, "events\\..*"))
+            .await
+            .expect_err("no change while a removed link drains");
+        assert!(refused.to_string().contains("b-c"), "{refused}");
+        engine.resume("a->b").await.expect("resume a->b");
+        harness::wait_until(
+            "the removed link drained and retired",
+            Duration::from_secs(90),
+            || engine.draining().is_empty(),
+        )
+        .await;
+        (cut, meanwhile)
+    };
+    let (written, (cut, meanwhile)) = tokio::join!(futures::future::join_all(writers), change);
+    assert!(
+        engine.flow("b->c").is_none() && engine.flow("c->b").is_none(),
+        "the removed link's flows are retired"
+    );
+    assert!(
+        !running.registry.entries().iter().any(|e| e.link == "b-c"),
+        "a retired flow leaves the metrics"
+    );
+    let mut expected = Expected::new();
+    for (ids, recs) in written.into_iter().chain(meanwhile) {
+        harness::expect(&mut expected, ids, &recs);
+    }
+    let total = expected.len() as i64;
+    harness::wait_for_count(&refs, &topic, total, Duration::from_secs(90)).await;
+    // Whatever would arrive twice has had the time to.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let loops = running.total(|m| m.loop_stopped.load(Relaxed));
+    running.stop().await;
+    let mut held = Vec::new();
+    for c in &refs {
+        held.push(harness::assert_holds_exactly(c, &topic, &expected));
+    }
+    assert_eq!(
+        loops, 0,
+        "the routing alone prevents loops, across the removal"
+    );
+    let cut = cut.topic(&topic);
+    let (mut before, mut after) = (0, 0);
+    for h in held[2].iter().filter(|h| h.origin == "a") {
+        let (p, o) = h.origin_position;
+        let end = cut.get("a", p).expect("the cut names every partition of a");
+        if o < end {
+            before += 1;
+            assert_eq!(
+                h.hops,
+                ["a", "b"],
+                "a's record {p}/{o} below the cut ({end}) comes through b"
+            );
+        } else {
+            after += 1;
+            assert_eq!(
+                h.hops,
+                ["a", "d"],
+                "a's record {p}/{o} at or past the cut ({end}) comes through d"
+            );
+        }
+    }
+    assert!(
+        before > 0 && after > 0,
+        "writes on both sides of the cut: {before} below, {after} past"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_link_from_a_ring_on_mock() {
+    remove_a_link_while_writing(Provider::Mock).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_link_from_a_ring_on_tansu() {
+    remove_a_link_while_writing(Provider::Tansu).await;
+}
