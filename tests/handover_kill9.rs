@@ -1,10 +1,11 @@
 //! `kill -9` of a `duplex run` process in the middle of a topology change, with every
-//! cluster written all the time: a chain a–b–c gets the link a–c through `AddLink`, and
-//! the process is killed at a random moment after the call is sent (while the flows are
-//! held, while the cut is read, after the change is recorded, or once it runs), then
-//! restarted and the call retried with the same key until it answers; then killed again
-//! with the mesh running. Every cluster ends holding every record exactly once, and the
-//! log holds the change once.
+//! cluster written all the time: a chain a–b–c gets the link a–c through `AddLink`, and a
+//! triangle a–b–c loses a–b through `RemoveLink`. The process is killed at a random
+//! moment after the call is sent (while the flows are held, while the cut is read, after
+//! the change is recorded, while a removed link drains, or once it runs), then
+//! restarted and the call retried with the same key until it answers; then killed again.
+//! Every cluster ends holding every record exactly once, and the log holds the change
+//! once (and a removal's `LinkRemoved` once).
 
 mod harness;
 
@@ -14,44 +15,71 @@ use duplex_proto::v1 as pb;
 use duplex_proto::v1::event_service_client::EventServiceClient;
 use duplex_proto::v1::topology_service_client::TopologyServiceClient;
 use harness::process::{connect, spawn};
+use harness::service::{keep_writing, links_toml};
 use harness::{Expected, Provider, TestCluster};
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
 
 const PATTERN: &str = "k9hand\\..*";
 
-fn add_link() -> pb::AddLinkRequest {
-    pb::AddLinkRequest {
-        name: "a-c".into(),
-        clusters: vec!["a".into(), "c".into()],
-        topics: Some(pb::TopicSelection {
-            include: vec![PATTERN.into()],
-            exclude: Vec::new(),
-        }),
-        request_id: "handover-add-a-c".into(),
-        expected_revision: None,
-    }
+/// The change a test makes, and the key it retries it with.
+#[derive(Clone, Copy)]
+enum Change {
+    AddAc,
+    RemoveAb,
 }
 
-/// Writes batches on `c` until `stop`, and returns what it wrote.
-async fn keep_writing(c: &TestCluster, topic: &str, stop: CancellationToken) -> Expected {
-    let mut expected = Expected::new();
-    let mut next = 0;
-    while !stop.is_cancelled() {
-        let recs: Vec<_> = harness::records(&c.id, next + 20, 3).split_off(next);
-        next += 20;
-        harness::expect(
-            &mut expected,
-            harness::produce(c, topic, &recs).await,
-            &recs,
-        );
-        tokio::time::sleep(Duration::from_millis(40)).await;
+impl Change {
+    fn key(self) -> &'static str {
+        match self {
+            Change::AddAc => "handover-add-a-c",
+            Change::RemoveAb => "handover-remove-a-b",
+        }
     }
-    expected
+
+    async fn call(
+        self,
+        t: &mut TopologyServiceClient<Channel>,
+    ) -> Result<tonic::Response<pb::ChangeResponse>, tonic::Status> {
+        match self {
+            Change::AddAc => {
+                t.add_link(pb::AddLinkRequest {
+                    name: "a-c".into(),
+                    clusters: vec!["a".into(), "c".into()],
+                    topics: Some(pb::TopicSelection {
+                        include: vec![PATTERN.into()],
+                        exclude: Vec::new(),
+                    }),
+                    request_id: self.key().into(),
+                    expected_revision: None,
+                })
+                .await
+            }
+            Change::RemoveAb => {
+                t.remove_link(pb::RemoveLinkRequest {
+                    name: "a-b".into(),
+                    request_id: self.key().into(),
+                    expected_revision: None,
+                })
+                .await
+            }
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_dash_nine_in_the_middle_of_adding_a_link_loses_and_duplicates_nothing_on_mock() {
+    kill_during(Change::AddAc, &[["a", "b"], ["b", "c"]], 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_dash_nine_in_the_middle_of_removing_a_link_loses_and_duplicates_nothing_on_mock() {
+    kill_during(Change::RemoveAb, &[["a", "b"], ["b", "c"], ["a", "c"]], 2).await;
+}
+
+/// Runs `change` on the links `pairs` of a, b, c under kills; `links_after` run at the end.
+async fn kill_during(change: Change, pairs: &[[&str; 2]], links_after: usize) {
     let Some(clusters) = harness::start(Provider::Mock, &["a", "b", "c"]) else {
         return;
     };
@@ -61,16 +89,8 @@ async fn kill_dash_nine_in_the_middle_of_adding_a_link_loses_and_duplicates_noth
         c.create_topic(&topic, 3).await;
     }
     let dir = tempfile::tempdir().unwrap();
-    let mut toml = "[limits]\nrefresh_interval = \"500ms\"\ncommit_interval = \"200ms\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n\n".to_string();
-    toml += &harness::clusters_toml(&refs, |_| {});
-    for pair in [["a", "b"], ["b", "c"]] {
-        toml += &format!(
-            "[[links]]\nclusters = [\"{}\", \"{}\"]\n[links.topics]\ninclude = [{PATTERN:?}]\n\n",
-            pair[0], pair[1]
-        );
-    }
     let config = dir.path().join("duplex.toml");
-    std::fs::write(&config, toml).unwrap();
+    std::fs::write(&config, links_toml(&refs, PATTERN, pairs)).unwrap();
 
     let stop = CancellationToken::new();
     let writers =
@@ -87,28 +107,39 @@ async fn kill_dash_nine_in_the_middle_of_adding_a_link_loses_and_duplicates_noth
                 // The first round is killed at a random moment of the change; later
                 // rounds retry the same key until an answer comes.
                 let kill_after = if round == 0 {
-                    Duration::from_millis(rng.random_range(0..1500))
+                    Duration::from_millis(rng.random_range(0..2500))
                 } else {
                     Duration::from_secs(60)
                 };
                 let sent = std::time::Instant::now();
                 tokio::select! {
-                    r = t.add_link(add_link()) => {
-                        answered = Some(r.expect("AddLink").into_inner());
-                        eprintln!("round {round}: AddLink answered after {:?}", sent.elapsed());
+                    r = change.call(&mut t) => {
+                        answered = Some(r.expect("the change").into_inner());
+                        eprintln!("round {round}: the change answered after {:?}", sent.elapsed());
                     }
                     _ = tokio::time::sleep(kill_after) => {
-                        eprintln!("round {round}: killed {kill_after:?} after AddLink was sent, before its answer");
+                        eprintln!("round {round}: killed {kill_after:?} after the change was sent, before its answer");
                     }
                 }
             } else {
-                // The mesh runs; killed after a random while of it.
+                // The change runs (a removed link may still drain); killed after a
+                // random while of it.
                 tokio::time::sleep(Duration::from_millis(rng.random_range(200..1500))).await;
             }
+            // Where the kill lands, for the log: with a removed link still draining?
+            let draining = tokio::time::timeout(
+                Duration::from_millis(300),
+                t.get_topology(pb::GetTopologyRequest::default()),
+            )
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .map(|r| r.into_inner().links.iter().any(|l| l.draining));
+            eprintln!("round {round}: killed; a link draining: {draining:?}");
             child.0.kill().unwrap();
             child.0.wait().unwrap();
         }
-        let answered = answered.expect("AddLink answered in one of the rounds");
+        let answered = answered.expect("the change answered in one of the rounds");
         // A last run, left to converge.
         let log = dir.path().join("duplex-last.log");
         let mut child = spawn(&config, &log);
@@ -149,14 +180,37 @@ async fn kill_dash_nine_in_the_middle_of_adding_a_link_loses_and_duplicates_noth
         .collect();
     assert_eq!(changes.len(), 1, "one TopologyChanged");
     assert_eq!(answered.events, [changes[0].sequence]);
-    assert_eq!(changes[0].request_id, "handover-add-a-c");
+    assert_eq!(changes[0].request_id, change.key());
+    if let Change::RemoveAb = change {
+        let mut events = EventServiceClient::new(channel.clone());
+        harness::wait_until_async("LinkRemoved recorded", Duration::from_secs(60), || {
+            let mut events = events.clone();
+            async move {
+                harness::service::all_events(&mut events, 1000)
+                    .await
+                    .iter()
+                    .any(|e| matches!(e.payload, Some(pb::event::Payload::LinkRemoved(_))))
+            }
+        })
+        .await;
+        let log = harness::service::all_events(&mut events, 1000).await;
+        let removed = log
+            .iter()
+            .filter(|e| matches!(e.payload, Some(pb::event::Payload::LinkRemoved(_))))
+            .count();
+        assert_eq!(removed, 1, "LinkRemoved once");
+    }
     let links = TopologyServiceClient::new(channel)
         .get_topology(pb::GetTopologyRequest::default())
         .await
         .unwrap()
         .into_inner()
         .links;
-    assert_eq!(links.len(), 3, "the mesh runs after the restarts");
+    assert_eq!(
+        links.len(),
+        links_after,
+        "the links of the change run after the restarts"
+    );
     child.0.kill().unwrap();
     child.0.wait().unwrap();
 }

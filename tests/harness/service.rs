@@ -33,6 +33,11 @@ pub fn link_config(clusters: &[&TestCluster], include: &str, api: &str) -> Confi
 /// A config linking `pairs` of `clusters` by their ids (links named `a-b`), each
 /// selecting topics that match `include`, fast intervals, the API on a free loopback port.
 pub fn links_config(clusters: &[&TestCluster], include: &str, pairs: &[[&str; 2]]) -> Config {
+    Config::parse(&links_toml(clusters, include, pairs)).expect("test config")
+}
+
+/// The text of [`links_config`], for a `duplex run` process.
+pub fn links_toml(clusters: &[&TestCluster], include: &str, pairs: &[[&str; 2]]) -> String {
     let mut toml = "[limits]\nrefresh_interval = \"500ms\"\ncommit_interval = \"200ms\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n\n".to_string();
     toml += &super::clusters_toml(clusters, |_| {});
     for pair in pairs {
@@ -41,7 +46,25 @@ pub fn links_config(clusters: &[&TestCluster], include: &str, pairs: &[[&str; 2]
             pair[0], pair[1]
         );
     }
-    Config::parse(&toml).expect("test config")
+    toml
+}
+
+/// Writes batches of 20 records on `c` (over 3 partitions) until `stop`, and returns
+/// what it wrote.
+pub async fn keep_writing(
+    c: &TestCluster,
+    topic: &str,
+    stop: tokio_util::sync::CancellationToken,
+) -> Expected {
+    let mut expected = Expected::new();
+    let mut next = 0;
+    while !stop.is_cancelled() {
+        let recs: Vec<_> = super::records(&c.id, next + 20, 3).split_off(next);
+        next += 20;
+        super::expect(&mut expected, super::produce(c, topic, &recs).await, &recs);
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    expected
 }
 
 /// Topology and event clients of a started service.
