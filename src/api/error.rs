@@ -67,7 +67,8 @@ pub fn topology_change(e: ChangeError) -> Status {
         | ChangeError::Draining(_)
         | ChangeError::Splits { .. }
         | ChangeError::Unsupported(_) => Status::failed_precondition(msg),
-        ChangeError::Cut { .. } | ChangeError::CutTask(_) => Status::unavailable(format!(
+        ChangeError::CutTask(_) => Status::internal(format!("{msg}; nothing changed")),
+        ChangeError::Cut { .. } => Status::unavailable(format!(
             "{msg}; nothing changed and the flows run on as before: retry once the cluster answers"
         )),
         ChangeError::Stopped => Status::unavailable(format!(

@@ -197,12 +197,6 @@ fn decide(state: &State, link: &LinkRecord) -> Result<Vec<Payload>, CommandError
             )));
         }
     }
-    if let Some(l) = state.draining_link(&link.name) {
-        return Err(CommandError::FailedPrecondition(format!(
-            "link {:?} was removed and still drains, between {} and {}: add it again once it is removed (LinkRemoved)",
-            l.name, l.clusters[0], l.clusters[1]
-        )));
-    }
     if let Some(l) = t.link(&link.name) {
         if l == link {
             return Ok(Vec::new());
@@ -212,6 +206,7 @@ fn decide(state: &State, link: &LinkRecord) -> Result<Vec<Payload>, CommandError
             l.name, l.clusters[0], l.clusters[1]
         )));
     }
+    still_draining(state)?;
     let mut pair = link.clusters.clone();
     pair.sort();
     if let Some(l) = t.links.iter().find(|l| {
@@ -249,6 +244,7 @@ fn decide_removal(state: &State, name: &str) -> Result<Vec<Payload>, CommandErro
             "no link {name:?} (the links are {known:?})"
         )));
     };
+    still_draining(state)?;
     let links: Vec<LinkRecord> = t.links.iter().filter(|l| l.name != name).cloned().collect();
     if let Some((cut_off, from)) = cut_off(state, &links) {
         return Err(CommandError::FailedPrecondition(format!(
@@ -263,6 +259,19 @@ fn decide_removal(state: &State, name: &str) -> Result<Vec<Payload>, CommandErro
         )],
         cut: Vec::new(),
     }])
+}
+
+/// Refuses a topology change while a removed link drains: decided under the log's lock,
+/// so no change can come between the drain's end and its `LinkRemoved`, also across a
+/// restart (the engine refuses too, but its drain ends before the event is recorded).
+fn still_draining(state: &State) -> Result<(), CommandError> {
+    match state.draining.first() {
+        Some(l) => Err(CommandError::FailedPrecondition(format!(
+            "link {:?} ({} and {}) was removed and still drains: no other topology change until it is removed (LinkRemoved)",
+            l.name, l.clusters[0], l.clusters[1]
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// A cluster `links` leave unconnected to the first cluster's part, and that part.

@@ -148,7 +148,24 @@ pub async fn remove_link(
         return Ok(code);
     }
     // The drain may have ended before the answer: watch from the change's first event.
-    let from = r.events.first().copied().unwrap_or(1);
+    // A call that recorded nothing found the link draining already (or a replay): watch
+    // from the revision it answered, once the topology says it still drains.
+    let from = match r.events.first() {
+        Some(&seq) => seq,
+        None => {
+            let t = c
+                .topology
+                .get_topology(pb::GetTopologyRequest::default())
+                .await
+                .map_err(|s| status_error("GetTopology", s))?
+                .into_inner();
+            if !t.links.iter().any(|l| l.name == name && l.draining) {
+                println!("link {name} is removed");
+                return Ok(code);
+            }
+            r.revision + 1
+        }
+    };
     let mut stream = c
         .events
         .watch_events(pb::WatchEventsRequest {

@@ -126,6 +126,11 @@ pub fn seed(store: &Store, config: &Config, file: &str) -> Result<(), LogError> 
         config_file: file.to_string(),
     }];
     if old.digest != new.digest {
+        let draining = store.state().draining;
+        if !draining.is_empty() {
+            let names: Vec<&str> = draining.iter().map(|l| l.name.as_str()).collect();
+            tracing::warn!(links = ?names, "The config file changed while removed links still drained: the file's topology replaces them, and their drain is not finished (docs/api.md, \"The config file and the log\").");
+        }
         let changes = if old.digest.is_empty() {
             Vec::new()
         } else {

@@ -169,7 +169,8 @@ pub(crate) struct FlowControl {
 
 /// Per source partition of one flow, the position below which every record is on the
 /// target or was passed over by routing: the acker's positions, published at each of
-/// its commits, across the flow's runs. A partition the flow has not started is absent.
+/// its commits, forgotten when a run starts. A partition the run has not started is
+/// absent.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Acknowledged(Arc<Mutex<HashMap<(String, i32), i64>>>);
 
@@ -178,13 +179,14 @@ impl Acknowledged {
     pub(crate) fn publish<'a>(&self, positions: impl Iterator<Item = (&'a str, i32, i64)>) {
         let mut m = self.0.lock().expect("acknowledged lock");
         for (t, p, next) in positions {
-            match m.get_mut(&(t.to_string(), p)) {
-                Some(v) => *v = next,
-                None => {
-                    m.insert((t.to_string(), p), next);
-                }
-            }
+            m.insert((t.to_string(), p), next);
         }
+    }
+
+    /// Forgets every position: a new run of the flow starts from what the target holds,
+    /// which may be below what an earlier run acknowledged (a target truncated).
+    pub(crate) fn clear(&self) {
+        self.0.lock().expect("acknowledged lock").clear();
     }
 
     /// The acknowledged position of a partition, once the flow started it.

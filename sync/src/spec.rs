@@ -125,7 +125,7 @@ pub struct LinkSpec {
 }
 
 /// Engine-wide settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// How often each flow looks for new topics and partitions.
     pub refresh_interval: Duration,
@@ -166,6 +166,13 @@ pub struct EngineSpec {
     pub draining: Vec<LinkSpec>,
     /// Engine-wide settings.
     pub limits: Limits,
+}
+
+impl EngineSpec {
+    /// The links whose flows run: those kept, then those draining.
+    pub fn all_links(&self) -> impl Iterator<Item = &LinkSpec> {
+        self.links.iter().chain(&self.draining)
+    }
 }
 
 /// Default per-flow in-flight budget.

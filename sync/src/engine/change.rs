@@ -153,9 +153,8 @@ impl EngineHandle {
         for c in &prepared.held {
             wait_stopped(c, &engine).await?;
         }
-        // Read on the union of before and after: a removed link's topics are cut too.
-        let mut whole = prepared.after.clone();
-        whole.links.extend(whole.draining.clone());
+        // Read on every link of before and after: a removed link's topics are cut too.
+        let whole = prepared.after.clone();
         prepared.cut = tokio::task::spawn_blocking(move || read_cut(&whole))
             .await
             .map_err(|e| ChangeError::CutTask(e.to_string()))??;
@@ -346,15 +345,11 @@ fn same_selection(a: &TopicSelection, b: &TopicSelection) -> bool {
 }
 
 fn same_limits(a: &EngineSpec, b: &EngineSpec) -> bool {
-    let (x, y) = (&a.limits, &b.limits);
-    x.refresh_interval == y.refresh_interval
-        && x.commit_interval == y.commit_interval
-        && x.request_timeout == y.request_timeout
-        && x.stall_timeout == y.stall_timeout
+    a.limits == b.limits
 }
 
 /// The cut: on every cluster of `spec`, the end offset of every partition of every
-/// topic a link of that cluster selects. Every such partition is named, or the cut is
+/// topic a link of that cluster selects (kept or draining). Every such partition is named, or the cut is
 /// not taken: a partition missing from it would count its old records as after the
 /// change. Blocking.
 pub(super) fn read_cut(spec: &EngineSpec) -> Result<TopologyCut, ChangeError> {
@@ -366,8 +361,7 @@ pub(super) fn read_cut(spec: &EngineSpec) -> Result<TopologyCut, ChangeError> {
             error,
         };
         let selections: Vec<&TopicSelection> = spec
-            .links
-            .iter()
+            .all_links()
             .filter(|l| l.clusters.contains(&i))
             .map(|l| &l.topics)
             .collect();

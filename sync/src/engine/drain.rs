@@ -75,13 +75,12 @@ async fn drain(engine: &Shared, cut: Option<TopologyCut>) {
 }
 
 /// The end offsets now of every partition the links of `spec` (kept and draining) select,
-/// retried until read: a round needs them whole.
+/// retried until read: a round needs them whole. Never returns while the engine stops
+/// (the drain's task ends then, the link still draining).
 async fn read_ends(spec: &EngineSpec, engine: &Shared) -> TopologyCut {
-    let mut whole = spec.clone();
-    whole.links.extend(whole.draining.clone());
     let mut backoff = Duration::from_millis(500);
     loop {
-        let s = whole.clone();
+        let s = spec.clone();
         match tokio::task::spawn_blocking(move || read_cut(&s)).await {
             Ok(Ok(ends)) => return ends,
             Ok(Err(e)) => {
@@ -89,11 +88,11 @@ async fn read_ends(spec: &EngineSpec, engine: &Shared) -> TopologyCut {
             }
             Err(e) => warn!(error = %e, "Reading the end offsets for a drain round failed."),
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(30));
-        if engine.cancel.is_cancelled() {
-            return TopologyCut::new();
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = engine.cancel.cancelled() => std::future::pending::<()>().await,
         }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
     }
 }
 
@@ -132,10 +131,7 @@ fn first_behind(engine: &Shared, spec: &EngineSpec, ends: &TopologyCut) -> Optio
 }
 
 fn link_of<'a>(spec: &'a EngineSpec, name: &str) -> Option<&'a LinkSpec> {
-    spec.links
-        .iter()
-        .chain(&spec.draining)
-        .find(|l| l.name == name)
+    spec.all_links().find(|l| l.name == name)
 }
 
 /// Stops a drained link's flows for good, forgets them, and announces the link removed.

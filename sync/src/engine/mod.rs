@@ -174,7 +174,7 @@ pub fn start(
         changing: Arc::default(),
         removed,
     });
-    for l in spec.links.iter().chain(&spec.draining) {
+    for l in spec.all_links() {
         for fs in link_flows(spec, l, &shared.history) {
             let held = paused.contains(&fs.name());
             shared.add_flow(fs, held);

@@ -123,7 +123,8 @@ pub(super) async fn supervise(
                         break;
                     }
                 }
-                if !desired.borrow().paused {
+                let d = *desired.borrow();
+                if !d.paused && !d.retired {
                     info!(flow = %name, "Flow resumed by an operator after it failed for good.");
                 }
                 backoff = Duration::from_millis(500);

@@ -291,6 +291,8 @@ impl Flow {
     pub async fn run_once(&self, cancel: &CancellationToken) -> Result<(), SyncError> {
         // Until the consumer's first statistics, the lag is not known.
         self.metrics.lag_unknown.store(1, Relaxed);
+        // Nor how far this run's target acknowledged: it resumes from what it holds.
+        self.acknowledged.clear();
         let clients = self.clients()?;
         let stop = cancel.child_token();
         let budget = Arc::new(Semaphore::new(self.spec.in_flight_bytes));
