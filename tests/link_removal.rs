@@ -173,3 +173,94 @@ async fn removing_a_link_from_a_ring_on_mock() {
 async fn removing_a_link_from_a_ring_on_tansu() {
     remove_a_link_while_writing(Provider::Tansu).await;
 }
+
+const CHAIN_ABC: &[[usize; 2]] = &[[0, 1], [1, 2]];
+const MESH_ABC: &[[usize; 2]] = &[[0, 1], [1, 2], [0, 2]];
+const CHAIN_BCA: &[[usize; 2]] = &[[1, 2], [0, 2]];
+
+/// The sequence at random moments while every cluster is written: a chain a–b–c
+/// becomes a full mesh (a–c added), b->c is paused and resumed across the removal of
+/// a–b (a chain b–c–a), and every cluster ends holding every record exactly once.
+async fn chain_mesh_chain(provider: Provider) {
+    let ids = ["a", "b", "c"];
+    let Some(clusters) = harness::start(provider, &ids) else {
+        return;
+    };
+    let refs: Vec<_> = clusters.iter().collect();
+    let topic = harness::unique("events");
+    for c in &refs {
+        c.create_topic(&topic, 3).await;
+    }
+    let (running, engine) = harness::start_engine(harness::spec(&refs, CHAIN_ABC, "events\\..*"));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let writers = refs.iter().enumerate().map(|(i, c)| {
+        let (topic, stop) = (topic.clone(), stop.clone());
+        let partitions = harness::write_partitions(provider, i, ids.len(), 3);
+        async move {
+            let mut expected = Expected::new();
+            let mut next = 0;
+            while !stop.is_cancelled() {
+                let recs: Vec<_> =
+                    harness::records_on(&c.id, next + 20, &partitions).split_off(next);
+                next += 20;
+                let written = harness::produce(c, &topic, &recs).await;
+                harness::expect(&mut expected, written, &recs);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            expected
+        }
+    });
+    let changes = async {
+        let moment = || Duration::from_millis(rand::random_range(100..1200));
+        tokio::time::sleep(moment()).await;
+        let mesh = harness::spec(&refs, MESH_ABC, "events\\..*");
+        engine.prepare_change(mesh).await.expect("add a-c").apply();
+        tokio::time::sleep(moment()).await;
+        engine.pause("b->c").await.expect("pause b->c");
+        tokio::time::sleep(moment()).await;
+        let chain = harness::spec(&refs, CHAIN_BCA, "events\\..*");
+        let prepared = engine.prepare_change(chain).await.expect("remove a-b");
+        assert_eq!(prepared.removed(), ["a-b"]);
+        prepared.apply();
+        tokio::time::sleep(moment()).await;
+        engine.resume("b->c").await.expect("resume b->c");
+        harness::wait_until("a-b drained and retired", Duration::from_secs(90), || {
+            engine.draining().is_empty()
+        })
+        .await;
+        tokio::time::sleep(moment()).await;
+        stop.cancel();
+    };
+    let (written, ()) = tokio::join!(futures::future::join_all(writers), changes);
+    let mut expected = Expected::new();
+    for w in written {
+        expected.extend(w);
+    }
+    harness::wait_for_count(
+        &refs,
+        &topic,
+        expected.len() as i64,
+        Duration::from_secs(90),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let loops = running.total(|m| m.loop_stopped.load(Relaxed));
+    running.stop().await;
+    for c in &refs {
+        harness::assert_holds_exactly(c, &topic, &expected);
+    }
+    assert_eq!(
+        loops, 0,
+        "the routing alone prevents loops, across both changes"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_becomes_a_mesh_then_another_chain_on_mock() {
+    chain_mesh_chain(Provider::Mock).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_becomes_a_mesh_then_another_chain_on_tansu() {
+    chain_mesh_chain(Provider::Tansu).await;
+}
