@@ -6,7 +6,8 @@
 //! (docs/topology-changes.md, "The drain is more than one round"). The removed link
 //! drains while a->b is paused, then retires; every cluster holds every record exactly
 //! once (the verifier finds none missing, extra, altered or duplicated), a's records
-//! below the cut came a→b→c and those past it a→d→c.
+//! below the cut came a→b→c and those past it a→d→c. And the sequence at random
+//! moments: a chain a–b–c becomes a mesh, then the chain b–c–a, a flow paused across it.
 
 mod harness;
 
