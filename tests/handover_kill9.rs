@@ -93,8 +93,10 @@ async fn kill_during(change: Change, pairs: &[[&str; 2]], links_after: usize) {
     std::fs::write(&config, links_toml(&refs, PATTERN, pairs)).unwrap();
 
     let stop = CancellationToken::new();
-    let writers =
-        futures::future::join_all(refs.iter().map(|c| keep_writing(c, &topic, stop.clone())));
+    let writers = futures::future::join_all(
+        refs.iter()
+            .map(|c| keep_writing(c, &topic, &[0, 1, 2], stop.clone())),
+    );
     let rounds = async {
         let mut rng = rand::rng();
         let mut answered = None;

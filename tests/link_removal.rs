@@ -138,31 +138,7 @@ async fn remove_a_link_while_writing(provider: Provider) {
     );
     assert_eq!(t.matched, 3 * expected.len() as u64, "{describe}");
     eprintln!("verify: {} matched, {} reordered", t.matched, t.reordered);
-    let cut = cut.topic(&topic);
-    let (mut before, mut after) = (0, 0);
-    for h in held[2].iter().filter(|h| h.origin == "a") {
-        let (p, o) = h.origin_position;
-        let end = cut.get("a", p).expect("the cut names every partition of a");
-        if o < end {
-            before += 1;
-            assert_eq!(
-                h.hops,
-                ["a", "b"],
-                "a's record {p}/{o} below the cut ({end}) comes through b"
-            );
-        } else {
-            after += 1;
-            assert_eq!(
-                h.hops,
-                ["a", "d"],
-                "a's record {p}/{o} at or past the cut ({end}) comes through d"
-            );
-        }
-    }
-    assert!(
-        before > 0 && after > 0,
-        "writes on both sides of the cut: {before} below, {after} past"
-    );
+    harness::assert_hops_across(&held[2], &cut.topic(&topic), "a", &["a", "b"], &["a", "d"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,23 +170,13 @@ async fn chain_mesh_chain(provider: Provider) {
     }
     let (running, engine) = harness::start_engine(harness::spec(&refs, CHAIN_ABC, "events\\..*"));
     let stop = tokio_util::sync::CancellationToken::new();
-    let writers = refs.iter().enumerate().map(|(i, c)| {
-        let (topic, stop) = (topic.clone(), stop.clone());
-        let partitions = harness::write_partitions(provider, i, ids.len(), 3);
-        async move {
-            let mut expected = Expected::new();
-            let mut next = 0;
-            while !stop.is_cancelled() {
-                let recs: Vec<_> =
-                    harness::records_on(&c.id, next + 20, &partitions).split_off(next);
-                next += 20;
-                let written = harness::produce(c, &topic, &recs).await;
-                harness::expect(&mut expected, written, &recs);
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            expected
-        }
-    });
+    let partitions: Vec<Vec<i32>> = (0..ids.len())
+        .map(|i| harness::write_partitions(provider, i, ids.len(), 3))
+        .collect();
+    let writers = refs
+        .iter()
+        .zip(&partitions)
+        .map(|(c, p)| harness::service::keep_writing(c, &topic, p, stop.clone()));
     let changes = async {
         let moment = || Duration::from_millis(rand::random_range(100..1200));
         tokio::time::sleep(moment()).await;

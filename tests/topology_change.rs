@@ -108,31 +108,7 @@ async fn add_a_link_while_writing(provider: Provider) {
         loops, 0,
         "the routing alone prevents loops, across the change"
     );
-    let cut = cut.topic(&topic);
-    let (mut before, mut after) = (0, 0);
-    for h in held[2].iter().filter(|h| h.origin == "a") {
-        let (p, o) = h.origin_position;
-        let end = cut.get("a", p).expect("the cut names every partition of a");
-        if o < end {
-            before += 1;
-            assert_eq!(
-                h.hops,
-                ["a", "b"],
-                "a's record {p}/{o} below the cut ({end}) comes through b"
-            );
-        } else {
-            after += 1;
-            assert_eq!(
-                h.hops,
-                ["a"],
-                "a's record {p}/{o} at or past the cut ({end}) comes directly"
-            );
-        }
-    }
-    assert!(
-        before > 0 && after > 0,
-        "writes on both sides of the cut: {before} below, {after} past"
-    );
+    let after = harness::assert_hops_across(&held[2], &cut.topic(&topic), "a", &["a", "b"], &["a"]);
     assert_eq!(
         direct, after,
         "a->c carries a's records past the cut, nothing else"

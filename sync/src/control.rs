@@ -202,6 +202,16 @@ impl Acknowledged {
 /// The flows of an engine by name, shared by the engine and its handles.
 pub(crate) type FlowMap = Arc<RwLock<BTreeMap<String, Arc<FlowControl>>>>;
 
+/// Every flow's controls now.
+pub(crate) fn every_flow(flows: &FlowMap) -> Vec<Arc<FlowControl>> {
+    flows
+        .read()
+        .expect("flows lock")
+        .values()
+        .cloned()
+        .collect()
+}
+
 /// Builds the controls of an engine's flows.
 #[derive(Debug, Clone)]
 pub(crate) struct Controls {

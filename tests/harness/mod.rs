@@ -288,6 +288,40 @@ pub struct Rec {
     pub timestamp: i64,
 }
 
+/// Asserts how `origin`'s records on one cluster (`held`) came there across a topology
+/// change at `cut` (of their topic): those below the cut by the hops `below`, those at or
+/// past it by `past`, with some on each side. Returns how many were past it.
+pub fn assert_hops_across(
+    held: &[Held],
+    cut: &duplex_sync::routing::Cut,
+    origin: &str,
+    below: &[&str],
+    past: &[&str],
+) -> u64 {
+    let (mut before, mut after) = (0u64, 0u64);
+    for h in held.iter().filter(|h| h.origin == origin) {
+        let (p, o) = h.origin_position;
+        let end = cut
+            .get(origin, p)
+            .unwrap_or_else(|| panic!("the cut names every partition of {origin}"));
+        let (want, n, side) = if o < end {
+            (below, &mut before, "below")
+        } else {
+            (past, &mut after, "at or past")
+        };
+        *n += 1;
+        assert_eq!(
+            h.hops, want,
+            "{origin}'s record {p}/{o} {side} the cut ({end}) comes by {want:?}"
+        );
+    }
+    assert!(
+        before > 0 && after > 0,
+        "writes on both sides of the cut: {before} below, {after} past"
+    );
+    after
+}
+
 /// Partitions that cluster `index` of `count` writes to in a test with `partitions`.
 ///
 /// On mock and external clusters: all of them, so local and replicated records

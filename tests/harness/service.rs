@@ -49,17 +49,18 @@ pub fn links_toml(clusters: &[&TestCluster], include: &str, pairs: &[[&str; 2]])
     toml
 }
 
-/// Writes batches of 20 records on `c` (over 3 partitions) until `stop`, and returns
+/// Writes batches of 20 records on `c`, over `partitions`, until `stop`, and returns
 /// what it wrote.
 pub async fn keep_writing(
     c: &TestCluster,
     topic: &str,
+    partitions: &[i32],
     stop: tokio_util::sync::CancellationToken,
 ) -> Expected {
     let mut expected = Expected::new();
     let mut next = 0;
     while !stop.is_cancelled() {
-        let recs: Vec<_> = super::records(&c.id, next + 20, 3).split_off(next);
+        let recs: Vec<_> = super::records_on(&c.id, next + 20, partitions).split_off(next);
         next += 20;
         super::expect(&mut expected, super::produce(c, topic, &recs).await, &recs);
         tokio::time::sleep(Duration::from_millis(40)).await;

@@ -26,7 +26,7 @@ use tracing::info;
 
 use super::{Shared, link_flows, routes};
 use crate::clients;
-use crate::control::{EngineHandle, FlowControl, FlowState};
+use crate::control::{EngineHandle, FlowControl, FlowState, every_flow};
 use crate::routing::{History, TopologyCut};
 use crate::spec::{ClusterSpec, EngineSpec, LinkSpec, TopicSelection};
 
@@ -130,13 +130,7 @@ impl EngineHandle {
             after.draining = removed;
             (before, added)
         };
-        let held: Vec<Arc<FlowControl>> = self
-            .flows
-            .read()
-            .expect("flows lock")
-            .values()
-            .cloned()
-            .collect();
+        let held = every_flow(&self.flows);
         // Built before the holds: a change that fails releases them (Drop).
         let mut prepared = PreparedChange {
             engine: engine.clone(),

@@ -23,7 +23,7 @@ use tracing::{info, warn};
 
 use super::Shared;
 use super::change::read_cut;
-use crate::control::{FlowControl, FlowState};
+use crate::control::{FlowControl, FlowState, every_flow};
 use crate::routing::TopologyCut;
 use crate::spec::{EngineSpec, LinkSpec};
 
@@ -98,14 +98,7 @@ async fn read_ends(spec: &EngineSpec, engine: &Shared) -> TopologyCut {
 
 /// The first flow partition not yet acknowledged up to its end in `ends`, described.
 fn first_behind(engine: &Shared, spec: &EngineSpec, ends: &TopologyCut) -> Option<String> {
-    let flows: Vec<Arc<FlowControl>> = engine
-        .controls
-        .flows
-        .read()
-        .expect("flows lock")
-        .values()
-        .cloned()
-        .collect();
+    let flows = every_flow(&engine.controls.flows);
     let entries = ends.entries();
     for c in flows {
         let Some(link) = link_of(spec, &c.link) else {
