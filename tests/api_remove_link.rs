@@ -51,20 +51,28 @@ async fn a_triangle_loses_a_link_while_written_and_stays_a_chain_after_a_restart
 
     let change = async {
         tokio::time::sleep(Duration::from_millis(400)).await;
-        t.remove_link(remove("a-b", "rm-a-b"))
+        let asked = std::time::Instant::now();
+        let r = t
+            .remove_link(remove("a-b", "rm-a-b"))
             .await
             .expect("RemoveLink")
-            .into_inner()
+            .into_inner();
+        let answered = asked.elapsed();
+        harness::wait_until_async("LinkRemoved recorded", Duration::from_secs(60), || {
+            let mut e = e.clone();
+            async move {
+                !removed_events(&harness::service::all_events(&mut e, 100).await, "a-b").is_empty()
+            }
+        })
+        .await;
+        eprintln!(
+            "RemoveLink answered in {answered:?}, LinkRemoved {:?} after the call",
+            asked.elapsed()
+        );
+        r
     };
     let (mut expected, removed) = tokio::join!(write_all(&refs, &topic, 300, 0), change);
     assert_eq!(removed.events.len(), 1, "one event: {removed:?}");
-    harness::wait_until_async("LinkRemoved recorded", Duration::from_secs(60), || {
-        let mut e = e.clone();
-        async move {
-            !removed_events(&harness::service::all_events(&mut e, 100).await, "a-b").is_empty()
-        }
-    })
-    .await;
     assert!(
         s.service.engine.flow("a->b").is_none() && s.service.engine.flow("b->a").is_none(),
         "the removed link's flows are retired"
