@@ -70,6 +70,11 @@ async fn remove_a_link_while_writing(provider: Provider) {
         // drain cannot end while it is paused.
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert_eq!(engine.draining(), ["b-c"], "a paused flow holds the drain");
+        let status = engine.drain_status().expect("a drain runs");
+        assert!(
+            status.starts_with("round 1 of 3: waits for flow a->b (paused)"),
+            "the drain names the paused flow it waits for: {status}"
+        );
         assert!(engine.flow("b->c").is_some() && engine.flow("c->b").is_some());
         let refused = engine
             .prepare_change(harness::spec(&refs, CHAIN, "events\\..*"))
@@ -83,6 +88,7 @@ async fn remove_a_link_while_writing(provider: Provider) {
             || engine.draining().is_empty(),
         )
         .await;
+        assert_eq!(engine.drain_status(), None, "no drain runs");
         (cut, meanwhile)
     };
     let (written, (cut, meanwhile)) = tokio::join!(futures::future::join_all(writers), change);

@@ -43,6 +43,7 @@ pub fn topology_pb(t: &Topology) -> (Vec<pb::Cluster>, Vec<pb::Link>) {
             }),
             flows: Vec::new(),
             draining: false,
+            drain_status: String::new(),
         })
         .collect();
     (clusters, links)

@@ -228,6 +228,9 @@ impl pb::topology_service_server::TopologyService for Topology {
         let (clusters, mut links) = super::events::topology_pb(&shown);
         for (link, record) in links.iter_mut().zip(&shown.links) {
             link.draining = state.draining_link(&record.name).is_some();
+            if link.draining {
+                link.drain_status = api.engine.drain_status().unwrap_or_default();
+            }
             link.flows = flows_of(record)
                 .iter()
                 .filter_map(|f| views.iter().find(|v| v.name == *f))

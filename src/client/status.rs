@@ -46,6 +46,9 @@ pub fn render(t: &pb::Topology) -> String {
                 ""
             }
         );
+        if !l.drain_status.is_empty() {
+            let _ = writeln!(out, "    drain: {}", l.drain_status);
+        }
         for f in &l.flows {
             let state = super::state_name(f.state);
             let c = f.counters.unwrap_or_default();

@@ -102,6 +102,16 @@ impl EngineHandle {
         spec.draining.iter().map(|l| l.name.clone()).collect()
     }
 
+    /// Where the drain of removed links is and what it waits for, while one runs:
+    /// `round 1 of 2: waits for flow a->b (paused) on t[0]: acknowledged 10 of 25`.
+    pub fn drain_status(&self) -> Option<String> {
+        self.engine
+            .drain_status
+            .lock()
+            .expect("drain status lock")
+            .clone()
+    }
+
     /// Holds every flow and reads the cut for a change to `after`, which must keep every
     /// cluster the engine runs and every link it keeps as they are, and may add clusters,
     /// add links and remove links (`after.draining` is filled in here: the removed

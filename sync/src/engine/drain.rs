@@ -58,6 +58,8 @@ async fn drain(engine: &Shared, cut: Option<TopologyCut>) {
         let began = Instant::now();
         let mut reported = Instant::now();
         while let Some(behind) = first_behind(engine, &spec, &ends) {
+            *engine.drain_status.lock().expect("drain status lock") =
+                Some(format!("round {round} of {rounds}: waits for {behind}"));
             if reported.elapsed() >= REPORT_EVERY {
                 info!(links = ?names, round, rounds, waiting_on = %behind, waited = ?began.elapsed(), "The drain of removed links waits for a flow to acknowledge what was written before the round began.");
                 reported = Instant::now();
@@ -66,9 +68,14 @@ async fn drain(engine: &Shared, cut: Option<TopologyCut>) {
         }
         info!(links = ?names, round, rounds, took = ?began.elapsed(), "Drain round done: every flow acknowledged what its source held when the round began.");
         if round < rounds {
+            *engine.drain_status.lock().expect("drain status lock") = Some(format!(
+                "round {round} of {rounds} done; reading the ends for the next"
+            ));
             ends = read_ends(&spec, engine).await;
         }
     }
+    *engine.drain_status.lock().expect("drain status lock") =
+        Some(format!("{rounds} rounds done; retiring the flows"));
     for name in &names {
         retire(engine, name).await;
     }
@@ -163,6 +170,7 @@ async fn retire(engine: &Shared, link: &str) {
         .expect("engine spec lock")
         .draining
         .retain(|l| l.name != link);
+    *engine.drain_status.lock().expect("drain status lock") = None;
     info!(link, "Removed link drained: its flows are retired.");
     let _ = engine.removed.send(link.to_string());
 }

@@ -122,6 +122,8 @@ pub(crate) struct Shared {
     pub changing: Arc<tokio::sync::Mutex<()>>,
     /// Announces removed links once drained.
     pub removed: mpsc::UnboundedSender<String>,
+    /// Where the drain of removed links is, and what it waits for (drain.rs).
+    pub drain_status: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -173,6 +175,7 @@ pub fn start(
         spawn,
         changing: Arc::default(),
         removed,
+        drain_status: Mutex::new(None),
     });
     for l in spec.all_links() {
         for fs in link_flows(spec, l, &shared.history) {
