@@ -135,15 +135,20 @@ pub async fn start(
         }
     }));
     let engine_done = CancellationToken::new();
-    let recorder = tokio::spawn(record_transitions(
+    let recorder = tokio::spawn(record_each(
         store.clone(),
         started.transitions,
         engine_done.clone(),
+        "a flow's state change",
+        transition_event,
     ));
-    let removals = tokio::spawn(record_removals(
+    // A link not recorded removed before a stop drains again at the next start.
+    let removals = tokio::spawn(record_each(
         store.clone(),
         started.removed,
         engine_done.clone(),
+        "a drained link's removal",
+        |link| Payload::LinkRemoved { link },
     ));
     let api_stop = server.stop_token();
     server
@@ -221,42 +226,16 @@ fn security(config: &Config) -> Result<api::Security, StartError> {
     })
 }
 
-/// Records `LinkRemoved` for each removed link the engine drained and retired, until the
-/// engine is `done` and what it announced is written. A removal not recorded before a
-/// stop drains again at the next start.
-async fn record_removals(
+/// Records each of the engine's announcements as the event `payload` makes of it, in
+/// order, until the engine is `done` and what it queued is written (`what` names them in
+/// warnings). What is not recorded before a stop is what the next start finds again: a
+/// flow's state is observed anew, a removed link drains again.
+async fn record_each<T: Send + 'static>(
     store: Arc<Store>,
-    mut rx: mpsc::UnboundedReceiver<String>,
+    mut rx: mpsc::UnboundedReceiver<T>,
     done: CancellationToken,
-) {
-    loop {
-        let link = tokio::select! {
-            biased;
-            l = rx.recv() => l,
-            _ = done.cancelled() => rx.try_recv().ok(),
-        };
-        let Some(link) = link else { return };
-        let log = Arc::clone(&store);
-        let payload = Payload::LinkRemoved { link: link.clone() };
-        match tokio::task::spawn_blocking(move || log.record(vec![payload])).await {
-            Ok(Ok(_)) => info!(
-                link,
-                "Removed link drained and retired (LinkRemoved recorded)."
-            ),
-            Ok(Err(e)) => {
-                warn!(link, error = %e, "A drained link's removal could not be recorded; it drains again at the next start.")
-            }
-            Err(e) => warn!(link, error = %e, "Recording a drained link's removal failed."),
-        }
-    }
-}
-
-/// Records every change of a flow's state, in order, as `FlowStateChanged`, until the
-/// engine is `done` and what it queued is written.
-async fn record_transitions(
-    store: Arc<Store>,
-    mut rx: mpsc::UnboundedReceiver<Transition>,
-    done: CancellationToken,
+    what: &'static str,
+    payload: fn(T) -> Payload,
 ) {
     loop {
         let t = tokio::select! {
@@ -265,18 +244,23 @@ async fn record_transitions(
             _ = done.cancelled() => rx.try_recv().ok(),
         };
         let Some(t) = t else { return };
-        let state = &t.status.state;
-        let payload = Payload::FlowStateChanged {
-            flow: t.flow,
-            state: state.name().to_string(),
-            error: state.error().map(str::to_string),
-        };
+        let payload = payload(t);
         let log = Arc::clone(&store);
         let recorded = tokio::task::spawn_blocking(move || log.record(vec![payload])).await;
         match recorded {
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => warn!(error = %e, "A flow's state change could not be recorded."),
-            Err(e) => warn!(error = %e, "Recording a flow's state change failed."),
+            Ok(Err(e)) => warn!(error = %e, "{what} could not be recorded."),
+            Err(e) => warn!(error = %e, "Recording {what} failed."),
         }
+    }
+}
+
+/// A flow's state change as `FlowStateChanged`.
+fn transition_event(t: Transition) -> Payload {
+    let state = &t.status.state;
+    Payload::FlowStateChanged {
+        flow: t.flow,
+        state: state.name().to_string(),
+        error: state.error().map(str::to_string),
     }
 }

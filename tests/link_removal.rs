@@ -67,14 +67,18 @@ async fn remove_a_link_while_writing(provider: Provider) {
         }
         prepared.apply();
         // a->b holds records of a below the cut that the removed b->c still owes c: the
-        // drain cannot end while it is paused.
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // drain waits for it, and says so.
+        harness::wait_until(
+            "the drain waiting for the paused a->b",
+            Duration::from_secs(30),
+            || {
+                engine
+                    .drain_status()
+                    .is_some_and(|s| s.starts_with("round 1 of 3: waits for flow a->b (paused)"))
+            },
+        )
+        .await;
         assert_eq!(engine.draining(), ["b-c"], "a paused flow holds the drain");
-        let status = engine.drain_status().expect("a drain runs");
-        assert!(
-            status.starts_with("round 1 of 3: waits for flow a->b (paused)"),
-            "the drain names the paused flow it waits for: {status}"
-        );
         assert!(engine.flow("b->c").is_some() && engine.flow("c->b").is_some());
         let refused = engine
             .prepare_change(harness::spec(&refs, CHAIN, "events\\..*"))

@@ -246,9 +246,11 @@ fn decide_removal(state: &State, name: &str) -> Result<Vec<Payload>, CommandErro
     };
     still_draining(state)?;
     let links: Vec<LinkRecord> = t.links.iter().filter(|l| l.name != name).cloned().collect();
-    if let Some((cut_off, from)) = cut_off(state, &links) {
+    if let Some((lost, from)) = cut_off(state, &links) {
+        let lost: Vec<String> = lost.iter().map(|c| format!("{c:?}")).collect();
         return Err(CommandError::FailedPrecondition(format!(
-            "removing link {name:?} would cut cluster {cut_off:?} off from {from:?}: the links left would not connect every cluster"
+            "removing link {name:?} would cut cluster {} off from {from:?}: the links left would not connect every cluster",
+            lost.join(", ")
         )));
     }
     Ok(vec![Payload::TopologyChanged {
@@ -274,8 +276,9 @@ fn still_draining(state: &State) -> Result<(), CommandError> {
     }
 }
 
-/// A cluster `links` leave unconnected to the first cluster's part, and that part.
-fn cut_off(state: &State, links: &[LinkRecord]) -> Option<(String, Vec<String>)> {
+/// The clusters `links` leave unconnected to the first cluster, and those it reaches
+/// (ids), as the config file's validation says it.
+fn cut_off(state: &State, links: &[LinkRecord]) -> Option<(Vec<String>, Vec<String>)> {
     let ids: Vec<String> = state
         .topology
         .clusters
@@ -287,16 +290,9 @@ fn cut_off(state: &State, links: &[LinkRecord]) -> Option<(String, Vec<String>)>
         .iter()
         .filter_map(|l| Some([index(&l.clusters[0])?, index(&l.clusters[1])?]))
         .collect();
-    let parts = duplex_sync::routing::Topology::new(ids.clone(), &pairs).components();
-    if parts.len() < 2 {
-        return None;
-    }
-    // The part holding the first cluster stays; the first cluster of any other is cut off.
-    let home = parts.iter().find(|p| p.contains(&0))?;
-    let lost = parts.iter().filter(|p| !p.contains(&0)).flatten().min()?;
-    let mut from: Vec<String> = home.iter().map(|&i| ids[i].clone()).collect();
-    from.sort();
-    Some((ids[*lost].clone(), from))
+    let (main, lost) = duplex_sync::routing::Topology::new(ids.clone(), &pairs).unreached()?;
+    let named = |v: Vec<usize>| v.into_iter().map(|i| ids[i].clone()).collect();
+    Some((named(lost), named(main)))
 }
 
 /// The prepared change's cut as the log records it: per topic and cluster, the end of

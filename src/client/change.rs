@@ -166,14 +166,7 @@ pub async fn remove_link(
             r.revision + 1
         }
     };
-    let mut stream = c
-        .events
-        .watch_events(pb::WatchEventsRequest {
-            from_sequence: from,
-        })
-        .await
-        .map_err(|s| status_error("WatchEvents", s))?
-        .into_inner();
+    let mut stream = super::events::watch(&mut c, from).await?;
     while let Some(e) = stream.next().await {
         let e = e.map_err(|s| status_error("WatchEvents", s))?;
         if let Some(pb::event::Payload::LinkRemoved(l)) = &e.payload

@@ -12,14 +12,7 @@ use super::{ApiArgs, status_error};
 pub async fn events(api: &ApiArgs, from: u64, follow: bool) -> anyhow::Result<ExitCode> {
     let mut c = api.connect().await?;
     if follow {
-        let mut stream = c
-            .events
-            .watch_events(pb::WatchEventsRequest {
-                from_sequence: from,
-            })
-            .await
-            .map_err(|s| status_error("WatchEvents", s))?
-            .into_inner();
+        let mut stream = watch(&mut c, from).await?;
         while let Some(e) = stream.next().await {
             println!("{}", line(&e.map_err(|s| status_error("WatchEvents", s))?));
         }
@@ -44,6 +37,20 @@ pub async fn events(api: &ApiArgs, from: u64, follow: bool) -> anyhow::Result<Ex
         }
         next = page.next_sequence;
     }
+}
+
+/// The events from `from` on, as they are recorded (WatchEvents).
+pub async fn watch(
+    c: &mut super::Clients,
+    from: u64,
+) -> anyhow::Result<tonic::Streaming<pb::Event>> {
+    Ok(c.events
+        .watch_events(pb::WatchEventsRequest {
+            from_sequence: from,
+        })
+        .await
+        .map_err(|s| status_error("WatchEvents", s))?
+        .into_inner())
 }
 
 /// One event as a line: `#seq time actor Type details`.

@@ -164,19 +164,19 @@ impl Config {
     fn validate_connected(&self) -> Result<(), ConfigError> {
         let ids: Vec<String> = self.clusters.iter().map(|c| c.id.clone()).collect();
         let topology = Topology::new(ids, &self.link_indexes());
-        let components = topology.components();
-        if components.len() <= 1 {
+        let Some((main, cut_off)) = topology.unreached() else {
             return Ok(());
-        }
+        };
         // The group holding the first cluster is "the" topology; the rest are cut off.
-        let quoted = |idx: &mut dyn Iterator<Item = &usize>| {
-            idx.map(|&i| format!("{:?}", self.clusters[i].id))
+        let quoted = |idx: &[usize]| {
+            idx.iter()
+                .map(|&i| format!("{:?}", self.clusters[i].id))
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let main = quoted(&mut components[0].iter());
-        let cut_off = quoted(&mut components[1..].iter().flatten());
-        let (noun, verb) = if components[1..].iter().map(Vec::len).sum::<usize>() == 1 {
+        let (main, n_cut) = (quoted(&main), cut_off.len());
+        let cut_off = quoted(&cut_off);
+        let (noun, verb) = if n_cut == 1 {
             ("cluster", "is")
         } else {
             ("clusters", "are")

@@ -172,14 +172,21 @@ pub(crate) struct FlowControl {
 /// its commits, forgotten when a run starts. A partition the run has not started is
 /// absent.
 #[derive(Debug, Default, Clone)]
-pub(crate) struct Acknowledged(Arc<Mutex<HashMap<(String, i32), i64>>>);
+pub(crate) struct Acknowledged(Arc<Mutex<HashMap<String, HashMap<i32, i64>>>>);
 
 impl Acknowledged {
     /// Publishes positions (topic, partition, next offset).
     pub(crate) fn publish<'a>(&self, positions: impl Iterator<Item = (&'a str, i32, i64)>) {
         let mut m = self.0.lock().expect("acknowledged lock");
         for (t, p, next) in positions {
-            m.insert((t.to_string(), p), next);
+            match m.get_mut(t) {
+                Some(parts) => {
+                    parts.insert(p, next);
+                }
+                None => {
+                    m.insert(t.to_string(), HashMap::from([(p, next)]));
+                }
+            }
         }
     }
 
@@ -191,11 +198,8 @@ impl Acknowledged {
 
     /// The acknowledged position of a partition, once the flow started it.
     pub(crate) fn get(&self, topic: &str, partition: i32) -> Option<i64> {
-        self.0
-            .lock()
-            .expect("acknowledged lock")
-            .get(&(topic.to_string(), partition))
-            .copied()
+        let m = self.0.lock().expect("acknowledged lock");
+        m.get(topic)?.get(&partition).copied()
     }
 }
 

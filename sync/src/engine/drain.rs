@@ -57,7 +57,8 @@ async fn drain(engine: &Shared, cut: Option<TopologyCut>) {
     for round in 1..=rounds {
         let began = Instant::now();
         let mut reported = Instant::now();
-        while let Some(behind) = first_behind(engine, &spec, &ends) {
+        let entries = ends.entries();
+        while let Some(behind) = first_behind(engine, &spec, &entries) {
             *engine.drain_status.lock().expect("drain status lock") =
                 Some(format!("round {round} of {rounds}: waits for {behind}"));
             if reported.elapsed() >= REPORT_EVERY {
@@ -103,15 +104,18 @@ async fn read_ends(spec: &EngineSpec, engine: &Shared) -> TopologyCut {
     }
 }
 
-/// The first flow partition not yet acknowledged up to its end in `ends`, described.
-fn first_behind(engine: &Shared, spec: &EngineSpec, ends: &TopologyCut) -> Option<String> {
-    let flows = every_flow(&engine.controls.flows);
-    let entries = ends.entries();
-    for c in flows {
+/// The first flow partition not yet acknowledged up to its end in `ends` (the round's
+/// `TopologyCut::entries`), described.
+fn first_behind(
+    engine: &Shared,
+    spec: &EngineSpec,
+    entries: &[(String, String, i32, i64)],
+) -> Option<String> {
+    for c in every_flow(&engine.controls.flows) {
         let Some(link) = link_of(spec, &c.link) else {
             continue;
         };
-        for (topic, cluster, partition, end) in &entries {
+        for (topic, cluster, partition, end) in entries {
             if *cluster != c.source || *end <= 0 || !link.topics.selects(topic) {
                 continue;
             }

@@ -224,6 +224,17 @@ impl Topology {
         out
     }
 
+    /// When the links do not connect every cluster: the clusters the first one reaches,
+    /// and those it does not (indexes, by group). `None` when connected.
+    pub fn unreached(&self) -> Option<(Vec<usize>, Vec<usize>)> {
+        let mut groups = self.components();
+        if groups.len() <= 1 {
+            return None;
+        }
+        let main = groups.remove(0);
+        Some((main, groups.into_iter().flatten().collect()))
+    }
+
     fn distances(&self, root: usize) -> Vec<Option<usize>> {
         let mut dist = vec![None; self.ids.len()];
         dist[root] = Some(0);
