@@ -114,6 +114,10 @@ enum LinkAction {
         /// A pattern of topics it never replicates (repeatable).
         #[arg(long)]
         exclude: Vec<String>,
+        /// Wait until the change has settled (`TopologySettled`): records written before
+        /// it have arrived by the routes before it, and each origin's order is restored.
+        #[arg(long)]
+        wait: bool,
         #[command(flatten)]
         api: duplex::client::ApiArgs,
         #[command(flatten)]
@@ -125,7 +129,8 @@ enum LinkAction {
     Remove {
         /// The link's name.
         name: String,
-        /// Wait until the link has drained and is removed (`LinkRemoved`).
+        /// Wait until the link has drained and is removed (`LinkRemoved`) and the change
+        /// has settled (`TopologySettled`).
         #[arg(long)]
         wait: bool,
         #[command(flatten)]
@@ -189,6 +194,7 @@ fn main() -> ExitCode {
                     between,
                     include,
                     exclude,
+                    wait,
                     api,
                     change,
                 },
@@ -197,6 +203,7 @@ fn main() -> ExitCode {
             &name,
             between,
             (include, exclude),
+            wait,
             &change,
         )),
         Command::Links {

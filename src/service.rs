@@ -140,7 +140,7 @@ pub async fn start(
         started.transitions,
         engine_done.clone(),
         "a flow's state change",
-        transition_event,
+        |t, _| Some(transition_event(t)),
     ));
     // A link not recorded removed before a stop drains again at the next start.
     let removals = tokio::spawn(record_each(
@@ -148,7 +148,21 @@ pub async fn start(
         started.removed,
         engine_done.clone(),
         "a drained link's removal",
-        |link| Payload::LinkRemoved { link },
+        |link, _| Some(Payload::LinkRemoved { link }),
+    ));
+    // A change not recorded settled before a stop settles again at the next start. No
+    // other change is accepted while one settles, so the one unsettled is the one the
+    // engine announces.
+    let settlements = tokio::spawn(record_each(
+        store.clone(),
+        started.settled,
+        engine_done.clone(),
+        "a settled topology change",
+        |(), store| {
+            store
+                .with_state(|s| s.settling)
+                .map(|change| Payload::TopologySettled { change })
+        },
     ));
     let api_stop = server.stop_token();
     server
@@ -195,6 +209,9 @@ pub async fn start(
             if let Err(e) = removals.await {
                 warn!(error = %e, "Recording drained links failed.");
             }
+            if let Err(e) = settlements.await {
+                warn!(error = %e, "Recording settled topology changes failed.");
+            }
             r
         })
     };
@@ -235,7 +252,7 @@ async fn record_each<T: Send + 'static>(
     mut rx: mpsc::UnboundedReceiver<T>,
     done: CancellationToken,
     what: &'static str,
-    payload: fn(T) -> Payload,
+    payload: impl Fn(T, &Store) -> Option<Payload>,
 ) {
     loop {
         let t = tokio::select! {
@@ -244,7 +261,9 @@ async fn record_each<T: Send + 'static>(
             _ = done.cancelled() => rx.try_recv().ok(),
         };
         let Some(t) = t else { return };
-        let payload = payload(t);
+        let Some(payload) = payload(t, &store) else {
+            continue;
+        };
         let log = Arc::clone(&store);
         let recorded = tokio::task::spawn_blocking(move || log.record(vec![payload])).await;
         match recorded {

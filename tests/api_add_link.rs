@@ -69,6 +69,30 @@ async fn a_chain_becomes_a_mesh_while_written_and_stays_one_after_a_restart() {
     holds_exactly(&refs, &topic, &expected).await;
     let direct = s.forwarded("a->c");
     assert!(direct > 0, "a's records past the cut go to c directly");
+    // The CLI's retry with the same key answers the first result and waits until the
+    // change settled (TopologySettled, naming the change).
+    let api = s.service.api_addr.to_string();
+    let out = harness::service::cli(&[
+        "links",
+        "add",
+        "a-c",
+        "--between",
+        "a,c",
+        "--include",
+        TOPIC_PATTERN,
+        "--request-id",
+        "add-a-c",
+        "--wait",
+        "--api",
+        &api,
+    ])
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains(&format!("the change (event {}) settled", added.events[0])),
+        "{stdout}"
+    );
 
     // The retry answers the first result and changes nothing.
     let again = t
@@ -105,7 +129,6 @@ async fn a_chain_becomes_a_mesh_while_written_and_stays_one_after_a_restart() {
     assert_eq!(st.code(), Code::InvalidArgument, "{st:?}");
 
     // The CLI says the same, exit 2.
-    let api = s.service.api_addr.to_string();
     let out = harness::service::cli(&[
         "links",
         "add",

@@ -24,6 +24,17 @@ fn remove(name: &str, key: &str) -> pb::RemoveLinkRequest {
     }
 }
 
+/// The sequence numbers of the `TopologySettled` events in `log`, with the change each
+/// settles.
+fn settled_events(log: &[pb::Event]) -> Vec<(u64, u64)> {
+    log.iter()
+        .filter_map(|e| match &e.payload {
+            Some(pb::event::Payload::TopologySettled(s)) => Some((e.sequence, s.change)),
+            _ => None,
+        })
+        .collect()
+}
+
 fn removed_events(log: &[pb::Event], link: &str) -> Vec<u64> {
     log.iter()
         .filter(
@@ -65,8 +76,14 @@ async fn a_triangle_loses_a_link_while_written_and_stays_a_chain_after_a_restart
             }
         })
         .await;
+        let drained = asked.elapsed();
+        harness::wait_until_async("TopologySettled recorded", Duration::from_secs(60), || {
+            let mut e = e.clone();
+            async move { !settled_events(&harness::service::all_events(&mut e, 100).await).is_empty() }
+        })
+        .await;
         eprintln!(
-            "RemoveLink answered in {answered:?}, LinkRemoved {:?} after the call",
+            "RemoveLink answered in {answered:?}, LinkRemoved {drained:?} and TopologySettled {:?} after the call",
             asked.elapsed()
         );
         r
@@ -118,7 +135,15 @@ async fn a_triangle_loses_a_link_while_written_and_stays_a_chain_after_a_restart
             .collect::<Vec<_>>(),
         ["b-c", "a-c"]
     );
-    assert_eq!(removed_events(&log, "a-b").len(), 1, "LinkRemoved once");
+    let link_removed = removed_events(&log, "a-b");
+    assert_eq!(link_removed.len(), 1, "LinkRemoved once");
+    let settled = settled_events(&log);
+    assert_eq!(settled.len(), 1, "TopologySettled once: {settled:?}");
+    assert_eq!(
+        settled[0].1, removed.events[0],
+        "it names the change it settles"
+    );
+    assert!(settled[0].0 > link_removed[0], "settled after the drain");
     s.stop().await;
 
     // A restart with the file unchanged runs the chain of the log.

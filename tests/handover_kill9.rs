@@ -171,6 +171,9 @@ async fn kill_during(change: Change, pairs: &[[&str; 2]], links_after: usize) {
         for c in &refs {
             harness::assert_holds_exactly(c, &topic, &expected);
         }
+        // Each origin partition in order too, across kills while records were deferred
+        // or read again.
+        harness::verify::assert_pass(&refs, &topic, expected.len() as u64).await;
         r
     };
     // The change is in the log once, under the key the answer named.
@@ -183,24 +186,34 @@ async fn kill_during(change: Change, pairs: &[[&str; 2]], links_after: usize) {
     assert_eq!(changes.len(), 1, "one TopologyChanged");
     assert_eq!(answered.events, [changes[0].sequence]);
     assert_eq!(changes[0].request_id, change.key());
+    let mut events = EventServiceClient::new(channel.clone());
+    harness::wait_until_async("TopologySettled recorded", Duration::from_secs(60), || {
+        let mut events = events.clone();
+        async move {
+            harness::service::all_events(&mut events, 1000)
+                .await
+                .iter()
+                .any(|e| matches!(e.payload, Some(pb::event::Payload::TopologySettled(_))))
+        }
+    })
+    .await;
+    let log = harness::service::all_events(&mut events, 1000).await;
+    let count = |f: fn(&pb::event::Payload) -> bool| {
+        log.iter()
+            .filter(|e| e.payload.as_ref().is_some_and(f))
+            .count()
+    };
+    assert_eq!(
+        count(|p| matches!(p, pb::event::Payload::TopologySettled(s) if s.change > 0)),
+        1,
+        "TopologySettled once"
+    );
     if let Change::RemoveAb = change {
-        let mut events = EventServiceClient::new(channel.clone());
-        harness::wait_until_async("LinkRemoved recorded", Duration::from_secs(60), || {
-            let mut events = events.clone();
-            async move {
-                harness::service::all_events(&mut events, 1000)
-                    .await
-                    .iter()
-                    .any(|e| matches!(e.payload, Some(pb::event::Payload::LinkRemoved(_))))
-            }
-        })
-        .await;
-        let log = harness::service::all_events(&mut events, 1000).await;
-        let removed = log
-            .iter()
-            .filter(|e| matches!(e.payload, Some(pb::event::Payload::LinkRemoved(_))))
-            .count();
-        assert_eq!(removed, 1, "LinkRemoved once");
+        assert_eq!(
+            count(|p| matches!(p, pb::event::Payload::LinkRemoved(_))),
+            1,
+            "LinkRemoved once"
+        );
     }
     let links = TopologyServiceClient::new(channel)
         .get_topology(pb::GetTopologyRequest::default())

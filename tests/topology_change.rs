@@ -113,6 +113,10 @@ async fn add_a_link_while_writing(provider: Provider) {
         direct, after,
         "a->c carries a's records past the cut, nothing else"
     );
+    // Order too: a->c deferred a's records past the cut until those below it, held on b
+    // by the paused b->c, had reached c (docs/topology-changes.md, "Order across a
+    // change").
+    harness::verify::assert_pass(&refs, &topic, expected.len() as u64).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -64,6 +64,7 @@ pub fn topology_change(e: ChangeError) -> Status {
     let msg = e.to_string();
     match e {
         ChangeError::Busy
+        | ChangeError::Settling
         | ChangeError::Draining(_)
         | ChangeError::Splits { .. }
         | ChangeError::Unsupported(_) => Status::failed_precondition(msg),

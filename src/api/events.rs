@@ -107,6 +107,9 @@ pub fn event_pb(e: &Event) -> pb::Event {
             })
         }
         Payload::LinkRemoved { link } => P::LinkRemoved(pb::LinkRemoved { link: link.clone() }),
+        Payload::TopologySettled { change } => {
+            P::TopologySettled(pb::TopologySettled { change: *change })
+        }
         Payload::FlowPaused { flow, link } => P::FlowPaused(pb::FlowPaused {
             flow: flow.clone(),
             link: link.clone(),

@@ -206,7 +206,7 @@ fn decide(state: &State, link: &LinkRecord) -> Result<Vec<Payload>, CommandError
             l.name, l.clusters[0], l.clusters[1]
         )));
     }
-    still_draining(state)?;
+    still_changing(state)?;
     let mut pair = link.clusters.clone();
     pair.sort();
     if let Some(l) = t.links.iter().find(|l| {
@@ -244,7 +244,7 @@ fn decide_removal(state: &State, name: &str) -> Result<Vec<Payload>, CommandErro
             "no link {name:?} (the links are {known:?})"
         )));
     };
-    still_draining(state)?;
+    still_changing(state)?;
     let links: Vec<LinkRecord> = t.links.iter().filter(|l| l.name != name).cloned().collect();
     if let Some((lost, from)) = cut_off(state, &links) {
         let lost: Vec<String> = lost.iter().map(|c| format!("{c:?}")).collect();
@@ -263,17 +263,23 @@ fn decide_removal(state: &State, name: &str) -> Result<Vec<Payload>, CommandErro
     }])
 }
 
-/// Refuses a topology change while a removed link drains: decided under the log's lock,
-/// so no change can come between the drain's end and its `LinkRemoved`, also across a
-/// restart (the engine refuses too, but its drain ends before the event is recorded).
-fn still_draining(state: &State) -> Result<(), CommandError> {
-    match state.draining.first() {
-        Some(l) => Err(CommandError::FailedPrecondition(format!(
+/// Refuses a topology change while a removed link drains or the last change has not
+/// settled: decided under the log's lock, so no change can come between the end of
+/// either and its event (`LinkRemoved`, `TopologySettled`), also across a restart (the
+/// engine refuses too, but it ends them before the events are recorded).
+fn still_changing(state: &State) -> Result<(), CommandError> {
+    if let Some(l) = state.draining.first() {
+        return Err(CommandError::FailedPrecondition(format!(
             "link {:?} ({} and {}) was removed and still drains: no other topology change until it is removed (LinkRemoved)",
             l.name, l.clusters[0], l.clusters[1]
-        ))),
-        None => Ok(()),
+        )));
     }
+    if let Some(seq) = state.settling {
+        return Err(CommandError::FailedPrecondition(format!(
+            "the last topology change (event {seq}) has not settled yet: records written before it still travel the routes before it, and order is being restored; no other topology change until TopologySettled (GetTopology's `settling` says what it waits for)"
+        )));
+    }
+    Ok(())
 }
 
 /// The clusters `links` leave unconnected to the first cluster, and those it reaches

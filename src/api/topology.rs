@@ -253,11 +253,21 @@ impl pb::topology_service_server::TopologyService for Topology {
             super::topic_name(&format!("route_topics[{i}]"), topic)?;
             routes.push(topic_routes(api, &state, topic));
         }
+        let settling = match state.settling {
+            Some(seq) => format!(
+                "change {seq}: {}",
+                api.engine
+                    .drain_status()
+                    .unwrap_or_else(|| "starting".into())
+            ),
+            None => String::new(),
+        };
         Ok(Response::new(pb::Topology {
             clusters,
             links,
             routes,
             revision: state.revision,
+            settling,
         }))
     }
 

@@ -96,12 +96,14 @@ fn verb(c: Change) -> &'static str {
     }
 }
 
-/// Adds a link between two clusters.
+/// Adds a link between two clusters; with `wait`, returns once the change has settled
+/// (`TopologySettled`).
 pub async fn add_link(
     api: &ApiArgs,
     name: &str,
     between: Vec<String>,
     (include, exclude): (Vec<String>, Vec<String>),
+    wait: bool,
     a: &ChangeArgs,
 ) -> anyhow::Result<ExitCode> {
     let mut c = api.connect().await?;
@@ -118,10 +120,19 @@ pub async fn add_link(
         .await
         .map_err(|s| status_error("AddLink", s))?
         .into_inner();
-    Ok(report(&format!("add link {name}"), &r))
+    let code = report(&format!("add link {name}"), &r);
+    if !wait {
+        println!(
+            "the change settles once `TopologySettled` is recorded (duplex events --follow, or --wait)"
+        );
+        return Ok(code);
+    }
+    wait_settled(&mut c, &r, None).await?;
+    Ok(code)
 }
 
-/// Removes a link; with `wait`, returns once its drain is over (`LinkRemoved`).
+/// Removes a link; with `wait`, returns once its drain is over (`LinkRemoved`) and the
+/// change has settled (`TopologySettled`).
 pub async fn remove_link(
     api: &ApiArgs,
     name: &str,
@@ -143,13 +154,24 @@ pub async fn remove_link(
     let code = report(&format!("remove link {name}"), &r);
     if !wait {
         println!(
-            "link {name} drains until `LinkRemoved` is recorded (duplex events --follow, or --wait)"
+            "link {name} drains until `LinkRemoved` is recorded, and the change settles at `TopologySettled` (duplex events --follow, or --wait)"
         );
         return Ok(code);
     }
-    // The drain may have ended before the answer: watch from the change's first event.
-    // A call that recorded nothing found the link draining already (or a replay): watch
-    // from the revision it answered, once the topology says it still drains.
+    wait_settled(&mut c, &r, Some(name)).await?;
+    Ok(code)
+}
+
+/// Waits until the change `r` answered has settled (`TopologySettled`), saying when
+/// `removed` drained (`LinkRemoved`).
+async fn wait_settled(
+    c: &mut super::Clients,
+    r: &pb::ChangeResponse,
+    removed: Option<&str>,
+) -> anyhow::Result<()> {
+    // It may have settled before the answer: watch from the change's first event. A
+    // call that recorded nothing (a replay, or a link that drains already) watches from
+    // the revision it answered, once the topology says a change still settles.
     let from = match r.events.first() {
         Some(&seq) => seq,
         None => {
@@ -159,24 +181,29 @@ pub async fn remove_link(
                 .await
                 .map_err(|s| status_error("GetTopology", s))?
                 .into_inner();
-            if !t.links.iter().any(|l| l.name == name && l.draining) {
-                println!("link {name} is removed");
-                return Ok(code);
+            if t.settling.is_empty() {
+                println!("the change has settled");
+                return Ok(());
             }
             r.revision + 1
         }
     };
-    let mut stream = super::events::watch(&mut c, from).await?;
+    let mut stream = super::events::watch(c, from).await?;
     while let Some(e) = stream.next().await {
         let e = e.map_err(|s| status_error("WatchEvents", s))?;
-        if let Some(pb::event::Payload::LinkRemoved(l)) = &e.payload
-            && l.link == name
-        {
-            println!("link {name} drained and retired (event {})", e.sequence);
-            return Ok(code);
+        match &e.payload {
+            Some(pb::event::Payload::LinkRemoved(l)) if Some(l.link.as_str()) == removed => {
+                println!("link {} drained and retired (event {})", l.link, e.sequence);
+            }
+            Some(pb::event::Payload::TopologySettled(s)) => {
+                println!(
+                    "the change (event {}) settled: drained, and every origin's order restored (event {})",
+                    s.change, e.sequence
+                );
+                return Ok(());
+            }
+            _ => {}
         }
     }
-    anyhow::bail!(
-        "the event stream ended before link {name} was drained (is the service stopping?)"
-    )
+    anyhow::bail!("the event stream ended before the change settled (is the service stopping?)")
 }

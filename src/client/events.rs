@@ -83,6 +83,10 @@ pub fn line(e: &pb::Event) -> String {
             t.cut.iter().map(|c| c.ends.len()).sum::<usize>()
         ),
         Some(P::LinkRemoved(l)) => format!("link {} drained and retired", l.link),
+        Some(P::TopologySettled(s)) => format!(
+            "topology change #{} settled: drained, and every origin's order restored",
+            s.change
+        ),
         Some(P::FlowPaused(f)) => format!("flow {} (link {})", f.flow, f.link),
         Some(P::FlowResumed(f)) => format!("flow {} (link {})", f.flow, f.link),
         Some(P::FlowStateChanged(f)) => {

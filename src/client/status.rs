@@ -26,6 +26,13 @@ pub async fn status(api: &ApiArgs, topics: &[String]) -> anyhow::Result<ExitCode
 pub fn render(t: &pb::Topology) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "revision {}", t.revision);
+    if !t.settling.is_empty() {
+        let _ = writeln!(
+            out,
+            "settling the last topology change (no other change until it settled): {}",
+            t.settling
+        );
+    }
     let _ = writeln!(out, "clusters:");
     for c in &t.clusters {
         let _ = writeln!(out, "  {}  {}", c.id, c.bootstrap_servers);

@@ -12,7 +12,7 @@
 //! links and the routing history since the file was applied ([`engine_plan`]). A file
 //! changed since replaces them all, as any file change does.
 
-use duplex_sync::routing::{History, TopologyCut};
+use duplex_sync::routing::{History, Settling, TopologyCut};
 use duplex_sync::spec::{EngineSpec, LinkSpec, StartPosition, TopicSelection};
 use regex::Regex;
 use xxhash_rust::xxh3::xxh3_64;
@@ -178,7 +178,12 @@ pub fn engine_plan(config: &Config, state: &State) -> Result<(EngineSpec, Histor
             duplex_sync::engine::routes(&with(links)?),
         );
     }
-    Ok((spec, history))
+    // Not settled before the stop: settled again from its cut.
+    let settling = match state.settling {
+        Some(_) => Settling::Deferring,
+        None => Settling::Settled,
+    };
+    Ok((spec, history.with_settling(settling)))
 }
 
 /// The engine's link for `record` in `spec`, whose clusters it joins. A link added at

@@ -68,6 +68,12 @@ pub enum Payload {
         /// The link's name.
         link: String,
     },
+    /// The last topology change settled: drained, removed links retired, and each
+    /// origin's order restored on every cluster (docs/topology-changes.md).
+    TopologySettled {
+        /// The sequence number of the `TopologyChanged` it settles.
+        change: u64,
+    },
     /// An operator paused a flow.
     FlowPaused {
         /// `source->target`.
@@ -144,6 +150,7 @@ impl Payload {
             Payload::ConfigApplied { .. } => "ConfigApplied",
             Payload::TopologyChanged { .. } => "TopologyChanged",
             Payload::LinkRemoved { .. } => "LinkRemoved",
+            Payload::TopologySettled { .. } => "TopologySettled",
             Payload::FlowPaused { .. } => "FlowPaused",
             Payload::FlowResumed { .. } => "FlowResumed",
             Payload::FlowStateChanged { .. } => "FlowStateChanged",
@@ -173,6 +180,7 @@ impl Payload {
             Payload::LinkRemoved { link } => vec![format!("link:{link}")],
             // A run that starts is a new object; how one ends is observed.
             Payload::ServiceStarted { .. }
+            | Payload::TopologySettled { .. }
             | Payload::FlowStateChanged { .. }
             | Payload::VerificationStarted { .. }
             | Payload::VerificationFinished { .. } => Vec::new(),

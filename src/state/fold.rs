@@ -75,6 +75,9 @@ pub struct State {
     pub history: RoutingHistory,
     /// Links removed at runtime whose flows still drain (until `LinkRemoved`).
     pub draining: Vec<LinkRecord>,
+    /// The sequence number of the last `TopologyChanged` while it has not settled
+    /// (until `TopologySettled`): no other change is accepted meanwhile.
+    pub settling: Option<u64>,
     /// For each object a command changed, the sequence number of the last such event.
     touched: HashMap<String, u64>,
 }
@@ -147,6 +150,7 @@ impl State {
                     changes: Vec::new(),
                 };
                 self.draining.clear();
+                self.settling = None;
                 self.forget_flows_but_of(links);
             }
             Payload::TopologyChanged { links, cut, .. } => {
@@ -156,6 +160,7 @@ impl State {
                     .iter()
                     .filter(|l| !links.iter().any(|n| n.name == l.name));
                 self.draining.extend(removed.cloned());
+                self.settling = Some(e.seq);
                 self.topology.links = links.clone();
                 self.history.changes.push((cut.clone(), links.clone()));
             }
@@ -164,6 +169,11 @@ impl State {
                 let mut kept = self.topology.links.clone();
                 kept.extend(self.draining.iter().cloned());
                 self.forget_flows_but_of(&kept);
+            }
+            Payload::TopologySettled { change } => {
+                if self.settling == Some(*change) {
+                    self.settling = None;
+                }
             }
             Payload::FlowPaused { flow, .. } => {
                 self.paused.insert(flow.clone());

@@ -96,7 +96,7 @@ pub(crate) struct Desired {
     /// Stopped while a topology change is applied (engine/change.rs): like a pause,
     /// but the engine's, not an operator's, and lifted by the change itself.
     pub held: bool,
-    /// Stopped for good: its link was removed and its drain is over (engine/drain.rs).
+    /// Stopped for good: its link was removed and its drain is over (engine/settle.rs).
     pub retired: bool,
 }
 

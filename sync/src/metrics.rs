@@ -16,6 +16,12 @@ pub struct FlowMetrics {
     pub not_forwarded: AtomicU64,
     /// Records stopped by the hop-path guard.
     pub loop_stopped: AtomicU64,
+    /// Records passed over while a topology change settles, to be read again once the
+    /// target holds what comes before them (docs/topology-changes.md).
+    pub deferred: AtomicU64,
+    /// Records read again after such a change that the target already held (its origin
+    /// marks), passed over.
+    pub already_held: AtomicU64,
     /// Records behind the source's end, from the consumer's statistics, summed over
     /// the partitions whose lag is known.
     pub lag: AtomicI64,
@@ -105,7 +111,7 @@ impl Registry {
     /// Prometheus text exposition format 0.0.4.
     pub fn render(&self) -> String {
         type Get = fn(&FlowMetrics) -> i64;
-        let series: [(&str, &str, &str, Get); 17] = [
+        let series: [(&str, &str, &str, Get); 19] = [
             (
                 "duplex_records_forwarded_total",
                 "counter",
@@ -129,6 +135,18 @@ impl Registry {
                 "counter",
                 "Records stopped because the target is on their hop path.",
                 |m| m.loop_stopped.load(Relaxed) as i64,
+            ),
+            (
+                "duplex_records_deferred_total",
+                "counter",
+                "Records passed over while a topology change settles, read again once the target holds what comes before them.",
+                |m| m.deferred.load(Relaxed) as i64,
+            ),
+            (
+                "duplex_records_already_held_total",
+                "counter",
+                "Records read again after a topology change that the target already held.",
+                |m| m.already_held.load(Relaxed) as i64,
             ),
             (
                 "duplex_source_gap_records_total",
@@ -240,6 +258,6 @@ mod tests {
         let text = r.render();
         assert!(text.contains("duplex_records_forwarded_total{flow=\"a->b\",link=\"a-b\"} 3"));
         assert!(text.contains("duplex_records_forwarded_total{flow=\"b->a\",link=\"a-b\"} 0"));
-        assert_eq!(text.matches("# TYPE").count(), 17);
+        assert_eq!(text.matches("# TYPE").count(), 19);
     }
 }

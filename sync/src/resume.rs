@@ -257,16 +257,40 @@ fn scan(
     to: Option<i64>,
     timeout: Duration,
 ) -> Result<(Option<i64>, Option<i64>), SyncError> {
+    let mut found: Option<i64> = None;
+    let first = read_range(scanner, target, topic, partition, from, to, timeout, |p| {
+        let hop = p.last();
+        if hop.cluster == source_id && hop.partition == partition {
+            found = Some(found.map_or(hop.offset, |f: i64| f.max(hop.offset)));
+        }
+    })?;
+    Ok((found, first))
+}
+
+/// Reads `[from, to)` of a partition (to its end when `to` is None), handing the
+/// provenance of every record that has one to `visit`; returns the offset of the first
+/// record read.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn read_range(
+    scanner: &BaseConsumer,
+    cluster: &str,
+    topic: &str,
+    partition: i32,
+    from: i64,
+    to: Option<i64>,
+    timeout: Duration,
+    mut visit: impl FnMut(&Path<'_>),
+) -> Result<Option<i64>, SyncError> {
     let kafka = |op, source| SyncError::Kafka {
         op,
-        cluster: target.to_string(),
+        cluster: cluster.to_string(),
         source,
     };
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Offset(from))
         .map_err(|e| kafka("assign scan", e))?;
     scanner.assign(&tpl).map_err(|e| kafka("assign scan", e))?;
-    let (mut found, mut first): (Option<i64>, Option<i64>) = (None, None);
+    let mut first: Option<i64> = None;
     let mut last_progress = Instant::now();
     let result = loop {
         match scanner.poll(Duration::from_millis(200)) {
@@ -298,10 +322,7 @@ fn scan(
                     .and_then(|hs| hs.iter().find(|h| h.key == PATH_HEADER))
                     .and_then(|h| h.value);
                 if let Some(Ok(p)) = path.map(Path::decode) {
-                    let hop = p.last();
-                    if hop.cluster == source_id && hop.partition == partition {
-                        found = Some(found.map_or(hop.offset, |f: i64| f.max(hop.offset)));
-                    }
+                    visit(&p);
                 }
                 if to.is_some_and(|to| m.offset() + 1 >= to) {
                     break Ok(());
@@ -310,7 +331,7 @@ fn scan(
         }
     };
     scanner.unassign().map_err(|e| kafka("unassign scan", e))?;
-    result.map(|()| (found, first))
+    result.map(|()| first)
 }
 
 #[cfg(test)]

@@ -76,6 +76,47 @@ pub fn describe(out: &Output) -> String {
     )
 }
 
+/// Runs `duplex verify` between every one of `clusters` on `topic` and asserts PASS:
+/// every record on every cluster once, unaltered, and each origin partition in order
+/// (nothing missing, extra, altered, duplicated, misplaced or reordered), `records`
+/// matched per pair compared. Returns the report's totals.
+#[allow(dead_code)] // not every test binary verifies
+pub async fn assert_pass(
+    clusters: &[&TestCluster],
+    topic: &str,
+    records: u64,
+) -> duplex_verifier::report::Counts {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), clusters);
+    let between: Vec<&str> = clusters.iter().map(|c| c.id.as_str()).collect();
+    let between = between.join(",");
+    let out = run(
+        &config,
+        dir.path(),
+        &["--between", &between, "--topics", topic],
+    )
+    .await;
+    let describe = describe(&out);
+    let t = report(dir.path()).totals;
+    eprintln!("verify: {} matched, {} reordered", t.matched, t.reordered);
+    assert_eq!(out.status.code(), Some(0), "PASS: {describe}");
+    assert_eq!(
+        (
+            t.missing,
+            t.extra,
+            t.altered,
+            t.duplicated,
+            t.wrong_partition,
+            t.reordered
+        ),
+        (0, 0, 0, 0, 0, 0),
+        "{describe}"
+    );
+    let pairs = clusters.len() as u64 - 1;
+    assert_eq!(t.matched, pairs * records, "{describe}");
+    t
+}
+
 /// A copy of `rec` carrying the provenance of `(origin, partition, offset)`, as Duplex
 /// would write it to a target.
 pub fn replica(rec: &Rec, origin: &str, partition: i32, offset: i64) -> Rec {

@@ -13,7 +13,7 @@
 //! record a new flow's source holds below its cut is routed by the old tree, in which
 //! the new flow does not exist, and the new flow starts at the cut. A removed link's
 //! flows run on after the cut, carrying what the old tree owes below it and nothing
-//! after, until the drain (drain.rs) retires them. Changing a link's settings or topics
+//! after, until the drain (settle.rs) retires them. Changing a link's settings or topics
 //! and removing a cluster are refused, naming what a running engine cannot apply.
 
 use std::collections::BTreeMap;
@@ -27,7 +27,7 @@ use tracing::info;
 use super::{Shared, link_flows, routes};
 use crate::clients;
 use crate::control::{EngineHandle, FlowControl, FlowState, every_flow};
-use crate::routing::{History, TopologyCut};
+use crate::routing::{History, Settling, TopologyCut};
 use crate::spec::{ClusterSpec, EngineSpec, LinkSpec, TopicSelection};
 
 /// Why a topology change was not applied. The flows run on with the routing they had.
@@ -36,6 +36,13 @@ pub enum ChangeError {
     /// Another change is being applied; changes are applied one at a time.
     #[error("another topology change is being applied; try again once it took effect")]
     Busy,
+    /// The last change has not settled: flows that carry an origin only since it wait
+    /// for its older records to arrive by their old routes (docs/topology-changes.md,
+    /// "Order across a change").
+    #[error(
+        "the last topology change has not settled yet (records written before it are still on their way by the routes before it, and order is being restored); try again once it settled"
+    )]
+    Settling,
     /// A removed link's flows still carry what the routes before its removal owe; no
     /// other change is applied until they are retired.
     #[error(
@@ -79,7 +86,7 @@ pub struct PreparedChange {
     engine: Arc<Shared>,
     after: EngineSpec,
     cut: TopologyCut,
-    held: Vec<Arc<FlowControl>>,
+    _held: Held,
     new_links: Vec<LinkSpec>,
     /// Held until the change is applied, then by the drain of the removed links.
     one_at_a_time: Option<OwnedMutexGuard<()>>,
@@ -94,6 +101,12 @@ impl EngineHandle {
     /// The routing now: the first routes and every change applied since.
     pub fn history(&self) -> Arc<History> {
         self.engine.history.get()
+    }
+
+    /// Whether a topology change is being applied or has not settled yet (drained,
+    /// removed links retired, order restored): another change is refused meanwhile.
+    pub fn changing(&self) -> bool {
+        self.engine.changing.try_lock().is_err()
     }
 
     /// The links removed whose flows still drain (docs/topology-changes.md).
@@ -123,14 +136,18 @@ impl EngineHandle {
     ) -> Result<PreparedChange, ChangeError> {
         let engine = self.engine.clone();
         let guard = engine.changing.clone().try_lock_owned().map_err(|_| {
-            match engine
+            let draining = engine
                 .spec
                 .lock()
                 .expect("engine spec lock")
                 .draining
                 .first()
-            {
-                Some(l) => ChangeError::Draining(l.name.clone()),
+                .map(|l| l.name.clone());
+            match draining {
+                Some(l) => ChangeError::Draining(l),
+                None if engine.history.get().settling() != Settling::Settled => {
+                    ChangeError::Settling
+                }
                 None => ChangeError::Busy,
             }
         })?;
@@ -140,23 +157,17 @@ impl EngineHandle {
             after.draining = removed;
             (before, added)
         };
-        let held = every_flow(&self.flows);
-        // Built before the holds: a change that fails releases them (Drop).
+        // A change that fails releases the holds (Drop).
+        let mut held = hold_every_flow(&engine).await;
+        std::mem::replace(&mut held.result, Ok(()))?;
         let mut prepared = PreparedChange {
             engine: engine.clone(),
             after,
             cut: TopologyCut::new(),
-            held,
+            _held: held,
             new_links,
             one_at_a_time: Some(guard),
         };
-        for c in &prepared.held {
-            c.desired
-                .send_if_modified(|d| !std::mem::replace(&mut d.held, true));
-        }
-        for c in &prepared.held {
-            wait_stopped(c, &engine).await?;
-        }
         // Read on every link of before and after: a removed link's topics are cut too.
         let whole = prepared.after.clone();
         prepared.cut = tokio::task::spawn_blocking(move || read_cut(&whole))
@@ -183,7 +194,7 @@ impl PreparedChange {
     }
 
     /// Starts the flows again routed by the history with this change, and the flows of
-    /// the new links; the removed links' flows run on and drain (drain.rs), and no other
+    /// the new links; the removed links' flows run on and drain (settle.rs), and no other
     /// change is applied until they are retired. Returns the history now in effect.
     pub fn apply(mut self) -> History {
         let engine = self.engine.clone();
@@ -202,18 +213,50 @@ impl PreparedChange {
             removed_links = self.after.draining.len(),
             "Topology change applied: every flow routes by the new links from the cut on."
         );
-        if !self.after.draining.is_empty() {
-            let guard = self.one_at_a_time.take().expect("held until applied");
-            super::drain::spawn(engine, Some(self.cut.clone()), guard);
-        }
+        let guard = self.one_at_a_time.take().expect("held until applied");
+        super::settle::spawn(engine, Some(self.cut.clone()), guard);
         history
-        // Drop releases the held flows.
+        // Dropping the holds starts the flows again.
     }
 }
 
-impl Drop for PreparedChange {
+/// Every flow of the engine held (stopped as a pause stops it: reader stopped,
+/// deliveries awaited, positions committed) until this is dropped.
+pub(super) struct Held {
+    flows: Vec<Arc<FlowControl>>,
+    /// Whether every flow stopped (`Err`: the engine stopped first).
+    pub result: Result<(), ChangeError>,
+}
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Held")
+            .field("flows", &self.flows.len())
+            .finish()
+    }
+}
+
+/// Holds every flow and waits until each is not running: paused (its positions
+/// committed), faulted or waiting to be resumed.
+pub(super) async fn hold_every_flow(engine: &Shared) -> Held {
+    let flows = every_flow(&engine.controls.flows);
+    for c in &flows {
+        c.desired
+            .send_if_modified(|d| !std::mem::replace(&mut d.held, true));
+    }
+    let mut result = Ok(());
+    for c in &flows {
+        if let Err(e) = wait_stopped(c, engine).await {
+            result = Err(e);
+            break;
+        }
+    }
+    Held { flows, result }
+}
+
+impl Drop for Held {
     fn drop(&mut self) {
-        for c in &self.held {
+        for c in &self.flows {
             c.desired
                 .send_if_modified(|d| std::mem::replace(&mut d.held, false));
         }

@@ -8,7 +8,7 @@
 //! reads the cut, and starts them again with the new routes, new flows beside them.
 
 mod change;
-mod drain;
+mod settle;
 mod supervise;
 
 pub use change::{ChangeError, PreparedChange};
@@ -27,7 +27,7 @@ use crate::control::{Controls, EngineHandle, FlowControl, FlowState, Transition}
 use crate::error::SyncError;
 use crate::flow::{Flow, FlowSpec};
 use crate::metrics::Registry;
-use crate::routing::{FlowRoutes, History, LiveHistory, Routes};
+use crate::routing::{FlowRoutes, History, LiveHistory, Routes, Settling};
 use crate::spec::{EngineSpec, LinkSpec};
 
 /// How long a stopping flow waits for outstanding deliveries.
@@ -93,6 +93,9 @@ pub struct Started {
     /// The name of each removed link once its drain is over and its flows are retired
     /// (the service records `LinkRemoved`).
     pub removed: mpsc::UnboundedReceiver<String>,
+    /// Once for each change when it settled: drained, removed links retired, order
+    /// restored (the service records `TopologySettled`).
+    pub settled: mpsc::UnboundedReceiver<()>,
     /// Completes once every flow has stopped: `cancel` fired (Ok), or every flow
     /// faulted at once (the first error).
     pub run: std::pin::Pin<Box<dyn Future<Output = Result<(), SyncError>> + Send>>,
@@ -118,11 +121,13 @@ pub(crate) struct Shared {
     pub cancel: CancellationToken,
     /// New flows, for the engine's task set.
     pub spawn: mpsc::UnboundedSender<(Flow, Arc<FlowControl>)>,
-    /// One change at a time; a drain of removed links holds it too.
+    /// One change at a time; settling the last change holds it too.
     pub changing: Arc<tokio::sync::Mutex<()>>,
     /// Announces removed links once drained.
     pub removed: mpsc::UnboundedSender<String>,
-    /// Where the drain of removed links is, and what it waits for (drain.rs).
+    /// Announces each change once settled.
+    pub settled: mpsc::UnboundedSender<()>,
+    /// Where settling the last change is, and what it waits for (settle.rs).
     pub drain_status: Mutex<Option<String>>,
 }
 
@@ -164,6 +169,7 @@ pub fn start(
     let (controls, transitions) = Controls::new();
     let (spawn, mut spawned) = mpsc::unbounded_channel();
     let (removed, removed_rx) = mpsc::unbounded_channel();
+    let (settled, settled_rx) = mpsc::unbounded_channel();
     let history = history.unwrap_or_else(|| History::new(routes(spec)));
     let last_cut = history.last_cut().cloned();
     let shared = Arc::new(Shared {
@@ -175,6 +181,7 @@ pub fn start(
         spawn,
         changing: Arc::default(),
         removed,
+        settled,
         drain_status: Mutex::new(None),
     });
     for l in spec.all_links() {
@@ -183,14 +190,21 @@ pub fn start(
             shared.add_flow(fs, held);
         }
     }
-    if !spec.draining.is_empty() {
-        // Removed before a restart and not drained yet: drained again from the cut.
+    if !spec.draining.is_empty() || shared.history.get().settling() != Settling::Settled {
+        // Applied before a restart and not settled yet: settled again from the cut,
+        // deferring what it newly brings until the drain is over.
+        let history = (*shared.history.get()).clone();
+        if history.settling() != Settling::Settled {
+            shared
+                .history
+                .set(history.with_settling(Settling::Deferring));
+        }
         let guard = shared
             .changing
             .clone()
             .try_lock_owned()
             .expect("nothing else holds it yet");
-        drain::spawn(shared.clone(), last_cut, guard);
+        settle::spawn(shared.clone(), last_cut, guard);
     }
     let any_change = controls.any_change.clone();
     let flows = controls.flows.clone();
@@ -262,6 +276,7 @@ pub fn start(
         handle,
         transitions,
         removed: removed_rx,
+        settled: settled_rx,
         run: Box::pin(run),
     }
 }

@@ -453,7 +453,7 @@ impl<'a> Acker<'a> {
         });
     }
 
-    /// Publishes how far each partition is acknowledged (engine/drain.rs reads it).
+    /// Publishes how far each partition is acknowledged (engine/settle.rs reads it).
     fn publish(&self) {
         self.flow.acknowledged.publish(
             self.parts

@@ -9,6 +9,7 @@
 
 mod acker;
 mod assign;
+mod marks;
 mod pending;
 mod reader;
 mod watchdog;
@@ -142,6 +143,8 @@ pub(crate) struct Clients {
     pub producer: FutureProducer,
     pub scanner: Arc<BaseConsumer>,
     pub creator: TopicCreator,
+    /// The origin marks of the partitions this run reads again after a change.
+    pub marks: marks::RunMarks,
 }
 
 /// A flow with its counters.
@@ -281,6 +284,7 @@ impl Flow {
             producer,
             scanner: Arc::new(scanner),
             creator,
+            marks: Default::default(),
         })
     }
 

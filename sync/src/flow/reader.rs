@@ -17,6 +17,7 @@ use tracing::debug;
 use super::acker::Ack;
 use super::acker::Holds;
 use super::assign::Assignment;
+use super::marks::{OriginMarks, RunMarks};
 use super::{Clients, Flow, watchdog};
 use crate::error::SyncError;
 use crate::provenance::{Hop, PATH_HEADER, Path, encode_origin, is_reserved};
@@ -40,6 +41,9 @@ struct TopicRoute {
     router: EpochRouter,
     /// Per partition: the offset after the last record handled, or -1.
     next: Vec<i64>,
+    /// Per partition: what the target holds of each origin, when this run reads the
+    /// partition again after a topology change (marks.rs); taken at its first record.
+    marks: Vec<Option<Arc<OriginMarks>>>,
 }
 
 impl TopicRoute {
@@ -47,18 +51,35 @@ impl TopicRoute {
     /// hands a record out twice, except in one race: a partition the acker pauses
     /// (acker.rs) while this reader is taking a record of it resumes at that record.
     /// Handling it again would write it twice.
-    fn seen(&mut self, partition: i32, offset: i64) -> bool {
+    fn seen(&mut self, partition: i32, offset: i64, run: &RunMarks) -> bool {
         let Ok(p) = usize::try_from(partition) else {
             return false;
         };
         if p >= self.next.len() {
             self.next.resize(p + 1, -1);
+            self.marks.resize(p + 1, None);
+        }
+        if self.next[p] < 0 {
+            // The partition's first record in this run: its start set its marks, if any.
+            self.marks[p] = run
+                .lock()
+                .expect("run marks lock")
+                .get(&(self.name.to_string(), partition))
+                .cloned();
         }
         if offset < self.next[p] {
             return true;
         }
         self.next[p] = offset + 1;
         false
+    }
+
+    /// The marks of `partition`, when this run reads it again after a change.
+    #[inline]
+    fn marks(&self, partition: i32) -> Option<&OriginMarks> {
+        self.marks
+            .get(usize::try_from(partition).ok()?)
+            .and_then(|m| m.as_deref())
     }
 }
 
@@ -202,6 +223,7 @@ impl<'a> Reader<'a> {
                 name: Arc::from(name),
                 router: self.flow.spec.routes.router(name),
                 next: Vec::new(),
+                marks: Vec::new(),
             };
             self.topics.insert(name.to_string(), route);
         }
@@ -242,8 +264,9 @@ impl<'a> Reader<'a> {
                 }
             })?),
         };
+        let clients = self.clients;
         let route = self.topic(m.topic());
-        if route.seen(partition, offset) {
+        if route.seen(partition, offset, &clients.marks) {
             debug!(flow = %spec.name(), topic = m.topic(), partition, offset, "Read again after a pause: already handled.");
             return Ok(());
         }
@@ -252,13 +275,31 @@ impl<'a> Reader<'a> {
                 .router
                 .decide(spec.source.id.as_bytes(), partition, offset, path.as_ref());
         let topic = route.name.clone();
+        // Read again after a change: what the target holds already is passed over.
+        let decision = match route.marks(partition) {
+            Some(marks) if decision == Decision::Forward => {
+                let (origin, _, o) = route.router.origin_of(
+                    spec.source.id.as_bytes(),
+                    partition,
+                    offset,
+                    path.as_ref(),
+                );
+                if marks.holds(origin, o) {
+                    Decision::AlreadyHeld
+                } else {
+                    decision
+                }
+            }
+            _ => decision,
+        };
         match decision {
             Decision::Forward => {}
             decision => {
-                let counter = if decision == Decision::NotInTree {
-                    &self.flow.metrics.not_forwarded
-                } else {
-                    &self.flow.metrics.loop_stopped
+                let counter = match decision {
+                    Decision::NotInTree => &self.flow.metrics.not_forwarded,
+                    Decision::Deferred => &self.flow.metrics.deferred,
+                    Decision::AlreadyHeld => &self.flow.metrics.already_held,
+                    _ => &self.flow.metrics.loop_stopped,
                 };
                 counter.fetch_add(1, Relaxed);
                 return self

@@ -122,12 +122,31 @@ impl TopologyCut {
     }
 }
 
+/// Where the last change stands on keeping each origin partition's order on every
+/// cluster (docs/topology-changes.md, "Order across a change").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Settling {
+    /// Nothing waits: every change is settled (or none was applied).
+    #[default]
+    Settled,
+    /// A flow that carries an origin to its target only since the last change defers
+    /// that origin's records past the cut ([`Decision::Deferred`]) until the records
+    /// from before the cut have reached every cluster (the drain's rounds).
+    Deferring,
+    /// The drain is over: such flows read their source again from the cut and forward
+    /// what they deferred, passing over what the target already holds (its origin
+    /// marks), until they are past where they had read.
+    Rewinding,
+}
+
 /// An engine's routing across the changes applied to it at runtime: the routes it
-/// started with, then each change's cut and the routes from then on.
+/// started with, then each change's cut and the routes from then on, and where the last
+/// change stands on order.
 #[derive(Debug, Clone)]
 pub struct History {
     first: Arc<Routes>,
     changes: Vec<(Arc<TopologyCut>, Arc<Routes>)>,
+    settling: Settling,
 }
 
 impl History {
@@ -136,13 +155,30 @@ impl History {
         History {
             first: Arc::new(first),
             changes: Vec::new(),
+            settling: Settling::Settled,
         }
     }
 
     /// Adds a change applied at `cut`, routed by `after` from then on. Changes come in
-    /// the order they were applied.
+    /// the order they were applied; the one added defers (it has not settled).
     pub fn change(&mut self, cut: TopologyCut, after: Routes) {
         self.changes.push((Arc::new(cut), Arc::new(after)));
+        self.settling = Settling::Deferring;
+    }
+
+    /// Where the last change stands on order.
+    pub fn settling(&self) -> Settling {
+        if self.changes.is_empty() {
+            Settling::Settled
+        } else {
+            self.settling
+        }
+    }
+
+    /// The same history with the last change at `settling`.
+    pub fn with_settling(mut self, settling: Settling) -> Self {
+        self.settling = settling;
+        self
     }
 
     /// The routes in effect now (for records past every cut).
@@ -161,14 +197,42 @@ impl History {
     }
 
     /// The router of flow `source → target` (cluster ids) for `topic`, across every
-    /// epoch.
+    /// epoch; it defers what the last change newly brings while that change defers.
     pub fn flow_router(&self, topic: &str, source: &str, target: &str) -> EpochRouter {
         let of = |r: &Routes| r.flow_router(topic, source, target);
         let mut router = EpochRouter::new(of(&self.first));
         for (cut, after) in &self.changes {
             router.change(cut.topic(topic), of(after));
         }
+        router.defer_last = self.settling() == Settling::Deferring;
         router
+    }
+
+    /// While the last change has not settled, when flow `source → target` carries some
+    /// origin's records of `topic` to the target only since that change: the change's
+    /// cut of the topic. Such a flow starts each partition no later than the source's
+    /// end at the cut and passes over what the target holds already (its origin marks,
+    /// read from the target's end at the cut), so reading again is harmless.
+    pub fn rewinds(&self, topic: &str, source: &str, target: &str) -> Option<Cut> {
+        if self.settling() == Settling::Settled {
+            return None;
+        }
+        let n = self.changes.len();
+        let routes = |i: usize| {
+            if i == 0 {
+                &self.first
+            } else {
+                &self.changes[i - 1].1
+            }
+        };
+        let now = routes(n).flow_router(topic, source, target)?;
+        let before = routes(n - 1).flow_router(topic, source, target);
+        let newly = now.forwards.iter().any(|(origin, &f)| {
+            f && !before
+                .as_ref()
+                .is_some_and(|b| b.forwards.get(origin).copied().unwrap_or(false))
+        });
+        newly.then(|| self.changes[n - 1].0.topic(topic))
     }
 
     /// The cut of the last change that made flow `source → target` carry `topic` when
@@ -196,6 +260,9 @@ impl History {
 pub struct EpochRouter {
     first: Option<FlowRouter>,
     changes: Vec<(Cut, Option<FlowRouter>)>,
+    /// The last change has not settled: a record past its cut that this flow forwards
+    /// by the last routes and did not by the routes before is deferred.
+    defer_last: bool,
 }
 
 impl EpochRouter {
@@ -204,6 +271,7 @@ impl EpochRouter {
         EpochRouter {
             first: router,
             changes: Vec::new(),
+            defer_last: false,
         }
     }
 
@@ -212,6 +280,12 @@ impl EpochRouter {
     /// every origin partition.
     pub fn change(&mut self, cut: Cut, router: Option<FlowRouter>) {
         self.changes.push((cut, router));
+    }
+
+    /// The same router, deferring what the last change newly brings ([`Settling`]).
+    pub fn deferring(mut self) -> Self {
+        self.defer_last = true;
+        self
     }
 
     /// Decides for a record read from the source at (`partition`, `offset`) with
@@ -225,50 +299,81 @@ impl EpochRouter {
         offset: i64,
         path: Option<&Path<'_>>,
     ) -> Decision {
-        let router = if self.changes.is_empty() {
-            self.first.as_ref()
-        } else {
-            let (origin, p, o) = match path.map(|p| self.origin(p)) {
-                Some(Some(h)) => h,
-                // Produced on the source, or only hops of another deployment: the first
-                // hop inside this one is where it entered, as the router treats it.
-                Some(None) => {
-                    let h = path.expect("a path").origin();
-                    (h.cluster, h.partition, h.offset)
-                }
-                None => (source, partition, offset),
-            };
-            self.epoch(origin, p, o)
-        };
+        if self.changes.is_empty() {
+            return Self::decide_by(self.first.as_ref(), path);
+        }
+        let (origin, p, o) = self.origin_of(source, partition, offset, path);
+        let epoch = self.epoch(origin, p, o);
+        let decision = Self::decide_by(self.router(epoch), path);
+        if self.defer_last
+            && epoch == self.changes.len()
+            && decision == Decision::Forward
+            && Self::decide_by(self.router(epoch - 1), path) != Decision::Forward
+        {
+            return Decision::Deferred;
+        }
+        decision
+    }
+
+    fn decide_by(router: Option<&FlowRouter>, path: Option<&Path<'_>>) -> Decision {
         match router {
             Some(r) => r.decide(path),
             None => Decision::NotInTree,
         }
     }
 
-    /// The router of the epoch a record of origin position (`origin`, `p`, `o`) falls in.
-    fn epoch(&self, origin: &[u8], p: i32, o: i64) -> Option<&FlowRouter> {
-        let mut router = self.first.as_ref();
-        for (cut, after) in &self.changes {
-            if cut.before(origin, p, o) {
-                return router;
-            }
-            router = after.as_ref();
+    /// The router of epoch `i` (0: before the first change).
+    fn router(&self, i: usize) -> Option<&FlowRouter> {
+        if i == 0 {
+            self.first.as_ref()
+        } else {
+            self.changes[i - 1].1.as_ref()
         }
-        router
+    }
+
+    /// The origin position (cluster, partition, offset) by which a record read from the
+    /// source at (`partition`, `offset`) with provenance `path` is routed: the first hop
+    /// from a cluster an epoch's topology knows, else its first hop (another
+    /// deployment's hops only: where it entered), else its own position on the source.
+    #[inline]
+    pub fn origin_of<'a>(
+        &self,
+        source: &'a [u8],
+        partition: i32,
+        offset: i64,
+        path: Option<&Path<'a>>,
+    ) -> (&'a [u8], i32, i64) {
+        match path {
+            Some(p) => self.origin(p).unwrap_or_else(|| {
+                let h = p.origin();
+                (h.cluster, h.partition, h.offset)
+            }),
+            None => (source, partition, offset),
+        }
+    }
+
+    /// Whether an epoch's topology knows cluster `c` (records of origin `c` route).
+    pub fn knows(&self, c: &[u8]) -> bool {
+        self.first.iter().any(|r| r.knows(c))
+            || self
+                .changes
+                .iter()
+                .any(|(_, r)| r.as_ref().is_some_and(|r| r.knows(c)))
+    }
+
+    /// The epoch a record of origin position (`origin`, `p`, `o`) falls in (0: before
+    /// the first change; i: after change i).
+    fn epoch(&self, origin: &[u8], p: i32, o: i64) -> usize {
+        self.changes
+            .iter()
+            .position(|(cut, _)| cut.before(origin, p, o))
+            .unwrap_or(self.changes.len())
     }
 
     /// The first hop of `path` from a cluster one of the epochs' topologies knows.
     fn origin<'a>(&self, path: &Path<'a>) -> Option<(&'a [u8], i32, i64)> {
-        let knows = |c: &[u8]| {
-            self.first.iter().any(|r| r.knows(c))
-                || self
-                    .changes
-                    .iter()
-                    .any(|(_, r)| r.as_ref().is_some_and(|r| r.knows(c)))
-        };
         path.hops()
-            .find(|h| knows(h.cluster))
+            .find(|h| self.knows(h.cluster))
             .map(|h| (h.cluster, h.partition, h.offset))
     }
 }
@@ -279,6 +384,7 @@ mod tests {
     use super::super::tests::graph;
     use super::*;
     use crate::provenance::{Hop, encode_origin};
+    use crate::spec::TopicSelection;
     use proptest::prelude::*;
 
     fn has(links: &[[usize; 2]], a: usize, b: usize) -> bool {
@@ -401,5 +507,48 @@ mod tests {
         assert_eq!(ab.decide(b"a", 0, 10, None), Decision::NotInTree);
         assert_eq!(ac.decide(b"a", 0, 9, None), Decision::NotInTree);
         assert_eq!(ac.decide(b"a", 0, 10, None), Decision::Forward);
+    }
+
+    #[test]
+    fn a_new_carrier_defers_past_the_cut_until_the_change_settles() {
+        // A chain a-b-c gains a-c: a's records past the cut go a->c directly, and wait
+        // while those below it may still be on their way a->b->c.
+        let ids: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let all = TopicSelection::matching(".*").unwrap();
+        let routes = |links: &[[usize; 2]]| {
+            Routes::new(
+                ids.clone(),
+                links.iter().map(|l| (*l, all.clone())).collect(),
+            )
+        };
+        let mut cut = TopologyCut::new();
+        for c in ["a", "b", "c"] {
+            cut.set("t", c, 0, 10);
+        }
+        let mut history = History::new(routes(&[[0, 1], [1, 2]]));
+        history.change(cut, routes(&[[0, 1], [1, 2], [0, 2]]));
+        assert_eq!(history.settling(), Settling::Deferring);
+        let ac = history.flow_router("t", "a", "c");
+        assert_eq!(ac.decide(b"a", 0, 9, None), Decision::NotInTree);
+        assert_eq!(ac.decide(b"a", 0, 10, None), Decision::Deferred);
+        // a->b carried a's records before and after: nothing waits.
+        let ab = history.flow_router("t", "a", "b");
+        assert_eq!(ab.decide(b"a", 0, 10, None), Decision::Forward);
+        // Who reads again once drained: the flows that carry an origin only since the
+        // change (a->c for a, c->a for c), not b->c, which only lost a.
+        assert!(history.rewinds("t", "a", "c").is_some());
+        assert!(history.rewinds("t", "c", "a").is_some());
+        assert!(history.rewinds("t", "b", "c").is_none());
+        assert!(history.rewinds("t", "a", "b").is_none());
+        let rewinding = history.clone().with_settling(Settling::Rewinding);
+        let ac = rewinding.flow_router("t", "a", "c");
+        assert_eq!(ac.decide(b"a", 0, 10, None), Decision::Forward);
+        assert!(rewinding.rewinds("t", "a", "c").is_some());
+        let settled = history.with_settling(Settling::Settled);
+        assert!(settled.rewinds("t", "a", "c").is_none());
+        assert_eq!(
+            settled.flow_router("t", "a", "c").decide(b"a", 0, 10, None),
+            Decision::Forward
+        );
     }
 }

@@ -18,7 +18,7 @@ pub mod epochs;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 
-pub use epochs::{Cut, EpochRouter, History, TopologyCut};
+pub use epochs::{Cut, EpochRouter, History, Settling, TopologyCut};
 
 use crate::provenance::Path;
 use crate::spec::TopicSelection;
@@ -163,6 +163,16 @@ impl FlowRoutes {
             .introduced(topic, &self.source, &self.target)
     }
 
+    /// While the last change has not settled and this flow carries some origin's
+    /// records of `topic` only since it: the change's cut of the topic (see
+    /// [`History::rewinds`]). The flow then starts no later than its source's end at
+    /// the cut and passes over what the target holds already.
+    pub fn rewinds(&self, topic: &str) -> Option<Cut> {
+        self.history
+            .get()
+            .rewinds(topic, &self.source, &self.target)
+    }
+
     /// When the links that select `topic` fall into separate parts, the cluster ids of
     /// each part (the topic is replicated within each part only); `None` otherwise.
     pub fn split(&self, topic: &str) -> Option<Vec<Vec<String>>> {
@@ -289,6 +299,13 @@ pub enum Decision {
     NotInTree,
     /// The target is already on the record's hop path (the second guard).
     LoopStopped,
+    /// Past the cut of a change that has not settled, and this flow carries the record's
+    /// origin to the target only since that change: it waits until the target holds
+    /// every record of the origin from before the cut (docs/topology-changes.md,
+    /// "Order across a change"), and is read again then.
+    Deferred,
+    /// Read again after a change, and the target holds it already (its origin marks).
+    AlreadyHeld,
 }
 
 /// The per-record routing decision of one flow, precomputed from the topology.

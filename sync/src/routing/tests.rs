@@ -213,6 +213,9 @@ fn simulate(routes: &Routes, topic: &str, origin: usize) -> Result<Vec<u32>, Tes
                 Decision::LoopStopped => {
                     prop_assert!(false, "guard needed on {} -> {}", ids[at], ids[next])
                 }
+                d @ (Decision::Deferred | Decision::AlreadyHeld) => {
+                    prop_assert!(false, "one router alone decided {d:?}")
+                }
             }
         }
     }

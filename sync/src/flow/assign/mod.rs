@@ -198,6 +198,14 @@ impl Flow {
             for st in &ready {
                 tpl.add_partition_offset(&topic, st.partition, Offset::Offset(st.offset))
                     .map_err(|e| self.local("assign", e))?;
+                // Before the partition is added: the reader takes them at its first record.
+                {
+                    let mut marks = c.marks.lock().expect("run marks lock");
+                    match &st.marks {
+                        Some(m) => marks.insert((topic.clone(), st.partition), m.clone()),
+                        None => marks.remove(&(topic.clone(), st.partition)),
+                    };
+                }
                 let ack = Ack::Assigned {
                     topic: name.clone(),
                     partition: st.partition,

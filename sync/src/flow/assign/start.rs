@@ -1,10 +1,12 @@
 //! Where a partition starts: the target's word (resume.rs), the checkpoint, the source's
 //! range and the link's start position.
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
-use tracing::warn;
+use tracing::{debug, warn};
 
+use super::super::marks::OriginMarks;
 use super::super::{FlowSpec, LagContext};
 use crate::error::SyncError;
 use crate::resume;
@@ -30,6 +32,9 @@ pub(crate) struct Assigned {
     pub(super) resent: u64,
     /// Records the source deleted before they were replicated, counted likewise.
     pub(super) gap: u64,
+    /// Read again after a topology change that has not settled: what the target holds
+    /// of each origin, passed over (marks.rs).
+    pub(super) marks: Option<Arc<OriginMarks>>,
 }
 
 /// Where partition `p` of `topic` resumes: the target's word (resume.rs), the
@@ -98,6 +103,7 @@ pub(super) fn start_of(
                     commit_now: true,
                     resent: resent as u64,
                     gap: 0,
+                    marks: None,
                 }
             }
             (scan, ck) => {
@@ -116,6 +122,7 @@ pub(super) fn start_of(
                         commit_now: false,
                         resent: 0,
                         gap: 0,
+                        marks: None,
                     },
                     None => {
                         let o = match s.routes.start_cut(&topic) {
@@ -136,10 +143,34 @@ pub(super) fn start_of(
                             commit_now: true,
                             resent: 0,
                             gap: 0,
+                            marks: None,
                         }
                     }
                 }
             }
+        };
+        // A change that has not settled and brought this flow an origin: read again from
+        // the source's end at the cut, passing over what the target holds (marks.rs).
+        let start = match s.routes.rewinds(&topic) {
+            Some(cut) => {
+                let marks = OriginMarks::read(
+                    scanner,
+                    &s.target.id,
+                    &topic,
+                    p,
+                    cut.get(&s.target.id, p),
+                    &s.routes.router(&topic),
+                    timeout,
+                )?;
+                let from = cut.get(src, p).unwrap_or(low).min(start.offset);
+                debug!(flow = %s.name(), %topic, partition = p, resume = start.offset, from, origins = marks.len(), "A topology change has not settled: reading again from the cut, passing over what the target holds.");
+                Assigned {
+                    offset: from,
+                    marks: Some(Arc::new(marks)),
+                    ..start
+                }
+            }
+            None => start,
         };
         let offset = start.offset;
         if offset > high {
