@@ -136,17 +136,96 @@ async fn rewind(engine: &Shared) {
         "The drain is over: the flows that deferred records read their source again from the cut, passing over what their targets hold."
     );
     let history = engine.history.get();
-    wait_acknowledged(
-        engine,
-        &spec,
-        &ends,
-        "forwarding what was deferred",
-        |c, topic| history.rewinds(topic, &c.source, &c.target).is_some(),
-    )
-    .await;
-    let _held = hold_every_flow(engine).await;
-    let history = (*engine.history.get()).clone();
-    engine.history.set(history.with_settling(Settling::Settled));
+    let owes =
+        |c: &FlowControl, topic: &str| history.rewinds(topic, &c.source, &c.target).is_some();
+    loop {
+        wait_acknowledged(engine, &spec, &ends, "forwarding what was deferred", owes).await;
+        // Once settled, a flow starts from what its target and its checkpoint say, with
+        // no marks: its checkpoint must be past what it read again, or it would send
+        // again what it had forwarded before the release. A hold commits it; a commit
+        // that did not land is tried again.
+        let _held = hold_every_flow(engine).await;
+        let flows: Vec<(String, String, String)> = every_flow(&engine.controls.flows)
+            .iter()
+            .map(|c| (c.link.clone(), c.source.clone(), c.target.clone()))
+            .collect();
+        let (s, h, e) = (spec.clone(), history.clone(), ends.clone());
+        let behind =
+            tokio::task::spawn_blocking(move || first_uncommitted(&s, &h, &flows, &e)).await;
+        match behind {
+            Ok(Ok(None)) => {
+                let history = (*engine.history.get()).clone();
+                engine.history.set(history.with_settling(Settling::Settled));
+                return;
+            }
+            Ok(Ok(Some(behind))) => {
+                warn!(waiting_on = %behind, "A flow that read again has not committed its checkpoint past what it read; starting it again to commit.");
+                set_status(engine, Some(format!("committing: waits for {behind}")));
+            }
+            Ok(Err(e)) => {
+                warn!(error = %e, "Cannot read the checkpoints of the flows that read again; trying again.");
+            }
+            Err(e) => {
+                warn!(error = %e, "Reading the checkpoints of the flows that read again failed; trying again.")
+            }
+        }
+        tokio::time::sleep(spec.limits.commit_interval).await;
+    }
+}
+
+/// The first partition that a flow reading again (`history.rewinds`) has not committed
+/// up to `ends`, described; `None` when all have. Blocking.
+fn first_uncommitted(
+    spec: &EngineSpec,
+    history: &crate::routing::History,
+    flows: &[(String, String, String)],
+    ends: &TopologyCut,
+) -> Result<Option<String>, crate::error::SyncError> {
+    let entries = ends.entries();
+    for (link, source, target) in flows {
+        let owed: Vec<&(String, String, i32, i64)> = entries
+            .iter()
+            .filter(|(t, c, _, end)| {
+                c == source && *end > 0 && history.rewinds(t, source, target).is_some()
+            })
+            .collect();
+        let Some(cluster) = spec.clusters.iter().find(|c| c.id == *source) else {
+            continue;
+        };
+        if owed.is_empty() {
+            continue;
+        }
+        let group = crate::flow::group_id(link, source, target);
+        let consumer: rdkafka::consumer::BaseConsumer = crate::clients::consumer(
+            cluster,
+            &format!("duplex-settle-{source}-{target}"),
+            &group,
+            1 << 20,
+        )
+        .create()
+        .map_err(|e| crate::error::SyncError::Kafka {
+            op: "create consumer",
+            cluster: source.clone(),
+            source: e,
+        })?;
+        for (topic, _, p, end) in owed {
+            let at = crate::resume::committed(
+                &consumer,
+                source,
+                topic,
+                *p,
+                spec.limits.request_timeout,
+            )?
+            .map(|c| c.source_next);
+            if at.is_none_or(|a| a < *end) {
+                return Ok(Some(format!(
+                    "flow {source}->{target} on {topic}[{p}]: committed {} of {end}",
+                    at.map_or("nothing".to_string(), |a| a.to_string())
+                )));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// Waits until every flow (that `owes` the topic) has acknowledged the ends `ends` on
