@@ -138,6 +138,26 @@ enum LinkAction {
         #[command(flatten)]
         change: duplex::client::change::ChangeArgs,
     },
+    /// Change the topics a link replicates while every cluster is written: a topic it
+    /// stops selecting is carried until what was written before the change arrived, one
+    /// it starts to select from the change on; nothing is lost or delivered twice.
+    Topics {
+        /// The link's name.
+        name: String,
+        /// A pattern of the topics it replicates from now on (anchored regex; repeatable).
+        #[arg(long, required = true)]
+        include: Vec<String>,
+        /// A pattern of topics it never replicates (repeatable).
+        #[arg(long)]
+        exclude: Vec<String>,
+        /// Wait until the change has settled (`TopologySettled`).
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        api: duplex::client::ApiArgs,
+        #[command(flatten)]
+        change: duplex::client::change::ChangeArgs,
+    },
 }
 
 impl Target {
@@ -216,6 +236,23 @@ fn main() -> ExitCode {
                 },
         } => duplex::client::run(duplex::client::change::remove_link(
             &api, &name, wait, &change,
+        )),
+        Command::Links {
+            action:
+                LinkAction::Topics {
+                    name,
+                    include,
+                    exclude,
+                    wait,
+                    api,
+                    change,
+                },
+        } => duplex::client::run(duplex::client::change::set_link_topics(
+            &api,
+            &name,
+            (include, exclude),
+            wait,
+            &change,
         )),
         Command::Events { api, from, follow } => {
             duplex::client::run(duplex::client::events::events(&api, from, follow))

@@ -70,6 +70,8 @@ enum Call {
     ),
     /// name, key, revision.
     RemoveLink(String, String, Option<u64>),
+    /// name, include, exclude, key, revision.
+    SetLinkTopics(String, Vec<String>, Vec<String>, String, Option<u64>),
 }
 
 fn call() -> impl Strategy<Value = Call> {
@@ -115,6 +117,18 @@ fn call() -> impl Strategy<Value = Call> {
         )
             .prop_map(|(n, c, i, x, k, r)| Call::AddLink(n, c, i, x, k, r)),
         (field(), field(), revision()).prop_map(|(n, k, r)| Call::RemoveLink(n, k, r)),
+        (
+            field(),
+            prop::collection::vec(field(), 0..3),
+            prop::collection::vec(field(), 0..2),
+            field(),
+            revision()
+        )
+            .prop_map(|(n, i, x, k, r)| Call::SetLinkTopics(n, i, x, k, r)),
+        // The one link: a selection that drops a topic the clusters hold is refused (it
+        // would no longer be joined), one that keeps them is applied.
+        (prop::collection::vec(field(), 0..2), field(), revision())
+            .prop_map(|(i, k, r)| Call::SetLinkTopics("a-b".into(), i, Vec::new(), k, r)),
         // The one link, whose removal would cut a cluster off: refused.
         (field(), revision()).prop_map(|(k, r)| Call::RemoveLink("a-b".into(), k, r)),
         // Two real clusters, linked already: refused, nothing held for long.
@@ -193,6 +207,15 @@ async fn run(
         Call::RemoveLink(name, request_id, expected_revision) => {
             t.remove_link(pb::RemoveLinkRequest {
                 name,
+                request_id,
+                expected_revision,
+            })
+            .await?;
+        }
+        Call::SetLinkTopics(name, include, exclude, request_id, expected_revision) => {
+            t.set_link_topics(pb::SetLinkTopicsRequest {
+                name,
+                topics: Some(pb::TopicSelection { include, exclude }),
                 request_id,
                 expected_revision,
             })
@@ -365,6 +388,7 @@ fn every_rpc_answers_random_and_malformed_input_clearly_on_mock() {
         "/duplex.v1.TopologyService/ResumeLink",
         "/duplex.v1.TopologyService/AddLink",
         "/duplex.v1.TopologyService/RemoveLink",
+        "/duplex.v1.TopologyService/SetLinkTopics",
         "/duplex.v1.EventService/ListEvents",
         "/duplex.v1.EventService/WatchEvents",
         "/duplex.v1.VerificationService/StartVerification",

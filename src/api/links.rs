@@ -1,4 +1,4 @@
-//! `TopologyService.AddLink` and `RemoveLink`: topology changes applied while the mesh
+//! `TopologyService.AddLink`, `RemoveLink` and `SetLinkTopics`: topology changes applied while the mesh
 //! runs (docs/topology-changes.md). The request is checked against the state, the engine
 //! holds every flow and reads the cut, the command records `TopologyChanged` with the
 //! cut, and the reconciler applies the prepared change in log order (service.rs). A
@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status};
 use super::auth::operator;
 use super::{Api, fingerprint, request_id, required};
 use crate::config::TopicPattern;
-use crate::state::config::link_spec;
+use crate::state::config::{link_spec, selection};
 use crate::state::events::{CutRecord, LinkRecord};
 use crate::state::{Command, CommandError, Payload, State};
 
@@ -82,6 +82,51 @@ pub async fn remove_link(
     changed(api, &cmd, after, |s| decide_removal(s, &name)).await
 }
 
+/// Changes a link's topics; see topology.proto.
+pub async fn set_link_topics(
+    api: &Api,
+    req: Request<pb::SetLinkTopicsRequest>,
+) -> Result<Response<pb::ChangeResponse>, Status> {
+    let actor = operator(&req, "SetLinkTopics")?;
+    let r = req.get_ref();
+    let name = required("name", &r.name)?.to_string();
+    let (include, exclude) = selection_of(r.topics.as_ref())?;
+    let cmd = Command {
+        method: "SetLinkTopics",
+        actor,
+        request_id: request_id(&r.request_id),
+        fingerprint: fingerprint(r, |r| r.request_id.clear()),
+        expected_revision: r.expected_revision,
+        touches: vec![format!("link:{name}")],
+    };
+    if let Some(out) = api.store.replayed(&cmd)? {
+        return Ok(response(out));
+    }
+    let decide = |s: &State| decide_topics(s, &name, &include, &exclude);
+    let change = api.store.with_state(decide)?;
+    if change.is_empty() {
+        return Ok(response(api.store.execute(&cmd, decide)?));
+    }
+    let record = api.store.with_state(|s| s.topology.link(&name).cloned());
+    let Some(mut record) = record else {
+        return Err(Status::not_found(format!("no link {name:?}")));
+    };
+    record.include = include.clone();
+    record.exclude = exclude.clone();
+    let topics = selection(&record)
+        .map_err(|e| Status::failed_precondition(format!("link {name:?}: {e}")))?;
+    let mut after = api.engine.spec();
+    match after.links.iter_mut().find(|l| l.name == name) {
+        Some(l) => l.topics = topics,
+        None => {
+            return Err(Status::failed_precondition(format!(
+                "link {name:?} is not running in the engine (it drains, or a restart is applying the config file)"
+            )));
+        }
+    }
+    changed(api, &cmd, after, decide).await
+}
+
 /// Holds the flows and reads the cut for `after`, records the command (decided again
 /// under the log's lock, its `TopologyChanged` given the cut) and leaves the prepared
 /// change to the reconciler, which applies it in log order; a command refused when it
@@ -145,7 +190,18 @@ fn link_record(r: &pb::AddLinkRequest) -> Result<LinkRecord, Status> {
             format!("names {a:?} twice; a link joins two distinct clusters"),
         ));
     }
-    let topics = r.topics.clone().unwrap_or_default();
+    let (include, exclude) = selection_of(r.topics.as_ref())?;
+    Ok(LinkRecord {
+        name,
+        clusters: [a.clone(), b.clone()],
+        include,
+        exclude,
+    })
+}
+
+/// A request's topic selection, checked: (include, exclude).
+fn selection_of(topics: Option<&pb::TopicSelection>) -> Result<(Vec<String>, Vec<String>), Status> {
+    let topics = topics.cloned().unwrap_or_default();
     if topics.include.is_empty() {
         return Err(super::error::invalid(
             "topics.include",
@@ -154,12 +210,7 @@ fn link_record(r: &pb::AddLinkRequest) -> Result<LinkRecord, Status> {
     }
     patterns("topics.include", &topics.include)?;
     patterns("topics.exclude", &topics.exclude)?;
-    Ok(LinkRecord {
-        name,
-        clusters: [a.clone(), b.clone()],
-        include: topics.include,
-        exclude: topics.exclude,
-    })
+    Ok((topics.include, topics.exclude))
 }
 
 fn patterns(field: &str, patterns: &[String]) -> Result<(), Status> {
@@ -258,6 +309,56 @@ fn decide_removal(state: &State, name: &str) -> Result<Vec<Payload>, CommandErro
         changes: vec![format!(
             "link {name} removed ({} and {}; it drains)",
             link.clusters[0], link.clusters[1]
+        )],
+        cut: Vec::new(),
+    }])
+}
+
+/// The events changing link `name`'s topics to `include` less `exclude`: none when it
+/// selects them already, else one `TopologyChanged` (its cut filled in by the caller).
+fn decide_topics(
+    state: &State,
+    name: &str,
+    include: &[String],
+    exclude: &[String],
+) -> Result<Vec<Payload>, CommandError> {
+    let t = &state.topology;
+    let Some(link) = t.link(name) else {
+        if state.draining_link(name).is_some() {
+            return Err(CommandError::FailedPrecondition(format!(
+                "link {name:?} was removed and drains; its topics no longer change"
+            )));
+        }
+        let known: Vec<&str> = t.links.iter().map(|l| l.name.as_str()).collect();
+        return Err(CommandError::NotFound(format!(
+            "no link {name:?} (the links are {known:?})"
+        )));
+    };
+    if link.include == include && link.exclude == exclude {
+        return Ok(Vec::new());
+    }
+    still_changing(state)?;
+    let changed = LinkRecord {
+        include: include.to_vec(),
+        exclude: exclude.to_vec(),
+        ..link.clone()
+    };
+    let links: Vec<LinkRecord> = t
+        .links
+        .iter()
+        .map(|l| {
+            if l.name == name {
+                changed.clone()
+            } else {
+                l.clone()
+            }
+        })
+        .collect();
+    Ok(vec![Payload::TopologyChanged {
+        links,
+        changes: vec![format!(
+            "link {name} topics changed from include {:?} exclude {:?} to include {include:?} exclude {exclude:?}",
+            link.include, link.exclude
         )],
         cut: Vec::new(),
     }])

@@ -316,4 +316,11 @@ impl pb::topology_service_server::TopologyService for Topology {
     ) -> Result<Response<pb::ChangeResponse>, Status> {
         super::links::remove_link(self.0.get()?, req).await
     }
+
+    async fn set_link_topics(
+        &self,
+        req: Request<pb::SetLinkTopicsRequest>,
+    ) -> Result<Response<pb::ChangeResponse>, Status> {
+        super::links::set_link_topics(self.0.get()?, req).await
+    }
 }

@@ -162,6 +162,39 @@ pub async fn remove_link(
     Ok(code)
 }
 
+/// Changes a link's topics; with `wait`, returns once the change has settled
+/// (`TopologySettled`).
+pub async fn set_link_topics(
+    api: &ApiArgs,
+    name: &str,
+    (include, exclude): (Vec<String>, Vec<String>),
+    wait: bool,
+    a: &ChangeArgs,
+) -> anyhow::Result<ExitCode> {
+    let mut c = api.connect().await?;
+    let req = pb::SetLinkTopicsRequest {
+        name: name.to_string(),
+        topics: Some(pb::TopicSelection { include, exclude }),
+        request_id: a.request_id.clone().unwrap_or_default(),
+        expected_revision: a.expected_revision,
+    };
+    let r = c
+        .topology
+        .set_link_topics(req)
+        .await
+        .map_err(|s| status_error("SetLinkTopics", s))?
+        .into_inner();
+    let code = report(&format!("set the topics of link {name}"), &r);
+    if !wait {
+        println!(
+            "the change settles once `TopologySettled` is recorded (duplex events --follow, or --wait)"
+        );
+        return Ok(code);
+    }
+    wait_settled(&mut c, &r, None).await?;
+    Ok(code)
+}
+
 /// Waits until the change `r` answered has settled (`TopologySettled`), saying when
 /// `removed` drained (`LinkRemoved`).
 async fn wait_settled(

@@ -7,9 +7,10 @@
 //! applied as one `ConfigApplied` event listing each difference; an unchanged file
 //! records nothing. The file always wins at start, and the log says what it changed.
 //!
-//! Links added through the API (`TopologyChanged`) are kept across restarts while the
-//! file stays as it was applied: the engine runs the file's clusters with the state's
-//! links and the routing history since the file was applied ([`engine_plan`]). A file
+//! Links added, removed or given other topics through the API (`TopologyChanged`) stay
+//! so across restarts while the file stays as it was applied: the engine runs the file's
+//! clusters with the state's links (a file link's client settings, the topics the log
+//! names) and the routing history since the file was applied ([`engine_plan`]). A file
 //! changed since replaces them all, as any file change does.
 
 use duplex_sync::routing::{History, Settling, TopologyCut};
@@ -156,7 +157,11 @@ pub fn engine_plan(config: &Config, state: &State) -> Result<(EngineSpec, Histor
         spec.links = links
             .iter()
             .map(|l| match file.links.iter().find(|f| f.name == l.name) {
-                Some(f) => Ok(f.clone()),
+                // The file's settings, with the topics the log names (SetLinkTopics).
+                Some(f) => Ok(LinkSpec {
+                    topics: selection(l).map_err(|e| format!("link {:?}: {e}", l.name))?,
+                    ..f.clone()
+                }),
                 None => link_spec(&file, l).map_err(|e| format!("link {:?}: {e}", l.name)),
             })
             .collect::<Result<_, _>>()?;
@@ -197,20 +202,25 @@ pub fn link_spec(spec: &EngineSpec, record: &LinkRecord) -> Result<LinkSpec, Str
             .position(|c| c.id == id)
             .ok_or_else(|| format!("the config file has no cluster {id:?}"))
     };
+    Ok(LinkSpec {
+        name: record.name.clone(),
+        clusters: [index(&record.clusters[0])?, index(&record.clusters[1])?],
+        topics: selection(record)?,
+        start: StartPosition::Earliest,
+        in_flight_bytes: spec.limits.in_flight_bytes,
+    })
+}
+
+/// The topic selection `record` names, its patterns anchored as the config file's are.
+pub fn selection(record: &LinkRecord) -> Result<TopicSelection, String> {
     let compile = |v: &[String]| -> Result<Vec<Regex>, String> {
         v.iter()
             .map(|p| TopicPattern::new(p).map(|p| p.regex().clone()))
             .collect()
     };
-    Ok(LinkSpec {
-        name: record.name.clone(),
-        clusters: [index(&record.clusters[0])?, index(&record.clusters[1])?],
-        topics: TopicSelection {
-            include: compile(&record.include)?,
-            exclude: compile(&record.exclude)?,
-        },
-        start: StartPosition::Earliest,
-        in_flight_bytes: spec.limits.in_flight_bytes,
+    Ok(TopicSelection {
+        include: compile(&record.include)?,
+        exclude: compile(&record.exclude)?,
     })
 }
 

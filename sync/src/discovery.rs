@@ -16,7 +16,6 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 
 use crate::error::SyncError;
-use crate::spec::TopicSelection;
 
 /// Topic name → partition count.
 pub type TopicMap = BTreeMap<String, usize>;
@@ -37,7 +36,7 @@ pub struct Listing {
 pub fn selected_topics<C: ClientContext>(
     client: &Client<C>,
     cluster: &str,
-    selection: &TopicSelection,
+    selects: impl Fn(&str) -> bool,
     timeout: Duration,
 ) -> Result<Listing, SyncError> {
     let md = client
@@ -48,7 +47,7 @@ pub fn selected_topics<C: ClientContext>(
             source,
         })?;
     let mut listing = Listing::default();
-    for t in md.topics().iter().filter(|t| selection.selects(t.name())) {
+    for t in md.topics().iter().filter(|t| selects(t.name())) {
         if t.error().is_none() && !t.partitions().is_empty() {
             listing
                 .topics

@@ -27,7 +27,7 @@ use tracing::info;
 use super::{Shared, link_flows, routes};
 use crate::clients;
 use crate::control::{EngineHandle, FlowControl, FlowState, every_flow};
-use crate::routing::{History, Settling, TopologyCut};
+use crate::routing::{History, Routes, Settling, TopologyCut};
 use crate::spec::{ClusterSpec, EngineSpec, LinkSpec, TopicSelection};
 
 /// Why a topology change was not applied. The flows run on with the routing they had.
@@ -170,7 +170,8 @@ impl EngineHandle {
         };
         // Read on every link of before and after: a removed link's topics are cut too.
         let whole = prepared.after.clone();
-        prepared.cut = tokio::task::spawn_blocking(move || read_cut(&whole))
+        let now = engine.history.get();
+        prepared.cut = tokio::task::spawn_blocking(move || read_cut(&whole, Some(now.current())))
             .await
             .map_err(|e| ChangeError::CutTask(e.to_string()))??;
         check_splits(&before, &prepared.after, &prepared.cut)?;
@@ -288,7 +289,7 @@ fn diff(
 ) -> Result<(Vec<LinkSpec>, Vec<LinkSpec>), ChangeError> {
     let unsupported = |what: String| {
         Err(ChangeError::Unsupported(format!(
-            "{what}: a running engine adds clusters, adds links and removes links (changing a link or a cluster is not built yet); change the config file and restart"
+            "{what}: a running engine adds clusters, adds and removes links and changes a link's topics (changing a link's other settings or a cluster is not built yet); change the config file and restart"
         )))
     };
     if !same_limits(before, after) {
@@ -319,7 +320,6 @@ fn diff(
             None => removed.push(l.clone()),
             Some(a)
                 if ends(before, l) != ends(after, a)
-                    || !same_selection(&l.topics, &a.topics)
                     || l.start != a.start
                     || l.in_flight_bytes != a.in_flight_bytes =>
             {
@@ -386,20 +386,19 @@ fn same_cluster(a: &ClusterSpec, b: &ClusterSpec) -> bool {
         && a.consumer == b.consumer
 }
 
-fn same_selection(a: &TopicSelection, b: &TopicSelection) -> bool {
-    let s = |v: &[regex::Regex]| v.iter().map(|r| r.as_str().to_string()).collect::<Vec<_>>();
-    s(&a.include) == s(&b.include) && s(&a.exclude) == s(&b.exclude)
-}
-
 fn same_limits(a: &EngineSpec, b: &EngineSpec) -> bool {
     a.limits == b.limits
 }
 
 /// The cut: on every cluster of `spec`, the end offset of every partition of every
-/// topic a link of that cluster selects (kept or draining). Every such partition is named, or the cut is
-/// not taken: a partition missing from it would count its old records as after the
-/// change. Blocking.
-pub(super) fn read_cut(spec: &EngineSpec) -> Result<TopologyCut, ChangeError> {
+/// topic a link of that cluster selects (kept or draining), or selected in `before` (the
+/// routes before the change: a narrowed selection's topics are cut too). Every such
+/// partition is named, or the cut is not taken: a partition missing from it would count
+/// its old records as after the change. Blocking.
+pub(super) fn read_cut(
+    spec: &EngineSpec,
+    before: Option<&Routes>,
+) -> Result<TopologyCut, ChangeError> {
     let timeout: Duration = spec.limits.request_timeout;
     let mut cut = TopologyCut::new();
     for (i, c) in spec.clusters.iter().enumerate() {
@@ -411,6 +410,7 @@ pub(super) fn read_cut(spec: &EngineSpec) -> Result<TopologyCut, ChangeError> {
             .all_links()
             .filter(|l| l.clusters.contains(&i))
             .map(|l| &l.topics)
+            .chain(before.into_iter().flat_map(|r| r.selections_of(&c.id)))
             .collect();
         if selections.is_empty() {
             continue;

@@ -59,7 +59,6 @@ fn link_flows(spec: &EngineSpec, l: &LinkSpec, history: &Arc<LiveHistory>) -> [F
         link: l.name.clone(),
         source: spec.clusters[s].clone(),
         target: spec.clusters[t].clone(),
-        topics: l.topics.clone(),
         start: l.start,
         in_flight_bytes: l.in_flight_bytes,
         limits: spec.limits.clone(),

@@ -36,7 +36,7 @@ use super::Shared;
 use super::change::{hold_every_flow, read_cut};
 use crate::control::{FlowControl, FlowState, every_flow};
 use crate::routing::{Settling, TopologyCut};
-use crate::spec::{EngineSpec, LinkSpec};
+use crate::spec::EngineSpec;
 
 /// How often a round that waits says what it waits for.
 const REPORT_EVERY: Duration = Duration::from_secs(30);
@@ -240,7 +240,7 @@ async fn wait_acknowledged(
     let began = Instant::now();
     let mut reported = Instant::now();
     let entries = ends.entries();
-    while let Some(behind) = first_behind(engine, spec, &entries, &owes) {
+    while let Some(behind) = first_behind(engine, &entries, &owes) {
         set_status(engine, Some(format!("{what}: waits for {behind}")));
         if reported.elapsed() >= REPORT_EVERY {
             info!(step = what, waiting_on = %behind, waited = ?began.elapsed(), "Settling a topology change waits for a flow to acknowledge what was written before the step began.");
@@ -257,7 +257,8 @@ async fn read_ends(spec: &EngineSpec, engine: &Shared) -> TopologyCut {
     let mut backoff = Duration::from_millis(500);
     loop {
         let s = spec.clone();
-        match tokio::task::spawn_blocking(move || read_cut(&s)).await {
+        let before = engine.history.get();
+        match tokio::task::spawn_blocking(move || read_cut(&s, before.settling_routes())).await {
             Ok(Ok(ends)) => return ends,
             Ok(Err(e)) => {
                 warn!(error = %e, retry_in = ?backoff, "Settling a topology change cannot read the end offsets for its next step; retrying.")
@@ -278,16 +279,16 @@ async fn read_ends(spec: &EngineSpec, engine: &Shared) -> TopologyCut {
 /// `TopologyCut::entries`), described.
 fn first_behind(
     engine: &Shared,
-    spec: &EngineSpec,
     entries: &[(String, String, i32, i64)],
     owes: &impl Fn(&FlowControl, &str) -> bool,
 ) -> Option<String> {
+    let history = engine.history.get();
     for c in every_flow(&engine.controls.flows) {
-        let Some(link) = link_of(spec, &c.link) else {
-            continue;
-        };
         for (topic, cluster, partition, end) in entries {
-            if *cluster != c.source || *end <= 0 || !link.topics.selects(topic) || !owes(&c, topic)
+            if *cluster != c.source
+                || *end <= 0
+                || !history.reads(topic, &c.source, &c.target)
+                || !owes(&c, topic)
             {
                 continue;
             }
@@ -304,10 +305,6 @@ fn first_behind(
         }
     }
     None
-}
-
-fn link_of<'a>(spec: &'a EngineSpec, name: &str) -> Option<&'a LinkSpec> {
-    spec.all_links().find(|l| l.name == name)
 }
 
 /// Stops a drained link's flows for good, forgets them, and announces the link removed.

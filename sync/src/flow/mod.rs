@@ -35,7 +35,7 @@ use crate::discovery::TopicCreator;
 use crate::error::SyncError;
 use crate::metrics::FlowMetrics;
 use crate::routing::FlowRoutes;
-use crate::spec::{ClusterSpec, Limits, StartPosition, TopicSelection};
+use crate::spec::{ClusterSpec, Limits, StartPosition};
 
 /// Everything one flow needs, fixed for its lifetime.
 #[derive(Debug, Clone)]
@@ -46,8 +46,6 @@ pub struct FlowSpec {
     pub source: ClusterSpec,
     /// Target cluster.
     pub target: ClusterSpec,
-    /// Topics of the link.
-    pub topics: TopicSelection,
     /// Start position for partitions never replicated.
     pub start: StartPosition,
     /// Bytes of records sent and not yet acknowledged, at most.

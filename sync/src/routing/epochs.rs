@@ -235,6 +235,31 @@ impl History {
         newly.then(|| self.changes[n - 1].0.topic(topic))
     }
 
+    /// The routes before the last change, while it has not settled: what the flows still
+    /// owe below its cut is routed by them.
+    pub fn settling_routes(&self) -> Option<&Routes> {
+        if self.settling() == Settling::Settled {
+            return None;
+        }
+        let n = self.changes.len();
+        Some(if n == 1 {
+            &self.first
+        } else {
+            &self.changes[n - 2].1
+        })
+    }
+
+    /// Whether flow `source → target` reads `topic`: the routes now have a link between
+    /// the two select it, or the routes before a change that has not settled did (the
+    /// flow still carries what they owe below the cut: a link's selection narrowed, or
+    /// the link removed and draining).
+    pub fn reads(&self, topic: &str, source: &str, target: &str) -> bool {
+        self.current().carries(topic, source, target)
+            || self
+                .settling_routes()
+                .is_some_and(|r| r.carries(topic, source, target))
+    }
+
     /// The cut of the last change that made flow `source → target` carry `topic` when
     /// the epoch before did not; `None` when it has carried it since the first routes
     /// (or does not carry it now).

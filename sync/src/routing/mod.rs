@@ -62,6 +62,18 @@ impl Routes {
         self.ids.iter().position(|i| i == id)
     }
 
+    /// The topic selections of the links of cluster `id`.
+    pub fn selections_of(&self, id: &str) -> Vec<&TopicSelection> {
+        let Some(i) = self.index(id) else {
+            return Vec::new();
+        };
+        self.links
+            .iter()
+            .filter(|(pair, _)| pair.contains(&i))
+            .map(|(_, sel)| sel)
+            .collect()
+    }
+
     /// Whether a link between clusters `a` and `b` selects `topic`.
     pub fn carries(&self, topic: &str, a: &str, b: &str) -> bool {
         let (Some(a), Some(b)) = (self.index(a), self.index(b)) else {
@@ -171,6 +183,12 @@ impl FlowRoutes {
         self.history
             .get()
             .rewinds(topic, &self.source, &self.target)
+    }
+
+    /// Whether this flow reads `topic` now: its link selects it, or selected it before a
+    /// change that has not settled (the flow still carries what the routes before owe).
+    pub fn reads(&self, topic: &str) -> bool {
+        self.history.get().reads(topic, &self.source, &self.target)
     }
 
     /// When the links that select `topic` fall into separate parts, the cluster ids of

@@ -53,7 +53,7 @@ impl Flow {
         let topics = joined(
             "fetch source metadata",
             spawn_blocking(move || {
-                selected_topics(admin.inner(), &s.source.id, &s.topics, timeout)
+                selected_topics(admin.inner(), &s.source.id, |t| s.routes.reads(t), timeout)
             })
             .await,
         );
