@@ -23,6 +23,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Type names (`prost::Name`) let the codec name the message a client got wrong.
     let mut config = prost_build::Config::new();
     config.enable_type_names();
+    // Ordered maps: a request's fingerprint (its encoding, for idempotency keys) must not
+    // depend on a hash map's iteration order.
+    config.btree_map(["."]);
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)

@@ -61,6 +61,13 @@ enum Command {
         #[command(subcommand)]
         action: LinkAction,
     },
+    /// Add a cluster to a running service, joined by new links, while every cluster is
+    /// written: it receives what the others write from the change on, and they what it
+    /// writes (docs/topology-changes.md).
+    Clusters {
+        #[command(subcommand)]
+        action: ClusterAction,
+    },
     /// Print a running service's event log.
     Events {
         #[command(flatten)]
@@ -94,6 +101,12 @@ enum Target {
         #[command(flatten)]
         change: duplex::client::change::ChangeArgs,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterAction {
+    /// Add a cluster, linked to one or more clusters of the mesh.
+    Add(Box<duplex::client::clusters::AddClusterArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -186,6 +199,7 @@ fn main() -> ExitCode {
         Command::Status { .. }
         | Command::Flows { .. }
         | Command::Links { .. }
+        | Command::Clusters { .. }
         | Command::Events { .. } => duplex::telemetry::init_with("warn"),
         _ => duplex::telemetry::init(),
     }
@@ -254,6 +268,9 @@ fn main() -> ExitCode {
             wait,
             &change,
         )),
+        Command::Clusters {
+            action: ClusterAction::Add(args),
+        } => duplex::client::run(duplex::client::clusters::add(&args)),
         Command::Events { api, from, follow } => {
             duplex::client::run(duplex::client::events::events(&api, from, follow))
         }

@@ -72,6 +72,14 @@ enum Call {
     RemoveLink(String, String, Option<u64>),
     /// name, include, exclude, key, revision.
     SetLinkTopics(String, Vec<String>, Vec<String>, String, Option<u64>),
+    /// id, bootstrap, options, links (name, peer, include), key.
+    AddCluster(
+        String,
+        String,
+        Vec<(String, String)>,
+        Vec<(String, String, Vec<String>)>,
+        String,
+    ),
 }
 
 fn call() -> impl Strategy<Value = Call> {
@@ -129,6 +137,42 @@ fn call() -> impl Strategy<Value = Call> {
         // would no longer be joined), one that keeps them is applied.
         (prop::collection::vec(field(), 0..2), field(), revision())
             .prop_map(|(i, k, r)| Call::SetLinkTopics("a-b".into(), i, Vec::new(), k, r)),
+        (
+            field(),
+            field(),
+            prop::collection::vec((field(), field()), 0..3),
+            prop::collection::vec(
+                (field(), field(), prop::collection::vec(field(), 0..2)),
+                0..3
+            ),
+            field()
+        )
+            .prop_map(|(i, b, o, mut l, k)| {
+                // Never a peer the mesh has: a well-formed addition would hold the flows
+                // and wait for the unreachable cluster's end offsets (UNAVAILABLE).
+                for (_, peer, _) in &mut l {
+                    if peer == "a" || peer == "b" {
+                        peer.push('x');
+                    }
+                }
+                Call::AddCluster(i, b, o, l, k)
+            }),
+        // A cluster the mesh has, or a secret option: refused before anything is held.
+        (
+            Just("a".to_string()),
+            prop_oneof![
+                Just(vec![("sasl.password".to_string(), "x".to_string())]),
+                Just(Vec::new())
+            ],
+            field()
+        )
+            .prop_map(|(i, o, k)| Call::AddCluster(
+                i,
+                "127.0.0.1:1".into(),
+                o,
+                vec![(String::new(), "b".into(), vec![".*".into()])],
+                k
+            )),
         // The one link, whose removal would cut a cluster off: refused.
         (field(), revision()).prop_map(|(k, r)| Call::RemoveLink("a-b".into(), k, r)),
         // Two real clusters, linked already: refused, nothing held for long.
@@ -218,6 +262,30 @@ async fn run(
                 topics: Some(pb::TopicSelection { include, exclude }),
                 request_id,
                 expected_revision,
+            })
+            .await?;
+        }
+        Call::AddCluster(id, bootstrap_servers, options, links, request_id) => {
+            t.add_cluster(pb::AddClusterRequest {
+                cluster: Some(pb::ClusterSettings {
+                    id,
+                    bootstrap_servers,
+                    options: options.into_iter().collect(),
+                    ..Default::default()
+                }),
+                links: links
+                    .into_iter()
+                    .map(|(name, peer, include)| pb::ClusterLink {
+                        name,
+                        peer,
+                        topics: Some(pb::TopicSelection {
+                            include,
+                            exclude: Vec::new(),
+                        }),
+                    })
+                    .collect(),
+                request_id,
+                expected_revision: None,
             })
             .await?;
         }
@@ -389,6 +457,7 @@ fn every_rpc_answers_random_and_malformed_input_clearly_on_mock() {
         "/duplex.v1.TopologyService/AddLink",
         "/duplex.v1.TopologyService/RemoveLink",
         "/duplex.v1.TopologyService/SetLinkTopics",
+        "/duplex.v1.TopologyService/AddCluster",
         "/duplex.v1.EventService/ListEvents",
         "/duplex.v1.EventService/WatchEvents",
         "/duplex.v1.VerificationService/StartVerification",

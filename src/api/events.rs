@@ -88,13 +88,16 @@ pub fn event_pb(e: &Event) -> pb::Event {
             links,
             changes,
             cut,
+            clusters_added,
         } => {
-            let (_, links) = topology_pb(&Topology {
+            let (clusters_added, links) = topology_pb(&Topology {
                 links: links.clone(),
+                clusters: clusters_added.clone(),
                 ..Topology::default()
             });
             P::TopologyChanged(pb::TopologyChanged {
                 links,
+                clusters_added,
                 changes: changes.clone(),
                 cut: cut
                     .iter()

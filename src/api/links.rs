@@ -1,5 +1,5 @@
-//! `TopologyService.AddLink`, `RemoveLink` and `SetLinkTopics`: topology changes applied while the mesh
-//! runs (docs/topology-changes.md). The request is checked against the state, the engine
+//! `TopologyService.AddLink`, `RemoveLink` and `SetLinkTopics`: topology changes applied
+//! while the mesh runs (docs/topology-changes.md). The request is checked against the state, the engine
 //! holds every flow and reads the cut, the command records `TopologyChanged` with the
 //! cut, and the reconciler applies the prepared change in log order (service.rs). A
 //! removed link drains; the service records `LinkRemoved` when the engine retires it.
@@ -90,7 +90,7 @@ pub async fn set_link_topics(
     let actor = operator(&req, "SetLinkTopics")?;
     let r = req.get_ref();
     let name = required("name", &r.name)?.to_string();
-    let (include, exclude) = selection_of(r.topics.as_ref())?;
+    let (include, exclude) = selection_of("topics", r.topics.as_ref())?;
     let cmd = Command {
         method: "SetLinkTopics",
         actor,
@@ -131,7 +131,7 @@ pub async fn set_link_topics(
 /// under the log's lock, its `TopologyChanged` given the cut) and leaves the prepared
 /// change to the reconciler, which applies it in log order; a command refused when it
 /// is decided releases the flows with the routing they had.
-async fn changed(
+pub(super) async fn changed(
     api: &Api,
     cmd: &Command,
     after: duplex_sync::spec::EngineSpec,
@@ -162,7 +162,7 @@ async fn changed(
     Ok(response(out?))
 }
 
-fn response(out: crate::state::Outcome) -> Response<pb::ChangeResponse> {
+pub(super) fn response(out: crate::state::Outcome) -> Response<pb::ChangeResponse> {
     Response::new(pb::ChangeResponse {
         events: out.events,
         revision: out.revision,
@@ -190,7 +190,7 @@ fn link_record(r: &pb::AddLinkRequest) -> Result<LinkRecord, Status> {
             format!("names {a:?} twice; a link joins two distinct clusters"),
         ));
     }
-    let (include, exclude) = selection_of(r.topics.as_ref())?;
+    let (include, exclude) = selection_of("topics", r.topics.as_ref())?;
     Ok(LinkRecord {
         name,
         clusters: [a.clone(), b.clone()],
@@ -199,17 +199,20 @@ fn link_record(r: &pb::AddLinkRequest) -> Result<LinkRecord, Status> {
     })
 }
 
-/// A request's topic selection, checked: (include, exclude).
-fn selection_of(topics: Option<&pb::TopicSelection>) -> Result<(Vec<String>, Vec<String>), Status> {
+/// A request's topic selection (field `field`), checked: (include, exclude).
+pub(super) fn selection_of(
+    field: &str,
+    topics: Option<&pb::TopicSelection>,
+) -> Result<(Vec<String>, Vec<String>), Status> {
     let topics = topics.cloned().unwrap_or_default();
     if topics.include.is_empty() {
         return Err(super::error::invalid(
-            "topics.include",
+            &format!("{field}.include"),
             "is empty; a link replicates the topics matching at least one pattern",
         ));
     }
-    patterns("topics.include", &topics.include)?;
-    patterns("topics.exclude", &topics.exclude)?;
+    patterns(&format!("{field}.include"), &topics.include)?;
+    patterns(&format!("{field}.exclude"), &topics.exclude)?;
     Ok((topics.include, topics.exclude))
 }
 
@@ -244,7 +247,7 @@ fn decide(state: &State, link: &LinkRecord) -> Result<Vec<Payload>, CommandError
         if !t.clusters.iter().any(|k| k.id == *c) {
             let known: Vec<&str> = t.clusters.iter().map(|k| k.id.as_str()).collect();
             return Err(CommandError::NotFound(format!(
-                "no cluster {c:?} (the config file names {known:?}; a link joins two of them)"
+                "no cluster {c:?} (the clusters are {known:?}; a link joins two of them)"
             )));
         }
     }
@@ -279,6 +282,7 @@ fn decide(state: &State, link: &LinkRecord) -> Result<Vec<Payload>, CommandError
             link.name, link.clusters[0], link.clusters[1]
         )],
         cut: Vec::new(),
+        clusters_added: Vec::new(),
     }])
 }
 
@@ -311,6 +315,7 @@ fn decide_removal(state: &State, name: &str) -> Result<Vec<Payload>, CommandErro
             link.clusters[0], link.clusters[1]
         )],
         cut: Vec::new(),
+        clusters_added: Vec::new(),
     }])
 }
 
@@ -361,6 +366,7 @@ fn decide_topics(
             link.include, link.exclude
         )],
         cut: Vec::new(),
+        clusters_added: Vec::new(),
     }])
 }
 
@@ -368,7 +374,7 @@ fn decide_topics(
 /// settled: decided under the log's lock, so no change can come between the end of
 /// either and its event (`LinkRemoved`, `TopologySettled`), also across a restart (the
 /// engine refuses too, but it ends them before the events are recorded).
-fn still_changing(state: &State) -> Result<(), CommandError> {
+pub(super) fn still_changing(state: &State) -> Result<(), CommandError> {
     if let Some(l) = state.draining.first() {
         return Err(CommandError::FailedPrecondition(format!(
             "link {:?} ({} and {}) was removed and still drains: no other topology change until it is removed (LinkRemoved)",

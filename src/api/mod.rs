@@ -13,6 +13,7 @@
 //! (the schema, which is public in proto/, and no data).
 
 pub mod auth;
+pub mod clusters;
 pub mod error;
 pub mod events;
 pub mod links;

@@ -323,4 +323,11 @@ impl pb::topology_service_server::TopologyService for Topology {
     ) -> Result<Response<pb::ChangeResponse>, Status> {
         super::links::set_link_topics(self.0.get()?, req).await
     }
+
+    async fn add_cluster(
+        &self,
+        req: Request<pb::AddClusterRequest>,
+    ) -> Result<Response<pb::ChangeResponse>, Status> {
+        super::clusters::add_cluster(self.0.get()?, req).await
+    }
 }

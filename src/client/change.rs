@@ -28,7 +28,7 @@ pub struct ChangeArgs {
     pub expected_revision: Option<u64>,
 }
 
-fn report(what: &str, r: &pb::ChangeResponse) -> ExitCode {
+pub(super) fn report(what: &str, r: &pb::ChangeResponse) -> ExitCode {
     if r.replayed {
         println!(
             "{what}: already done by an earlier call with this request id (revision {})",
@@ -121,13 +121,7 @@ pub async fn add_link(
         .map_err(|s| status_error("AddLink", s))?
         .into_inner();
     let code = report(&format!("add link {name}"), &r);
-    if !wait {
-        println!(
-            "the change settles once `TopologySettled` is recorded (duplex events --follow, or --wait)"
-        );
-        return Ok(code);
-    }
-    wait_settled(&mut c, &r, None).await?;
+    settled(&mut c, &r, wait).await?;
     Ok(code)
 }
 
@@ -185,14 +179,23 @@ pub async fn set_link_topics(
         .map_err(|s| status_error("SetLinkTopics", s))?
         .into_inner();
     let code = report(&format!("set the topics of link {name}"), &r);
-    if !wait {
-        println!(
-            "the change settles once `TopologySettled` is recorded (duplex events --follow, or --wait)"
-        );
-        return Ok(code);
-    }
-    wait_settled(&mut c, &r, None).await?;
+    settled(&mut c, &r, wait).await?;
     Ok(code)
+}
+
+/// With `wait`, waits until the change `r` answered has settled; without, says how to.
+pub(super) async fn settled(
+    c: &mut super::Clients,
+    r: &pb::ChangeResponse,
+    wait: bool,
+) -> anyhow::Result<()> {
+    if wait {
+        return wait_settled(c, r, None).await;
+    }
+    println!(
+        "the change settles once `TopologySettled` is recorded (duplex events --follow, or --wait)"
+    );
+    Ok(())
 }
 
 /// Waits until the change `r` answered has settled (`TopologySettled`), saying when

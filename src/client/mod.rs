@@ -3,6 +3,7 @@
 //! success, 2 when the call failed (the error named, with its gRPC code).
 
 pub mod change;
+pub mod clusters;
 pub mod events;
 pub mod status;
 

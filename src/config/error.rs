@@ -244,7 +244,7 @@ fn walk_value(
 
 /// Appends a key to a dotted path, quoting it as TOML would when it is not bare
 /// (`options."sasl.password"`), so the path can be pasted back into a search.
-pub(super) fn join_key(prefix: &str, key: &str) -> String {
+pub(crate) fn join_key(prefix: &str, key: &str) -> String {
     let bare = !key.is_empty()
         && key
             .chars()

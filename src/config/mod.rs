@@ -24,6 +24,8 @@ use serde::Deserialize;
 
 pub use api::{ApiConfig, ApiToken, MIN_TOKEN_LEN, Role, Secret, TlsConfig, TokenConfig};
 pub use error::ConfigError;
+pub(crate) use error::join_key;
+pub use validate::check_cluster;
 pub use values::{ByteSize, HumanDuration, ListenAddr, TopicPattern};
 
 /// Every default of the file, in one place; docs/configuration.md repeats them.

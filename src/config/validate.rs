@@ -63,7 +63,7 @@ impl Config {
         let mut seen: HashMap<&str, usize> = HashMap::new();
         for (i, c) in self.clusters.iter().enumerate() {
             let key = format!("clusters[{i}]");
-            check_name(&format!("{key}.id"), "cluster id", &c.id, MAX_ID_LEN)?;
+            check_cluster(&key, c)?;
             if let Some(first) = seen.insert(&c.id, i) {
                 return Err(ConfigError::invalid(
                     format!("{key}.id"),
@@ -73,8 +73,6 @@ impl Config {
                     ),
                 ));
             }
-            check_bootstrap(&format!("{key}.bootstrap_servers"), &c.bootstrap_servers)?;
-            check_options(&key, c)?;
         }
         Ok(())
     }
@@ -208,6 +206,14 @@ pub(super) fn check_name(
         ));
     }
     Ok(())
+}
+
+/// Checks one cluster's id, bootstrap servers and options, naming keys under `key`
+/// (`clusters[0]` in the file, `cluster` in an AddCluster request).
+pub fn check_cluster(key: &str, c: &ClusterConfig) -> Result<(), ConfigError> {
+    check_name(&format!("{key}.id"), "cluster id", &c.id, MAX_ID_LEN)?;
+    check_bootstrap(&format!("{key}.bootstrap_servers"), &c.bootstrap_servers)?;
+    check_options(key, c)
 }
 
 fn check_bootstrap(key: &str, servers: &str) -> Result<(), ConfigError> {

@@ -14,7 +14,7 @@
 //! changed since replaces them all, as any file change does.
 
 use duplex_sync::routing::{History, Settling, TopologyCut};
-use duplex_sync::spec::{EngineSpec, LinkSpec, StartPosition, TopicSelection};
+use duplex_sync::spec::{ClusterSpec, EngineSpec, LinkSpec, StartPosition, TopicSelection};
 use regex::Regex;
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -32,6 +32,7 @@ pub fn topology_of(config: &Config) -> Topology {
         .map(|c| ClusterRecord {
             id: c.id.clone(),
             bootstrap_servers: c.bootstrap_servers.trim().to_string(),
+            client: Default::default(),
         })
         .collect();
     let links: Vec<LinkRecord> = config
@@ -147,11 +148,18 @@ pub fn seed(store: &Store, config: &Config, file: &str) -> Result<(), LogError> 
     store.record(payloads).map(|_| ())
 }
 
-/// What the engine runs: the file's clusters and limits, the state's links (the file's,
-/// and those added at runtime since the file was applied), and the routing history
+/// What the engine runs: the file's clusters and limits with the clusters added at
+/// runtime, the state's links (the file's, and those added at runtime since the file was
+/// applied), and the routing history
 /// since then. An error names a recorded link the file's clusters cannot carry.
 pub fn engine_plan(config: &Config, state: &State) -> Result<(EngineSpec, History), String> {
-    let file = config.engine_spec();
+    let mut file = config.engine_spec();
+    // The clusters added through the API since the file was applied (AddCluster).
+    for c in &state.topology.clusters {
+        if !file.clusters.iter().any(|f| f.id == c.id) {
+            file.clusters.push(cluster_spec(c));
+        }
+    }
     let with = |links: &[LinkRecord]| -> Result<EngineSpec, String> {
         let mut spec = file.clone();
         spec.links = links
@@ -209,6 +217,15 @@ pub fn link_spec(spec: &EngineSpec, record: &LinkRecord) -> Result<LinkSpec, Str
         start: StartPosition::Earliest,
         in_flight_bytes: spec.limits.in_flight_bytes,
     })
+}
+
+/// The engine's cluster for a cluster the log records as added through the API.
+pub fn cluster_spec(c: &ClusterRecord) -> ClusterSpec {
+    let mut spec = ClusterSpec::new(c.id.clone(), c.bootstrap_servers.clone());
+    spec.options = c.client.options.clone();
+    spec.producer = c.client.producer.clone();
+    spec.consumer = c.client.consumer.clone();
+    spec
 }
 
 /// The topic selection `record` names, its patterns anchored as the config file's are.

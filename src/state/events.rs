@@ -5,6 +5,8 @@
 //! readable. A payload whose meaning changes gets a new `v`; the fold knows every
 //! version it was ever written with. docs/api.md lists them all (the event catalogue).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// One recorded event.
@@ -50,10 +52,11 @@ pub enum Payload {
         /// What changed since the last one, one line each; empty on the first.
         changes: Vec<String>,
     },
-    /// Links were added or removed while the service ran (AddLink, RemoveLink), taking
-    /// effect at `cut` (docs/topology-changes.md): records below it are routed as
-    /// before, records at or past it by the links after. A link in the links before and
-    /// not after drains until `LinkRemoved`.
+    /// Clusters or links were added, links removed or their topics changed while the
+    /// service ran (AddCluster, AddLink, RemoveLink, SetLinkTopics), taking effect at
+    /// `cut` (docs/topology-changes.md): records below it are routed as before, records
+    /// at or past it by the links after. A link in the links before and not after drains
+    /// until `LinkRemoved`.
     TopologyChanged {
         /// The links after the change.
         links: Vec<LinkRecord>,
@@ -61,6 +64,9 @@ pub enum Payload {
         changes: Vec<String>,
         /// Where it took effect.
         cut: Vec<CutRecord>,
+        /// The clusters it added (AddCluster).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        clusters_added: Vec<ClusterRecord>,
     },
     /// A removed link's drain is over: its flows carried what the routes before its
     /// removal owed and are retired.
@@ -188,14 +194,40 @@ impl Payload {
     }
 }
 
-/// A cluster as the log records it: its id and bootstrap servers, never its client
-/// options (they hold secrets; they stay in the config file).
+/// A cluster as the log records it: its id and bootstrap servers. A config file
+/// cluster's client options stay in the file (they may hold secrets); a cluster added
+/// through the API (AddCluster) has its options here, none of them secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterRecord {
     /// Stable id.
     pub id: String,
     /// `host:port,...`.
     pub bootstrap_servers: String,
+    /// The client options of a cluster added through the API; empty for the file's.
+    #[serde(default, skip_serializing_if = "ClientOptions::is_empty")]
+    pub client: ClientOptions,
+}
+
+/// librdkafka options of a cluster added through the API, as a `[[clusters]]` table has
+/// them; never a secret (the API refuses those).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientOptions {
+    /// For every client.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
+    /// For producers writing to it, over `options`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub producer: BTreeMap<String, String>,
+    /// For consumers reading it, over `options`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub consumer: BTreeMap<String, String>,
+}
+
+impl ClientOptions {
+    /// Whether it sets nothing.
+    pub fn is_empty(&self) -> bool {
+        self.options.is_empty() && self.producer.is_empty() && self.consumer.is_empty()
+    }
 }
 
 /// A link as the log records it.

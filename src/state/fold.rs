@@ -153,7 +153,15 @@ impl State {
                 self.settling = None;
                 self.forget_flows_but_of(links);
             }
-            Payload::TopologyChanged { links, cut, .. } => {
+            Payload::TopologyChanged {
+                links,
+                cut,
+                clusters_added,
+                ..
+            } => {
+                self.topology
+                    .clusters
+                    .extend(clusters_added.iter().cloned());
                 let removed = self
                     .topology
                     .links
@@ -327,6 +335,7 @@ mod tests {
                 links: chain.clone(),
                 changes: Vec::new(),
                 cut: Vec::new(),
+                clusters_added: Vec::new(),
             },
         ));
         assert_eq!(s.topology.links, chain);
@@ -343,6 +352,7 @@ mod tests {
                 links: vec![triangle[2].clone()],
                 changes: Vec::new(),
                 cut: Vec::new(),
+                clusters_added: Vec::new(),
             },
         ));
         assert_eq!(s.draining.len(), 1);
