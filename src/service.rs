@@ -97,7 +97,6 @@ pub async fn start(
         );
     }
     let spec = Arc::new(spec);
-    let runs = Runs::open(store.clone(), spec.clone(), state_dir)?;
     let started = duplex_sync::engine::start(
         &spec,
         Some(history),
@@ -106,6 +105,14 @@ pub async fn start(
         cancel.clone(),
     );
     let engine = started.handle.clone();
+    let runs = match Runs::open(store.clone(), engine.clone(), state_dir) {
+        Ok(runs) => runs,
+        Err(e) => {
+            // Nothing serves this engine: stop it with the start that failed.
+            cancel.cancel();
+            return Err(e.into());
+        }
+    };
     let handle = engine.clone();
     let pending_change: Arc<std::sync::Mutex<Option<duplex_sync::engine::PreparedChange>>> =
         Arc::new(std::sync::Mutex::new(None));

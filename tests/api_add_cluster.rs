@@ -205,10 +205,47 @@ async fn a_cluster_joins_a_triangle_while_written_and_stays_after_a_restart() {
     assert_eq!(st.code(), Code::InvalidArgument, "{st:?}");
     assert!(st.message().starts_with("cluster.id"), "{st:?}");
     r.cluster.as_mut().unwrap().id = "e".into();
-    r.links.clear();
-    let st = refused(t.add_cluster(r).await);
+    r.links[1].name = "c-e".into();
+    let mut no_links = r.clone();
+    no_links.links.clear();
+    let st = refused(t.add_cluster(no_links).await);
     assert_eq!(st.code(), Code::InvalidArgument, "{st:?}");
     assert!(st.message().starts_with("links"), "{st:?}");
+    let mut twice = r.clone();
+    twice.links[1].peer = "b".into();
+    let st = refused(t.add_cluster(twice).await);
+    assert_eq!(st.code(), Code::InvalidArgument, "{st:?}");
+    assert!(st.message().starts_with("links[1].peer"), "{st:?}");
+    // Options librdkafka refuses, and a cluster that does not answer, are refused before
+    // any flow is held: nothing is recorded and the mesh runs on.
+    let mut bad = r.clone();
+    let producer = &mut bad.cluster.as_mut().unwrap().producer;
+    producer.insert("linger.ms".into(), "soon".into());
+    let st = refused(t.add_cluster(bad).await);
+    assert_eq!(st.code(), Code::InvalidArgument, "{st:?}");
+    assert!(st.message().starts_with("cluster.producer"), "{st:?}");
+    let mut away = r.clone();
+    away.cluster.as_mut().unwrap().bootstrap_servers = "127.0.0.1:1".into();
+    let st = refused(t.add_cluster(away).await);
+    assert_eq!(st.code(), Code::Unavailable, "{st:?}");
+    assert!(st.message().contains("no flow was held"), "{st:?}");
+    let log = harness::service::all_events(&mut e, 100).await;
+    assert_eq!(the_change(&log).0, seq, "nothing recorded by the refusals");
+    // A verification may name the added cluster at once.
+    let mut v = pb::verification_service_client::VerificationServiceClient::connect(format!(
+        "http://{api}"
+    ))
+    .await
+    .unwrap();
+    let run = v
+        .start_verification(pb::StartVerificationRequest {
+            between: vec!["d".into(), "a".into()],
+            topics: topic.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("a verification over d starts");
+    assert!(!run.into_inner().name.is_empty());
     s.stop().await;
 
     // A restart with the file unchanged runs d and its links from the log.

@@ -5,7 +5,15 @@
 //! applies it. The cluster's client options are recorded with it, so no secret is
 //! accepted: a cluster that needs one is declared in the config file.
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
 use duplex_proto::v1 as pb;
+use duplex_sync::clients;
+use duplex_sync::spec::ClusterSpec;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::BaseProducer;
 use tonic::{Request, Response, Status};
 
 use super::auth::operator;
@@ -25,6 +33,8 @@ const MAX_BOOTSTRAP: usize = 4096;
 /// The most options in one table, and the longest option name.
 const MAX_OPTIONS: usize = 256;
 const MAX_OPTION_NAME: usize = 256;
+/// The longest option value (librdkafka's refusal of a value repeats it).
+const MAX_OPTION_VALUE: usize = 4096;
 
 /// Adds a cluster; see topology.proto.
 pub async fn add_cluster(
@@ -55,6 +65,12 @@ pub async fn add_cluster(
         return Ok(response(api.store.execute(&cmd, decide)?));
     }
     let mut after = api.engine.spec();
+    probe(
+        cluster_spec(&cluster),
+        after.limits.in_flight_bytes,
+        after.limits.request_timeout,
+    )
+    .await?;
     if after.clusters.iter().any(|c| c.id == cluster.id) {
         return Err(Status::failed_precondition(format!(
             "cluster {:?} runs in the engine already (a restart is applying the config file)",
@@ -68,6 +84,43 @@ pub async fn add_cluster(
         after.links.push(spec);
     }
     changed(api, &cmd, after, decide).await
+}
+
+/// Builds the clients the engine will build for the new cluster (a producer, a consumer
+/// and a scanner) and asks it for its metadata, before any flow is held: options
+/// librdkafka refuses are INVALID_ARGUMENT (a value it refuses would otherwise fault the
+/// new flows after the change is recorded, and hold its settling), an unreachable
+/// cluster UNAVAILABLE, and the mesh is stopped for neither.
+async fn probe(spec: ClusterSpec, in_flight: usize, timeout: Duration) -> Result<(), Status> {
+    let probe = move || -> Result<(), Status> {
+        let refused = |map: &BTreeMap<String, String>, table: &str, e: KafkaError| {
+            let field = if map.is_empty() { "options" } else { table };
+            super::error::invalid(
+                &format!("cluster.{field}"),
+                format!("librdkafka refuses the options: {e}"),
+            )
+        };
+        let id = "duplex-probe";
+        let _: BaseProducer = clients::producer(&spec, id, in_flight)
+            .create()
+            .map_err(|e| refused(&spec.producer, "producer", e))?;
+        let _: BaseConsumer = clients::consumer(&spec, id, id, in_flight)
+            .create()
+            .map_err(|e| refused(&spec.consumer, "consumer", e))?;
+        let scanner: BaseConsumer = clients::scanner(&spec, id)
+            .create()
+            .map_err(|e| refused(&spec.consumer, "consumer", e))?;
+        scanner.fetch_metadata(None, timeout).map_err(|e| {
+            Status::unavailable(format!(
+                "cannot reach cluster {:?} at {:?}: {e}; nothing changed and no flow was held",
+                spec.id, spec.bootstrap_servers
+            ))
+        })?;
+        Ok(())
+    };
+    tokio::task::spawn_blocking(probe)
+        .await
+        .map_err(|e| Status::internal(format!("the probe of the new cluster failed: {e}")))?
 }
 
 /// The request's cluster as the log records it, checked as the config file's
@@ -114,6 +167,12 @@ fn cluster_record(c: Option<&pb::ClusterSettings>) -> Result<ClusterRecord, Stat
                     "an option name of {} bytes; at most {MAX_OPTION_NAME}",
                     k.len()
                 ),
+            ));
+        }
+        if let Some((k, v)) = map.iter().find(|(_, v)| v.len() > MAX_OPTION_VALUE) {
+            return Err(super::error::invalid(
+                &join_key(&field, k),
+                format!("a value of {} bytes; at most {MAX_OPTION_VALUE}", v.len()),
             ));
         }
     }
@@ -188,13 +247,18 @@ fn link_records(id: &str, links: &[pb::ClusterLink]) -> Result<Vec<LinkRecord>, 
         } else {
             required(&field("name"), &l.name)?.to_string()
         };
-        if let Some(j) = out
-            .iter()
-            .position(|o| o.name == name || o.clusters[0] == peer)
-        {
+        if let Some(j) = out.iter().position(|o| o.clusters[0] == peer) {
+            return Err(super::error::invalid(
+                &field("peer"),
+                format!(
+                    "links the cluster to {peer:?} again (links[{j}]); a pair of clusters is linked once"
+                ),
+            ));
+        }
+        if let Some(j) = out.iter().position(|o| o.name == name) {
             return Err(super::error::invalid(
                 &field("name"),
-                format!("link {name:?} to {peer:?} repeats links[{j}]"),
+                format!("{name:?} names links[{j}] too"),
             ));
         }
         let (include, exclude) = selection_of(&field("topics"), l.topics.as_ref())?;

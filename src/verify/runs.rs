@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use duplex_sync::spec::EngineSpec;
+use duplex_sync::control::EngineHandle;
 use duplex_verifier::run::{self, ProgressLine};
 use duplex_verifier::{Verdict, VerifyError, VerifySpec};
 use tokio::sync::watch;
@@ -66,19 +66,20 @@ impl Live {
 #[derive(Debug)]
 pub struct Runs {
     store: Arc<Store>,
-    engine: Arc<EngineSpec>,
+    engine: EngineHandle,
     dir: PathBuf,
     live: Mutex<HashMap<u64, Arc<Live>>>,
     tasks: TaskTracker,
 }
 
 impl Runs {
-    /// The runs over `engine`'s clusters, with stores and reports under `state_dir`.
+    /// The runs over the running `engine`'s clusters (those added at runtime too), with
+    /// stores and reports under `state_dir`.
     /// Runs the log shows unfinished were cut off by an earlier stop: each is recorded
     /// as cancelled now.
     pub fn open(
         store: Arc<Store>,
-        engine: Arc<EngineSpec>,
+        engine: EngineHandle,
         state_dir: &Path,
     ) -> Result<Arc<Runs>, crate::state::log::LogError> {
         let unfinished: Vec<u64> = store.with_state(|s| {
@@ -136,7 +137,7 @@ impl Runs {
                 ));
             }
             // The store's name needs the spec; the spec's store dir needs the name.
-            let mut spec = selection::spec(sel, &self.engine, PathBuf::new()).map_err(|e| {
+            let mut spec = selection::spec(sel, &self.engine.spec(), PathBuf::new()).map_err(|e| {
                 CommandError::InvalidArgument {
                     field: e.field,
                     problem: e.problem,
