@@ -13,7 +13,7 @@
 //! names) and the routing history since the file was applied ([`engine_plan`]). A file
 //! changed since replaces them all, as any file change does.
 
-use duplex_sync::routing::{History, Settling, TopologyCut};
+use duplex_sync::routing::{Former, History, Settling, TopologyCut};
 use duplex_sync::spec::{ClusterSpec, EngineSpec, LinkSpec, StartPosition, TopicSelection};
 use regex::Regex;
 use xxhash_rust::xxh3::xxh3_64;
@@ -176,10 +176,11 @@ pub fn engine_plan(config: &Config, state: &State) -> Result<(EngineSpec, Histor
         Ok(spec)
     };
     let h = &state.history;
+    let former = former(state)?;
     if h.changes.is_empty() {
         return Ok((
             file.clone(),
-            History::new(duplex_sync::engine::routes(&file)),
+            History::new(duplex_sync::engine::routes(&file)).with_former(former),
         ));
     }
     let mut spec = with(&state.topology.links)?;
@@ -196,7 +197,37 @@ pub fn engine_plan(config: &Config, state: &State) -> Result<(EngineSpec, Histor
         Some(_) => Settling::Deferring,
         None => Settling::Settled,
     };
-    Ok((spec, history.with_settling(settling)))
+    Ok((spec, history.with_settling(settling).with_former(former)))
+}
+
+/// The clusters the file removed, as routing keeps knowing them: each with the clusters
+/// it was linked to and the topics of those links.
+fn former(state: &State) -> Result<Vec<Former>, String> {
+    state
+        .former
+        .iter()
+        .map(|f| {
+            let links = f
+                .links
+                .iter()
+                .map(|l| {
+                    let peer = if l.clusters[0] == f.id {
+                        &l.clusters[1]
+                    } else {
+                        &l.clusters[0]
+                    };
+                    Ok((
+                        peer.clone(),
+                        selection(l).map_err(|e| format!("link {:?}: {e}", l.name))?,
+                    ))
+                })
+                .collect::<Result<_, String>>()?;
+            Ok(Former {
+                id: f.id.clone(),
+                links,
+            })
+        })
+        .collect()
 }
 
 /// The engine's link for `record` in `spec`, whose clusters it joins. A link added at

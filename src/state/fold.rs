@@ -1,6 +1,8 @@
 //! The fold: the service's state is what the log's events add up to, applied in order.
 //!
-//! Rules (docs/api.md, "Fold rules"): `ConfigApplied` replaces the clusters and links,
+//! Rules (docs/api.md, "Fold rules"): `ConfigApplied` replaces the clusters and links
+//! (remembering each cluster it drops, with its links, as a former cluster routing keeps
+//! knowing),
 //! forgets pauses of flows that no longer exist, forgets draining links and starts a
 //! new routing history; `TopologyChanged` replaces the links, adds its cut to the
 //! history and makes each link it removes draining; `LinkRemoved` ends a link's drain
@@ -78,8 +80,21 @@ pub struct State {
     /// The sequence number of the last `TopologyChanged` while it has not settled
     /// (until `TopologySettled`): no other change is accepted meanwhile.
     pub settling: Option<u64>,
+    /// Clusters the config file removed, each with the links it had then: routing keeps
+    /// their ids known, so their records still on their way keep their tree
+    /// (docs/topology-changes.md, "Removing a cluster"). One added again leaves the list.
+    pub former: Vec<FormerCluster>,
     /// For each object a command changed, the sequence number of the last such event.
     touched: HashMap<String, u64>,
+}
+
+/// A cluster no longer in the mesh, with the links (and their topics) it last had.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormerCluster {
+    /// Its id.
+    pub id: String,
+    /// Its links when it was removed (running or draining).
+    pub links: Vec<LinkRecord>,
 }
 
 /// The routing history as the log records it (the engine's `History`).
@@ -126,6 +141,31 @@ pub struct Finished {
 }
 
 impl State {
+    /// Notes the clusters of the topology now that `clusters` leaves out as former
+    /// clusters, with their links; a former one in `clusters` is in the mesh again.
+    fn remember_removed(&mut self, clusters: &[ClusterRecord]) {
+        let kept = |id: &str| clusters.iter().any(|c| c.id == id);
+        for c in &self.topology.clusters {
+            if kept(&c.id) {
+                continue;
+            }
+            let links = self
+                .topology
+                .links
+                .iter()
+                .chain(&self.draining)
+                .filter(|l| l.clusters.contains(&c.id))
+                .cloned()
+                .collect();
+            self.former.retain(|f| f.id != c.id);
+            self.former.push(FormerCluster {
+                id: c.id.clone(),
+                links,
+            });
+        }
+        self.former.retain(|f| !kept(&f.id));
+    }
+
     /// Folds one event in.
     pub fn apply(&mut self, e: &Event) {
         self.revision = e.seq;
@@ -140,6 +180,7 @@ impl State {
                 links,
                 ..
             } => {
+                self.remember_removed(clusters);
                 self.topology = Topology {
                     digest: digest.clone(),
                     clusters: clusters.clone(),

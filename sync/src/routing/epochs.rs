@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{Decision, FlowRouter, Routes};
+use super::{Decision, FlowRouter, Former, Routes};
 use crate::provenance::Path;
 
 /// Where one change took effect, for one topic: per origin cluster and partition, the
@@ -147,6 +147,7 @@ pub struct History {
     first: Arc<Routes>,
     changes: Vec<(Arc<TopologyCut>, Arc<Routes>)>,
     settling: Settling,
+    former: Vec<Former>,
 }
 
 impl History {
@@ -156,12 +157,26 @@ impl History {
             first: Arc::new(first),
             changes: Vec::new(),
             settling: Settling::Settled,
+            former: Vec::new(),
         }
+    }
+
+    /// The same history knowing clusters removed from the mesh (`Routes::with_former`),
+    /// in every epoch and in those of the changes added later.
+    pub fn with_former(mut self, former: Vec<Former>) -> Self {
+        let known = |r: &Routes| Arc::new(r.clone().with_former(former.clone()));
+        self.first = known(&self.first);
+        for (_, r) in &mut self.changes {
+            *r = known(r);
+        }
+        self.former = former;
+        self
     }
 
     /// Adds a change applied at `cut`, routed by `after` from then on. Changes come in
     /// the order they were applied; the one added defers (it has not settled).
     pub fn change(&mut self, cut: TopologyCut, after: Routes) {
+        let after = after.with_former(self.former.clone());
         self.changes.push((Arc::new(cut), Arc::new(after)));
         self.settling = Settling::Deferring;
     }

@@ -28,12 +28,40 @@ use crate::spec::TopicSelection;
 pub struct Routes {
     ids: Vec<String>,
     links: Vec<([usize; 2], TopicSelection)>,
+    former: Vec<Former>,
+}
+
+/// A cluster no longer in the mesh, with the links it last had: its records that are
+/// still on their way keep its tree (docs/topology-changes.md, "Removing a cluster").
+#[derive(Debug, Clone)]
+pub struct Former {
+    /// Its id, as its records' provenance names it.
+    pub id: String,
+    /// The clusters it was linked to (ids), each with the topics that link replicated.
+    pub links: Vec<(String, TopicSelection)>,
 }
 
 impl Routes {
     /// `links`: pairs of indexes into `ids`, each with the topics that link replicates.
     pub fn new(ids: Vec<String>, links: Vec<([usize; 2], TopicSelection)>) -> Self {
-        Routes { ids, links }
+        Routes {
+            ids,
+            links,
+            former: Vec::new(),
+        }
+    }
+
+    /// The same routes, knowing clusters removed from the mesh: a record whose origin is
+    /// one of them is routed by its tree over the links of now plus the links it had,
+    /// rooted at it (no other origin's tree passes through it: it has no flows), so the
+    /// copies it sent before its removal reach every cluster once. One in `ids` again is
+    /// routed as any cluster.
+    pub fn with_former(mut self, former: Vec<Former>) -> Self {
+        self.former = former
+            .into_iter()
+            .filter(|f| !self.ids.contains(&f.id))
+            .collect();
+        self
     }
 
     /// Cluster ids, by index.
@@ -54,7 +82,30 @@ impl Routes {
 
     /// The routing decision of flow `source → target` for the records of `topic`.
     pub fn router(&self, topic: &str, source: usize, target: usize) -> FlowRouter {
-        FlowRouter::new(&self.topology(topic), source, target)
+        let topology = self.topology(topic);
+        let mut router = FlowRouter::new(&topology, source, target);
+        for f in &self.former {
+            // The topic's graph with the former cluster as one more node, joined by
+            // its links that replicated the topic.
+            let mut ids = self.ids.clone();
+            ids.push(f.id.clone());
+            let x = ids.len() - 1;
+            let mut pairs = topology.pairs();
+            pairs.extend(
+                f.links
+                    .iter()
+                    .filter(|(_, sel)| sel.selects(topic))
+                    .filter_map(|(peer, _)| Some([self.index(peer)?, x])),
+            );
+            let graph = Topology::new(ids, &pairs);
+            if graph.distances(source)[x].is_some() {
+                router.forwards.insert(
+                    f.id.as_bytes().to_vec(),
+                    graph.tree(x)[target] == Some(source),
+                );
+            }
+        }
+        router
     }
 
     /// The index of cluster `id`.
@@ -232,6 +283,15 @@ impl Topology {
     /// Cluster ids, by index.
     pub fn ids(&self) -> &[String] {
         &self.ids
+    }
+
+    /// Its links, each once.
+    fn pairs(&self) -> Vec<[usize; 2]> {
+        let mut out = Vec::new();
+        for (a, ns) in self.adj.iter().enumerate() {
+            out.extend(ns.iter().filter(|&&b| a < b).map(|&b| [a, b]));
+        }
+        out
     }
 
     /// Groups of clusters that reach each other; one group means connected.

@@ -182,12 +182,24 @@ fn connected_graph() -> impl Strategy<Value = (usize, Vec<[usize; 2]>, usize)> {
 /// selects the topic, each deciding with the engine's router, and returns how many
 /// copies each cluster ends with. Fails on a loop-guard stop or a runaway.
 fn simulate(routes: &Routes, topic: &str, origin: usize) -> Result<Vec<u32>, TestCaseError> {
+    spread(routes, topic, vec![(origin, None)])
+}
+
+/// Carries `copies` (a cluster holding a copy, and its provenance: `None` for the origin
+/// copy) on through every flow whose link selects `topic`, as [`simulate`] does, and
+/// returns how many copies each cluster ends with.
+fn spread(
+    routes: &Routes,
+    topic: &str,
+    copies: Vec<(usize, Option<Vec<u8>>)>,
+) -> Result<Vec<u32>, TestCaseError> {
     let t = routes.topology(topic);
     let ids = routes.ids();
     let mut received = vec![0u32; ids.len()];
-    received[origin] = 1;
-    // (cluster holding a copy, its provenance or None when it is the origin copy)
-    let mut queue: VecDeque<(usize, Option<Vec<u8>>)> = VecDeque::from([(origin, None)]);
+    for (at, _) in &copies {
+        received[*at] += 1;
+    }
+    let mut queue: VecDeque<(usize, Option<Vec<u8>>)> = copies.into_iter().collect();
     let mut steps = 0;
     while let Some((at, path)) = queue.pop_front() {
         for &next in &t.adj[at] {
@@ -286,7 +298,94 @@ fn a_topic_whose_links_do_not_meet_is_replicated_within_each_part() {
     );
 }
 
+/// The provenance of a record `origin` wrote, as it arrives from there.
+fn sent_by(origin: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let hop = Hop {
+        cluster: origin.as_bytes(),
+        partition: 0,
+        offset: 7,
+    };
+    encode_origin(hop, &mut out).unwrap();
+    out
+}
+
+/// A ring a–b–c that had d, linked to a and c, until d was removed: the copies of d's
+/// record that a and c received from d reach b once, by d's tree (b's parent is a, the
+/// smaller id), not once from each.
+#[test]
+fn a_removed_clusters_records_keep_its_tree() {
+    let ids: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+    let ring = vec![
+        ([0, 1], all_topics()),
+        ([1, 2], all_topics()),
+        ([0, 2], all_topics()),
+    ];
+    let copies = || vec![(0, Some(sent_by("d"))), (2, Some(sent_by("d")))];
+    let forgotten = Routes::new(ids.clone(), ring.clone());
+    assert_eq!(
+        spread(&forgotten, "t", copies()).unwrap(),
+        [2, 2, 2],
+        "without d known, a and c each take d's record as their own"
+    );
+    let d = Former {
+        id: "d".into(),
+        links: vec![("a".into(), all_topics()), ("c".into(), all_topics())],
+    };
+    let known = Routes::new(ids.clone(), ring.clone()).with_former(vec![d.clone()]);
+    assert_eq!(spread(&known, "t", copies()).unwrap(), [1, 1, 1]);
+    assert_eq!(
+        known
+            .router("t", 0, 1)
+            .decide(Some(&Path::decode(&sent_by("d")).unwrap())),
+        Decision::Forward
+    );
+    assert_eq!(
+        known
+            .router("t", 2, 1)
+            .decide(Some(&Path::decode(&sent_by("d")).unwrap())),
+        Decision::NotInTree
+    );
+    // d's link to c replicated other topics only: c got d's record of `t` through a.
+    let d_to_a = Former {
+        id: "d".into(),
+        links: vec![
+            ("a".into(), all_topics()),
+            ("c".into(), TopicSelection::matching("other").unwrap()),
+        ],
+    };
+    let known = Routes::new(ids.clone(), ring.clone()).with_former(vec![d_to_a]);
+    assert_eq!(
+        spread(&known, "t", vec![(0, Some(sent_by("d")))]).unwrap(),
+        [1, 1, 1]
+    );
+    // d back in the mesh is routed as any cluster.
+    let back: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
+    let routes = Routes::new(back, ring).with_former(vec![d]);
+    assert!(routes.former.is_empty());
+}
+
 proptest! {
+    /// A cluster removed from a random connected mesh, with a random non-empty set of
+    /// links it had: the copies of its record that its former neighbours hold reach
+    /// every cluster exactly once.
+    #[test]
+    fn a_removed_clusters_records_reach_every_cluster_once((n, links, _) in connected_graph(),
+                                                           peers in proptest::collection::btree_set(0usize..8, 1..4)) {
+        let ids: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
+        let peers: Vec<usize> = peers.into_iter().filter(|&p| p < n).collect();
+        prop_assume!(!peers.is_empty());
+        let former = Former {
+            id: "gone".into(),
+            links: peers.iter().map(|&p| (format!("c{p}"), all_topics())).collect(),
+        };
+        let routes = Routes::new(ids, links.iter().map(|&l| (l, all_topics())).collect())
+            .with_former(vec![former]);
+        let copies = peers.iter().map(|&p| (p, Some(sent_by("gone")))).collect();
+        let received = spread(&routes, "t", copies)?;
+        prop_assert!(received.iter().all(|&c| c == 1), "received {:?}", received);
+    }
+
     /// Simulates every flow of the topology on one record: every cluster receives it
     /// exactly once, no flow ever needs the loop guard, and propagation ends.
     #[test]
