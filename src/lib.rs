@@ -5,6 +5,7 @@
 //! - [`run`]: `duplex run`, the engine with metrics and signal handling.
 //! - [`demo`]: `duplex demo`, three mock clusters in a full mesh.
 //! - [`inspect`]: reading topics back with each record's identity (demo, tests).
+//! - [`offsets`]: `duplex offsets translate|sync`, consumer groups moved exactly.
 //! - [`metrics_http`]: Prometheus text at `/metrics`.
 //! - [`verify`]: `duplex verify`, the parity proof and its reports.
 //! - [`telemetry`]: tracing setup.
@@ -16,6 +17,7 @@ pub mod config;
 pub mod demo;
 pub mod inspect;
 pub mod metrics_http;
+pub mod offsets;
 pub mod run;
 pub mod service;
 pub mod state;

@@ -68,6 +68,12 @@ enum Command {
         #[command(subcommand)]
         action: ClusterAction,
     },
+    /// Translate a consumer group's offsets exactly from one cluster to another, or
+    /// commit them there (docs/offsets.md).
+    Offsets {
+        #[command(subcommand)]
+        action: OffsetsAction,
+    },
     /// Print a running service's event log.
     Events {
         #[command(flatten)]
@@ -101,6 +107,16 @@ enum Target {
         #[command(flatten)]
         change: duplex::client::change::ChangeArgs,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum OffsetsAction {
+    /// Print, per partition, the group's committed offset on --from, its translation on
+    /// --to and how many records it will read again there, or why it is refused.
+    Translate(Box<duplex::offsets::TranslateArgs>),
+    /// Commit the translated offsets on --to, once or every --interval: only for groups
+    /// with no active members there, never moving a group back without --allow-rewind.
+    Sync(Box<duplex::offsets::SyncArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -200,7 +216,8 @@ fn main() -> ExitCode {
         | Command::Flows { .. }
         | Command::Links { .. }
         | Command::Clusters { .. }
-        | Command::Events { .. } => duplex::telemetry::init_with("warn"),
+        | Command::Events { .. }
+        | Command::Offsets { .. } => duplex::telemetry::init_with("warn"),
         _ => duplex::telemetry::init(),
     }
     match cli.command {
@@ -271,6 +288,12 @@ fn main() -> ExitCode {
         Command::Clusters {
             action: ClusterAction::Add(args),
         } => duplex::client::run(duplex::client::clusters::add(&args)),
+        Command::Offsets {
+            action: OffsetsAction::Translate(args),
+        } => duplex::offsets::translate_cli(&args),
+        Command::Offsets {
+            action: OffsetsAction::Sync(args),
+        } => duplex::offsets::sync_cli(&args),
         Command::Events { api, from, follow } => {
             duplex::client::run(duplex::client::events::events(&api, from, follow))
         }

@@ -98,7 +98,7 @@ fn verify(args: &VerifyArgs) -> Result<Verdict, VerifyError> {
     {
         let stop = stop.clone();
         let first = AtomicBool::new(true);
-        ctrlc_handler(move || {
+        on_signal(move || {
             if !first.swap(false, Ordering::SeqCst) {
                 std::process::exit(2);
             }
@@ -158,7 +158,7 @@ pub fn publish(report: &Report, dir: &Path) -> Result<(), VerifyError> {
 }
 
 /// Calls `f` on SIGINT and SIGTERM, from a small thread with its own runtime.
-fn ctrlc_handler(f: impl Fn() + Send + 'static) {
+pub fn on_signal(f: impl Fn() + Send + 'static) {
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

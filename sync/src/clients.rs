@@ -114,6 +114,28 @@ pub fn scanner(cluster: &ClusterSpec, client_id: &str) -> ClientConfig {
     c
 }
 
+/// Consumer that acts for an application's consumer group in offset translation and
+/// group sync: reads partitions read_committed as the group sees them, reads and commits
+/// the group's offsets, never subscribes (so it never joins the group).
+pub fn group_reader(cluster: &ClusterSpec, client_id: &str, group_id: &str) -> ClientConfig {
+    let defaults = [
+        ("client.id", client_id.to_string()),
+        ("fetch.max.bytes", "4194304".to_string()),
+        ("max.partition.fetch.bytes", "1048576".to_string()),
+    ];
+    let mut c = base(cluster, &defaults, &cluster.consumer);
+    c.set("group.id", group_id)
+        .set("fetch.wait.max.ms", "10")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("isolation.level", "read_committed")
+        .set("allow.auto.create.topics", "false")
+        .set("enable.partition.eof", "true")
+        // A range that starts below the log start is an error, never a jump.
+        .set("auto.offset.reset", "error");
+    c
+}
+
 /// Admin client (topic creation on the target, configs of the source).
 pub fn admin(cluster: &ClusterSpec, client_id: &str) -> ClientConfig {
     let defaults = [("client.id", client_id.to_string())];

@@ -10,6 +10,7 @@
 //! - [`resume`]: where a flow restarts, read off the target itself.
 //! - [`discovery`]: selected topics, and their creation on the target.
 //! - [`clients`]: librdkafka settings the guarantees rest on.
+//! - [`offsets`]: consumer-group offsets translated exactly between clusters; group sync.
 //! - [`metrics`]: per-flow counters, Prometheus text.
 //! - [`error`]: the engine's error type.
 
@@ -24,6 +25,7 @@ pub mod engine;
 pub mod error;
 pub mod flow;
 pub mod metrics;
+pub mod offsets;
 pub mod provenance;
 pub mod resume;
 pub mod routing;

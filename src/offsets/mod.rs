@@ -1,0 +1,225 @@
+//! `duplex offsets translate|sync`: a consumer group's offsets translated exactly from one
+//! cluster of a config to another, and committed there (docs/offsets.md).
+//!
+//! Exit codes, as verify's: 0 every partition translated (and, for sync, committed or
+//! already there), 1 some refused or left, 2 an error (bad arguments, unknown group or
+//! cluster, a cluster that does not answer).
+//!
+//! - [`print`]: the table and the JSON.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use duplex_sync::offsets::{self, OffsetsError, Request, SyncOptions};
+use duplex_sync::spec::ClusterSpec;
+use regex::Regex;
+
+use crate::config::Config;
+
+pub mod print;
+
+/// Which group, between which clusters of which config.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Between {
+    /// The TOML config file (its clusters; links are not needed: the two clusters need
+    /// not be neighbours).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// The cluster where the group committed its offsets.
+    #[arg(long)]
+    pub from: String,
+    /// The cluster to translate them to.
+    #[arg(long)]
+    pub to: String,
+    /// Only topics matching this pattern (anchored regex); default: every topic the
+    /// group committed on --from.
+    #[arg(long, value_name = "RE")]
+    pub topics: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// How long a cluster may take to answer.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+}
+
+/// `duplex offsets translate`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TranslateArgs {
+    /// The consumer group.
+    #[arg(long)]
+    pub group: String,
+    #[command(flatten)]
+    pub between: Between,
+}
+
+/// `duplex offsets sync`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SyncArgs {
+    /// A consumer group (repeatable).
+    #[arg(
+        long = "group",
+        value_name = "NAME",
+        required_unless_present = "groups"
+    )]
+    pub group: Vec<String>,
+    /// Every group on --from whose name matches this pattern (anchored regex; needs a
+    /// broker that lists groups).
+    #[arg(long, value_name = "RE")]
+    pub groups: Option<String>,
+    #[command(flatten)]
+    pub between: Between,
+    /// Sync again every interval until Ctrl-C (once when not given).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub interval: Option<Duration>,
+    /// Commit a translated offset below the group's offset on --to (moving it back).
+    #[arg(long)]
+    pub allow_rewind: bool,
+    /// Do not ask --to whether the group has members. Only for brokers that do not
+    /// answer DescribeGroups (librdkafka's mock cluster): committing for a group whose
+    /// consumers are running moves them under their feet.
+    #[arg(long)]
+    pub no_member_check: bool,
+}
+
+/// An error before or outside any partition: exit code 2.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Offsets(#[from] OffsetsError),
+}
+
+struct Resolved {
+    from: ClusterSpec,
+    to: ClusterSpec,
+    topics: Option<Regex>,
+}
+
+fn resolve(b: &Between) -> Result<Resolved, CliError> {
+    let config = Config::load(&b.config).map_err(|e| CliError::Invalid(e.to_string()))?;
+    let spec = config.engine_spec();
+    let cluster = |flag: &str, id: &str| {
+        spec.clusters
+            .iter()
+            .find(|c| c.id == id)
+            .cloned()
+            .ok_or_else(|| {
+                let known: Vec<&str> = spec.clusters.iter().map(|c| c.id.as_str()).collect();
+                CliError::Invalid(format!(
+                    "--{flag} {id}: no such cluster in {} (it has {})",
+                    b.config.display(),
+                    known.join(", ")
+                ))
+            })
+    };
+    let from = cluster("from", &b.from)?;
+    let to = cluster("to", &b.to)?;
+    if from.id == to.id {
+        return Err(CliError::Invalid(format!(
+            "--from and --to are both {}",
+            from.id
+        )));
+    }
+    Ok(Resolved {
+        from,
+        to,
+        topics: b.topics.as_deref().map(anchored).transpose()?,
+    })
+}
+
+fn anchored(re: &str) -> Result<Regex, CliError> {
+    Regex::new(&format!("^(?:{re})$")).map_err(|e| CliError::Invalid(format!("--topics {re}: {e}")))
+}
+
+fn request<'a>(group: &'a str, r: &'a Resolved, b: &Between) -> Request<'a> {
+    Request {
+        group,
+        from: &r.from,
+        to: &r.to,
+        topics: r.topics.as_ref(),
+        timeout: b.timeout,
+    }
+}
+
+fn exit(result: Result<bool, CliError>) -> ExitCode {
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs `duplex offsets translate`.
+pub fn translate_cli(args: &TranslateArgs) -> ExitCode {
+    exit((|| {
+        let r = resolve(&args.between)?;
+        let t = offsets::translate(&request(&args.group, &r, &args.between))?;
+        print::translation(&t, args.between.json);
+        Ok(t.complete())
+    })())
+}
+
+/// Runs `duplex offsets sync`.
+pub fn sync_cli(args: &SyncArgs) -> ExitCode {
+    let stop = Arc::new(AtomicBool::new(false));
+    if args.interval.is_some() {
+        let stop = stop.clone();
+        crate::verify::on_signal(move || stop.store(true, Ordering::SeqCst));
+    }
+    exit((|| {
+        let r = resolve(&args.between)?;
+        let opts = SyncOptions {
+            allow_rewind: args.allow_rewind,
+            check_members: !args.no_member_check,
+        };
+        loop {
+            let groups = groups(args, &r)?;
+            let mut complete = true;
+            for g in &groups {
+                let s = offsets::sync_group(&request(g, &r, &args.between), opts)?;
+                print::sync(&s, args.between.json);
+                complete &= s.complete();
+            }
+            let Some(every) = args.interval else {
+                return Ok(complete);
+            };
+            let until = std::time::Instant::now() + every;
+            while std::time::Instant::now() < until {
+                if stop.load(Ordering::SeqCst) {
+                    return Ok(complete);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    })())
+}
+
+/// The groups to sync: those named, and those on --from matching --groups.
+fn groups(args: &SyncArgs, r: &Resolved) -> Result<Vec<String>, CliError> {
+    let mut out = args.group.clone();
+    if let Some(re) = &args.groups {
+        let re = Regex::new(&format!("^(?:{re})$"))
+            .map_err(|e| CliError::Invalid(format!("--groups {re}: {e}")))?;
+        let listed =
+            offsets::group::list(&r.from, args.between.timeout).map_err(OffsetsError::from)?;
+        out.extend(listed.into_iter().filter(|g| re.is_match(g)));
+    }
+    out.sort();
+    out.dedup();
+    if out.is_empty() {
+        return Err(CliError::Invalid(format!(
+            "--groups {}: no group on {} matches",
+            args.groups.as_deref().unwrap_or_default(),
+            r.from.id
+        )));
+    }
+    Ok(out)
+}
