@@ -8,6 +8,7 @@ const PROTOS: &[&str] = &[
     "duplex/v1/topology.proto",
     "duplex/v1/events.proto",
     "duplex/v1/verification.proto",
+    "duplex/v1/offsets.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use duplex_proto::v1 as pb;
 use duplex_proto::v1::event_service_client::EventServiceClient;
+use duplex_proto::v1::offset_service_client::OffsetServiceClient;
 use duplex_proto::v1::topology_service_client::TopologyServiceClient;
 use duplex_proto::v1::verification_service_client::VerificationServiceClient;
 use futures::StreamExt;
@@ -80,6 +81,14 @@ enum Call {
         Vec<(String, String, Vec<String>)>,
         String,
     ),
+    /// group, from, to, topics.
+    Translate(String, String, String, String),
+    /// group, from, to, topics, key, skip the member check.
+    Sync(String, String, String, String, String, bool),
+}
+
+fn cluster() -> impl Strategy<Value = String> {
+    prop_oneof![Just("a".to_string()), Just("b".to_string()), field()]
 }
 
 fn call() -> impl Strategy<Value = Call> {
@@ -173,6 +182,18 @@ fn call() -> impl Strategy<Value = Call> {
                 vec![(String::new(), "b".into(), vec![".*".into()])],
                 k
             )),
+        (field(), cluster(), cluster(), field())
+            .prop_map(|(g, f, t, r)| Call::Translate(g, f, t, r)),
+        // Groups that committed nothing: refused before anything is committed.
+        (
+            field(),
+            cluster(),
+            cluster(),
+            field(),
+            field(),
+            any::<bool>()
+        )
+            .prop_map(|(g, f, t, r, k, s)| Call::Sync(g, f, t, r, k, s)),
         // The one link, whose removal would cut a cluster off: refused.
         (field(), revision()).prop_map(|(k, r)| Call::RemoveLink("a-b".into(), k, r)),
         // Two real clusters, linked already: refused, nothing held for long.
@@ -200,9 +221,31 @@ async fn run(
     t: &mut TopologyServiceClient<Channel>,
     e: &mut EventServiceClient<Channel>,
     v: &mut VerificationServiceClient<Channel>,
+    o: &mut OffsetServiceClient<Channel>,
     c: Call,
 ) -> Result<(), tonic::Status> {
     match c {
+        Call::Translate(group, from, to, topics) => {
+            o.translate_offsets(pb::TranslateOffsetsRequest {
+                group,
+                from,
+                to,
+                topics,
+            })
+            .await?;
+        }
+        Call::Sync(group, from, to, topics, request_id, skip_member_check) => {
+            o.sync_group_offsets(pb::SyncGroupOffsetsRequest {
+                group,
+                from,
+                to,
+                topics,
+                request_id,
+                skip_member_check,
+                allow_rewind: false,
+            })
+            .await?;
+        }
         Call::Verify(between, topics, from, request_id) => {
             v.start_verification(pb::StartVerificationRequest {
                 between,
@@ -419,6 +462,7 @@ fn every_rpc_answers_random_and_malformed_input_clearly_on_mock() {
     let mut t = TopologyServiceClient::new(channel.clone());
     let mut e = EventServiceClient::new(channel.clone());
     let v = VerificationServiceClient::new(channel.clone());
+    let o = OffsetServiceClient::new(channel.clone());
 
     let mut runner = TestRunner::new(ProptestConfig {
         cases: 300,
@@ -427,10 +471,10 @@ fn every_rpc_answers_random_and_malformed_input_clearly_on_mock() {
     });
     runner
         .run(&prop::collection::vec(call(), 1..4), |calls| {
-            let (mut t, mut e, mut v) = (t.clone(), e.clone(), v.clone());
+            let (mut t, mut e, mut v, mut o) = (t.clone(), e.clone(), v.clone(), o.clone());
             for c in calls {
                 let shown: String = format!("{c:?}").chars().take(200).collect();
-                match rt.block_on(run(&mut t, &mut e, &mut v, c)) {
+                match rt.block_on(run(&mut t, &mut e, &mut v, &mut o, c)) {
                     Ok(()) => {}
                     Err(st) => {
                         prop_assert!(CLEAR.contains(&st.code()), "{shown}: {st:?}");
@@ -465,6 +509,8 @@ fn every_rpc_answers_random_and_malformed_input_clearly_on_mock() {
         "/duplex.v1.VerificationService/ListVerifications",
         "/duplex.v1.VerificationService/WatchVerification",
         "/duplex.v1.VerificationService/CancelVerification",
+        "/duplex.v1.OffsetService/TranslateOffsets",
+        "/duplex.v1.OffsetService/SyncGroupOffsets",
     ];
     let garbage: [&[u8]; 4] = [
         &[

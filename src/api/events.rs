@@ -153,6 +153,9 @@ pub fn event_pb(e: &Event) -> pb::Event {
             totals: totals.as_ref().map(super::verification::counts_pb),
             error: error.clone().unwrap_or_default(),
         }),
+        Payload::GroupOffsetsSynced { sync } => P::GroupOffsetsSynced(pb::GroupOffsetsSynced {
+            sync: Some(super::offsets::sync_pb(sync, 0)),
+        }),
     };
     let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(e.time_ms.max(0) as u64);
     pb::Event {

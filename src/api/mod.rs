@@ -4,6 +4,7 @@
 //! - [`topology`]: `duplex.v1.TopologyService` (read the mesh, pause, resume).
 //! - [`events`]: `duplex.v1.EventService` (list and watch the log).
 //! - [`verification`]: `duplex.v1.VerificationService` (parity runs).
+//! - [`offsets`]: `duplex.v1.OffsetService` (offset translation, group sync).
 //! - [`auth`]: bearer tokens and their roles.
 //! - [`error`]: the one mapping from domain errors to gRPC codes.
 //! - [`rates`]: per-flow rates for the topology's counters.
@@ -17,6 +18,7 @@ pub mod clusters;
 pub mod error;
 pub mod events;
 pub mod links;
+pub mod offsets;
 pub mod rates;
 pub mod topology;
 pub mod verification;
@@ -25,6 +27,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use duplex_proto::v1::event_service_server::EventServiceServer;
+use duplex_proto::v1::offset_service_server::OffsetServiceServer;
 use duplex_proto::v1::topology_service_server::TopologyServiceServer;
 use duplex_proto::v1::verification_service_server::VerificationServiceServer;
 use duplex_sync::control::EngineHandle;
@@ -46,10 +49,11 @@ use self::rates::Rates;
 pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The Duplex services, as health and reflection name them.
-pub const SERVICES: [&str; 3] = [
+pub const SERVICES: [&str; 4] = [
     "duplex.v1.TopologyService",
     "duplex.v1.EventService",
     "duplex.v1.VerificationService",
+    "duplex.v1.OffsetService",
 ];
 
 /// What the handlers serve from, once the state is rebuilt.
@@ -176,6 +180,10 @@ impl Server {
             ))
             .add_service(VerificationServiceServer::with_interceptor(
                 verification::Verifications(ready.clone()),
+                auth.clone(),
+            ))
+            .add_service(OffsetServiceServer::with_interceptor(
+                offsets::Offsets(ready.clone()),
                 auth,
             ));
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);

@@ -127,6 +127,7 @@ pub fn line(e: &pb::Event) -> String {
             }
             s
         }
+        Some(P::GroupOffsetsSynced(g)) => g.sync.as_ref().map(sync_line).unwrap_or_default(),
         None => String::new(),
     };
     let key = if e.request_id.is_empty() {
@@ -137,5 +138,26 @@ pub fn line(e: &pb::Event) -> String {
     format!(
         "#{} {time} {} {} {details}{key}",
         e.sequence, e.actor, e.r#type
+    )
+}
+
+/// A group sync in one line: `group G a -> b: 3 committed, 1 refused` or its members.
+fn sync_line(s: &pb::GroupOffsetsSync) -> String {
+    let head = format!("group {} {} -> {}", s.group, s.from, s.to);
+    if !s.members.is_empty() {
+        let names: Vec<&str> = s.members.iter().map(|m| m.client_id.as_str()).collect();
+        return format!(
+            "{head}: refused, {} active member(s) there ({}); nothing committed",
+            names.len(),
+            names.join(", ")
+        );
+    }
+    let count = |a: pb::SyncAction| s.partitions.iter().filter(|p| p.action == a as i32).count();
+    format!(
+        "{head}: {} committed, {} already there, {} left ahead, {} refused",
+        count(pb::SyncAction::Committed),
+        count(pb::SyncAction::Unchanged),
+        count(pb::SyncAction::KeptAhead),
+        count(pb::SyncAction::Refused)
     )
 }

@@ -132,6 +132,119 @@ pub enum Payload {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
+    /// A consumer group's offsets were synced from one cluster to another
+    /// (SyncGroupOffsets, docs/offsets.md), whatever the sync did.
+    GroupOffsetsSynced {
+        /// What it did.
+        sync: GroupSyncRecord,
+    },
+}
+
+/// A group sync as the log records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupSyncRecord {
+    /// The consumer group.
+    pub group: String,
+    /// The cluster it committed its offsets on.
+    pub from: String,
+    /// The cluster its offsets were committed on.
+    pub to: String,
+    /// Its active members on `to`: when there are any, nothing was committed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<MemberRecord>,
+    /// Per partition the group committed on `from`.
+    pub partitions: Vec<PartitionSyncRecord>,
+}
+
+impl GroupSyncRecord {
+    /// Whether every partition is at its translated offset.
+    pub fn synced(&self) -> bool {
+        self.members.is_empty()
+            && self.partitions.iter().all(|p| {
+                matches!(
+                    p.action,
+                    SyncActionRecord::Committed | SyncActionRecord::Unchanged
+                )
+            })
+    }
+}
+
+/// A member of a consumer group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRecord {
+    /// Member id.
+    pub id: String,
+    /// Its consumer's client.id.
+    pub client_id: String,
+    /// The host it connected from.
+    pub host: String,
+}
+
+/// One partition of a group sync: its translation and what was done.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionSyncRecord {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The group's committed offset on `from`.
+    pub committed: i64,
+    /// The translated offset; none when refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<i64>,
+    /// Records at or after `offset` on `to` the group consumed on `from`.
+    #[serde(default)]
+    pub redelivered: u64,
+    /// Why it was not translated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<RefusalRecord>,
+    /// The group's offset on `to` before the sync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<i64>,
+    /// What was done.
+    pub action: SyncActionRecord,
+}
+
+/// Why a partition was not translated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusalRecord {
+    /// `behind`, `below_log_start`, `past_end`, `no_partition`.
+    pub kind: String,
+    /// In words.
+    pub reason: String,
+    /// With `behind`: each origin and how far (`[origin, partition, consumed, held]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub behind: Vec<BehindRecord>,
+}
+
+/// An origin whose records a group consumed have not all reached the target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BehindRecord {
+    /// The origin cluster.
+    pub origin: String,
+    /// Its partition.
+    pub origin_partition: i32,
+    /// The highest origin offset of it the group consumed.
+    pub consumed: i64,
+    /// The highest origin offset of it the target holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<i64>,
+}
+
+/// What a group sync did with a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncActionRecord {
+    /// The translated offset was committed.
+    Committed,
+    /// The group already was there.
+    Unchanged,
+    /// The translated offset is below the group's offset on the target: left there.
+    KeptAhead,
+    /// Not translated: nothing committed.
+    Refused,
+    /// Nothing committed: the group has members on the target.
+    Skipped,
 }
 
 /// How a parity run ended.
@@ -163,6 +276,7 @@ impl Payload {
             Payload::VerificationStarted { .. } => "VerificationStarted",
             Payload::VerificationCancelRequested { .. } => "VerificationCancelRequested",
             Payload::VerificationFinished { .. } => "VerificationFinished",
+            Payload::GroupOffsetsSynced { .. } => "GroupOffsetsSynced",
         }
     }
 
@@ -184,6 +298,9 @@ impl Payload {
                 vec![format!("verification:{verification}")]
             }
             Payload::LinkRemoved { link } => vec![format!("link:{link}")],
+            Payload::GroupOffsetsSynced { sync } => {
+                vec![format!("group:{}/{}", sync.to, sync.group)]
+            }
             // A run that starts is a new object; how one ends is observed.
             Payload::ServiceStarted { .. }
             | Payload::TopologySettled { .. }

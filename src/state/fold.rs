@@ -173,7 +173,8 @@ impl State {
             self.touched.insert(object, e.seq);
         }
         match &e.payload {
-            Payload::ServiceStarted { .. } => {}
+            // What a sync committed lives on the target cluster; the log says who did it.
+            Payload::ServiceStarted { .. } | Payload::GroupOffsetsSynced { .. } => {}
             Payload::ConfigApplied {
                 digest,
                 clusters,
