@@ -16,18 +16,17 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
-use duplex_sync::provenance::{Hop, PATH_HEADER, encode_origin};
 use duplex_sync::spec::ClusterSpec;
 use duplex_verifier::run::verify;
 use duplex_verifier::{Report, Verdict, VerifySpec};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::message::Message;
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use regex::Regex;
 
+#[path = "common/load.rs"]
+mod load;
 #[path = "common/timing.rs"]
 mod timing;
 use timing::{Timed, Window};
@@ -41,7 +40,6 @@ const RUNS: usize = 2;
 const TOPIC: &str = "bench-verify";
 const TIMEOUT: Duration = Duration::from_secs(300);
 const REQUEST: Duration = Duration::from_secs(10);
-const BASE_TIMESTAMP: i64 = 1_764_000_000_000;
 
 fn main() -> anyhow::Result<()> {
     // `cargo bench` passes --bench; `cargo test --benches/--all-targets` does not.
@@ -75,12 +73,12 @@ fn main() -> anyhow::Result<()> {
     let loading = Instant::now();
     rt.block_on(async {
         tokio::try_join!(
-            produce(&a_boot, n, partitions, false),
-            produce(&b_boot, n, partitions, true)
+            load::produce(&a_boot, TOPIC, n, partitions, VALUE_BYTES, false),
+            load::produce(&b_boot, TOPIC, n, partitions, VALUE_BYTES, true)
         )
     })?;
     for (id, boot) in [("a", &a_boot), ("b", &b_boot)] {
-        let held = held(boot, partitions)?;
+        let held = load::held(boot, TOPIC, partitions)?;
         ensure!(
             held == n as i64,
             "{id} holds {held} records of {TOPIC}, expected {n}"
@@ -166,89 +164,6 @@ fn main() -> anyhow::Result<()> {
     println!();
     println!("ratio verify / consume-only = {:.2}", f.rate() / c.rate());
     Ok(())
-}
-
-/// Loads `n` records on one cluster: record `i` goes to partition `i % partitions` with
-/// timestamp `BASE_TIMESTAMP + i`. With `copy`, each carries the `duplex.path` of the
-/// same record on a (origin a, that partition, offset `i / partitions`), as a flow would
-/// have written it on b. An idempotent producer keeps each partition in send order, so
-/// those offsets are exact.
-async fn produce(bootstrap: &str, n: usize, partitions: i32, copy: bool) -> anyhow::Result<()> {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "5")
-        .create()
-        .context("create producer")?;
-    let value = vec![0x5a_u8; VALUE_BYTES];
-    let mut path = Vec::with_capacity(32);
-    let mut deliveries = Vec::with_capacity(n);
-    for i in 0..n {
-        let partition = i as i32 % partitions;
-        let key = format!("key-{i:010}");
-        let trace = format!("{i:016x}");
-        let mut headers = OwnedHeaders::new_with_capacity(3)
-            .insert(Header {
-                key: "trace-id",
-                value: Some(trace.as_bytes()),
-            })
-            .insert(Header {
-                key: "source",
-                value: Some(b"bench".as_slice()),
-            });
-        if copy {
-            let origin = Hop {
-                cluster: b"a",
-                partition,
-                offset: (i / partitions as usize) as i64,
-            };
-            encode_origin(origin, &mut path).context("encode duplex.path")?;
-            headers = headers.insert(Header {
-                key: PATH_HEADER,
-                value: Some(path.as_slice()),
-            });
-        }
-        let mut record = FutureRecord::to(TOPIC)
-            .partition(partition)
-            .key(key.as_bytes())
-            .payload(value.as_slice())
-            .headers(headers)
-            .timestamp(BASE_TIMESTAMP + i as i64);
-        loop {
-            match producer.send_result(record) {
-                Ok(d) => break deliveries.push(d),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-                Err((e, _)) => return Err(e).context("enqueue record"),
-            }
-        }
-    }
-    for d in deliveries {
-        d.await
-            .context("delivery future dropped")?
-            .map_err(|(e, _)| e)
-            .context("produce")?;
-    }
-    Ok(())
-}
-
-/// Records of the topic on a cluster: sum of high minus low watermarks.
-fn held(bootstrap: &str, partitions: i32) -> anyhow::Result<i64> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .context("create consumer")?;
-    let mut total = 0;
-    for p in 0..partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(TOPIC, p, REQUEST)
-            .context("watermarks")?;
-        total += high - low;
-    }
-    Ok(total)
 }
 
 /// Consume-only: what the verifier's readers do without the verifier's work. One

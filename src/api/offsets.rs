@@ -89,7 +89,9 @@ fn status(e: OffsetsError) -> Status {
         OffsetsError::Sync(SyncError::Provenance { .. }) => {
             Status::failed_precondition(e.to_string())
         }
-        OffsetsError::Sync(_) => Status::unavailable(e.to_string()),
+        OffsetsError::Sync(_)
+        | OffsetsError::MembersUnknown { .. }
+        | OffsetsError::Topic { .. } => Status::unavailable(e.to_string()),
     }
 }
 

@@ -167,39 +167,64 @@ pub fn translate_cli(args: &TranslateArgs) -> ExitCode {
     })())
 }
 
-/// Runs `duplex offsets sync`.
+/// Runs `duplex offsets sync`. A group that fails (no offsets in --topics, a cluster
+/// that does not answer) is reported and the others are synced; the exit code is 2 when
+/// any failed, else 1 when any was refused or left, else 0. With --interval every round
+/// runs whatever the last one met, and the code is the last round's.
 pub fn sync_cli(args: &SyncArgs) -> ExitCode {
     let stop = Arc::new(AtomicBool::new(false));
     if args.interval.is_some() {
         let stop = stop.clone();
         crate::verify::on_signal(move || stop.store(true, Ordering::SeqCst));
     }
-    exit((|| {
-        let r = resolve(&args.between)?;
-        let opts = SyncOptions {
-            allow_rewind: args.allow_rewind,
-            check_members: !args.no_member_check,
+    let r = match resolve(&args.between) {
+        Ok(r) => r,
+        Err(e) => return exit(Err(e)),
+    };
+    let opts = SyncOptions {
+        allow_rewind: args.allow_rewind,
+        check_members: !args.no_member_check,
+    };
+    loop {
+        let code = sync_round(args, &r, opts);
+        let Some(every) = args.interval else {
+            return ExitCode::from(code);
         };
-        loop {
-            let groups = groups(args, &r)?;
-            let mut complete = true;
-            for g in &groups {
-                let s = offsets::sync_group(&request(g, &r, &args.between), opts)?;
-                print::sync(&s, args.between.json);
-                complete &= s.complete();
+        let until = std::time::Instant::now() + every;
+        while std::time::Instant::now() < until {
+            if stop.load(Ordering::SeqCst) {
+                return ExitCode::from(code);
             }
-            let Some(every) = args.interval else {
-                return Ok(complete);
-            };
-            let until = std::time::Instant::now() + every;
-            while std::time::Instant::now() < until {
-                if stop.load(Ordering::SeqCst) {
-                    return Ok(complete);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// One round of sync over every group: its exit code.
+fn sync_round(args: &SyncArgs, r: &Resolved, opts: SyncOptions) -> u8 {
+    let groups = match groups(args, r) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let mut code = 0;
+    for g in &groups {
+        match offsets::sync_group(&request(g, r, &args.between), opts) {
+            Ok(s) => {
+                print::sync(&s, args.between.json);
+                if !s.complete() {
+                    code = code.max(1);
                 }
-                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => {
+                eprintln!("error: group {g}: {e}");
+                code = 2;
             }
         }
-    })())
+    }
+    code
 }
 
 /// The groups to sync: those named, and those on --from matching --groups.

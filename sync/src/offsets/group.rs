@@ -9,6 +9,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 
+use super::OffsetsError;
 use crate::clients;
 use crate::error::SyncError;
 use crate::spec::ClusterSpec;
@@ -28,34 +29,32 @@ pub fn client(cluster: &ClusterSpec, group: &str) -> Result<BaseConsumer, SyncEr
 }
 
 /// The group's committed offsets among `partitions`; partitions it never committed are
-/// left out.
+/// left out. A partition the broker answers with an error is an error: an offset that
+/// could not be read is never taken for none.
 pub fn committed(
     client: &BaseConsumer,
     cluster: &str,
     partitions: &[(String, i32)],
     timeout: Duration,
 ) -> Result<Offsets, SyncError> {
+    let kafka = |source| SyncError::Kafka {
+        op: "fetch committed offsets",
+        cluster: cluster.to_string(),
+        source,
+    };
     let mut tpl = TopicPartitionList::new();
     for (t, p) in partitions {
         tpl.add_partition(t, *p);
     }
-    let got = client
-        .committed_offsets(tpl, timeout)
-        .map_err(|source| SyncError::Kafka {
-            op: "fetch committed offsets",
-            cluster: cluster.to_string(),
-            source,
-        })?;
-    Ok(got
-        .elements()
-        .iter()
-        .filter_map(|e| match e.offset() {
-            Offset::Offset(o) if e.error().is_ok() => {
-                Some(((e.topic().to_string(), e.partition()), o))
-            }
-            _ => None,
-        })
-        .collect())
+    let got = client.committed_offsets(tpl, timeout).map_err(kafka)?;
+    let mut out = Offsets::new();
+    for e in got.elements() {
+        e.error().map_err(kafka)?;
+        if let Offset::Offset(o) = e.offset() {
+            out.insert((e.topic().to_string(), e.partition()), o);
+        }
+    }
+    Ok(out)
 }
 
 /// A member of a group, as the group coordinator describes it.
@@ -75,26 +74,45 @@ impl std::fmt::Display for Member {
     }
 }
 
-/// The group's active members (DescribeGroups). An error when the broker does not
-/// answer it: a group whose members are unknown is never taken for empty.
+/// The states of a classic group that DescribeGroups may answer.
+const STATES: [&str; 5] = [
+    "Empty",
+    "Dead",
+    "Stable",
+    "PreparingRebalance",
+    "CompletingRebalance",
+];
+
+/// The group's active members (DescribeGroups). An error unless the broker described
+/// the group with a known state: a group whose members are unknown (no answer, an
+/// error for the group, which librdkafka reports as a group without a state, or a
+/// group of the new consumer protocol that the classic call does not describe) is
+/// never taken for empty.
 pub fn members(
     client: &BaseConsumer,
     cluster: &str,
     group: &str,
     timeout: Duration,
-) -> Result<Vec<Member>, SyncError> {
+) -> Result<Vec<Member>, OffsetsError> {
+    let unknown = |reason: String| OffsetsError::MembersUnknown {
+        cluster: cluster.to_string(),
+        group: group.to_string(),
+        reason,
+    };
     let list = client
         .fetch_group_list(Some(group), timeout)
-        .map_err(|source| SyncError::Kafka {
-            op: "describe consumer group",
-            cluster: cluster.to_string(),
-            source,
-        })?;
-    Ok(list
-        .groups()
+        .map_err(|e| unknown(format!("DescribeGroups failed: {e}")))?;
+    let Some(g) = list.groups().iter().find(|g| g.name() == group) else {
+        return Err(unknown("the broker did not describe it".into()));
+    };
+    if !STATES.contains(&g.state()) {
+        return Err(unknown(format!(
+            "the broker described it without a known state ({:?})",
+            g.state()
+        )));
+    }
+    Ok(g.members()
         .iter()
-        .filter(|g| g.name() == group)
-        .flat_map(|g| g.members())
         .map(|m| Member {
             id: m.id().to_string(),
             client_id: m.client_id().to_string(),

@@ -155,6 +155,29 @@ pub enum OffsetsError {
     /// A cluster could not be read or written.
     #[error(transparent)]
     Sync(#[from] SyncError),
+    /// A topic the translation needs is listed with an error (a leader election, no
+    /// Describe permission): its partitions are never left out silently.
+    #[error("topic {topic} on cluster {cluster}: {error}; translate again once it answers")]
+    Topic {
+        /// The cluster.
+        cluster: String,
+        /// The topic.
+        topic: String,
+        /// The metadata error.
+        error: String,
+    },
+    /// Whether the group has members on the target cannot be told: nothing is committed.
+    #[error(
+        "cannot tell whether group {group} has members on cluster {cluster}: {reason}; nothing committed"
+    )]
+    MembersUnknown {
+        /// The target cluster.
+        cluster: String,
+        /// The group.
+        group: String,
+        /// Why.
+        reason: String,
+    },
     /// The group has no committed offset on the source among the selected topics.
     #[error("group {group} has no committed offsets on cluster {cluster}{}", topics_note(.topics))]
     UnknownGroup {
@@ -183,21 +206,39 @@ fn kafka(op: &'static str, cluster: &str) -> impl FnOnce(rdkafka::error::KafkaEr
     }
 }
 
-/// Partition counts of the topics a cluster holds, internal topics left out.
-fn topics(
-    client: &BaseConsumer,
-    cluster: &str,
-    timeout: Duration,
-) -> Result<BTreeMap<String, usize>, SyncError> {
+/// A topic's partition count, or the error its metadata came with.
+type Listed = BTreeMap<String, Result<usize, String>>;
+
+/// The topics a cluster holds, internal topics left out.
+fn topics(client: &BaseConsumer, cluster: &str, timeout: Duration) -> Result<Listed, SyncError> {
     let md = client
         .fetch_metadata(None, timeout)
         .map_err(kafka("fetch metadata", cluster))?;
     Ok(md
         .topics()
         .iter()
-        .filter(|t| !t.name().starts_with("__") && t.error().is_none())
-        .map(|t| (t.name().to_string(), t.partitions().len()))
+        .filter(|t| !t.name().starts_with("__"))
+        .map(|t| {
+            let count = match t.error() {
+                None => Ok(t.partitions().len()),
+                Some(e) => Err(rdkafka::types::RDKafkaErrorCode::from(e).to_string()),
+            };
+            (t.name().to_string(), count)
+        })
         .collect())
+}
+
+/// A listed topic's partition count (0 when not listed); its metadata error as an error.
+fn count(listed: &Listed, cluster: &str, topic: &str) -> Result<usize, OffsetsError> {
+    match listed.get(topic) {
+        None => Ok(0),
+        Some(Ok(n)) => Ok(*n),
+        Some(Err(e)) => Err(OffsetsError::Topic {
+            cluster: cluster.to_string(),
+            topic: topic.to_string(),
+            error: e.clone(),
+        }),
+    }
 }
 
 /// Translates the group's committed offsets from `req.from` to `req.to`, reading both.
@@ -206,11 +247,13 @@ pub fn translate(req: &Request<'_>) -> Result<Translation, OffsetsError> {
     let a = group::client(req.from, req.group)?;
     let b = group::client(req.to, req.group)?;
     let a_topics = topics(&a, from, req.timeout)?;
-    let selected: Vec<(String, i32)> = a_topics
-        .iter()
-        .filter(|(t, _)| req.topics.is_none_or(|re| re.is_match(t)))
-        .flat_map(|(t, n)| (0..*n as i32).map(move |p| (t.clone(), p)))
-        .collect();
+    let mut selected: Vec<(String, i32)> = Vec::new();
+    for t in a_topics.keys() {
+        if req.topics.is_none_or(|re| re.is_match(t)) {
+            let n = count(&a_topics, from, t)?;
+            selected.extend((0..n as i32).map(|p| (t.clone(), p)));
+        }
+    }
     let committed = group::committed(&a, from, &selected, req.timeout)?;
     if committed.is_empty() {
         return Err(OffsetsError::UnknownGroup {
@@ -226,7 +269,7 @@ pub fn translate(req: &Request<'_>) -> Result<Translation, OffsetsError> {
     }
     let mut partitions = Vec::new();
     for (topic, parts) in by_topic {
-        let on_b = b_topics.get(topic).copied().unwrap_or(0);
+        let on_b = count(&b_topics, to, topic)?;
         partitions.extend(translate_topic(req, &a, &b, topic, &parts, on_b)?);
     }
     Ok(Translation {

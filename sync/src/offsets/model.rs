@@ -3,9 +3,10 @@
 //! A record's identity is its origin position: the first hop of `duplex.path`, or its
 //! own position when it was produced on the cluster it is on. Duplex keeps the order of
 //! each origin's records on every cluster (DESIGN.md rule 2 and the order argument in
-//! docs/delivery.md), so what a group consumed of a source partition is, per origin, a
-//! prefix: every record of origin X up to some origin offset `c[X]`. [`Consumed`] is
-//! that vector, built from the source's records below the committed offset.
+//! docs/delivery.md), so what a group consumed of a source partition is, per origin X,
+//! a run of X's records: from the first the source holds to some origin offset `c[X]`.
+//! [`Consumed`] is those runs, read off the source's records below the committed
+//! offset.
 //! [`Translator`] then walks the target partition: the translated offset is the first
 //! record the group has not consumed (or just past the last record when it consumed
 //! them all), and every consumed record at or after it is counted as re-delivered.
@@ -14,38 +15,42 @@ use serde::Serialize;
 
 use super::read::Seen;
 
-/// One origin partition's highest origin offset seen.
+/// The lowest and highest origin offsets seen of one origin partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Upto {
+struct Span {
     cluster: String,
     partition: i32,
-    offset: i64,
+    low: i64,
+    high: i64,
 }
 
-/// Highest origin offset per origin partition. Origins are few (the clusters of a
-/// mesh), so a vector searched linearly beats a map and allocates once per origin.
+/// Origin offsets seen per origin partition. Origins are few (the clusters of a mesh),
+/// so a vector searched linearly beats a map and allocates once per origin.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct Vector(Vec<Upto>);
+struct Spans(Vec<Span>);
 
-impl Vector {
-    fn get(&self, cluster: &str, partition: i32) -> Option<i64> {
+impl Spans {
+    fn get(&self, cluster: &str, partition: i32) -> Option<&Span> {
         self.0
             .iter()
             .find(|u| u.partition == partition && u.cluster == cluster)
-            .map(|u| u.offset)
     }
 
-    fn raise(&mut self, cluster: &str, partition: i32, offset: i64) {
+    fn add(&mut self, cluster: &str, partition: i32, offset: i64) {
         match self
             .0
             .iter_mut()
             .find(|u| u.partition == partition && u.cluster == cluster)
         {
-            Some(u) => u.offset = u.offset.max(offset),
-            None => self.0.push(Upto {
+            Some(u) => {
+                u.low = u.low.min(offset);
+                u.high = u.high.max(offset);
+            }
+            None => self.0.push(Span {
                 cluster: cluster.to_string(),
                 partition,
-                offset,
+                low: offset,
+                high: offset,
             }),
         }
     }
@@ -58,7 +63,7 @@ pub struct Consumed {
     source: String,
     partition: i32,
     committed: i64,
-    upto: Vector,
+    seen: Spans,
 }
 
 impl Consumed {
@@ -69,7 +74,7 @@ impl Consumed {
             source: source.to_string(),
             partition,
             committed,
-            upto: Vector::default(),
+            seen: Spans::default(),
         }
     }
 
@@ -82,22 +87,25 @@ impl Consumed {
     /// not consumed and are ignored.
     pub fn observe(&mut self, r: Seen<'_>) {
         if r.offset < self.committed {
-            self.upto
-                .raise(r.origin, r.origin_partition, r.origin_offset);
+            self.seen.add(r.origin, r.origin_partition, r.origin_offset);
         }
     }
 
     /// Whether the group consumed the record with this origin position. Records first
     /// produced on the source are its own positions, so for them the committed offset
-    /// answers exactly (even for records the source no longer holds); for the others,
-    /// the highest origin offset consumed of their origin does, by per-origin order.
+    /// answers exactly (even for records the source no longer holds). For the others,
+    /// by per-origin order, the origin offsets the group read of their origin: a record
+    /// between the lowest and the highest was on the source below the committed offset.
+    /// Below the lowest it may never have been there (replication to the source began
+    /// later: `start = "latest"`, a cluster added to the mesh, retention on the origin
+    /// before the link existed): not consumed, so never skipped.
     pub fn has_consumed(&self, origin: &str, origin_partition: i32, origin_offset: i64) -> bool {
         if origin_partition == self.partition && origin == self.source {
             return origin_offset < self.committed;
         }
-        self.upto
+        self.seen
             .get(origin, origin_partition)
-            .is_some_and(|c| origin_offset <= c)
+            .is_some_and(|s| s.low <= origin_offset && origin_offset <= s.high)
     }
 }
 
@@ -155,7 +163,7 @@ pub struct Translator<'a> {
     first_unconsumed: Option<i64>,
     redelivered: u64,
     last: Option<i64>,
-    held: Vector,
+    held: Spans,
 }
 
 impl<'a> Translator<'a> {
@@ -166,7 +174,7 @@ impl<'a> Translator<'a> {
             first_unconsumed: None,
             redelivered: 0,
             last: None,
-            held: Vector::default(),
+            held: Spans::default(),
         }
     }
 
@@ -175,7 +183,7 @@ impl<'a> Translator<'a> {
         let (offset, origin, origin_partition, origin_offset) =
             (r.offset, r.origin, r.origin_partition, r.origin_offset);
         self.last = Some(offset);
-        self.held.raise(origin, origin_partition, origin_offset);
+        self.held.add(origin, origin_partition, origin_offset);
         if self
             .consumed
             .has_consumed(origin, origin_partition, origin_offset)
@@ -194,15 +202,15 @@ impl<'a> Translator<'a> {
     pub fn finish(self, log_start: i64) -> Result<Translated, Vec<Behind>> {
         let mut behind: Vec<Behind> = self
             .consumed
-            .upto
+            .seen
             .0
             .iter()
             .filter_map(|u| {
-                let held = self.held.get(&u.cluster, u.partition);
-                (held < Some(u.offset)).then(|| Behind {
+                let held = self.held.get(&u.cluster, u.partition).map(|s| s.high);
+                (held < Some(u.high)).then(|| Behind {
                     origin: u.cluster.clone(),
                     origin_partition: u.partition,
-                    consumed: u.offset,
+                    consumed: u.high,
                     held,
                 })
             })

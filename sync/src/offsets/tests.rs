@@ -40,9 +40,11 @@ fn model(a: &[Rec], committed: i64, b: &[Rec], b_start: i64) -> Result<Translate
         .filter(|r| r.0 < committed)
         .map(|r| (r.1, r.2))
         .collect();
-    let held: HashSet<(&str, i64)> = b.iter().map(|r| (r.1, r.2)).collect();
+    // Behind: a consumed record the target will still receive, i.e. one past every
+    // record of its origin the target holds (one before them never reaches it).
     let mut behind: Vec<String> = consumed
-        .difference(&held)
+        .iter()
+        .filter(|(o, u)| !b.iter().any(|r| r.1 == *o && r.2 >= *u))
         .map(|(o, _)| o.to_string())
         .collect();
     if !behind.is_empty() {
@@ -165,13 +167,18 @@ fn lay_out(labels: &[&'static str], gaps: &[u8], start: i64) -> Vec<(i64, &'stat
         .collect()
 }
 
-/// The records of a log laid out: the i-th record of origin X has X's i-th identity.
-fn identify(log: &[(i64, &'static str)], ids: &dyn Fn(&str, usize) -> i64) -> Vec<Rec> {
+/// The records of a log laid out: the i-th record of origin X has X's (skip(X) + i)-th
+/// identity: replication of X to this cluster began `skip(X)` records into X.
+fn identify(
+    log: &[(i64, &'static str)],
+    ids: &dyn Fn(&str, usize) -> i64,
+    skip: &dyn Fn(&str) -> usize,
+) -> Vec<Rec> {
     let mut seen = std::collections::HashMap::new();
     log.iter()
         .map(|&(off, l)| {
             let i = seen.entry(l).or_insert(0usize);
-            let r = (off, l, ids(l, *i));
+            let r = (off, l, ids(l, skip(l) + *i));
             *i += 1;
             r
         })
@@ -180,12 +187,14 @@ fn identify(log: &[(i64, &'static str)], ids: &dyn Fn(&str, usize) -> i64) -> Ve
 
 proptest! {
     /// Random interleavings of local and replicated records on both sides, with a third
-    /// origin, replication behind in either direction, gaps in offsets and a random
+    /// origin, replication behind in either direction or begun after an origin's first
+    /// records (a window of each origin, not a prefix), gaps in offsets and a random
     /// committed offset: the translation is the model's (never skip, exact count).
     #[test]
     fn translation_matches_the_model(
         own_a in 0usize..12, own_b in 0usize..12, n_c in 0usize..8,
         frac in proptest::collection::vec(0.0f64..=1.0, 4),
+        starts in proptest::collection::vec(0.0f64..=1.0, 4),
         gaps in proptest::collection::vec(any::<u8>(), 40),
         keys_a in proptest::collection::vec(any::<u32>(), 40),
         keys_b in proptest::collection::vec(any::<u32>(), 40),
@@ -209,8 +218,19 @@ proptest! {
             "b" => ob[i],
             _ => 100 + 3 * i as i64,
         };
-        let a = identify(&a_log, &ids);
-        let b = identify(&b_log, &ids);
+        // Where each foreign origin's window begins on each side.
+        let (skip_ab, skip_ac) = (take(own_b - ab, starts[0]), take(n_c - ac, starts[1]));
+        let (skip_ba, skip_bc) = (take(own_a - ba, starts[2]), take(n_c - bc, starts[3]));
+        let a = identify(&a_log, &ids, &|o| match o {
+            "b" => skip_ab,
+            "c" => skip_ac,
+            _ => 0,
+        });
+        let b = identify(&b_log, &ids, &|o| match o {
+            "a" => skip_ba,
+            "c" => skip_bc,
+            _ => 0,
+        });
         let end = a.last().map_or(0, |r| r.0 + 1);
         let committed = ((end as f64) * pick).round() as i64;
         prop_assert_eq!(
