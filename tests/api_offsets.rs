@@ -169,6 +169,42 @@ async fn a_group_moves_through_the_api_and_the_log_says_so() {
         );
     }
 
+    // The CLI asks the service with --remote: the same translation, and a sync recorded.
+    let api = s.service.api_addr.to_string();
+    let remote = |verb: &'static str, extra: &'static [&'static str]| {
+        let (api, group) = (api.clone(), group.clone());
+        async move {
+            let args = [
+                &[
+                    "offsets", verb, "--remote", "--api", &api, "--group", &group,
+                ][..],
+                &["--from", "a", "--to", "b", "--json"],
+                extra,
+            ]
+            .concat();
+            let out = harness::service::cli(&args).await;
+            let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+            let json: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_default();
+            (out.status.code(), json, stdout)
+        }
+    };
+    let (code, t_cli, out) = remote("translate", &[]).await;
+    assert_eq!(code, Some(0), "{out}");
+    let offsets_cli: Vec<i64> = t_cli["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["offset"].as_i64().unwrap())
+        .collect();
+    assert_eq!(offsets_cli, [0, 15, 60], "{t_cli}");
+    let (code, s_cli, out) = remote("sync", &["--no-member-check"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(s_cli["synced"], true, "{s_cli}");
+    let seq = s_cli["sequence"].as_u64().expect("the sync's event");
+    let log = harness::service::all_events(&mut events, 100).await;
+    let e = log.iter().find(|e| e.sequence == seq).expect("recorded");
+    assert_eq!(e.r#type, "GroupOffsetsSynced");
+
     // Refusals.
     let code = |r: Result<tonic::Response<pb::OffsetTranslation>, tonic::Status>| {
         let e = r.expect_err("refused");

@@ -493,3 +493,66 @@ async fn replication_begun_later_mock() {
         "b's later records the group read on a, read again after b's first 40"
     );
 }
+
+/// A source written transactionally (the mock's transactions: commits and aborts are
+/// accepted, and its read_committed readers see aborted records, so the group and the
+/// flow both read them): translation stays exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactional_source_mock() {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let clusters = harness::start_mock(&["a", "b"], 1);
+    let refs: Vec<_> = clusters.iter().collect();
+    let topic = harness::unique("offsets.txn");
+    for c in &refs {
+        c.create_topic(&topic, PARTITIONS).await;
+    }
+    let bootstrap = refs[0].bootstrap.clone();
+    let t = topic.clone();
+    tokio::task::spawn_blocking(move || {
+        let p: BaseProducer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("transactional.id", "offsets-test")
+            .create()
+            .expect("transactional producer");
+        p.init_transactions(Duration::from_secs(30)).expect("init");
+        for batch in 0..6 {
+            p.begin_transaction().expect("begin");
+            for i in 0..10 {
+                for part in 0..PARTITIONS {
+                    let value = format!("txn/{part}/{batch}/{i}");
+                    p.send(BaseRecord::<(), _>::to(&t).partition(part).payload(&value))
+                        .expect("send");
+                }
+            }
+            p.flush(Duration::from_secs(30)).expect("flush");
+            if batch % 3 == 1 {
+                p.abort_transaction(Duration::from_secs(30)).expect("abort");
+            } else {
+                p.commit_transaction(Duration::from_secs(30))
+                    .expect("commit");
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let held = |c: &TestCluster| {
+        (0..PARTITIONS)
+            .map(|p| harness::watermarks(c, &topic, p).1)
+            .collect::<Vec<_>>()
+    };
+    let ends = held(refs[0]);
+    let running = harness::run_engine(harness::spec(&refs, &[[0, 1]], "offsets\\..*"));
+    let all = all_values(refs[0], &topic).await;
+    let visible = all.values().map(Vec::len).sum::<usize>() as i64;
+    harness::wait_for_count(&refs[1..], &topic, visible, Duration::from_secs(60)).await;
+    running.stop().await;
+    let group = harness::unique("app");
+    let consumed = groups::consume_prefix(refs[0], &group, &topic, &[0, 25, 60, 33]).await;
+    let dir = tempfile_dir("txn");
+    let file = config(&dir, &refs, &[["a", "b"]]);
+    let again = move_and_check(&file, refs[0], refs[1], &group, &topic, &consumed, false).await;
+    assert_eq!(again, 0, "one-way: exact");
+    eprintln!(
+        "transactional_source_mock: a's partitions end at {ends:?} for {visible} records seen"
+    );
+}

@@ -163,7 +163,7 @@ fn partition_record(
 }
 
 /// A sync as the log records it.
-fn sync_record(s: &GroupSync) -> GroupSyncRecord {
+pub fn sync_record(s: &GroupSync) -> GroupSyncRecord {
     let t = &s.translation;
     let partitions = if s.members.is_empty() {
         s.applied
@@ -229,7 +229,7 @@ fn partition_pb(p: &PartitionSyncRecord) -> pb::PartitionTranslation {
     }
 }
 
-fn translation_pb(t: &Translation) -> pb::OffsetTranslation {
+pub fn translation_pb(t: &Translation) -> pb::OffsetTranslation {
     pb::OffsetTranslation {
         group: t.group.clone(),
         from: t.from.clone(),

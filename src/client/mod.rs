@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use duplex_proto::v1::event_service_client::EventServiceClient;
+use duplex_proto::v1::offset_service_client::OffsetServiceClient;
 use duplex_proto::v1::topology_service_client::TopologyServiceClient;
 use duplex_proto::v1::verification_service_client::VerificationServiceClient;
 use tonic::metadata::MetadataValue;
@@ -66,6 +67,8 @@ pub struct Clients {
     pub events: EventServiceClient<InterceptedService<Channel, Bearer>>,
     /// VerificationService.
     pub verification: VerificationServiceClient<InterceptedService<Channel, Bearer>>,
+    /// OffsetService.
+    pub offsets: OffsetServiceClient<InterceptedService<Channel, Bearer>>,
 }
 
 impl ApiArgs {
@@ -120,6 +123,7 @@ impl ApiArgs {
         Ok(Clients {
             topology: TopologyServiceClient::with_interceptor(channel.clone(), b.clone()),
             events: EventServiceClient::with_interceptor(channel.clone(), b.clone()),
+            offsets: OffsetServiceClient::with_interceptor(channel.clone(), b.clone()),
             // A report names up to --max-samples records per partition: larger than
             // gRPC's default 4 MiB message on a big mesh.
             verification: VerificationServiceClient::with_interceptor(channel, b)

@@ -13,10 +13,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use duplex_proto::v1 as pb;
 use duplex_sync::offsets::{self, OffsetsError, Request, SyncOptions};
 use duplex_sync::spec::ClusterSpec;
 use regex::Regex;
 
+use crate::api::offsets::{sync_pb, sync_record, translation_pb};
 use crate::config::Config;
 
 pub mod print;
@@ -25,9 +27,16 @@ pub mod print;
 #[derive(Debug, Clone, clap::Args)]
 pub struct Between {
     /// The TOML config file (its clusters; links are not needed: the two clusters need
-    /// not be neighbours).
+    /// not be neighbours). Not with --remote, where the service's clusters are used.
+    #[arg(long, required_unless_present = "remote", conflicts_with = "remote")]
+    pub config: Option<PathBuf>,
+    /// Ask the Duplex service at --api (OffsetService): its clusters, runtime ones
+    /// included, from its machine; a sync is recorded in its event log.
     #[arg(long)]
-    pub config: PathBuf,
+    pub remote: bool,
+    /// The service's API, with --remote.
+    #[command(flatten)]
+    pub api: crate::client::ApiArgs,
     /// The cluster where the group committed its offsets.
     #[arg(long)]
     pub from: String,
@@ -41,7 +50,7 @@ pub struct Between {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// How long a cluster may take to answer.
+    /// How long a cluster may take to answer (not with --remote: the service's 30 s).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
 }
@@ -67,8 +76,8 @@ pub struct SyncArgs {
     )]
     pub group: Vec<String>,
     /// Every group on --from whose name matches this pattern (anchored regex; needs a
-    /// broker that lists groups).
-    #[arg(long, value_name = "RE")]
+    /// broker that lists groups; not with --remote).
+    #[arg(long, value_name = "RE", conflicts_with = "remote")]
     pub groups: Option<String>,
     #[command(flatten)]
     pub between: Between,
@@ -101,7 +110,11 @@ struct Resolved {
 }
 
 fn resolve(b: &Between) -> Result<Resolved, CliError> {
-    let config = Config::load(&b.config).map_err(|e| CliError::Invalid(e.to_string()))?;
+    let file = b
+        .config
+        .as_deref()
+        .ok_or_else(|| CliError::Invalid("--config: required without --remote".into()))?;
+    let config = Config::load(file).map_err(|e| CliError::Invalid(e.to_string()))?;
     let spec = config.engine_spec();
     let cluster = |flag: &str, id: &str| {
         spec.clusters
@@ -112,7 +125,7 @@ fn resolve(b: &Between) -> Result<Resolved, CliError> {
                 let known: Vec<&str> = spec.clusters.iter().map(|c| c.id.as_str()).collect();
                 CliError::Invalid(format!(
                     "--{flag} {id}: no such cluster in {} (it has {})",
-                    b.config.display(),
+                    file.display(),
                     known.join(", ")
                 ))
             })
@@ -159,12 +172,62 @@ fn exit(result: Result<bool, CliError>) -> ExitCode {
 
 /// Runs `duplex offsets translate`.
 pub fn translate_cli(args: &TranslateArgs) -> ExitCode {
+    let b = &args.between;
+    if b.remote {
+        return crate::client::run(async {
+            let mut c = b.api.connect().await?;
+            let t = c
+                .offsets
+                .translate_offsets(pb::TranslateOffsetsRequest {
+                    group: args.group.clone(),
+                    from: b.from.clone(),
+                    to: b.to.clone(),
+                    topics: b.topics.clone().unwrap_or_default(),
+                })
+                .await
+                .map_err(|s| crate::client::status_error("TranslateOffsets", s))?
+                .into_inner();
+            print::translation(&t, b.json);
+            Ok(ExitCode::from(if t.complete { 0 } else { 1 }))
+        });
+    }
     exit((|| {
-        let r = resolve(&args.between)?;
-        let t = offsets::translate(&request(&args.group, &r, &args.between))?;
-        print::translation(&t, args.between.json);
+        let r = resolve(b)?;
+        let t = offsets::translate(&request(&args.group, &r, b))?;
+        print::translation(&translation_pb(&t), b.json);
         Ok(t.complete())
     })())
+}
+
+/// Where a sync runs: here against the config's clusters, or in the service.
+enum Syncer {
+    Local(Resolved, SyncOptions),
+    Remote(tokio::runtime::Runtime, crate::client::Clients),
+}
+
+impl Syncer {
+    fn sync(&mut self, args: &SyncArgs, group: &str) -> Result<pb::GroupOffsetsSync, String> {
+        match self {
+            Syncer::Local(r, opts) => offsets::sync_group(&request(group, r, &args.between), *opts)
+                .map(|s| sync_pb(&sync_record(&s), 0))
+                .map_err(|e| e.to_string()),
+            Syncer::Remote(rt, c) => {
+                let b = &args.between;
+                let req = pb::SyncGroupOffsetsRequest {
+                    group: group.to_string(),
+                    from: b.from.clone(),
+                    to: b.to.clone(),
+                    topics: b.topics.clone().unwrap_or_default(),
+                    allow_rewind: args.allow_rewind,
+                    skip_member_check: args.no_member_check,
+                    request_id: String::new(),
+                };
+                rt.block_on(c.offsets.sync_group_offsets(req))
+                    .map(tonic::Response::into_inner)
+                    .map_err(|s| format!("SyncGroupOffsets: {:?}: {}", s.code(), s.message()))
+            }
+        }
+    }
 }
 
 /// Runs `duplex offsets sync`. A group that fails (no offsets in --topics, a cluster
@@ -177,16 +240,32 @@ pub fn sync_cli(args: &SyncArgs) -> ExitCode {
         let stop = stop.clone();
         crate::verify::on_signal(move || stop.store(true, Ordering::SeqCst));
     }
-    let r = match resolve(&args.between) {
-        Ok(r) => r,
-        Err(e) => return exit(Err(e)),
-    };
-    let opts = SyncOptions {
-        allow_rewind: args.allow_rewind,
-        check_members: !args.no_member_check,
+    let mut syncer = if args.between.remote {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        match rt.block_on(args.between.api.connect()) {
+            Ok(c) => Syncer::Remote(rt, c),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        match resolve(&args.between) {
+            Ok(r) => {
+                let opts = SyncOptions {
+                    allow_rewind: args.allow_rewind,
+                    check_members: !args.no_member_check,
+                };
+                Syncer::Local(r, opts)
+            }
+            Err(e) => return exit(Err(e)),
+        }
     };
     loop {
-        let code = sync_round(args, &r, opts);
+        let code = sync_round(args, &mut syncer);
         let Some(every) = args.interval else {
             return ExitCode::from(code);
         };
@@ -201,8 +280,12 @@ pub fn sync_cli(args: &SyncArgs) -> ExitCode {
 }
 
 /// One round of sync over every group: its exit code.
-fn sync_round(args: &SyncArgs, r: &Resolved, opts: SyncOptions) -> u8 {
-    let groups = match groups(args, r) {
+fn sync_round(args: &SyncArgs, syncer: &mut Syncer) -> u8 {
+    let groups = match syncer {
+        Syncer::Local(r, _) => groups(args, r),
+        Syncer::Remote(..) => Ok(args.group.clone()),
+    };
+    let groups = match groups {
         Ok(g) => g,
         Err(e) => {
             eprintln!("error: {e}");
@@ -211,10 +294,10 @@ fn sync_round(args: &SyncArgs, r: &Resolved, opts: SyncOptions) -> u8 {
     };
     let mut code = 0;
     for g in &groups {
-        match offsets::sync_group(&request(g, r, &args.between), opts) {
+        match syncer.sync(args, g) {
             Ok(s) => {
                 print::sync(&s, args.between.json);
-                if !s.complete() {
+                if !s.synced {
                     code = code.max(1);
                 }
             }

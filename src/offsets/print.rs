@@ -1,19 +1,38 @@
-//! What `duplex offsets` prints: a table per group, or one JSON object per group.
+//! What `duplex offsets` prints: a table per group, or one JSON object per group. Local
+//! runs and `--remote` print the same, from the API's messages (a local run converts
+//! its result as the service does).
 
-use duplex_sync::offsets::{Action, Applied, GroupSync, Partition, Translation};
+use duplex_proto::v1 as pb;
 use serde_json::{Value, json};
 
 /// A partition's translation as JSON: `status` is `translated` (with `offset` and
 /// `redelivered`) or `refused` (with `reason`, and `refusal` saying why in fields).
-pub fn partition_json(p: &Partition) -> Value {
+pub fn partition_json(p: &pb::PartitionTranslation) -> Value {
     let mut v = json!({
         "topic": p.topic,
         "partition": p.partition,
         "committed": p.committed,
     });
-    let extra = match &p.outcome {
-        Ok(t) => json!({"status": "translated", "offset": t.offset, "redelivered": t.redelivered}),
-        Err(r) => json!({"status": "refused", "reason": r.to_string(), "refusal": r}),
+    let extra = if p.translated {
+        json!({"status": "translated", "offset": p.offset, "redelivered": p.redelivered})
+    } else {
+        let origins: Vec<Value> = p
+            .behind
+            .iter()
+            .map(|b| {
+                json!({
+                    "origin": b.origin,
+                    "origin_partition": b.origin_partition,
+                    "consumed": b.consumed,
+                    "held": b.held,
+                })
+            })
+            .collect();
+        let mut refusal = json!({"kind": p.refusal});
+        if p.refusal == "behind" {
+            merge(&mut refusal, json!({"origins": origins}));
+        }
+        json!({"status": "refused", "reason": p.reason, "refusal": refusal})
     };
     merge(&mut v, extra);
     v
@@ -26,18 +45,18 @@ fn merge(v: &mut Value, extra: Value) {
 }
 
 /// A translation as JSON.
-pub fn translation_json(t: &Translation) -> Value {
+pub fn translation_json(t: &pb::OffsetTranslation) -> Value {
     json!({
         "group": t.group,
         "from": t.from,
         "to": t.to,
-        "complete": t.complete(),
+        "complete": t.complete,
         "partitions": t.partitions.iter().map(partition_json).collect::<Vec<_>>(),
     })
 }
 
 /// Prints a translation.
-pub fn translation(t: &Translation, as_json: bool) {
+pub fn translation(t: &pb::OffsetTranslation, as_json: bool) {
     if as_json {
         println!("{}", translation_json(t));
         return;
@@ -47,9 +66,10 @@ pub fn translation(t: &Translation, as_json: bool) {
         .partitions
         .iter()
         .map(|p| {
-            let (to, again) = match &p.outcome {
-                Ok(x) => (x.offset.to_string(), x.redelivered.to_string()),
-                Err(r) => (format!("refused: {r}"), "-".into()),
+            let (to, again) = if p.translated {
+                (p.offset.to_string(), p.redelivered.to_string())
+            } else {
+                (format!("refused: {}", p.reason), "-".into())
             };
             [
                 p.topic.clone(),
@@ -68,13 +88,8 @@ pub fn translation(t: &Translation, as_json: bool) {
         format!("translated on {}", t.to),
     ];
     table(&head, &rows);
-    let refused = t.partitions.iter().filter(|p| p.outcome.is_err()).count();
-    let again: u64 = t
-        .partitions
-        .iter()
-        .filter_map(|p| p.outcome.as_ref().ok())
-        .map(|x| x.redelivered)
-        .sum();
+    let refused = t.partitions.iter().filter(|p| !p.translated).count();
+    let again: u64 = t.partitions.iter().map(|p| p.redelivered).sum();
     println!(
         "{} partitions translated, {refused} refused; {again} records will be read again on {}",
         t.partitions.len() - refused,
@@ -109,69 +124,108 @@ fn table(head: &[String; 5], rows: &[[String; 5]]) {
     }
 }
 
-fn action_text(a: &Applied, p: &Partition) -> String {
-    let before = a
+fn action_name(a: i32) -> &'static str {
+    match pb::SyncAction::try_from(a) {
+        Ok(pb::SyncAction::Committed) => "committed",
+        Ok(pb::SyncAction::Unchanged) => "unchanged",
+        Ok(pb::SyncAction::KeptAhead) => "kept_ahead",
+        Ok(pb::SyncAction::Refused) => "refused",
+        _ => "unknown",
+    }
+}
+
+fn action_text(p: &pb::PartitionSync) -> String {
+    let t = p.translation.clone().unwrap_or_default();
+    let before = p
         .before
         .map_or_else(|| "none".to_string(), |b| b.to_string());
-    match (&a.action, &p.outcome) {
-        (Action::Committed, Ok(t)) => format!("committed {} (was {before})", t.offset),
-        (Action::Unchanged, Ok(t)) => format!("already at {}", t.offset),
-        (Action::KeptAhead, Ok(t)) => format!(
+    match pb::SyncAction::try_from(p.action) {
+        Ok(pb::SyncAction::Committed) => format!("committed {} (was {before})", t.offset),
+        Ok(pb::SyncAction::Unchanged) => format!("already at {}", t.offset),
+        Ok(pb::SyncAction::KeptAhead) => format!(
             "left at {before}: translated {} is behind it (--allow-rewind moves it back)",
             t.offset
         ),
-        (_, Err(r)) => format!("refused: {r}"),
-        (_, Ok(_)) => "?".into(),
+        _ => format!("refused: {}", t.reason),
     }
 }
 
 /// Prints what a sync did.
-pub fn sync(s: &GroupSync, as_json: bool) {
-    let t = &s.translation;
+pub fn sync(s: &pb::GroupOffsetsSync, as_json: bool) {
+    let translations: Vec<pb::PartitionTranslation> = s
+        .partitions
+        .iter()
+        .map(|p| p.translation.clone().unwrap_or_default())
+        .collect();
     if as_json {
-        let mut v = translation_json(t);
-        let applied: Vec<Value> = s
-            .applied
+        let partitions: Vec<Value> = s
+            .partitions
             .iter()
-            .zip(&t.partitions)
-            .map(|(a, p)| {
-                let mut v = partition_json(p);
-                merge(&mut v, json!({"before": a.before, "action": a.action}));
+            .zip(&translations)
+            .map(|(p, t)| {
+                let mut v = partition_json(t);
+                if s.members.is_empty() {
+                    merge(
+                        &mut v,
+                        json!({"before": p.before, "action": action_name(p.action)}),
+                    );
+                }
                 v
             })
             .collect();
-        merge(
-            &mut v,
-            json!({"members": s.members, "synced": s.complete(), "partitions": if s.members.is_empty() { applied } else { t.partitions.iter().map(partition_json).collect() }}),
-        );
+        let members: Vec<Value> = s
+            .members
+            .iter()
+            .map(|m| json!({"id": m.id, "client_id": m.client_id, "host": m.host}))
+            .collect();
+        let mut v = json!({
+            "group": s.group,
+            "from": s.from,
+            "to": s.to,
+            "members": members,
+            "synced": s.synced,
+            "partitions": partitions,
+        });
+        if s.sequence > 0 {
+            merge(&mut v, json!({"sequence": s.sequence}));
+        }
         println!("{v}");
         return;
     }
     if !s.members.is_empty() {
-        let names: Vec<String> = s.members.iter().map(|m| m.to_string()).collect();
+        let names: Vec<String> = s
+            .members
+            .iter()
+            .map(|m| format!("{} ({} on {})", m.id, m.client_id, m.host))
+            .collect();
         println!(
             "group {}: refused: it has {} active member(s) on {}: {}; nothing committed",
-            t.group,
+            s.group,
             names.len(),
-            t.to,
+            s.to,
             names.join(", ")
         );
         return;
     }
-    println!("group {}: {} -> {}", t.group, t.from, t.to);
-    for (a, p) in s.applied.iter().zip(&t.partitions) {
-        let again = p
-            .outcome
-            .as_ref()
-            .map(|x| format!(", {} to be read again", x.redelivered))
-            .unwrap_or_default();
+    let recorded = if s.sequence > 0 {
+        format!(" (recorded as event {})", s.sequence)
+    } else {
+        String::new()
+    };
+    println!("group {}: {} -> {}{recorded}", s.group, s.from, s.to);
+    for (p, t) in s.partitions.iter().zip(&translations) {
+        let again = if t.translated {
+            format!(", {} to be read again", t.redelivered)
+        } else {
+            String::new()
+        };
         println!(
             "  {}/{} committed on {} {}: {}{again}",
-            p.topic,
-            p.partition,
-            t.from,
-            p.committed,
-            action_text(a, p)
+            t.topic,
+            t.partition,
+            s.from,
+            t.committed,
+            action_text(p)
         );
     }
 }
