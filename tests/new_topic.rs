@@ -136,3 +136,36 @@ async fn missing_target_topic_on_mock_is_an_error_not_an_auto_created_topic() {
         "the target topic must not be auto-created with the broker's default shape"
     );
 }
+
+/// A target topic with fewer partitions than the source's: the flow tries to add them
+/// (CreatePartitions); the mock answers no admin request, so the topic's partitions wait
+/// with an error that says what to do, and nothing is written to a partition number
+/// that does not exist on the target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_with_fewer_partitions_is_grown_or_named() {
+    let Some(clusters) = harness::start(Provider::Mock, &["src", "dst"]) else {
+        return;
+    };
+    let (a, b) = (&clusters[0], &clusters[1]);
+    let topic = harness::unique("narrow");
+    a.create_topic(&topic, 3).await;
+    b.create_topic(&topic, 2).await;
+    let mut spec = harness::spec(&[a, b], &[[0, 1]], "narrow\\..*");
+    spec.limits.request_timeout = Duration::from_secs(1);
+    let running = harness::run_engine(spec);
+    let m = running.flow("src->dst").await;
+    harness::wait_until(
+        "the topic's partitions to wait after the target could not grow",
+        Duration::from_secs(30),
+        || m.partitions_waiting.load(Relaxed) == 3 && m.assignment_errors.load(Relaxed) >= 1,
+    )
+    .await;
+    let error = m.last_error().unwrap();
+    running.stop().await;
+    assert!(
+        error.contains(&format!("target topic {topic} on cluster dst"))
+            && error.contains("it has 2 partitions and the source has 3")
+            && error.contains("add partitions on the target (adding them failed"),
+        "{error}"
+    );
+}

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::ClientContext;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::admin::{
+    AdminClient, AdminOptions, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
+};
 use rdkafka::client::{Client, DefaultClientContext};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -149,6 +151,36 @@ impl TopicCreator {
             Some(Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists))) => Ok(()),
             Some(Err((_, code))) => Err(self.err(topic, format!("cannot create it ({code}); create it with {partitions} partitions and cleanup.policy={policy}"))),
             None => Err(self.err(topic, "the broker returned no result for CreateTopics".to_string())),
+        }
+    }
+}
+
+impl TopicCreator {
+    /// Adds partitions to `topic` on the target, which has `has`, up to the source's
+    /// `partitions` (CreatePartitions): Duplex keeps partition numbers, so every source
+    /// partition needs its namesake. Says clearly what to do when the target cannot.
+    pub async fn grow(&self, topic: &str, has: usize, partitions: usize) -> Result<(), SyncError> {
+        let opts = AdminOptions::new()
+            .request_timeout(Some(self.timeout))
+            .operation_timeout(Some(self.timeout));
+        let advice = format!(
+            "it has {has} partitions and the source has {partitions}; Duplex keeps partition \
+             numbers, so add partitions on the target"
+        );
+        let results = self
+            .target
+            .create_partitions([&NewPartitions::new(topic, partitions)], &opts)
+            .await
+            .map_err(|e| self.err(topic, format!("{advice} (adding them failed: {})", explain(&e))))?;
+        match results.into_iter().next() {
+            Some(Ok(_)) => Ok(()),
+            Some(Err((_, code))) => {
+                Err(self.err(topic, format!("{advice} (adding them failed: {code})")))
+            }
+            None => Err(self.err(
+                topic,
+                format!("{advice} (the broker returned no result for CreatePartitions)"),
+            )),
         }
     }
 }

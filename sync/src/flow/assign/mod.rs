@@ -285,22 +285,22 @@ impl Flow {
         count: usize,
         timeout: Duration,
     ) -> Result<(), SyncError> {
-        let target_count = self.target_partitions(c, topic, timeout).await?;
-        match target_count {
-            Some(n) if n >= count => return Ok(()),
-            Some(n) => {
-                return Err(SyncError::TargetTopic {
-                    cluster: self.spec.target.id.clone(),
-                    topic: topic.to_string(),
-                    reason: format!(
-                        "it has {n} partitions and the source has {count}; Duplex keeps partition numbers, so add partitions on the target"
-                    ),
-                });
+        match self.target_partitions(c, topic, timeout).await? {
+            Some(n) if n >= count => {
+                if n > count {
+                    warn!(flow = %self.spec.name(), %topic, target = n, source = count, "The target has more partitions than the source: its extra partitions receive nothing from this flow.");
+                }
+                return Ok(());
             }
-            None => {}
+            Some(n) => {
+                info!(flow = %self.spec.name(), %topic, from = n, to = count, "Adding partitions to the topic on the target.");
+                c.creator.grow(topic, n, count).await?;
+            }
+            None => {
+                info!(flow = %self.spec.name(), %topic, partitions = count, "Creating the topic on the target.");
+                c.creator.create(topic, count).await?;
+            }
         }
-        info!(flow = %self.spec.name(), %topic, partitions = count, "Creating the topic on the target.");
-        c.creator.create(topic, count).await?;
         // Metadata can lag creation by a moment; wait until the target shows it.
         for _ in 0..50 {
             if self
@@ -315,8 +315,9 @@ impl Flow {
         Err(SyncError::TargetTopic {
             cluster: self.spec.target.id.clone(),
             topic: topic.to_string(),
-            reason: "created, but it does not show in metadata with all partitions after 5 s"
-                .to_string(),
+            reason: format!(
+                "created or grown, but it does not show {count} partitions in metadata after 5 s"
+            ),
         })
     }
 
