@@ -181,6 +181,7 @@ pub async fn start(
             runs: runs.clone(),
             stop: api_stop,
             tasks: TaskTracker::new(),
+            offsets: crate::api::offsets::Gate::default(),
         })
         .await;
     info!(

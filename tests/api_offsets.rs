@@ -122,13 +122,21 @@ async fn a_group_moves_through_the_api_and_the_log_says_so() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(again, synced);
+    assert!(again.replayed, "{again:?}");
+    assert_eq!(
+        pb::GroupOffsetsSync {
+            replayed: false,
+            ..again
+        },
+        synced
+    );
     assert_eq!(s.service.store.revision(), revision);
     assert_eq!(
         groups::committed(refs[1], &group, &topic, PARTITIONS)[0],
         Some(5)
     );
-    // A new key: p0 at 5 is ahead of 0, so it is left there; nothing else moves.
+    // A new key: p0 at 5 is ahead of 0, so it is left there; nothing else moves, and
+    // a sync that committed nothing records nothing.
     let left = offsets
         .sync_group_offsets(sync_req(&group, "sync-2"))
         .await
@@ -144,13 +152,14 @@ async fn a_group_moves_through_the_api_and_the_log_says_so() {
         ]
     );
     assert_eq!(left.partitions[0].before, Some(5));
-    assert!(!left.synced);
-    // The CLI prints the log's line for it.
+    assert!(!left.synced && left.sequence == 0, "{left:?}");
+    assert_eq!(s.service.store.revision(), revision);
+    // The CLI prints the log's line for the first.
     let out = harness::service::cli(&["events", "--api", &s.service.api_addr.to_string()]).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains(&format!(
-            "GroupOffsetsSynced group {group} a -> b: 0 committed, 2 already there, 1 left ahead, 0 refused [request sync-2]"
+            "GroupOffsetsSynced group {group} a -> b: 3 committed, 0 already there, 0 left ahead, 0 refused [request sync-1]"
         )),
         "{stdout}"
     );
@@ -170,6 +179,7 @@ async fn a_group_moves_through_the_api_and_the_log_says_so() {
     }
 
     // The CLI asks the service with --remote: the same translation, and a sync recorded.
+    groups::commit(refs[1], &group, &topic, &[0, 0, 0]);
     let api = s.service.api_addr.to_string();
     let remote = |verb: &'static str, extra: &'static [&'static str]| {
         let (api, group) = (api.clone(), group.clone());
@@ -200,6 +210,13 @@ async fn a_group_moves_through_the_api_and_the_log_says_so() {
     let (code, s_cli, out) = remote("sync", &["--no-member-check"]).await;
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(s_cli["synced"], true, "{s_cli}");
+    let actions: Vec<&str> = s_cli["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["unchanged", "committed", "committed"], "{s_cli}");
     let seq = s_cli["sequence"].as_u64().expect("the sync's event");
     let log = harness::service::all_events(&mut events, 100).await;
     let e = log.iter().find(|e| e.sequence == seq).expect("recorded");
@@ -243,8 +260,8 @@ async fn a_group_moves_through_the_api_and_the_log_says_so() {
     );
     assert_eq!(c, Code::InvalidArgument, "{m}");
     assert!(m.starts_with("topics: is not a pattern"), "{m}");
-    // Without skipping the member check the mock cannot say: UNAVAILABLE, nothing
-    // committed or recorded.
+    // Without skipping the member check the mock cannot say: FAILED_PRECONDITION (a
+    // retry would not help), nothing committed or recorded.
     let revision = s.service.store.revision();
     let mut checked = sync_req(&group, "");
     checked.skip_member_check = false;
@@ -252,7 +269,7 @@ async fn a_group_moves_through_the_api_and_the_log_says_so() {
         .sync_group_offsets(checked)
         .await
         .expect_err("unknown members");
-    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
     assert!(e.message().contains("cannot tell whether group"), "{e:?}");
     assert_eq!(s.service.store.revision(), revision);
     s.stop().await;

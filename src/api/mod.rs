@@ -74,6 +74,8 @@ pub struct Api {
     pub stop: CancellationToken,
     /// The tasks behind open watches; the server's end waits for them.
     pub tasks: TaskTracker,
+    /// Offset translations and syncs in progress (bounded; syncs one at a time).
+    pub offsets: offsets::Gate,
 }
 
 /// Why the API could not be served.

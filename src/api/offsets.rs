@@ -1,7 +1,10 @@
 //! `duplex.v1.OffsetService`: a consumer group's offsets translated between clusters of
 //! the running mesh, and group sync recorded in the log (docs/offsets.md).
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use duplex_proto::v1 as pb;
 use duplex_sync::SyncError;
@@ -24,6 +27,37 @@ use crate::state::events::{
 /// The service.
 #[derive(Debug)]
 pub struct Offsets(pub Ready);
+
+/// The most translations (each reads partitions with two clients) that run at once.
+pub const MAX_READS: usize = 4;
+
+/// Bounds what OffsetService runs at once: translations (a sync is one), and syncs one
+/// at a time, so that a retried key never syncs twice.
+#[derive(Debug)]
+pub struct Gate {
+    reads: Arc<Semaphore>,
+    sync: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Gate {
+            reads: Arc::new(Semaphore::new(MAX_READS)),
+            sync: Arc::default(),
+        }
+    }
+}
+
+impl Gate {
+    fn read(&self) -> Result<OwnedSemaphorePermit, Status> {
+        self.reads.clone().try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted(format!(
+                "{MAX_READS} offset translations or syncs are running; try again when one \
+                 has ended"
+            ))
+        })
+    }
+}
 
 /// How long a cluster may take to answer one request of a translation.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -89,9 +123,12 @@ fn status(e: OffsetsError) -> Status {
         OffsetsError::Sync(SyncError::Provenance { .. }) => {
             Status::failed_precondition(e.to_string())
         }
-        OffsetsError::Sync(_)
-        | OffsetsError::MembersUnknown { .. }
-        | OffsetsError::Topic { .. } => Status::unavailable(e.to_string()),
+        // Retrying does not help on a broker that cannot describe groups.
+        OffsetsError::MembersUnknown { .. } => Status::failed_precondition(format!(
+            "{e} (for a broker that never describes groups, such as librdkafka's mock: \
+             skip_member_check)"
+        )),
+        OffsetsError::Sync(_) | OffsetsError::Topic { .. } => Status::unavailable(e.to_string()),
     }
 }
 
@@ -175,6 +212,7 @@ pub fn sync_record(s: &GroupSync) -> GroupSyncRecord {
                     Action::Unchanged => SyncActionRecord::Unchanged,
                     Action::KeptAhead => SyncActionRecord::KeptAhead,
                     Action::Refused => SyncActionRecord::Refused,
+                    Action::Failed => SyncActionRecord::Failed,
                 };
                 partition_record(p, a.before, action)
             })
@@ -199,6 +237,7 @@ pub fn sync_record(s: &GroupSync) -> GroupSyncRecord {
             })
             .collect(),
         partitions,
+        error: s.error.clone(),
     }
 }
 
@@ -268,14 +307,31 @@ pub fn sync_pb(r: &GroupSyncRecord, sequence: u64) -> pb::GroupOffsetsSync {
                     SyncActionRecord::Committed => pb::SyncAction::Committed,
                     SyncActionRecord::Unchanged => pb::SyncAction::Unchanged,
                     SyncActionRecord::KeptAhead => pb::SyncAction::KeptAhead,
-                    SyncActionRecord::Refused | SyncActionRecord::Skipped => {
-                        pb::SyncAction::Refused
-                    }
+                    SyncActionRecord::Refused => pb::SyncAction::Refused,
+                    SyncActionRecord::Skipped => pb::SyncAction::Skipped,
+                    SyncActionRecord::Failed => pb::SyncAction::Failed,
                 } as i32,
             })
             .collect(),
         synced: r.synced(),
         sequence,
+        error: r.error.clone().unwrap_or_default(),
+        replayed: false,
+    }
+}
+
+impl GroupSyncRecord {
+    /// Whether the sync did anything worth a record: committed or failed to commit a
+    /// partition, or found the group's members.
+    fn did_something(&self) -> bool {
+        !self.members.is_empty()
+            || self.error.is_some()
+            || self.partitions.iter().any(|p| {
+                matches!(
+                    p.action,
+                    SyncActionRecord::Committed | SyncActionRecord::Failed
+                )
+            })
     }
 }
 
@@ -283,11 +339,65 @@ pub fn sync_pb(r: &GroupSyncRecord, sequence: u64) -> pb::GroupOffsetsSync {
 fn recorded(api: &Api, seq: u64) -> Result<pb::GroupOffsetsSync, Status> {
     let events = api.store.read(seq, 1)?;
     match events.first().map(|e| &e.payload) {
-        Some(Payload::GroupOffsetsSynced { sync }) => Ok(sync_pb(sync, seq)),
+        Some(Payload::GroupOffsetsSynced { sync }) => Ok(pb::GroupOffsetsSync {
+            replayed: true,
+            ..sync_pb(sync, seq)
+        }),
         _ => Err(Status::internal(format!(
             "event {seq} does not record a group sync"
         ))),
     }
+}
+
+/// Runs a sync and records it, as one task: a client that goes away (or a deadline)
+/// does not stop it between the commit and its record.
+async fn sync_and_record(
+    api: Arc<Api>,
+    cmd: Command,
+    c: Checked,
+    opts: SyncOptions,
+    permit: OwnedSemaphorePermit,
+) -> Result<pb::GroupOffsetsSync, Status> {
+    let _one_at_a_time = api.offsets.sync.clone().lock_owned().await;
+    let _permit = permit;
+    // Asked again under the lock: a call with the same key may have just recorded.
+    if let Some(out) = api.store.replayed(&cmd)? {
+        let seq = out.events.first().copied();
+        return match seq {
+            Some(seq) => recorded(&api, seq),
+            None => Err(Status::failed_precondition(
+                "this request_id was used for a sync that committed nothing; use a new key",
+            )),
+        };
+    }
+    let done = blocking(c, move |ask| offsets::sync_group(ask, opts)).await?;
+    let record = sync_record(&done);
+    if !record.did_something() {
+        return Ok(sync_pb(&record, 0));
+    }
+    let out = api
+        .store
+        .execute(&cmd, |_| {
+            Ok(vec![Payload::GroupOffsetsSynced {
+                sync: record.clone(),
+            }])
+        })
+        .inspect_err(|e| {
+            tracing::error!(
+                error = %e,
+                sync = ?record,
+                "A group sync committed offsets on the target but could not be recorded in the event log."
+            );
+        })
+        .map_err(|e| {
+            Status::internal(format!(
+                "the sync ran (its commits on {} stand: see the service's log) but the event \
+                 log could not record it: {e}",
+                record.to
+            ))
+        })?;
+    let seq = out.events.first().copied().unwrap_or_default();
+    Ok(sync_pb(&record, seq))
 }
 
 #[tonic::async_trait]
@@ -300,6 +410,7 @@ impl pb::offset_service_server::OffsetService for Offsets {
         let api = self.0.get()?;
         let r = req.get_ref();
         let c = check(api, &r.group, &r.from, &r.to, &r.topics)?;
+        let _permit = api.offsets.read()?;
         let t = blocking(c, |ask| offsets::translate(ask)).await?;
         Ok(Response::new(translation_pb(&t)))
     }
@@ -309,39 +420,33 @@ impl pb::offset_service_server::OffsetService for Offsets {
         req: Request<pb::SyncGroupOffsetsRequest>,
     ) -> Result<Response<pb::GroupOffsetsSync>, Status> {
         let actor = operator(&req, "SyncGroupOffsets")?;
-        let api = self.0.get()?;
+        let api = self.0.get()?.clone();
         let r = req.get_ref();
-        let c = check(api, &r.group, &r.from, &r.to, &r.topics)?;
+        let (group, to) = (required("group", &r.group)?, required("to", &r.to)?);
         let cmd = Command {
             method: "SyncGroupOffsets",
             actor,
             request_id: request_id(&r.request_id),
             fingerprint: fingerprint(r, |r| r.request_id.clear()),
             expected_revision: None,
-            touches: vec![format!("group:{}/{}", c.to.id, c.group)],
+            touches: vec![format!("group:{to}/{group}")],
         };
-        if let Some(out) = api.store.replayed(&cmd)? {
-            let seq =
-                out.events.first().copied().ok_or_else(|| {
-                    Status::internal("a recorded sync without its event".to_string())
-                })?;
-            return Ok(Response::new(recorded(api, seq)?));
+        // A retry answers what was recorded, even if a cluster has left the mesh since.
+        if let Some(out) = api.store.replayed(&cmd)?
+            && let Some(&seq) = out.events.first()
+        {
+            return Ok(Response::new(recorded(&api, seq)?));
         }
+        let c = check(&api, &r.group, &r.from, &r.to, &r.topics)?;
+        let permit = api.offsets.read()?;
         let opts = SyncOptions {
             allow_rewind: r.allow_rewind,
             check_members: !r.skip_member_check,
         };
-        let done = blocking(c, move |ask| offsets::sync_group(ask, opts)).await?;
-        let record = sync_record(&done);
-        let out = api.store.execute(&cmd, |_| {
-            Ok(vec![Payload::GroupOffsetsSynced {
-                sync: record.clone(),
-            }])
-        })?;
-        let seq = out.events.first().copied().unwrap_or_default();
-        if out.replayed {
-            return Ok(Response::new(recorded(api, seq)?));
-        }
-        Ok(Response::new(sync_pb(&record, seq)))
+        let task = tokio::spawn(sync_and_record(api, cmd, c, opts, permit));
+        let answer = task
+            .await
+            .map_err(|e| Status::internal(format!("group sync task: {e}")))??;
+        Ok(Response::new(answer))
     }
 }

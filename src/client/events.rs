@@ -153,11 +153,15 @@ fn sync_line(s: &pb::GroupOffsetsSync) -> String {
         );
     }
     let count = |a: pb::SyncAction| s.partitions.iter().filter(|p| p.action == a as i32).count();
-    format!(
+    let mut line = format!(
         "{head}: {} committed, {} already there, {} left ahead, {} refused",
         count(pb::SyncAction::Committed),
         count(pb::SyncAction::Unchanged),
         count(pb::SyncAction::KeptAhead),
         count(pb::SyncAction::Refused)
-    )
+    );
+    if !s.error.is_empty() {
+        line += &format!(", {} failed: {}", count(pb::SyncAction::Failed), s.error);
+    }
+    line
 }

@@ -122,7 +122,9 @@ impl ApiArgs {
         let b = Bearer(bearer);
         Ok(Clients {
             topology: TopologyServiceClient::with_interceptor(channel.clone(), b.clone()),
-            events: EventServiceClient::with_interceptor(channel.clone(), b.clone()),
+            // A page of 1000 events with group syncs of many partitions passes 4 MiB.
+            events: EventServiceClient::with_interceptor(channel.clone(), b.clone())
+                .max_decoding_message_size(REPORT_LIMIT),
             offsets: OffsetServiceClient::with_interceptor(channel.clone(), b.clone()),
             // A report names up to --max-samples records per partition: larger than
             // gRPC's default 4 MiB message on a big mesh.

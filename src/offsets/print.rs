@@ -130,6 +130,8 @@ fn action_name(a: i32) -> &'static str {
         Ok(pb::SyncAction::Unchanged) => "unchanged",
         Ok(pb::SyncAction::KeptAhead) => "kept_ahead",
         Ok(pb::SyncAction::Refused) => "refused",
+        Ok(pb::SyncAction::Skipped) => "skipped",
+        Ok(pb::SyncAction::Failed) => "failed",
         _ => "unknown",
     }
 }
@@ -146,6 +148,8 @@ fn action_text(p: &pb::PartitionSync) -> String {
             "left at {before}: translated {} is behind it (--allow-rewind moves it back)",
             t.offset
         ),
+        Ok(pb::SyncAction::Skipped) => "skipped: the group has members there".to_string(),
+        Ok(pb::SyncAction::Failed) => format!("the commit failed; still at {before}"),
         _ => format!("refused: {}", t.reason),
     }
 }
@@ -189,6 +193,9 @@ pub fn sync(s: &pb::GroupOffsetsSync, as_json: bool) {
         if s.sequence > 0 {
             merge(&mut v, json!({"sequence": s.sequence}));
         }
+        if !s.error.is_empty() {
+            merge(&mut v, json!({"error": s.error}));
+        }
         println!("{v}");
         return;
     }
@@ -213,6 +220,9 @@ pub fn sync(s: &pb::GroupOffsetsSync, as_json: bool) {
         String::new()
     };
     println!("group {}: {} -> {}{recorded}", s.group, s.from, s.to);
+    if !s.error.is_empty() {
+        println!("  the commit failed: {}", s.error);
+    }
     for (p, t) in s.partitions.iter().zip(&translations) {
         let again = if t.translated {
             format!(", {} to be read again", t.redelivered)

@@ -154,12 +154,16 @@ pub struct GroupSyncRecord {
     pub members: Vec<MemberRecord>,
     /// Per partition the group committed on `from`.
     pub partitions: Vec<PartitionSyncRecord>,
+    /// Why the commit failed, for the partitions marked `failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl GroupSyncRecord {
     /// Whether every partition is at its translated offset.
     pub fn synced(&self) -> bool {
         self.members.is_empty()
+            && self.error.is_none()
             && self.partitions.iter().all(|p| {
                 matches!(
                     p.action,
@@ -245,6 +249,8 @@ pub enum SyncActionRecord {
     Refused,
     /// Nothing committed: the group has members on the target.
     Skipped,
+    /// The commit failed (`error`); the partition holds `before`.
+    Failed,
 }
 
 /// How a parity run ended.

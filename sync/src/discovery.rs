@@ -171,9 +171,17 @@ impl TopicCreator {
             .target
             .create_partitions([&NewPartitions::new(topic, partitions)], &opts)
             .await
-            .map_err(|e| self.err(topic, format!("{advice} (adding them failed: {})", explain(&e))))?;
+            .map_err(|e| {
+                self.err(
+                    topic,
+                    format!("{advice} (adding them failed: {})", explain(&e)),
+                )
+            })?;
         match results.into_iter().next() {
             Some(Ok(_)) => Ok(()),
+            // Another flow to this target grew it first (the count is absolute): the
+            // caller checks the metadata again.
+            Some(Err((_, rdkafka::types::RDKafkaErrorCode::InvalidPartitions))) => Ok(()),
             Some(Err((_, code))) => {
                 Err(self.err(topic, format!("{advice} (adding them failed: {code})")))
             }

@@ -28,6 +28,8 @@ pub enum Action {
     KeptAhead,
     /// Not translated; nothing committed.
     Refused,
+    /// The commit of this partition failed ([`GroupSync::error`]); it holds `before`.
+    Failed,
 }
 
 /// One partition of a sync.
@@ -52,6 +54,8 @@ pub struct GroupSync {
     pub members: Vec<Member>,
     /// Per translated partition, what was done (empty when the group has members).
     pub applied: Vec<Applied>,
+    /// Why the commit failed, for the partitions marked [`Action::Failed`].
+    pub error: Option<String>,
 }
 
 impl GroupSync {
@@ -59,6 +63,7 @@ impl GroupSync {
     /// at its translated offset now.
     pub fn complete(&self) -> bool {
         self.members.is_empty()
+            && self.error.is_none()
             && self
                 .applied
                 .iter()
@@ -80,6 +85,7 @@ pub fn sync_group(req: &Request<'_>, opts: SyncOptions) -> Result<GroupSync, Off
                 translation,
                 members,
                 applied: Vec::new(),
+                error: None,
             });
         }
     }
@@ -110,13 +116,29 @@ pub fn sync_group(req: &Request<'_>, opts: SyncOptions) -> Result<GroupSync, Off
             action,
         });
     }
+    let mut error = None;
     if !commits.is_empty() {
         let meta = format!("duplex/offsets from={}", req.from.id);
-        group::commit(&b, to, &commits, &meta)?;
+        if let Err(e) = group::commit(&b, to, &commits, &meta) {
+            // A failed request may have committed some of its partitions: say, per
+            // partition, what the group holds now.
+            let now = group::committed(&b, to, &keys, req.timeout).ok();
+            for a in &mut applied {
+                let key = (a.topic.clone(), a.partition);
+                if let (Action::Committed, Some(&want)) = (&a.action, commits.get(&key)) {
+                    let held = now.as_ref().and_then(|n| n.get(&key).copied());
+                    if held != Some(want) {
+                        a.action = Action::Failed;
+                    }
+                }
+            }
+            error = Some(e.to_string());
+        }
     }
     Ok(GroupSync {
         translation,
         members: Vec::new(),
         applied,
+        error,
     })
 }
