@@ -93,6 +93,11 @@ pub fn summary(path: &Path, config: &Config, topics: &[String]) -> String {
     let _ = writeln!(out, "  commit_interval: {}", limits.commit_interval);
     let _ = writeln!(out, "  request_timeout: {}", limits.request_timeout);
     let _ = writeln!(out, "  stall_timeout: {}", limits.stall_timeout);
+    let _ = writeln!(
+        out,
+        "  grow_target_partitions: {}",
+        limits.grow_target_partitions
+    );
     let listen = config
         .metrics_listen()
         .map_or_else(|| "off".to_owned(), |a| format!("http://{a}/metrics"));

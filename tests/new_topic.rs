@@ -169,3 +169,54 @@ async fn a_target_with_fewer_partitions_is_grown_or_named() {
         "{error}"
     );
 }
+
+/// A target topic with more partitions than the source: replicated partition for
+/// partition, the extra one left alone, and the flow's gauge counts the topic. With
+/// growth turned off, a narrower target is named and nothing is tried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wider_target_is_counted_and_growth_can_be_turned_off() {
+    let Some(clusters) = harness::start(Provider::Mock, &["src", "dst"]) else {
+        return;
+    };
+    let (a, b) = (&clusters[0], &clusters[1]);
+    let wide = harness::unique("shape.wide");
+    let narrow = harness::unique("shape.narrow");
+    a.create_topic(&wide, 2).await;
+    b.create_topic(&wide, 3).await;
+    a.create_topic(&narrow, 3).await;
+    b.create_topic(&narrow, 2).await;
+    let mut spec = harness::spec(&[a, b], &[[0, 1]], "shape\\..*");
+    spec.limits.request_timeout = Duration::from_secs(1);
+    spec.limits.grow_target_partitions = false;
+    let running = harness::run_engine(spec);
+    let m = running.flow("src->dst").await;
+    let recs = harness::records("src", 100, 2);
+    harness::produce(a, &wide, &recs).await;
+    harness::wait_for_count(&[b], &wide, 100, Duration::from_secs(60)).await;
+    harness::wait_until(
+        "the narrow topic's partitions to wait",
+        Duration::from_secs(30),
+        || m.partitions_waiting.load(Relaxed) == 3 && m.assignment_errors.load(Relaxed) >= 1,
+    )
+    .await;
+    let wider = m.wider_targets.lock().unwrap().clone();
+    let error = m.last_error().unwrap();
+    let text = running.registry.render();
+    running.stop().await;
+    assert_eq!(wider.into_iter().collect::<Vec<_>>(), [wide.clone()]);
+    assert!(
+        text.contains("duplex_flow_target_topics_wider{flow=\"src->dst\",link=\"src-dst\"} 1"),
+        "{text}"
+    );
+    assert_eq!(
+        harness::watermarks(b, &wide, 2),
+        (0, 0),
+        "the extra partition gets nothing"
+    );
+    assert!(
+        error.contains(&format!("target topic {narrow} on cluster dst"))
+            && error.contains("(limits.grow_target_partitions is false)")
+            && !error.contains("adding them failed"),
+        "{error}"
+    );
+}

@@ -98,6 +98,9 @@ pub struct LimitsConfig {
     /// A flow that reads nothing for this long while its source has records past its
     /// position is restarted with new clients, resuming from the target.
     pub stall_timeout: HumanDuration,
+    /// Add partitions to a target topic that has fewer than its source
+    /// (CreatePartitions); when false, its partitions wait with an error that says so.
+    pub grow_target_partitions: bool,
 }
 
 impl Default for LimitsConfig {
@@ -108,6 +111,7 @@ impl Default for LimitsConfig {
             commit_interval: defaults::commit_interval(),
             request_timeout: defaults::request_timeout(),
             stall_timeout: defaults::stall_timeout(),
+            grow_target_partitions: true,
         }
     }
 }
@@ -300,6 +304,7 @@ impl Config {
             request_timeout: self.limits.request_timeout.0,
             stall_timeout: self.limits.stall_timeout.0,
             in_flight_bytes: self.limits.in_flight_bytes.0,
+            grow_target_partitions: self.limits.grow_target_partitions,
         };
         EngineSpec {
             clusters,

@@ -56,6 +56,9 @@ pub struct FlowMetrics {
     pub target_lost_records: AtomicU64,
     /// The last error that stopped or restarted the flow, for operators and tests.
     pub last_error: Mutex<Option<String>>,
+    /// Topics whose target has more partitions than the source (their extra partitions
+    /// receive nothing from this flow).
+    pub wider_targets: Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl FlowMetrics {
@@ -111,7 +114,7 @@ impl Registry {
     /// Prometheus text exposition format 0.0.4.
     pub fn render(&self) -> String {
         type Get = fn(&FlowMetrics) -> i64;
-        let series: [(&str, &str, &str, Get); 19] = [
+        let series: [(&str, &str, &str, Get); 20] = [
             (
                 "duplex_records_forwarded_total",
                 "counter",
@@ -191,6 +194,12 @@ impl Registry {
                 |m| m.partitions_waiting.load(Relaxed),
             ),
             (
+                "duplex_flow_target_topics_wider",
+                "gauge",
+                "Topics whose target has more partitions than the source: the extra partitions receive nothing from this flow (the log names the topics).",
+                |m| m.wider_targets.lock().expect("metrics lock").len() as i64,
+            ),
+            (
                 "duplex_flow_partitions_held",
                 "gauge",
                 "Partitions whose reading waits because the target has not acknowledged half of the in-flight budget of their records; the other partitions carry on.",
@@ -258,6 +267,6 @@ mod tests {
         let text = r.render();
         assert!(text.contains("duplex_records_forwarded_total{flow=\"a->b\",link=\"a-b\"} 3"));
         assert!(text.contains("duplex_records_forwarded_total{flow=\"b->a\",link=\"a-b\"} 0"));
-        assert_eq!(text.matches("# TYPE").count(), 19);
+        assert_eq!(text.matches("# TYPE").count(), 20);
     }
 }

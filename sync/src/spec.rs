@@ -139,6 +139,8 @@ pub struct Limits {
     /// The in-flight budget of a link that sets none (`[limits] in_flight_bytes`): what
     /// a link added at runtime gets.
     pub in_flight_bytes: usize,
+    /// Add partitions to a target topic that has fewer than its source.
+    pub grow_target_partitions: bool,
 }
 
 impl Default for Limits {
@@ -149,6 +151,7 @@ impl Default for Limits {
             request_timeout: Duration::from_secs(10),
             stall_timeout: Duration::from_secs(30),
             in_flight_bytes: DEFAULT_IN_FLIGHT_BYTES,
+            grow_target_partitions: true,
         }
     }
 }

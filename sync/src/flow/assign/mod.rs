@@ -289,8 +289,22 @@ impl Flow {
             Some(n) if n >= count => {
                 if n > count {
                     warn!(flow = %self.spec.name(), %topic, target = n, source = count, "The target has more partitions than the source: its extra partitions receive nothing from this flow.");
+                    self.metrics
+                        .wider_targets
+                        .lock()
+                        .expect("metrics lock")
+                        .insert(topic.to_string());
                 }
                 return Ok(());
+            }
+            Some(n) if !self.spec.limits.grow_target_partitions => {
+                return Err(SyncError::TargetTopic {
+                    cluster: self.spec.target.id.clone(),
+                    topic: topic.to_string(),
+                    reason: format!(
+                        "it has {n} partitions and the source has {count}; Duplex keeps partition numbers, so add partitions on the target (limits.grow_target_partitions is false)"
+                    ),
+                });
             }
             Some(n) => {
                 info!(flow = %self.spec.name(), %topic, from = n, to = count, "Adding partitions to the topic on the target.");
