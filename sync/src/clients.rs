@@ -122,6 +122,9 @@ pub fn group_reader(cluster: &ClusterSpec, client_id: &str, group_id: &str) -> C
         ("client.id", client_id.to_string()),
         ("fetch.max.bytes", "4194304".to_string()),
         ("max.partition.fetch.bytes", "1048576".to_string()),
+        // Once the prefetch queue is full librdkafka waits 1 s by default before it
+        // fetches again; a reader slower than the fetcher would idle that long.
+        ("fetch.queue.backoff.ms", "10".to_string()),
     ];
     let mut c = base(cluster, &defaults, &cluster.consumer);
     c.set("group.id", group_id)
