@@ -473,8 +473,14 @@ async fn replication_begun_later_mock() {
     let mut spec = harness::spec(&refs, &[[0, 1]], "offsets\\..*");
     spec.links[0].start = duplex_sync::spec::StartPosition::Latest;
     let running = harness::run_engine(spec);
-    running.wait_discovered(2).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // b->a has started every partition at b's end before b writes again.
+    let ba = running.flow("b->a").await;
+    harness::wait_until(
+        "b->a started its 4 partitions",
+        Duration::from_secs(30),
+        || ba.partitions.load(std::sync::atomic::Ordering::Relaxed) == i64::from(PARTITIONS),
+    )
+    .await;
     harness::produce(refs[1], &topic, &named("b-later", 20, &parts)).await;
     harness::wait_for_count(&refs[..1], &topic, 80, Duration::from_secs(60)).await;
     running.stop().await;

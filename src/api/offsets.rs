@@ -84,17 +84,11 @@ fn check(api: &Api, group: &str, from: &str, to: &str, topics: &str) -> Result<C
     }
     let spec = api.engine.spec();
     let cluster = |field: &str, id: &str| {
-        spec.clusters
-            .iter()
-            .find(|c| c.id == id)
-            .cloned()
-            .ok_or_else(|| {
-                let known: Vec<&str> = spec.clusters.iter().map(|c| c.id.as_str()).collect();
-                Status::not_found(format!(
-                    "{field}: cluster {id:?} is not in the mesh (it has {})",
-                    known.join(", ")
-                ))
-            })
+        spec.cluster(id).cloned().map_err(|known| {
+            Status::not_found(format!(
+                "{field}: cluster {id:?} is not in the mesh (it has {known})"
+            ))
+        })
     };
     let topics = match topics {
         "" => None,

@@ -117,18 +117,12 @@ fn resolve(b: &Between) -> Result<Resolved, CliError> {
     let config = Config::load(file).map_err(|e| CliError::Invalid(e.to_string()))?;
     let spec = config.engine_spec();
     let cluster = |flag: &str, id: &str| {
-        spec.clusters
-            .iter()
-            .find(|c| c.id == id)
-            .cloned()
-            .ok_or_else(|| {
-                let known: Vec<&str> = spec.clusters.iter().map(|c| c.id.as_str()).collect();
-                CliError::Invalid(format!(
-                    "--{flag} {id}: no such cluster in {} (it has {})",
-                    file.display(),
-                    known.join(", ")
-                ))
-            })
+        spec.cluster(id).cloned().map_err(|known| {
+            CliError::Invalid(format!(
+                "--{flag} {id}: no such cluster in {} (it has {known})",
+                file.display()
+            ))
+        })
     };
     let from = cluster("from", &b.from)?;
     let to = cluster("to", &b.to)?;

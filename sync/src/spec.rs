@@ -143,6 +143,16 @@ pub struct Limits {
     pub grow_target_partitions: bool,
 }
 
+impl EngineSpec {
+    /// The cluster with `id`, or the ids it has, comma-separated, for the error.
+    pub fn cluster(&self, id: &str) -> Result<&ClusterSpec, String> {
+        self.clusters.iter().find(|c| c.id == id).ok_or_else(|| {
+            let known: Vec<&str> = self.clusters.iter().map(|c| c.id.as_str()).collect();
+            known.join(", ")
+        })
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
