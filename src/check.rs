@@ -80,6 +80,16 @@ pub fn summary(path: &Path, config: &Config, topics: &[String]) -> String {
             "    in_flight_bytes: {} per flow",
             ByteSize(link.in_flight_bytes)
         );
+        let tc = &cfg.topic_configs;
+        if !tc.sync {
+            let _ = writeln!(out, "    topic_configs: not copied by this link");
+        } else if !tc.exclude.is_empty() {
+            let _ = writeln!(
+                out,
+                "    topic_configs: also excluded {}",
+                patterns(&tc.exclude)
+            );
+        }
     }
 
     let limits = &config.limits;
@@ -98,6 +108,25 @@ pub fn summary(path: &Path, config: &Config, topics: &[String]) -> String {
         "  grow_target_partitions: {}",
         limits.grow_target_partitions
     );
+    let tc = &config.topic_configs;
+    let _ = writeln!(out, "\ntopic_configs:");
+    if tc.sync {
+        let owner = tc.owner.clone().unwrap_or_else(|| {
+            "the first cluster (in [[clusters]] order) that holds each topic".to_string()
+        });
+        let _ = writeln!(out, "  owner: {owner}");
+        let _ = writeln!(
+            out,
+            "  excluded: {} (built in), {}",
+            duplex_sync::topic_configs::BUILT_IN_EXCLUDES.join(", "),
+            patterns(&tc.exclude)
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "  off: only cleanup.policy is copied, when a topic is created"
+        );
+    }
     let listen = config
         .metrics_listen()
         .map_or_else(|| "off".to_owned(), |a| format!("http://{a}/metrics"));

@@ -19,7 +19,10 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use duplex_sync::spec::{ClusterSpec, EngineSpec, Limits, LinkSpec, StartPosition, TopicSelection};
+use duplex_sync::spec::{
+    ClusterSpec, EngineSpec, Limits, LinkSpec, LinkTopicConfigs, StartPosition, TopicConfigSync,
+    TopicSelection,
+};
 use serde::Deserialize;
 
 pub use api::{ApiConfig, ApiToken, MIN_TOKEN_LEN, Role, Secret, TlsConfig, TokenConfig};
@@ -80,6 +83,51 @@ pub struct Config {
     /// Pairs of clusters that sync with each other; together they connect every cluster.
     #[serde(default)]
     pub links: Vec<LinkConfig>,
+    /// Which topic settings follow their owner cluster.
+    #[serde(default)]
+    pub topic_configs: TopicConfigsConfig,
+}
+
+/// `[topic_configs]`: topic settings follow one owner cluster (docs/topic-configs.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default, expecting = "a table")]
+pub struct TopicConfigsConfig {
+    /// Copy topic settings to the other clusters (at creation and when they change).
+    pub sync: bool,
+    /// The cluster whose settings win; default the first `[[clusters]]` entry that
+    /// holds the topic.
+    pub owner: Option<String>,
+    /// Keys never copied (whole-name regexes), besides the built-in list.
+    pub exclude: Vec<TopicPattern>,
+}
+
+impl Default for TopicConfigsConfig {
+    fn default() -> Self {
+        TopicConfigsConfig {
+            sync: true,
+            owner: None,
+            exclude: Vec::new(),
+        }
+    }
+}
+
+/// `[links.topic_configs]`: a link's override of topic config sync.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default, expecting = "a table")]
+pub struct LinkTopicConfigsConfig {
+    /// false: this link's flows copy no settings (beyond cleanup.policy at creation).
+    pub sync: bool,
+    /// Keys this link's flows never copy, besides `[topic_configs] exclude`.
+    pub exclude: Vec<TopicPattern>,
+}
+
+impl Default for LinkTopicConfigsConfig {
+    fn default() -> Self {
+        LinkTopicConfigsConfig {
+            sync: true,
+            exclude: Vec::new(),
+        }
+    }
 }
 
 /// `[limits]`: engine-wide limits and intervals.
@@ -205,6 +253,9 @@ pub struct LinkConfig {
     /// Topics replicated, in both directions.
     #[serde(default)]
     pub topics: TopicsConfig,
+    /// This link's override of `[topic_configs]`.
+    #[serde(default)]
+    pub topic_configs: LinkTopicConfigsConfig,
 }
 
 impl LinkConfig {
@@ -296,6 +347,10 @@ impl Config {
                     Start::Latest => StartPosition::Latest,
                 },
                 in_flight_bytes: l.in_flight_bytes.unwrap_or(self.limits.in_flight_bytes).0,
+                topic_configs: LinkTopicConfigs {
+                    enabled: l.topic_configs.sync,
+                    exclude: regexes(&l.topic_configs.exclude),
+                },
             })
             .collect();
         let limits = Limits {
@@ -311,6 +366,11 @@ impl Config {
             links,
             draining: Vec::new(),
             limits,
+            topic_configs: TopicConfigSync {
+                enabled: self.topic_configs.sync,
+                owner: self.topic_configs.owner.clone(),
+                exclude: regexes(&self.topic_configs.exclude),
+            },
         }
     }
 
@@ -351,4 +411,8 @@ impl Config {
             .map(|l| [idx(&l.clusters[0]), idx(&l.clusters[1])])
             .collect()
     }
+}
+
+fn regexes(patterns: &[TopicPattern]) -> Vec<regex::Regex> {
+    patterns.iter().map(|p| p.regex().clone()).collect()
 }

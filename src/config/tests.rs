@@ -430,3 +430,27 @@ fn api_tokens_are_checked() {
     ));
     assert_starts(&e, "api.tokens[1].name: duplicate token name \"x\"");
 }
+
+#[test]
+fn topic_config_sync_reaches_the_engine_spec_and_an_unknown_owner_is_named() {
+    let spec = Config::parse(&format!(
+        "[topic_configs]\nowner = \"b\"\nexclude = [\"retention\\\\..*\"]\n{TWO}[links.topic_configs]\nsync = false\nexclude = [\"segment.ms\"]\n"
+    ))
+    .unwrap()
+    .engine_spec();
+    assert_eq!(spec.topic_configs.owner.as_deref(), Some("b"));
+    assert!(spec.topic_configs.enabled);
+    assert!(spec.topic_configs.exclude[0].is_match("retention.ms"));
+    assert!(!spec.links[0].topic_configs.enabled);
+    assert_eq!(spec.links[0].topic_configs.exclude.len(), 1);
+    // Defaults: on, no owner named, nothing excluded beyond the built-in list.
+    let spec = Config::parse(TWO).unwrap().engine_spec();
+    assert!(spec.topic_configs.enabled && spec.topic_configs.owner.is_none());
+    assert!(spec.links[0].topic_configs.enabled);
+
+    let msg = err(&format!("[topic_configs]\nowner = \"c\"\n{TWO}"));
+    assert_starts(&msg, "topic_configs.owner");
+    assert!(msg.contains(r#"unknown cluster "c""#), "{msg}");
+    let msg = err(&format!("[topic_configs]\nexclude = [\"(\"]\n{TWO}"));
+    assert_starts(&msg, "topic_configs.exclude[0]");
+}

@@ -50,6 +50,7 @@ impl Config {
         self.validate_clusters()?;
         self.validate_links()?;
         self.validate_connected()?;
+        self.validate_topic_configs()?;
         self.api.validate()
     }
 
@@ -159,6 +160,19 @@ impl Config {
     }
 
     /// Every cluster must reach every other, or some would never see some records.
+    fn validate_topic_configs(&self) -> Result<(), ConfigError> {
+        match &self.topic_configs.owner {
+            Some(owner) if !self.clusters.iter().any(|c| &c.id == owner) => {
+                let ids: Vec<&str> = self.clusters.iter().map(|c| c.id.as_str()).collect();
+                Err(ConfigError::invalid(
+                    "topic_configs.owner",
+                    format!("unknown cluster {owner:?}; the clusters are {ids:?}"),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn validate_connected(&self) -> Result<(), ConfigError> {
         let ids: Vec<String> = self.clusters.iter().map(|c| c.id.clone()).collect();
         let topology = Topology::new(ids, &self.link_indexes());

@@ -247,6 +247,7 @@ pub fn link_spec(spec: &EngineSpec, record: &LinkRecord) -> Result<LinkSpec, Str
         topics: selection(record)?,
         start: StartPosition::Earliest,
         in_flight_bytes: spec.limits.in_flight_bytes,
+        topic_configs: Default::default(),
     })
 }
 

@@ -10,14 +10,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::ClientContext;
-use rdkafka::admin::{
-    AdminClient, AdminOptions, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
-};
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
 use rdkafka::client::{Client, DefaultClientContext};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 
+use rdkafka::types::RDKafkaErrorCode;
+use tracing::warn;
+
 use crate::error::SyncError;
+use crate::topic_configs::{Policy, describe};
 
 /// Topic name → partition count.
 pub type TopicMap = BTreeMap<String, usize>;
@@ -123,34 +125,76 @@ impl TopicCreator {
     }
 
     /// Creates `topic` on the target with `partitions` partitions and the source's
-    /// cleanup.policy. Says clearly what to do when the target cannot do it.
-    pub async fn create(&self, topic: &str, partitions: usize) -> Result<(), SyncError> {
+    /// settings: its cleanup.policy always, and the other keys the source sets on the
+    /// topic that `policy` copies (docs/topic-configs.md). A target that refuses one of
+    /// those gets the topic with its cleanup.policy alone, and config sync reports the
+    /// key at each refresh. Says clearly what to do when the target cannot do it.
+    pub async fn create(
+        &self,
+        topic: &str,
+        partitions: usize,
+        policy: &Policy,
+    ) -> Result<(), SyncError> {
+        let described = describe(&self.source, &[topic.to_string()], self.timeout)
+            .await
+            .map_err(|e| self.err(topic, format!("cannot read its settings on source cluster {}: {}; create it on the target with {partitions} partitions", self.source_id, explain(&e))))?;
+        // A source that answers no settings for the topic (librdkafka's mock cluster)
+        // gets the broker's default cleanup.policy, "delete".
+        let settings = described
+            .get(topic)
+            .and_then(|r| r.as_ref().ok())
+            .cloned()
+            .unwrap_or_default();
+        let policy_value = settings
+            .values
+            .get("cleanup.policy")
+            .cloned()
+            .flatten()
+            .unwrap_or_else(|| "delete".to_string());
+        let mut copied = if policy.enabled {
+            settings.copied(policy)
+        } else {
+            BTreeMap::new()
+        };
+        copied.insert("cleanup.policy".to_string(), policy_value.clone());
+        let advice =
+            format!("create it with {partitions} partitions and cleanup.policy={policy_value}");
+        match self.create_with(topic, partitions, &copied).await {
+            Err(code @ (RDKafkaErrorCode::InvalidConfig | RDKafkaErrorCode::PolicyViolation))
+                if copied.len() > 1 =>
+            {
+                let keys: Vec<&String> = copied.keys().collect();
+                warn!(target = %self.target_id, %topic, error = %code, keys = ?keys, "The target refused the source's settings of a new topic; creating it with its cleanup.policy alone (config sync names the key at each refresh).");
+                let only = BTreeMap::from([("cleanup.policy".to_string(), policy_value)]);
+                self.create_with(topic, partitions, &only).await
+            }
+            other => other,
+        }
+        .map_err(|code| self.err(topic, format!("cannot create it ({code}); {advice}")))
+    }
+
+    async fn create_with(
+        &self,
+        topic: &str,
+        partitions: usize,
+        settings: &BTreeMap<String, String>,
+    ) -> Result<(), RDKafkaErrorCode> {
         let opts = AdminOptions::new()
             .request_timeout(Some(self.timeout))
             .operation_timeout(Some(self.timeout));
-        let described = self
-            .source
-            .describe_configs([&ResourceSpecifier::Topic(topic)], &opts)
-            .await
-            .map_err(|e| self.err(topic, format!("cannot read its cleanup.policy on source cluster {}: {}; create it on the target with {partitions} partitions", self.source_id, explain(&e))))?;
-        let policy = described
-            .first()
-            .and_then(|r| r.as_ref().ok())
-            .and_then(|r| r.get("cleanup.policy"))
-            .and_then(|e| e.value.clone())
-            .unwrap_or_else(|| "delete".to_string());
-        let new = NewTopic::new(topic, partitions as i32, TopicReplication::Fixed(-1))
-            .set("cleanup.policy", &policy);
+        let mut new = NewTopic::new(topic, partitions as i32, TopicReplication::Fixed(-1));
+        for (k, v) in settings {
+            new = new.set(k, v);
+        }
         let results = self
             .target
             .create_topics([&new], &opts)
             .await
-            .map_err(|e| self.err(topic, format!("cannot create it ({}); create it with {partitions} partitions and cleanup.policy={policy}", explain(&e))))?;
+            .map_err(|e| e.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail))?;
         match results.into_iter().next() {
-            Some(Ok(_)) => Ok(()),
-            Some(Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists))) => Ok(()),
-            Some(Err((_, code))) => Err(self.err(topic, format!("cannot create it ({code}); create it with {partitions} partitions and cleanup.policy={policy}"))),
-            None => Err(self.err(topic, "the broker returned no result for CreateTopics".to_string())),
+            Some(Ok(_)) | Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => Ok(()),
+            Some(Err((_, code))) => Err(code),
+            None => Err(RDKafkaErrorCode::Fail),
         }
     }
 }

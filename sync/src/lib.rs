@@ -9,6 +9,7 @@
 //! - [`flow`]: one direction of a link: read, route, produce, acknowledge, commit.
 //! - [`resume`]: where a flow restarts, read off the target itself.
 //! - [`discovery`]: selected topics, and their creation on the target.
+//! - [`topic_configs`]: topic settings that follow their owner cluster.
 //! - [`clients`]: librdkafka settings the guarantees rest on.
 //! - [`offsets`]: consumer-group offsets translated exactly between clusters; group sync.
 //! - [`metrics`]: per-flow counters, Prometheus text.
@@ -30,5 +31,6 @@ pub mod provenance;
 pub mod resume;
 pub mod routing;
 pub mod spec;
+pub mod topic_configs;
 
 pub use error::SyncError;

@@ -56,6 +56,11 @@ pub struct FlowMetrics {
     pub target_lost_records: AtomicU64,
     /// The last error that stopped or restarted the flow, for operators and tests.
     pub last_error: Mutex<Option<String>>,
+    /// Topic settings (keys) the flow set or removed on the target to match the owner's.
+    pub topic_config_changes: AtomicU64,
+    /// Failed attempts to read or change topic settings, each tried again at the next
+    /// refresh.
+    pub topic_config_errors: AtomicU64,
     /// Topics whose target has more partitions than the source (their extra partitions
     /// receive nothing from this flow).
     pub wider_targets: Mutex<std::collections::BTreeSet<String>>,
@@ -114,7 +119,7 @@ impl Registry {
     /// Prometheus text exposition format 0.0.4.
     pub fn render(&self) -> String {
         type Get = fn(&FlowMetrics) -> i64;
-        let series: [(&str, &str, &str, Get); 20] = [
+        let series: [(&str, &str, &str, Get); 22] = [
             (
                 "duplex_records_forwarded_total",
                 "counter",
@@ -200,6 +205,18 @@ impl Registry {
                 |m| m.wider_targets.lock().expect("metrics lock").len() as i64,
             ),
             (
+                "duplex_flow_topic_config_changes_total",
+                "counter",
+                "Topic settings (keys) the flow set or removed on the target to match the topic's owner cluster.",
+                |m| m.topic_config_changes.load(Relaxed) as i64,
+            ),
+            (
+                "duplex_flow_topic_config_errors_total",
+                "counter",
+                "Failed attempts to read or change topic settings, each tried again at the next refresh (the log says why).",
+                |m| m.topic_config_errors.load(Relaxed) as i64,
+            ),
+            (
                 "duplex_flow_partitions_held",
                 "gauge",
                 "Partitions whose reading waits because the target has not acknowledged half of the in-flight budget of their records; the other partitions carry on.",
@@ -267,6 +284,6 @@ mod tests {
         let text = r.render();
         assert!(text.contains("duplex_records_forwarded_total{flow=\"a->b\",link=\"a-b\"} 3"));
         assert!(text.contains("duplex_records_forwarded_total{flow=\"b->a\",link=\"a-b\"} 0"));
-        assert_eq!(text.matches("# TYPE").count(), 20);
+        assert_eq!(text.matches("# TYPE").count(), 22);
     }
 }

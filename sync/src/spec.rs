@@ -122,6 +122,49 @@ pub struct LinkSpec {
     pub start: StartPosition,
     /// Per-flow in-flight limit (bytes of records sent and not yet acknowledged).
     pub in_flight_bytes: usize,
+    /// This link's share of topic config sync.
+    pub topic_configs: LinkTopicConfigs,
+}
+
+/// `[topic_configs]`: which settings of a replicated topic follow their owner cluster
+/// (docs/topic-configs.md).
+#[derive(Debug, Clone)]
+pub struct TopicConfigSync {
+    /// Whether flows copy topic settings at all (beyond cleanup.policy at creation).
+    pub enabled: bool,
+    /// The cluster whose settings win (by id); `None`: the first cluster of the file
+    /// that holds the topic.
+    pub owner: Option<String>,
+    /// Keys never copied, besides the built-in list (whole-name regexes).
+    pub exclude: Vec<Regex>,
+}
+
+impl Default for TopicConfigSync {
+    fn default() -> Self {
+        TopicConfigSync {
+            enabled: true,
+            owner: None,
+            exclude: Vec::new(),
+        }
+    }
+}
+
+/// A link's override of topic config sync.
+#[derive(Debug, Clone)]
+pub struct LinkTopicConfigs {
+    /// Whether this link's flows copy topic settings (beyond cleanup.policy at creation).
+    pub enabled: bool,
+    /// Keys this link's flows never copy, besides the engine-wide ones.
+    pub exclude: Vec<Regex>,
+}
+
+impl Default for LinkTopicConfigs {
+    fn default() -> Self {
+        LinkTopicConfigs {
+            enabled: true,
+            exclude: Vec::new(),
+        }
+    }
 }
 
 /// Engine-wide settings.
@@ -179,6 +222,8 @@ pub struct EngineSpec {
     pub draining: Vec<LinkSpec>,
     /// Engine-wide settings.
     pub limits: Limits,
+    /// Which topic settings follow their owner.
+    pub topic_configs: TopicConfigSync,
 }
 
 impl EngineSpec {
@@ -230,6 +275,7 @@ impl EngineSpec {
                 topics: topics.clone(),
                 start: StartPosition::Earliest,
                 in_flight_bytes: DEFAULT_IN_FLIGHT_BYTES,
+                topic_configs: LinkTopicConfigs::default(),
             })
             .collect();
         EngineSpec {
@@ -237,6 +283,7 @@ impl EngineSpec {
             links,
             draining: Vec::new(),
             limits: Limits::default(),
+            topic_configs: TopicConfigSync::default(),
         }
     }
 }

@@ -29,6 +29,7 @@ use crate::flow::{Flow, FlowSpec};
 use crate::metrics::Registry;
 use crate::routing::{FlowRoutes, History, LiveHistory, Routes, Settling};
 use crate::spec::{EngineSpec, LinkSpec};
+use crate::topic_configs::Policy;
 
 /// How long a stopping flow waits for outstanding deliveries.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -64,6 +65,7 @@ fn link_flows(spec: &EngineSpec, l: &LinkSpec, history: &Arc<LiveHistory>) -> [F
         limits: spec.limits.clone(),
         routes: FlowRoutes::new(history.clone(), &spec.clusters[s].id, &spec.clusters[t].id),
         drain_timeout: DRAIN_TIMEOUT,
+        configs: Policy::new(&spec.topic_configs, &l.topic_configs),
     };
     [
         flow(l.clusters[0], l.clusters[1]),

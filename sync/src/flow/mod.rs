@@ -5,10 +5,12 @@
 //! - [`reader`]: the per-record hot path (decode provenance, route, produce).
 //! - [`acker`]: awaits deliveries, advances each partition's position in its read
 //!   order ([`pending`]), pauses a partition the target holds back, commits.
+//! - `configs`: topic settings copied to the target, beside the rest.
 //! - `watchdog`: restarts a flow whose consumer stopped fetching without an error.
 
 mod acker;
 mod assign;
+mod configs;
 mod marks;
 mod pending;
 mod reader;
@@ -56,6 +58,8 @@ pub struct FlowSpec {
     pub routes: FlowRoutes,
     /// How long a shutdown waits for outstanding deliveries.
     pub drain_timeout: Duration,
+    /// Which topic settings it copies to its target.
+    pub configs: crate::topic_configs::Policy,
 }
 
 impl FlowSpec {
@@ -303,6 +307,11 @@ impl Flow {
         let holds = acker::Holds::default();
         let reader = reader::Reader::new(self, &clients, budget.clone(), tx, holds.clone());
         let acker = acker::Acker::new(self, &clients, stop.clone(), holds);
+        let configs = tokio::spawn(configs::run(
+            self.clone(),
+            clients.creator.clone(),
+            stop.clone(),
+        ));
         let (r, a) = tokio::join!(
             async {
                 let r = reader.run(&stop).await;
@@ -323,6 +332,8 @@ impl Flow {
                 a
             }
         );
+        stop.cancel();
+        configs.abort();
         // Stopped or about to restart: nothing reads, so the last lag seen is stale.
         let partitions = self.metrics.partitions.swap(0, Relaxed)
             + self.metrics.partitions_waiting.swap(0, Relaxed);

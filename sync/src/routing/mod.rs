@@ -145,6 +145,31 @@ impl Routes {
         Some(self.router(topic, s, t))
     }
 
+    /// The owner of `topic`'s settings when flow `source → target` copies them, `None`
+    /// when it does not (docs/topic-configs.md). The owner is `preferred` when the
+    /// topic's links connect it to `source`, else the first cluster (in config order)
+    /// they connect to it; the flow copies when it is an edge of the owner's tree, so
+    /// every cluster of the topic takes the settings from one neighbour.
+    pub fn config_owner(
+        &self,
+        topic: &str,
+        source: &str,
+        target: &str,
+        preferred: Option<&str>,
+    ) -> Option<String> {
+        if !self.carries(topic, source, target) {
+            return None;
+        }
+        let (s, t) = (self.index(source)?, self.index(target)?);
+        let topology = self.topology(topic);
+        let reach = topology.distances(s);
+        let owner = preferred
+            .and_then(|p| self.index(p))
+            .filter(|&o| reach[o].is_some())
+            .or_else(|| (0..self.ids.len()).find(|&o| reach[o].is_some()))?;
+        (topology.tree(owner)[t] == Some(s)).then(|| self.ids[owner].clone())
+    }
+
     /// The clusters that hold `topic` by configuration (an end of a link that selects
     /// it), grouped by the parts its links connect, each part and the list sorted by id.
     /// Empty when no link selects the topic; more than one part means the topic is
@@ -240,6 +265,15 @@ impl FlowRoutes {
     /// change that has not settled (the flow still carries what the routes before owe).
     pub fn reads(&self, topic: &str) -> bool {
         self.history.get().reads(topic, &self.source, &self.target)
+    }
+
+    /// The owner of `topic`'s settings when this flow copies them to its target (see
+    /// [`Routes::config_owner`]), over the routes now.
+    pub fn config_owner(&self, topic: &str, preferred: Option<&str>) -> Option<String> {
+        self.history
+            .get()
+            .current()
+            .config_owner(topic, &self.source, &self.target, preferred)
     }
 
     /// When the links that select `topic` fall into separate parts, the cluster ids of

@@ -386,6 +386,40 @@ proptest! {
         prop_assert!(received.iter().all(|&c| c == 1), "received {:?}", received);
     }
 
+    /// Topic settings: in a random connected mesh with a random preferred owner (or
+    /// none), every cluster but the owner takes them from exactly one neighbour, every
+    /// flow that copies names the same owner, and following the copies back from any
+    /// cluster reaches the owner (no two clusters copy to each other).
+    #[test]
+    fn every_cluster_takes_topic_settings_from_one_neighbour((n, links, pick) in connected_graph(),
+                                                              preferred in proptest::option::of(0usize..9)) {
+        let ids: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
+        let routes = Routes::new(ids.clone(), links.iter().map(|&l| (l, all_topics())).collect());
+        // An id not in the mesh (c8 when n < 9) falls back to the first cluster.
+        let preferred = preferred.map(|p| format!("c{p}"));
+        let owner = preferred.clone().filter(|p| ids.contains(p)).unwrap_or_else(|| ids[0].clone());
+        let mut parent = vec![None; n];
+        let flows: std::collections::BTreeSet<(usize, usize)> =
+            links.iter().flat_map(|&[a, b]| [(a, b), (b, a)]).filter(|(a, b)| a != b).collect();
+        {
+            for (s, t) in flows {
+                if let Some(o) = routes.config_owner("t", &ids[s], &ids[t], preferred.as_deref()) {
+                    prop_assert_eq!(&o, &owner);
+                    prop_assert!(parent[t].is_none(), "{} copies from two neighbours", ids[t]);
+                    parent[t] = Some(s);
+                }
+            }
+        }
+        let o = routes.index(&owner).unwrap();
+        prop_assert!(parent[o].is_none());
+        let mut at = pick;
+        for _ in 0..n {
+            if at == o { break; }
+            at = parent[at].expect("every other cluster has a parent");
+        }
+        prop_assert_eq!(at, o);
+    }
+
     /// Simulates every flow of the topology on one record: every cluster receives it
     /// exactly once, no flow ever needs the loop guard, and propagation ends.
     #[test]

@@ -312,7 +312,7 @@ impl Flow {
             }
             None => {
                 info!(flow = %self.spec.name(), %topic, partitions = count, "Creating the topic on the target.");
-                c.creator.create(topic, count).await?;
+                c.creator.create(topic, count, &self.spec.configs).await?;
             }
         }
         // Metadata can lag creation by a moment; wait until the target shows it.

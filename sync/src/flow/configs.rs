@@ -1,0 +1,179 @@
+//! Topic config sync (docs/topic-configs.md): every refresh interval, for the topics
+//! whose settings this flow copies (it is an edge of their owner's tree), the target's
+//! are made the source's. It runs beside the reading and the assignment, on its own
+//! admin requests: a broker slow to answer them (librdkafka's mock cluster never does)
+//! holds back neither. A failure never stops the flow nor holds a partition: it is
+//! logged when it changes, counted, and tried again at the next round.
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+
+use tokio::task::spawn_blocking;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::Flow;
+use crate::discovery::{Listing, TopicCreator, selected_topics};
+use crate::error::joined;
+use crate::topic_configs::{Change, Settings, alter::alter_topic, describe, plan};
+
+/// Copies topic settings every refresh interval until `stop` fires.
+pub(crate) async fn run(flow: Flow, creator: TopicCreator, stop: CancellationToken) {
+    if !flow.spec.configs.enabled {
+        return;
+    }
+    let mut state = ConfigSync::default();
+    let mut tick = tokio::time::interval(flow.spec.limits.refresh_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while state.unsupported.is_none() {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = flow.sync_topic_configs(&creator, &mut state) => {}
+        }
+    }
+}
+
+/// What config sync remembers across the refreshes of one run.
+#[derive(Debug, Default)]
+pub(crate) struct ConfigSync {
+    /// A cluster of the flow does not serve DescribeConfigs: the reason, logged once.
+    unsupported: Option<String>,
+    /// The last failure logged per topic, so that one that repeats is logged once.
+    reported: HashMap<String, String>,
+}
+
+impl Flow {
+    /// One round: copies the settings of the source's selected topics that this flow
+    /// copies to the target.
+    async fn sync_topic_configs(&self, c: &TopicCreator, state: &mut ConfigSync) {
+        let policy = &self.spec.configs;
+        let (admin, s) = (c.source.clone(), self.spec.clone());
+        let timeout = s.limits.request_timeout;
+        let listed = joined(
+            "fetch source metadata",
+            spawn_blocking(move || {
+                selected_topics(admin.inner(), &s.source.id, |t| s.routes.reads(t), timeout)
+            })
+            .await,
+        );
+        // The assignment reports a source it cannot list.
+        let Ok(Listing { topics, .. }) = listed else {
+            return;
+        };
+        let owned: Vec<String> = topics
+            .keys()
+            .filter(|t| {
+                self.spec
+                    .routes
+                    .config_owner(t, policy.owner.as_deref())
+                    .is_some()
+            })
+            .cloned()
+            .collect();
+        if owned.is_empty() {
+            return;
+        }
+        let (source, target) = tokio::join!(
+            describe(&c.source, &owned, timeout),
+            describe(&c.target, &owned, timeout)
+        );
+        let read = |r: Result<_, rdkafka::error::KafkaError>, cluster: &str| {
+            r.map_err(|e| {
+                let unsupported = e.rdkafka_error_code()
+                    == Some(rdkafka::types::RDKafkaErrorCode::UnsupportedFeature);
+                (
+                    format!("cannot read topic settings on cluster {cluster}: {e}"),
+                    unsupported,
+                )
+            })
+        };
+        let answers = read(source, &self.spec.source.id)
+            .and_then(|s| Ok((s, read(target, &self.spec.target.id)?)));
+        let (source, target) = match answers {
+            Ok(both) => both,
+            Err((msg, unsupported)) => {
+                self.config_failure(state, None, msg, unsupported);
+                return;
+            }
+        };
+        for topic in &owned {
+            let (Some(Ok(s)), Some(Ok(t))) = (source.get(topic), target.get(topic)) else {
+                // Not on the target yet (its partitions create it), or deleted from the
+                // source meanwhile: nothing to copy now.
+                continue;
+            };
+            self.sync_topic(c, topic, s, t, state).await;
+        }
+    }
+
+    async fn sync_topic(
+        &self,
+        c: &TopicCreator,
+        topic: &str,
+        source: &Settings,
+        target: &Settings,
+        state: &mut ConfigSync,
+    ) {
+        let changes = plan(source, target, &self.spec.configs);
+        if changes.is_empty() {
+            state.reported.remove(topic);
+            return;
+        }
+        let (admin, t, ch) = (c.target.clone(), topic.to_string(), changes.clone());
+        let timeout = self.spec.limits.request_timeout;
+        let done = spawn_blocking(move || alter_topic(admin.inner(), &t, &ch, timeout)).await;
+        let listed = || {
+            changes
+                .iter()
+                .map(Change::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match done {
+            Ok(Ok(())) => {
+                state.reported.remove(topic);
+                self.metrics
+                    .topic_config_changes
+                    .fetch_add(changes.len() as u64, Relaxed);
+                info!(flow = %self.spec.name(), %topic, changes = %listed(), "Topic settings copied to the target.");
+            }
+            Ok(Err(e)) => self.config_failure(
+                state,
+                Some(topic),
+                format!(
+                    "cannot change {} on cluster {}: {e}",
+                    listed(),
+                    self.spec.target.id
+                ),
+                false,
+            ),
+            Err(e) => self.config_failure(state, Some(topic), e.to_string(), false),
+        }
+    }
+
+    /// Counts a failure and logs it when it is new for `topic` (`None`: the whole
+    /// round). A cluster that does not serve DescribeConfigs is not asked again in this
+    /// run.
+    fn config_failure(
+        &self,
+        state: &mut ConfigSync,
+        topic: Option<&str>,
+        msg: String,
+        unsupported: bool,
+    ) {
+        self.metrics.topic_config_errors.fetch_add(1, Relaxed);
+        if unsupported {
+            warn!(flow = %self.spec.name(), error = %msg, "A cluster of this flow does not serve DescribeConfigs: topic settings are not copied (the topics are still replicated).");
+            state.unsupported = Some(msg);
+            return;
+        }
+        let key = topic.unwrap_or_default().to_string();
+        if state.reported.get(&key) != Some(&msg) {
+            warn!(flow = %self.spec.name(), topic = topic.unwrap_or("*"), error = %msg, "Cannot copy topic settings to the target; trying again at each refresh.");
+            state.reported.insert(key, msg);
+        }
+    }
+}
