@@ -220,3 +220,75 @@ async fn a_wider_target_is_counted_and_growth_can_be_turned_off() {
         "{error}"
     );
 }
+
+/// A topic deleted on the source while its partitions replicate: the flow lets go of
+/// them without a restart, the target keeps the topic and everything it received
+/// (Duplex never deletes a topic), the gauge names it, and the other topics carry on.
+/// External clusters only (harness `Feature::DeleteTopics`: on Tansu the deletion
+/// crashes librdkafka).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_deleted_on_the_source_is_kept_on_the_target_on_external() {
+    let provider = Provider::External;
+    if !harness::needs(
+        provider,
+        Feature::DeleteTopics,
+        "a_topic_deleted_on_the_source",
+    ) {
+        return;
+    }
+    let Some(clusters) = harness::start(provider, &["src", "dst"]) else {
+        return;
+    };
+    let (a, b) = (&clusters[0], &clusters[1]);
+    let (gone, kept) = (harness::unique("del.gone"), harness::unique("del.kept"));
+    a.create_topic(&gone, 2).await;
+    a.create_topic(&kept, 2).await;
+    let recs = harness::records("src", 50, 2);
+    let gone_ids = harness::produce(a, &gone, &recs).await;
+    let kept_ids = harness::produce(a, &kept, &recs).await;
+    let running = harness::run_engine(harness::spec(&[a, b], &[[0, 1]], "del\\..*"));
+    let m = running.flow("src->dst").await;
+    harness::wait_for_count(&[b], &gone, 50, Duration::from_secs(60)).await;
+    harness::wait_for_count(&[b], &kept, 50, Duration::from_secs(60)).await;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &a.bootstrap)
+        .create()
+        .unwrap();
+    admin
+        .delete_topics(&[&gone], &AdminOptions::new())
+        .await
+        .unwrap()
+        .remove(0)
+        .unwrap();
+    harness::wait_until(
+        "the flow to let go of the deleted topic",
+        Duration::from_secs(30),
+        || m.deleted_sources.lock().unwrap().contains(&gone),
+    )
+    .await;
+    assert_eq!(
+        m.partitions.load(Relaxed),
+        2,
+        "the kept topic's partitions run"
+    );
+    let more = harness::records("src2", 30, 2);
+    let more_ids = harness::produce(a, &kept, &more).await;
+    harness::wait_for_count(&[b], &kept, 80, Duration::from_secs(60)).await;
+    // Several refreshes and stall checks later, still no restart.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let text = running.registry.render();
+    let (restarts, error) = (m.restarts.load(Relaxed), m.last_error());
+    running.stop().await;
+    assert_eq!(restarts, 0, "the deletion restarted the flow: {error:?}");
+    assert!(
+        text.contains("duplex_flow_source_topics_deleted{flow=\"src->dst\",link=\"src-dst\"} 1"),
+        "{text}"
+    );
+    let mut expected = Expected::new();
+    harness::expect(&mut expected, gone_ids, &recs);
+    harness::assert_holds_exactly(b, &gone, &expected);
+    let mut expected = Expected::new();
+    harness::expect(&mut expected, kept_ids, &recs);
+    harness::expect(&mut expected, more_ids, &more);
+    harness::assert_holds_exactly(b, &kept, &expected);
+}

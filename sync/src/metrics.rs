@@ -64,6 +64,10 @@ pub struct FlowMetrics {
     /// Topics whose target has more partitions than the source (their extra partitions
     /// receive nothing from this flow).
     pub wider_targets: Mutex<std::collections::BTreeSet<String>>,
+    /// Topics this flow replicated that the source deleted since the process started
+    /// (replication of them stopped; the target keeps them). One that comes back and
+    /// is replicated again leaves the set.
+    pub deleted_sources: Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl FlowMetrics {
@@ -119,7 +123,7 @@ impl Registry {
     /// Prometheus text exposition format 0.0.4.
     pub fn render(&self) -> String {
         type Get = fn(&FlowMetrics) -> i64;
-        let series: [(&str, &str, &str, Get); 22] = [
+        let series: [(&str, &str, &str, Get); 23] = [
             (
                 "duplex_records_forwarded_total",
                 "counter",
@@ -205,6 +209,12 @@ impl Registry {
                 |m| m.wider_targets.lock().expect("metrics lock").len() as i64,
             ),
             (
+                "duplex_flow_source_topics_deleted",
+                "gauge",
+                "Topics the flow replicated that the source deleted: their replication stopped, and the target keeps them (Duplex never deletes a topic; the log names them).",
+                |m| m.deleted_sources.lock().expect("metrics lock").len() as i64,
+            ),
+            (
                 "duplex_flow_topic_config_changes_total",
                 "counter",
                 "Topic settings (keys) the flow set or removed on the target to match the topic's owner cluster.",
@@ -284,6 +294,6 @@ mod tests {
         let text = r.render();
         assert!(text.contains("duplex_records_forwarded_total{flow=\"a->b\",link=\"a-b\"} 3"));
         assert!(text.contains("duplex_records_forwarded_total{flow=\"b->a\",link=\"a-b\"} 0"));
-        assert_eq!(text.matches("# TYPE").count(), 22);
+        assert_eq!(text.matches("# TYPE").count(), 23);
     }
 }

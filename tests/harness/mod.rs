@@ -53,6 +53,10 @@ pub enum Feature {
     /// Tansu 0.6.0 fails it for every group it has stored (a serde error in its sqlite
     /// storage; it answers only for groups it has never seen).
     DescribeGroups,
+    /// DeleteTopics of a topic clients are reading: the mock has no DeleteTopics, and
+    /// with Tansu 0.6.0 the next metadata update of librdkafka 2.12.1 clients that had
+    /// the topic crashes the process (SIGSEGV in rd_kafka_metadata_cache_find).
+    DeleteTopics,
 }
 
 enum Backend {
@@ -75,7 +79,10 @@ impl Provider {
             (Provider::Mock, Feature::Admin)
                 | (Provider::External, Feature::Restart)
                 | (Provider::Tansu, Feature::CommitMetadata)
-                | (Provider::Mock | Provider::Tansu, Feature::DescribeGroups)
+                | (
+                    Provider::Mock | Provider::Tansu,
+                    Feature::DescribeGroups | Feature::DeleteTopics
+                )
         )
     }
 }

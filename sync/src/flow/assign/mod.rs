@@ -82,6 +82,7 @@ impl Flow {
         if !unlisted.is_empty() {
             debug!(flow = %self.spec.name(), topics = ?unlisted, "The source lists these selected topics with an error; they start at a later refresh.");
         }
+        self.let_go_of_deleted(c, assignment, &topics, &unlisted)?;
         // Every selected partition not started yet is waiting, from now on: the reader
         // runs beside this refresh, and the lag must not read as known meanwhile. A
         // topic listed with an error counts its waiting partitions, or at least one: its
@@ -230,6 +231,11 @@ impl Flow {
                 assignment.started(&topic, st.partition);
             }
             self.metrics
+                .deleted_sources
+                .lock()
+                .expect("metrics lock")
+                .remove(&topic);
+            self.metrics
                 .partitions
                 .fetch_add(ready.len() as i64, Relaxed);
             added.extend(ready);
@@ -239,6 +245,48 @@ impl Flow {
             .store(not_started(assignment), Relaxed);
         self.metrics.refreshes.fetch_add(1, Relaxed);
         Ok(added)
+    }
+
+    /// Stops reading the partitions of topics the source no longer lists at all: a
+    /// deleted topic. The target keeps the topic and what it holds (Duplex never deletes
+    /// a topic, docs/topic-configs.md); the gauge and the log name it. What was read of
+    /// it is still acknowledged and checkpointed. A topic of that name created again is
+    /// a new topic to this flow: it starts like any other, resuming from the target.
+    fn let_go_of_deleted(
+        &self,
+        c: &Clients,
+        assignment: &mut Assignment,
+        topics: &crate::discovery::TopicMap,
+        unlisted: &[String],
+    ) -> Result<(), SyncError> {
+        let gone: Vec<(String, i32)> = assignment
+            .running
+            .iter()
+            .filter(|(t, _)| !topics.contains_key(t) && !unlisted.contains(t))
+            .cloned()
+            .collect();
+        if gone.is_empty() {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (t, p) in &gone {
+            tpl.add_partition(t, *p);
+            assignment.running.remove(&(t.clone(), *p));
+        }
+        c.consumer
+            .incremental_unassign(&tpl)
+            .map_err(|e| self.local("unassign partitions", e))?;
+        self.metrics
+            .partitions
+            .fetch_sub(gone.len() as i64, Relaxed);
+        let names: std::collections::BTreeSet<String> = gone.into_iter().map(|(t, _)| t).collect();
+        warn!(flow = %self.spec.name(), topics = ?names, "These topics were deleted on the source: their replication stops. The target keeps them and what they hold; Duplex never deletes a topic.");
+        self.metrics
+            .deleted_sources
+            .lock()
+            .expect("metrics lock")
+            .extend(names);
+        Ok(())
     }
 
     /// Partitions of `topic` that could not start wait for a later refresh, when a
