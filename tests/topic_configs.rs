@@ -160,8 +160,15 @@ async fn settings_follow_the_owner(owner: Option<&str>) {
     .await;
     wait_for(far, &topic, "retention.ms", Some("7200000")).await;
     wait_for(far, &topic, "delete.retention.ms", None).await;
-    // Several refreshes later it still holds, everywhere (no value goes back and forth).
+    // Several refreshes later it still holds, everywhere, and nothing more was sent (no
+    // value goes back and forth, no change is sent again and again).
+    let sent = running.total(|m| m.topic_config_changes.load(Relaxed));
     tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        running.total(|m| m.topic_config_changes.load(Relaxed)),
+        sent,
+        "changes sent after the settings settled"
+    );
     for x in [a, b, c] {
         let s = settings(x, &topic).await;
         assert_eq!(

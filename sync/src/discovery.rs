@@ -16,10 +16,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 
 use rdkafka::types::RDKafkaErrorCode;
-use tracing::warn;
 
 use crate::error::SyncError;
-use crate::topic_configs::{Policy, describe};
+use crate::topic_configs::{Policy, Settings, describe};
 
 /// Topic name → partition count.
 pub type TopicMap = BTreeMap<String, usize>;
@@ -138,13 +137,18 @@ impl TopicCreator {
         let described = describe(&self.source, &[topic.to_string()], self.timeout)
             .await
             .map_err(|e| self.err(topic, format!("cannot read its settings on source cluster {}: {}; create it on the target with {partitions} partitions", self.source_id, explain(&e))))?;
-        // A source that answers no settings for the topic (librdkafka's mock cluster)
-        // gets the broker's default cleanup.policy, "delete".
-        let settings = described
-            .get(topic)
-            .and_then(|r| r.as_ref().ok())
-            .cloned()
-            .unwrap_or_default();
+        // A source that answers no settings for the topic at all (librdkafka's mock
+        // cluster) gets the broker's default cleanup.policy, "delete". An error for the
+        // topic (a broker that does not know it yet, an ACL) is not taken for "no
+        // settings": the topic would be created without them, and if this target owns
+        // the topic's settings it would then spread that loss back.
+        let settings = match described.get(topic) {
+            Some(Ok(s)) => s.clone(),
+            Some(Err(code)) => {
+                return Err(self.err(topic, format!("cannot read its settings on source cluster {} ({code}); create it on the target with {partitions} partitions and the source's settings", self.source_id)));
+            }
+            None => Settings::default(),
+        };
         let policy_value = settings
             .values
             .get("cleanup.policy")
@@ -157,20 +161,13 @@ impl TopicCreator {
             BTreeMap::new()
         };
         copied.insert("cleanup.policy".to_string(), policy_value.clone());
-        let advice =
-            format!("create it with {partitions} partitions and cleanup.policy={policy_value}");
-        match self.create_with(topic, partitions, &copied).await {
-            Err(code @ (RDKafkaErrorCode::InvalidConfig | RDKafkaErrorCode::PolicyViolation))
-                if copied.len() > 1 =>
-            {
-                let keys: Vec<&String> = copied.keys().collect();
-                warn!(target = %self.target_id, %topic, error = %code, keys = ?keys, "The target refused the source's settings of a new topic; creating it with its cleanup.policy alone (config sync names the key at each refresh).");
-                let only = BTreeMap::from([("cleanup.policy".to_string(), policy_value)]);
-                self.create_with(topic, partitions, &only).await
-            }
-            other => other,
-        }
-        .map_err(|code| self.err(topic, format!("cannot create it ({code}); {advice}")))
+        // A setting the target refuses fails the creation, naming them all, rather than
+        // creating the topic without them (the same loss as above); excluding the key
+        // ([topic_configs] exclude) lets it be created.
+        let listed: Vec<String> = copied.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        self.create_with(topic, partitions, &copied)
+            .await
+            .map_err(|code| self.err(topic, format!("cannot create it ({code}) with {partitions} partitions and the source's settings {}; create it so, or exclude a setting the target refuses ([topic_configs] exclude)", listed.join(", "))))
     }
 
     async fn create_with(

@@ -7,14 +7,16 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 
+use rdkafka::types::RDKafkaErrorCode;
 use tokio::task::spawn_blocking;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::Flow;
 use crate::discovery::{Listing, TopicCreator, selected_topics};
 use crate::error::joined;
-use crate::topic_configs::{Change, Settings, alter::alter_topic, describe, plan};
+use crate::topic_configs::alter::{AlterError, alter_topic};
+use crate::topic_configs::{Change, Settings, describe, plan};
 
 /// Copies topic settings every refresh interval until `stop` fires.
 pub(crate) async fn run(flow: Flow, creator: TopicCreator, stop: CancellationToken) {
@@ -43,6 +45,10 @@ pub(crate) struct ConfigSync {
     unsupported: Option<String>,
     /// The last failure logged per topic, so that one that repeats is logged once.
     reported: HashMap<String, String>,
+    /// Removals the target took per topic. One planned again right after had no
+    /// effect (a broker that lists its defaults as the topic's own, docs/topic-configs.md):
+    /// it is not sent again for as long as it is planned.
+    removed: HashMap<String, Vec<Change>>,
 }
 
 impl Flow {
@@ -99,13 +105,27 @@ impl Flow {
                 return;
             }
         };
+        state.reported.remove("");
+        use rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition;
         for topic in &owned {
-            let (Some(Ok(s)), Some(Ok(t))) = (source.get(topic), target.get(topic)) else {
+            match (source.get(topic), target.get(topic)) {
+                (Some(Ok(s)), Some(Ok(t))) => self.sync_topic(c, topic, s, t, state).await,
                 // Not on the target yet (its partitions create it), or deleted from the
                 // source meanwhile: nothing to copy now.
-                continue;
-            };
-            self.sync_topic(c, topic, s, t, state).await;
+                (_, Some(Err(UnknownTopicOrPartition)))
+                | (Some(Err(UnknownTopicOrPartition)), _) => {}
+                (s, t) => {
+                    let (side, code) = match (s, t) {
+                        (Some(Err(code)), _) => (&self.spec.source.id, Some(*code)),
+                        (_, Some(Err(code))) => (&self.spec.target.id, Some(*code)),
+                        (None, _) => (&self.spec.source.id, None),
+                        _ => (&self.spec.target.id, None),
+                    };
+                    let why = code.map_or("no answer for it".to_string(), |c| c.to_string());
+                    let msg = format!("cannot read its settings on cluster {side}: {why}");
+                    self.config_failure(state, Some(topic), msg, false);
+                }
+            }
         }
     }
 
@@ -117,41 +137,86 @@ impl Flow {
         target: &Settings,
         state: &mut ConfigSync,
     ) {
-        let changes = plan(source, target, &self.spec.configs);
+        let before = state.removed.remove(topic).unwrap_or_default();
+        let (mut removed, changes): (Vec<Change>, Vec<Change>) =
+            plan(source, target, &self.spec.configs)
+                .into_iter()
+                .partition(|c| matches!(c, Change::Delete(_)) && before.contains(c));
+        if !removed.is_empty() {
+            debug!(flow = %self.spec.name(), %topic, keys = %listed(&removed), "The target took these removals without effect; not sending them again.");
+        }
         if changes.is_empty() {
             state.reported.remove(topic);
+            if !removed.is_empty() {
+                state.removed.insert(topic.to_string(), removed);
+            }
             return;
         }
-        let (admin, t, ch) = (c.target.clone(), topic.to_string(), changes.clone());
-        let timeout = self.spec.limits.request_timeout;
-        let done = spawn_blocking(move || alter_topic(admin.inner(), &t, &ch, timeout)).await;
-        let listed = || {
-            changes
-                .iter()
-                .map(Change::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        match done {
-            Ok(Ok(())) => {
-                state.reported.remove(topic);
-                self.metrics
-                    .topic_config_changes
-                    .fetch_add(changes.len() as u64, Relaxed);
-                info!(flow = %self.spec.name(), %topic, changes = %listed(), "Topic settings copied to the target.");
+        let taken = match self.alter(c, topic, &changes, state).await {
+            Ok(()) => changes.clone(),
+            Err(AlterError::Refused(
+                RDKafkaErrorCode::InvalidConfig | RDKafkaErrorCode::PolicyViolation,
+                _,
+            )) if changes.len() > 1 => {
+                // The broker applies a request all or none: one key it refuses must not
+                // hold back the others, so each is sent on its own.
+                let mut taken = Vec::new();
+                for ch in &changes {
+                    if self
+                        .alter(c, topic, std::slice::from_ref(ch), state)
+                        .await
+                        .is_ok()
+                    {
+                        taken.push(ch.clone());
+                    }
+                }
+                taken
             }
-            Ok(Err(e)) => self.config_failure(
-                state,
-                Some(topic),
-                format!(
-                    "cannot change {} on cluster {}: {e}",
-                    listed(),
-                    self.spec.target.id
-                ),
-                false,
-            ),
-            Err(e) => self.config_failure(state, Some(topic), e.to_string(), false),
+            Err(_) => return,
+        };
+        removed.extend(
+            taken
+                .iter()
+                .filter(|c| matches!(c, Change::Delete(_)))
+                .cloned(),
+        );
+        if !removed.is_empty() {
+            state.removed.insert(topic.to_string(), removed);
         }
+        if taken.is_empty() {
+            return;
+        }
+        if taken.len() == changes.len() {
+            state.reported.remove(topic);
+        }
+        self.metrics
+            .topic_config_changes
+            .fetch_add(taken.len() as u64, Relaxed);
+        info!(flow = %self.spec.name(), %topic, changes = %listed(&taken), "Topic settings copied to the target.");
+    }
+
+    /// Sends `changes` to the target; a failure is counted and logged.
+    async fn alter(
+        &self,
+        c: &TopicCreator,
+        topic: &str,
+        changes: &[Change],
+        state: &mut ConfigSync,
+    ) -> Result<(), AlterError> {
+        let (admin, t, ch) = (c.target.clone(), topic.to_string(), changes.to_vec());
+        let timeout = self.spec.limits.request_timeout;
+        let done = spawn_blocking(move || alter_topic(admin.inner(), &t, &ch, timeout))
+            .await
+            .unwrap_or_else(|e| Err(AlterError::Invalid(e.to_string())));
+        if let Err(e) = &done {
+            let msg = format!(
+                "cannot change {} on cluster {}: {e}",
+                listed(changes),
+                self.spec.target.id
+            );
+            self.config_failure(state, Some(topic), msg, false);
+        }
+        done
     }
 
     /// Counts a failure and logs it when it is new for `topic` (`None`: the whole
@@ -166,7 +231,7 @@ impl Flow {
     ) {
         self.metrics.topic_config_errors.fetch_add(1, Relaxed);
         if unsupported {
-            warn!(flow = %self.spec.name(), error = %msg, "A cluster of this flow does not serve DescribeConfigs: topic settings are not copied (the topics are still replicated).");
+            warn!(flow = %self.spec.name(), error = %msg, "A cluster of this flow does not serve DescribeConfigs: topic settings are not copied in this run (the topics are still replicated).");
             state.unsupported = Some(msg);
             return;
         }
@@ -176,4 +241,12 @@ impl Flow {
             state.reported.insert(key, msg);
         }
     }
+}
+
+fn listed(changes: &[Change]) -> String {
+    changes
+        .iter()
+        .map(Change::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -50,6 +50,9 @@ pub fn alter_topic<C: ClientContext>(
     let cstr = |s: &str| {
         CString::new(s).map_err(|_| AlterError::Invalid(format!("{s:?} holds a NUL byte")))
     };
+    if topic.is_empty() {
+        return Err(AlterError::Invalid("a topic name is required".to_string()));
+    }
     let name = cstr(topic)?;
     let ops: Vec<(CString, Option<CString>)> = changes
         .iter()
@@ -59,7 +62,8 @@ pub fn alter_topic<C: ClientContext>(
         })
         .collect::<Result<_, AlterError>>()?;
     let rk = client.native_ptr();
-    let ms = timeout.as_millis().min(i32::MAX as u128 / 2) as i32;
+    // librdkafka takes request timeouts up to an hour.
+    let ms = timeout.as_millis().clamp(1, 3_600_000) as i32;
     // SAFETY: `rk` is a live handle for as long as `client` is borrowed. Every object
     // created here is destroyed on every path out of this block: the resource and the
     // options after the call that copies them, the queue after the poll (a request
@@ -71,6 +75,11 @@ pub fn alter_topic<C: ClientContext>(
             rd::rd_kafka_ResourceType_t::RD_KAFKA_RESOURCE_TOPIC,
             name.as_ptr(),
         );
+        if resource.is_null() {
+            return Err(AlterError::Invalid(format!(
+                "librdkafka cannot name topic {topic:?}"
+            )));
+        }
         for (k, v) in &ops {
             let op = if v.is_some() {
                 rd::rd_kafka_AlterConfigOpType_t::RD_KAFKA_ALTER_CONFIG_OP_TYPE_SET
@@ -92,12 +101,17 @@ pub fn alter_topic<C: ClientContext>(
             rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_INCREMENTALALTERCONFIGS,
         );
         let mut errstr = [0 as c_char; 256];
-        rd::rd_kafka_AdminOptions_set_request_timeout(
+        let set = rd::rd_kafka_AdminOptions_set_request_timeout(
             options,
             ms,
             errstr.as_mut_ptr(),
             errstr.len(),
         );
+        if set != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+            rd::rd_kafka_AdminOptions_destroy(options);
+            rd::rd_kafka_ConfigResource_destroy(resource);
+            return Err(AlterError::Invalid(text(errstr.as_ptr())));
+        }
         let queue = rd::rd_kafka_queue_new(rk);
         let mut resources = [resource];
         rd::rd_kafka_IncrementalAlterConfigs(rk, resources.as_mut_ptr(), 1, options, queue);
