@@ -121,6 +121,12 @@ pub fn summary(path: &Path, config: &Config, topics: &[String]) -> String {
             duplex_sync::topic_configs::BUILT_IN_EXCLUDES.join(", "),
             patterns(&tc.exclude)
         );
+        let acls = if tc.acls {
+            "READ and DESCRIBE literal topic ACLs copied along the same trees (never WRITE, never removed)"
+        } else {
+            "not copied"
+        };
+        let _ = writeln!(out, "  acls: {acls}");
     } else {
         let _ = writeln!(
             out,

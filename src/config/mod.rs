@@ -99,6 +99,8 @@ pub struct TopicConfigsConfig {
     pub owner: Option<String>,
     /// Keys never copied (whole-name regexes), besides the built-in list.
     pub exclude: Vec<TopicPattern>,
+    /// Copy the READ and DESCRIBE literal topic ACLs too, along the same trees.
+    pub acls: bool,
 }
 
 impl Default for TopicConfigsConfig {
@@ -107,6 +109,7 @@ impl Default for TopicConfigsConfig {
             sync: true,
             owner: None,
             exclude: Vec::new(),
+            acls: false,
         }
     }
 }
@@ -370,6 +373,7 @@ impl Config {
                 enabled: self.topic_configs.sync,
                 owner: self.topic_configs.owner.clone(),
                 exclude: regexes(&self.topic_configs.exclude),
+                acls: self.topic_configs.acls,
             },
         }
     }

@@ -446,6 +446,7 @@ fn topic_config_sync_reaches_the_engine_spec_and_an_unknown_owner_is_named() {
     // Defaults: on, no owner named, nothing excluded beyond the built-in list.
     let spec = Config::parse(TWO).unwrap().engine_spec();
     assert!(spec.topic_configs.enabled && spec.topic_configs.owner.is_none());
+    assert!(!spec.topic_configs.acls, "ACL sync is off by default");
     assert!(spec.links[0].topic_configs.enabled);
 
     let msg = err(&format!("[topic_configs]\nowner = \"c\"\n{TWO}"));

@@ -10,6 +10,7 @@
 //! - [`resume`]: where a flow restarts, read off the target itself.
 //! - [`discovery`]: selected topics, and their creation on the target.
 //! - [`topic_configs`]: topic settings that follow their owner cluster.
+//! - [`acls`]: READ and DESCRIBE topic ACLs that follow it too (off by default).
 //! - [`clients`]: librdkafka settings the guarantees rest on.
 //! - [`offsets`]: consumer-group offsets translated exactly between clusters; group sync.
 //! - [`metrics`]: per-flow counters, Prometheus text.
@@ -19,6 +20,7 @@
 // cold path (a flow failing), so its size costs nothing per record.
 #![allow(clippy::result_large_err)]
 
+pub mod acls;
 pub mod clients;
 pub mod control;
 pub mod discovery;

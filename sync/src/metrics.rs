@@ -61,6 +61,10 @@ pub struct FlowMetrics {
     /// Failed attempts to read or change topic settings, each tried again at the next
     /// refresh.
     pub topic_config_errors: AtomicU64,
+    /// ACL bindings the flow created on the target (ACL sync).
+    pub acls_created: AtomicU64,
+    /// Failed ACL sync rounds, each tried again at the next refresh.
+    pub acl_errors: AtomicU64,
     /// Topics whose target has more partitions than the source (their extra partitions
     /// receive nothing from this flow).
     pub wider_targets: Mutex<std::collections::BTreeSet<String>>,
@@ -123,7 +127,7 @@ impl Registry {
     /// Prometheus text exposition format 0.0.4.
     pub fn render(&self) -> String {
         type Get = fn(&FlowMetrics) -> i64;
-        let series: [(&str, &str, &str, Get); 23] = [
+        let series: [(&str, &str, &str, Get); 25] = [
             (
                 "duplex_records_forwarded_total",
                 "counter",
@@ -227,6 +231,18 @@ impl Registry {
                 |m| m.topic_config_errors.load(Relaxed) as i64,
             ),
             (
+                "duplex_flow_acls_created_total",
+                "counter",
+                "READ and DESCRIBE topic ACLs the flow created on the target (ACL sync, off by default).",
+                |m| m.acls_created.load(Relaxed) as i64,
+            ),
+            (
+                "duplex_flow_acl_errors_total",
+                "counter",
+                "Failed ACL sync rounds, each tried again at the next refresh (the log says why).",
+                |m| m.acl_errors.load(Relaxed) as i64,
+            ),
+            (
                 "duplex_flow_partitions_held",
                 "gauge",
                 "Partitions whose reading waits because the target has not acknowledged half of the in-flight budget of their records; the other partitions carry on.",
@@ -294,6 +310,6 @@ mod tests {
         let text = r.render();
         assert!(text.contains("duplex_records_forwarded_total{flow=\"a->b\",link=\"a-b\"} 3"));
         assert!(text.contains("duplex_records_forwarded_total{flow=\"b->a\",link=\"a-b\"} 0"));
-        assert_eq!(text.matches("# TYPE").count(), 23);
+        assert_eq!(text.matches("# TYPE").count(), 25);
     }
 }

@@ -137,6 +137,8 @@ pub struct TopicConfigSync {
     pub owner: Option<String>,
     /// Keys never copied, besides the built-in list (whole-name regexes).
     pub exclude: Vec<Regex>,
+    /// Copy the READ and DESCRIBE literal topic ACLs too (off by default).
+    pub acls: bool,
 }
 
 impl Default for TopicConfigSync {
@@ -145,6 +147,7 @@ impl Default for TopicConfigSync {
             enabled: true,
             owner: None,
             exclude: Vec::new(),
+            acls: false,
         }
     }
 }

@@ -57,6 +57,11 @@ pub enum Feature {
     /// with Tansu 0.6.0 the next metadata update of librdkafka 2.12.1 clients that had
     /// the topic crashes the process (SIGSEGV in rd_kafka_metadata_cache_find).
     DeleteTopics,
+    /// ACLs kept and listed: Tansu 0.6.0 answers DescribeAcls with none and CreateAcls
+    /// with an answer that makes librdkafka 2.12.1 abort the process (assertion
+    /// `rko_result` in rd_kafka_admin_response_parse), and the mock answers no admin
+    /// request.
+    Acls,
 }
 
 enum Backend {
@@ -81,7 +86,7 @@ impl Provider {
                 | (Provider::Tansu, Feature::CommitMetadata)
                 | (
                     Provider::Mock | Provider::Tansu,
-                    Feature::DescribeGroups | Feature::DeleteTopics
+                    Feature::DescribeGroups | Feature::DeleteTopics | Feature::Acls
                 )
         )
     }

@@ -18,22 +18,35 @@ use crate::error::joined;
 use crate::topic_configs::alter::{AlterError, alter_topic};
 use crate::topic_configs::{Change, Settings, describe, plan};
 
-/// Copies topic settings every refresh interval until `stop` fires.
+/// Copies topic settings (and ACLs, when on) every refresh interval until `stop`
+/// fires, or until neither can be copied in this run.
 pub(crate) async fn run(flow: Flow, creator: TopicCreator, stop: CancellationToken) {
-    if !flow.spec.configs.enabled {
-        return;
-    }
     let mut state = ConfigSync::default();
+    let mut acls = super::acl_sync::AclSync::default();
     let mut tick = tokio::time::interval(flow.spec.limits.refresh_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    while state.unsupported.is_none() {
+    loop {
+        let configs_on = flow.spec.configs.enabled && state.unsupported.is_none();
+        let acls_on = flow.spec.sync_acls && acls.on();
+        if !configs_on && !acls_on {
+            return;
+        }
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
+        let round = async {
+            let owned = flow.owned_topics(&creator).await;
+            if configs_on {
+                flow.sync_topic_configs(&creator, &owned, &mut state).await;
+            }
+            if acls_on {
+                flow.sync_acls(&creator, &owned, &mut acls).await;
+            }
+        };
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = flow.sync_topic_configs(&creator, &mut state) => {}
+            _ = round => {}
         }
     }
 }
@@ -52,9 +65,10 @@ pub(crate) struct ConfigSync {
 }
 
 impl Flow {
-    /// One round: copies the settings of the source's selected topics that this flow
-    /// copies to the target.
-    async fn sync_topic_configs(&self, c: &TopicCreator, state: &mut ConfigSync) {
+    /// The source's selected topics whose settings (and ACLs) this flow copies: it is
+    /// an edge of their owner's tree. Empty when the source cannot be listed (the
+    /// assignment reports that).
+    async fn owned_topics(&self, c: &TopicCreator) -> Vec<String> {
         let policy = &self.spec.configs;
         let (admin, s) = (c.source.clone(), self.spec.clone());
         let timeout = s.limits.request_timeout;
@@ -65,26 +79,29 @@ impl Flow {
             })
             .await,
         );
-        // The assignment reports a source it cannot list.
         let Ok(Listing { topics, .. }) = listed else {
-            return;
+            return Vec::new();
         };
-        let owned: Vec<String> = topics
-            .keys()
+        topics
+            .into_keys()
             .filter(|t| {
                 self.spec
                     .routes
                     .config_owner(t, policy.owner.as_deref())
                     .is_some()
             })
-            .cloned()
-            .collect();
+            .collect()
+    }
+
+    /// One round: copies the settings of `owned` to the target.
+    async fn sync_topic_configs(&self, c: &TopicCreator, owned: &[String], state: &mut ConfigSync) {
         if owned.is_empty() {
             return;
         }
+        let timeout = self.spec.limits.request_timeout;
         let (source, target) = tokio::join!(
-            describe(&c.source, &owned, timeout),
-            describe(&c.target, &owned, timeout)
+            describe(&c.source, owned, timeout),
+            describe(&c.target, owned, timeout)
         );
         let read = |r: Result<_, rdkafka::error::KafkaError>, cluster: &str| {
             r.map_err(|e| {
@@ -107,7 +124,7 @@ impl Flow {
         };
         state.reported.remove("");
         use rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition;
-        for topic in &owned {
+        for topic in owned {
             match (source.get(topic), target.get(topic)) {
                 (Some(Ok(s)), Some(Ok(t))) => self.sync_topic(c, topic, s, t, state).await,
                 // Not on the target yet (its partitions create it), or deleted from the

@@ -9,6 +9,7 @@
 //! - `watchdog`: restarts a flow whose consumer stopped fetching without an error.
 
 mod acker;
+mod acl_sync;
 mod assign;
 mod configs;
 mod marks;
@@ -60,6 +61,8 @@ pub struct FlowSpec {
     pub drain_timeout: Duration,
     /// Which topic settings it copies to its target.
     pub configs: crate::topic_configs::Policy,
+    /// Whether it copies READ and DESCRIBE topic ACLs too (docs/topic-configs.md).
+    pub sync_acls: bool,
 }
 
 impl FlowSpec {
