@@ -41,7 +41,13 @@ pub fn routes(spec: &EngineSpec) -> Routes {
         .iter()
         .map(|l| (l.clusters, l.topics.clone()))
         .collect();
-    Routes::new(spec.clusters.iter().map(|c| c.id.clone()).collect(), links)
+    let quiet = spec
+        .links
+        .iter()
+        .filter(|l| !l.topic_configs.enabled)
+        .map(|l| l.clusters)
+        .collect();
+    Routes::new(spec.clusters.iter().map(|c| c.id.clone()).collect(), links).with_quiet_links(quiet)
 }
 
 /// The flows of a spec, two per link, in link order, routed by a history that has not

@@ -29,6 +29,8 @@ pub struct Routes {
     ids: Vec<String>,
     links: Vec<([usize; 2], TopicSelection)>,
     former: Vec<Former>,
+    /// Links whose flows copy no topic settings (`topic_configs.sync = false`).
+    quiet: Vec<[usize; 2]>,
 }
 
 /// A cluster no longer in the mesh, with the links it last had: its records that are
@@ -48,6 +50,7 @@ impl Routes {
             ids,
             links,
             former: Vec::new(),
+            quiet: Vec::new(),
         }
     }
 
@@ -61,6 +64,13 @@ impl Routes {
             .into_iter()
             .filter(|f| !self.ids.contains(&f.id))
             .collect();
+        self
+    }
+
+    /// The same routes, knowing the links (pairs of indexes) whose flows copy no topic
+    /// settings: the settings' trees are built over the other links only.
+    pub fn with_quiet_links(mut self, quiet: Vec<[usize; 2]>) -> Self {
+        self.quiet = quiet;
         self
     }
 
@@ -148,8 +158,9 @@ impl Routes {
     /// The owner of `topic`'s settings when flow `source → target` copies them, `None`
     /// when it does not (docs/topic-configs.md). The owner is `preferred` when the
     /// topic's links connect it to `source`, else the first cluster (in config order)
-    /// they connect to it; the flow copies when it is an edge of the owner's tree, so
-    /// every cluster of the topic takes the settings from one neighbour.
+    /// they connect to it. The flow copies when it is an edge of the owner's tree over
+    /// the topic's links that copy settings (not quiet), so every cluster those links
+    /// reach from the owner takes the settings from one neighbour, and no other does.
     pub fn config_owner(
         &self,
         topic: &str,
@@ -167,7 +178,13 @@ impl Routes {
             .and_then(|p| self.index(p))
             .filter(|&o| reach[o].is_some())
             .or_else(|| (0..self.ids.len()).find(|&o| reach[o].is_some()))?;
-        (topology.tree(owner)[t] == Some(s)).then(|| self.ids[owner].clone())
+        let copying: Vec<[usize; 2]> = topology
+            .pairs()
+            .into_iter()
+            .filter(|&[a, b]| !self.quiet.contains(&[a, b]) && !self.quiet.contains(&[b, a]))
+            .collect();
+        let tree = Topology::new(self.ids.clone(), &copying).tree(owner);
+        (tree[t] == Some(s)).then(|| self.ids[owner].clone())
     }
 
     /// The clusters that hold `topic` by configuration (an end of a link that selects

@@ -387,37 +387,45 @@ proptest! {
     }
 
     /// Topic settings: in a random connected mesh with a random preferred owner (or
-    /// none), every cluster but the owner takes them from exactly one neighbour, every
-    /// flow that copies names the same owner, and following the copies back from any
-    /// cluster reaches the owner (no two clusters copy to each other).
+    /// none) and random links that copy no settings (quiet), every cluster the other
+    /// links connect to the owner takes them from exactly one neighbour (none across a
+    /// quiet link), every flow that copies names the same owner, following the copies
+    /// back reaches the owner, and no other cluster takes them.
     #[test]
-    fn every_cluster_takes_topic_settings_from_one_neighbour((n, links, pick) in connected_graph(),
-                                                              preferred in proptest::option::of(0usize..9)) {
+    fn every_cluster_takes_topic_settings_from_one_neighbour((n, links, _) in connected_graph(),
+                                                              preferred in proptest::option::of(0usize..9),
+                                                              quiet_mask in proptest::collection::vec(proptest::bool::weighted(0.25), 40)) {
         let ids: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
-        let routes = Routes::new(ids.clone(), links.iter().map(|&l| (l, all_topics())).collect());
+        let quiet: Vec<[usize; 2]> = links.iter().zip(&quiet_mask).filter(|(_, q)| **q).map(|(l, _)| *l).collect();
+        let is_quiet = |a: usize, b: usize| quiet.contains(&[a, b]) || quiet.contains(&[b, a]);
+        let routes = Routes::new(ids.clone(), links.iter().map(|&l| (l, all_topics())).collect())
+            .with_quiet_links(quiet.clone());
         // An id not in the mesh (c8 when n < 9) falls back to the first cluster.
         let preferred = preferred.map(|p| format!("c{p}"));
         let owner = preferred.clone().filter(|p| ids.contains(p)).unwrap_or_else(|| ids[0].clone());
+        let o = routes.index(&owner).unwrap();
+        let loud: Vec<[usize; 2]> = links.iter().copied().filter(|&[a, b]| !is_quiet(a, b)).collect();
+        let reached = Topology::new(ids.clone(), &loud).distances(o);
         let mut parent = vec![None; n];
         let flows: std::collections::BTreeSet<(usize, usize)> =
             links.iter().flat_map(|&[a, b]| [(a, b), (b, a)]).filter(|(a, b)| a != b).collect();
-        {
-            for (s, t) in flows {
-                if let Some(o) = routes.config_owner("t", &ids[s], &ids[t], preferred.as_deref()) {
-                    prop_assert_eq!(&o, &owner);
-                    prop_assert!(parent[t].is_none(), "{} copies from two neighbours", ids[t]);
-                    parent[t] = Some(s);
-                }
+        for (s, t) in flows {
+            if let Some(got) = routes.config_owner("t", &ids[s], &ids[t], preferred.as_deref()) {
+                prop_assert_eq!(&got, &owner);
+                prop_assert!(!is_quiet(s, t), "{} -> {} copies over a quiet link", ids[s], ids[t]);
+                prop_assert!(parent[t].is_none(), "{} copies from two neighbours", ids[t]);
+                parent[t] = Some(s);
             }
         }
-        let o = routes.index(&owner).unwrap();
         prop_assert!(parent[o].is_none());
-        let mut at = pick;
-        for _ in 0..n {
-            if at == o { break; }
-            at = parent[at].expect("every other cluster has a parent");
+        for c in 0..n {
+            prop_assert_eq!(parent[c].is_some(), c != o && reached[c].is_some(), "cluster {}", c);
+            let mut at = c;
+            for _ in 0..n {
+                match parent[at] { Some(p) => at = p, None => break }
+            }
+            if reached[c].is_some() { prop_assert_eq!(at, o); }
         }
-        prop_assert_eq!(at, o);
     }
 
     /// Simulates every flow of the topology on one record: every cluster receives it
