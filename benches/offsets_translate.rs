@@ -1,11 +1,12 @@
 //! Offset translation time on librdkafka mock clusters, in one process and one run: one
 //! group over 64 partitions holding 1,000,000 records in total on a, their copies (with
 //! the `duplex.path` a flow writes) on b. The group committed half of each partition on
-//! a. Timed: `duplex_sync::offsets::translate` a→b, three times (there is no index yet,
-//! so every run reads what the first did: the source below the committed offsets and the
-//! whole target partitions), against a consume-only baseline that reads the same ranges
-//! with a plain consumer in the same run. Prints records examined per second and the
-//! ratio translate / consume-only.
+//! a. Timed: `duplex_sync::offsets::translate` a→b, three times without an index (every
+//! run reads the source below the committed offsets and the whole target partitions),
+//! against a consume-only baseline that reads the same ranges with a plain consumer in
+//! the same run; then through the translation index: its first run (which builds it), a
+//! warm run with nothing new, and one after 1% more records on b. Prints records
+//! examined per second, the ratio translate / consume-only, and warm / first run.
 //!
 //! Run with `cargo bench --bench offsets_translate`; `DUPLEX_BENCH_RECORDS` sets the
 //! record count. This measures and prints; it fails only when a cluster does not hold
@@ -92,6 +93,7 @@ fn main() -> anyhow::Result<()> {
         to: &b_spec,
         topics: None,
         timeout: Duration::from_secs(30),
+        index: None,
     };
     let (mut base, mut runs) = (Vec::new(), Vec::new());
     for run in 1..=RUNS {
@@ -99,16 +101,7 @@ fn main() -> anyhow::Result<()> {
         let window = Window::start();
         let t = offsets::translate(&req).context("translate")?;
         let timed = window.end(examined);
-        ensure!(t.complete(), "a partition was refused: {t:?}");
-        for p in &t.partitions {
-            let got = p.outcome.as_ref().expect("complete");
-            ensure!(
-                got.offset == p.committed && got.redelivered == 0,
-                "partition {}: translated {got:?}, expected {} with none re-delivered",
-                p.partition,
-                p.committed
-            );
-        }
+        exact(&t)?;
         println!(
             "run {run}: consume-only {:>9.0}/s  translate {:>9.0}/s  ({:.3} s)",
             c.rate(),
@@ -145,13 +138,73 @@ fn main() -> anyhow::Result<()> {
     }
     println!(
         "(examined: a below the committed offsets plus all of b; MiB/s counts the values only; \
-         no index yet, so later runs read what the first did)"
+         without the index, later runs read what the first did)"
     );
     println!();
     println!(
         "ratio translate / consume-only = {:.2}",
         warm.rate() / c.rate()
     );
+
+    // Through the index (in memory; the mock answers no DescribeConfigs, so its topics
+    // are taken for uncompacted without asking): the first run reads what the others
+    // did and builds it; a warm run reads only each partition's last indexed record
+    // (to check it) and what was appended since.
+    let index = offsets::index::Index::new(Box::new(offsets::index::MemoryStore::default()))
+        .trusting_unknown_policy();
+    let indexed = Request {
+        index: Some(&index),
+        ..req
+    };
+    let timed_translate = |label: &str| -> anyhow::Result<Timed> {
+        let window = Window::start();
+        let t = offsets::translate(&indexed).context("translate")?;
+        let timed = window.end(examined);
+        exact(&t)?;
+        println!(
+            "{label:<34} {:>8.3} s  ({:.0} records examined/s)",
+            timed.elapsed.as_secs_f64(),
+            timed.rate()
+        );
+        Ok(timed)
+    };
+    println!();
+    let built = timed_translate("indexed, first run (builds it)")?;
+    let warm_ix = timed_translate("indexed, warm, nothing new")?;
+    let appended = n / 100;
+    rt.block_on(load::produce(
+        &b_boot,
+        TOPIC,
+        appended,
+        PARTITIONS,
+        VALUE_BYTES,
+        false,
+    ))?;
+    let grown = timed_translate(&format!("indexed, warm, {appended} new on b"))?;
+    println!();
+    println!(
+        "time, warm / first run: {:.3} (nothing new), {:.3} ({appended} new); first run through \
+         the index / without it: {:.2}",
+        warm_ix.elapsed.as_secs_f64() / built.elapsed.as_secs_f64(),
+        grown.elapsed.as_secs_f64() / built.elapsed.as_secs_f64(),
+        built.elapsed.as_secs_f64() / first.elapsed.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Fails unless every partition translated to its committed offset with nothing
+/// re-delivered: otherwise the figures would mean nothing.
+fn exact(t: &offsets::Translation) -> anyhow::Result<()> {
+    ensure!(t.complete(), "a partition was refused: {t:?}");
+    for p in &t.partitions {
+        let got = p.outcome.as_ref().expect("complete");
+        ensure!(
+            got.offset == p.committed && got.redelivered == 0,
+            "partition {}: translated {got:?}, expected {} with none re-delivered",
+            p.partition,
+            p.committed
+        );
+    }
     Ok(())
 }
 

@@ -133,6 +133,18 @@ pub fn summary(path: &Path, config: &Config, topics: &[String]) -> String {
             "  off: only cleanup.policy is copied, when a topic is created"
         );
     }
+    let _ = writeln!(
+        out,
+        "\noffsets: translation index {}",
+        if config.offsets.index {
+            format!(
+                "on, in {}",
+                crate::offsets::store::dir(&config.state_dir(path)).display()
+            )
+        } else {
+            "off (each translation reads in full)".to_string()
+        }
+    );
     let listen = config
         .metrics_listen()
         .map_or_else(|| "off".to_owned(), |a| format!("http://{a}/metrics"));

@@ -105,6 +105,19 @@ pub async fn start(
         cancel.clone(),
     );
     let engine = started.handle.clone();
+    // The translation index is a cache: one that cannot be opened costs full reads.
+    let index = config
+        .offsets
+        .index
+        .then(|| crate::offsets::store::open(state_dir));
+    let index = match index {
+        Some(Err(e)) => {
+            warn!(error = %e, "Offset translations read the partitions in full.");
+            None
+        }
+        Some(Ok(ix)) => Some(ix),
+        None => None,
+    };
     let runs = match Runs::open(store.clone(), engine.clone(), state_dir) {
         Ok(runs) => runs,
         Err(e) => {
@@ -181,7 +194,7 @@ pub async fn start(
             runs: runs.clone(),
             stop: api_stop,
             tasks: TaskTracker::new(),
-            offsets: crate::api::offsets::Gate::default(),
+            offsets: crate::api::offsets::Gate::with_index(index),
         })
         .await;
     info!(

@@ -1,6 +1,7 @@
 //! `duplex.v1.OffsetService`: a consumer group's offsets translated between clusters of
 //! the running mesh, and group sync recorded in the log (docs/offsets.md).
 
+use duplex_sync::offsets::index::Index;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,6 +38,8 @@ pub const MAX_READS: usize = 4;
 pub struct Gate {
     reads: Arc<Semaphore>,
     sync: Arc<tokio::sync::Mutex<()>>,
+    /// The translation index, when `[offsets] index` is on.
+    index: Option<Arc<Index>>,
 }
 
 impl Default for Gate {
@@ -44,11 +47,20 @@ impl Default for Gate {
         Gate {
             reads: Arc::new(Semaphore::new(MAX_READS)),
             sync: Arc::default(),
+            index: None,
         }
     }
 }
 
 impl Gate {
+    /// The gate of a service whose translations read through `index`.
+    pub fn with_index(index: Option<Index>) -> Self {
+        Gate {
+            index: index.map(Arc::new),
+            ..Gate::default()
+        }
+    }
+
     fn read(&self) -> Result<OwnedSemaphorePermit, Status> {
         self.reads.clone().try_acquire_owned().map_err(|_| {
             Status::resource_exhausted(format!(
@@ -69,6 +81,7 @@ struct Checked {
     from: ClusterSpec,
     to: ClusterSpec,
     topics: Option<Regex>,
+    index: Option<Arc<Index>>,
 }
 
 /// The request's group, clusters (of the running mesh, runtime ones included) and
@@ -108,6 +121,7 @@ fn check(api: &Api, group: &str, from: &str, to: &str, topics: &str) -> Result<C
         from: cluster("from", from_id)?,
         to: cluster("to", to_id)?,
         topics,
+        index: api.offsets.index.clone(),
     })
 }
 
@@ -138,6 +152,7 @@ async fn blocking<T: Send + 'static>(
             to: &c.to,
             topics: c.topics.as_ref(),
             timeout: TIMEOUT,
+            index: c.index.as_deref(),
         };
         f(&ask)
     })

@@ -86,6 +86,18 @@ pub struct Config {
     /// Which topic settings follow their owner cluster.
     #[serde(default)]
     pub topic_configs: TopicConfigsConfig,
+    /// Offset translation.
+    #[serde(default)]
+    pub offsets: OffsetsConfig,
+}
+
+/// `[offsets]`: offset translation (docs/offsets.md).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default, expecting = "a table")]
+pub struct OffsetsConfig {
+    /// Keep the translation index under the state directory (`offsets-index`), so that
+    /// a translation reads only what was appended since the last one.
+    pub index: bool,
 }
 
 /// `[topic_configs]`: topic settings follow one owner cluster (docs/topic-configs.md).

@@ -447,6 +447,16 @@ fn topic_config_sync_reaches_the_engine_spec_and_an_unknown_owner_is_named() {
     let spec = Config::parse(TWO).unwrap().engine_spec();
     assert!(spec.topic_configs.enabled && spec.topic_configs.owner.is_none());
     assert!(!spec.topic_configs.acls, "ACL sync is off by default");
+    assert!(
+        !Config::parse(TWO).unwrap().offsets.index,
+        "the index is off by default"
+    );
+    assert!(
+        Config::parse(&format!("[offsets]\nindex = true\n{TWO}"))
+            .unwrap()
+            .offsets
+            .index
+    );
     assert!(spec.links[0].topic_configs.enabled);
 
     let msg = err(&format!("[topic_configs]\nowner = \"c\"\n{TWO}"));

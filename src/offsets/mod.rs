@@ -22,6 +22,7 @@ use crate::api::offsets::{sync_pb, sync_record, translation_pb};
 use crate::config::Config;
 
 pub mod print;
+pub mod store;
 
 /// Which group, between which clusters of which config.
 #[derive(Debug, Clone, clap::Args)]
@@ -107,6 +108,7 @@ struct Resolved {
     from: ClusterSpec,
     to: ClusterSpec,
     topics: Option<Regex>,
+    index: Option<duplex_sync::offsets::index::Index>,
 }
 
 fn resolve(b: &Between) -> Result<Resolved, CliError> {
@@ -132,10 +134,21 @@ fn resolve(b: &Between) -> Result<Resolved, CliError> {
             from.id
         )));
     }
+    // The index is a cache: one that cannot be opened (a running service holds it)
+    // costs a full read, said once.
+    let index = config
+        .offsets
+        .index
+        .then(|| store::open(&config.state_dir(file)))
+        .and_then(|r| {
+            r.map_err(|e| eprintln!("{e}; reading the partitions in full"))
+                .ok()
+        });
     Ok(Resolved {
         from,
         to,
         topics: b.topics.as_deref().map(anchored).transpose()?,
+        index,
     })
 }
 
@@ -150,6 +163,7 @@ fn request<'a>(group: &'a str, r: &'a Resolved, b: &Between) -> Request<'a> {
         to: &r.to,
         topics: r.topics.as_ref(),
         timeout: b.timeout,
+        index: r.index.as_ref(),
     }
 }
 

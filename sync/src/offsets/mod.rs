@@ -14,6 +14,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use rdkafka::admin::AdminClient;
+use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use regex::Regex;
 use serde::Serialize;
@@ -23,8 +25,10 @@ use crate::spec::ClusterSpec;
 
 pub mod apply;
 pub mod group;
+pub mod index;
 pub mod model;
 pub mod read;
+pub mod runs;
 #[cfg(test)]
 mod tests;
 
@@ -46,6 +50,9 @@ pub struct Request<'a> {
     pub topics: Option<&'a Regex>,
     /// How long a cluster may take to answer.
     pub timeout: Duration,
+    /// The translation index to read through and extend; `None` reads both sides in
+    /// full.
+    pub index: Option<&'a index::Index>,
 }
 
 /// Why a partition was not translated.
@@ -129,6 +136,8 @@ pub struct Translation {
     pub to: String,
     /// Every partition the group committed on the source, in topic and partition order.
     pub partitions: Vec<Partition>,
+    /// What the translation index did, both sides summed (zero without an index).
+    pub index: index::IndexUse,
 }
 
 impl Translation {
@@ -267,33 +276,67 @@ pub fn translate(req: &Request<'_>) -> Result<Translation, OffsetsError> {
     for ((t, p), o) in &committed {
         by_topic.entry(t).or_default().push((*p, *o));
     }
+    let admins = match req.index {
+        Some(_) => Some((admin(req.from)?, admin(req.to)?)),
+        None => None,
+    };
     let mut partitions = Vec::new();
+    let mut used = index::IndexUse::default();
     for (topic, parts) in by_topic {
         let on_b = count(&b_topics, to, topic)?;
-        partitions.extend(translate_topic(req, &a, &b, topic, &parts, on_b)?);
+        // Per side, the index is used for a topic it may index (no compaction).
+        let (ia, ib) = match &admins {
+            Some((aa, ba)) => (indexed(req, aa, topic), indexed(req, ba, topic)),
+            None => (None, None),
+        };
+        let (done, u) = translate_topic(req, (&a, ia), (&b, ib), topic, &parts, on_b)?;
+        partitions.extend(done);
+        used.add(u);
     }
     Ok(Translation {
         group: req.group.to_string(),
         from: from.clone(),
         to: to.clone(),
         partitions,
+        index: used,
     })
 }
 
+/// The index, when it may hold `topic` on the cluster `admin` talks to.
+fn indexed<'x>(
+    req: &Request<'x>,
+    admin: &AdminClient<DefaultClientContext>,
+    topic: &str,
+) -> Option<&'x index::Index> {
+    req.index.filter(|ix| ix.indexes(admin, topic, req.timeout))
+}
+
+fn admin(c: &ClusterSpec) -> Result<AdminClient<DefaultClientContext>, SyncError> {
+    crate::clients::admin(c, "duplex-offsets")
+        .create()
+        .map_err(|source| SyncError::Kafka {
+            op: "create admin client",
+            cluster: c.id.clone(),
+            source,
+        })
+}
+
 /// Translates one topic's partitions: reads the source below each committed offset,
-/// then the target's partitions to their end.
+/// then the target's partitions to their end, each through its index when given one.
 fn translate_topic(
     req: &Request<'_>,
-    a: &BaseConsumer,
-    b: &BaseConsumer,
+    (a, a_index): (&BaseConsumer, Option<&index::Index>),
+    (b, b_index): (&BaseConsumer, Option<&index::Index>),
     topic: &str,
     parts: &[(i32, i64)],
     on_b: usize,
-) -> Result<Vec<Partition>, SyncError> {
+) -> Result<(Vec<Partition>, index::IndexUse), SyncError> {
+    let mut used = index::IndexUse::default();
     let (from, to) = (&req.from.id, &req.to.id);
     let mut outcomes: Vec<Option<Refusal>> = vec![None; parts.len()];
     let mut a_ranges = Vec::new();
     let mut b_ranges = Vec::new();
+    let (mut a_parts, mut b_parts) = (Vec::new(), Vec::new());
     let mut index = Vec::new();
     for (i, &(p, o)) in parts.iter().enumerate() {
         let (low, high) = a
@@ -320,6 +363,12 @@ fn translate_topic(
             from: low,
             to: Some(o),
         });
+        a_parts.push(index::Part {
+            partition: p,
+            log_start: low,
+            high,
+            to: Some(o),
+        });
         b_ranges.push((
             read::Range {
                 partition: p,
@@ -328,26 +377,52 @@ fn translate_topic(
             },
             b_high > b_low,
         ));
+        b_parts.push(index::Part {
+            partition: p,
+            log_start: b_low,
+            high: b_high,
+            to: None,
+        });
         index.push(i);
     }
     let mut consumed: Vec<Consumed> = index
         .iter()
         .map(|&i| Consumed::new(from, parts[i].0, parts[i].1))
         .collect();
-    read::read(a, from, topic, &a_ranges, req.timeout, |k, r| {
-        consumed[k].observe(r);
-    })?;
+    match a_index {
+        Some(ix) => {
+            let (runs, u) = ix.runs(a, from, topic, &a_parts, req.timeout)?;
+            used.add(u);
+            for (c, r) in consumed.iter_mut().zip(&runs) {
+                r.consumed_by(c);
+            }
+        }
+        None => read::read(a, from, topic, &a_ranges, req.timeout, |k, r| {
+            consumed[k].observe(r);
+        })?,
+    }
     let mut walks: Vec<Translator<'_>> = consumed.iter().map(Translator::new).collect();
-    // An empty target partition sends no end-of-partition event to wait for.
-    let (to_read, reading): (Vec<read::Range>, Vec<usize>) = b_ranges
-        .iter()
-        .enumerate()
-        .filter(|(_, (_, nonempty))| *nonempty)
-        .map(|(k, (r, _))| (*r, k))
-        .unzip();
-    read::read(b, to, topic, &to_read, req.timeout, |k, r| {
-        walks[reading[k]].observe(r);
-    })?;
+    match b_index {
+        Some(ix) => {
+            let (runs, u) = ix.runs(b, to, topic, &b_parts, req.timeout)?;
+            used.add(u);
+            for (w, r) in walks.iter_mut().zip(&runs) {
+                r.walk(w);
+            }
+        }
+        None => {
+            // An empty target partition sends no end-of-partition event to wait for.
+            let (to_read, reading): (Vec<read::Range>, Vec<usize>) = b_ranges
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, nonempty))| *nonempty)
+                .map(|(k, (r, _))| (*r, k))
+                .unzip();
+            read::read(b, to, topic, &to_read, req.timeout, |k, r| {
+                walks[reading[k]].observe(r);
+            })?;
+        }
+    }
     let mut results: Vec<Option<Result<Translated, Refusal>>> =
         outcomes.into_iter().map(|r| r.map(Err)).collect();
     for ((walk, &i), (range, _)) in walks.into_iter().zip(&index).zip(&b_ranges) {
@@ -356,7 +431,7 @@ fn translate_topic(
                 .map_err(|origins| Refusal::Behind { origins }),
         );
     }
-    Ok(parts
+    let done = parts
         .iter()
         .zip(results)
         .map(|(&(p, o), r)| Partition {
@@ -365,5 +440,6 @@ fn translate_topic(
             committed: o,
             outcome: r.expect("every partition has an outcome"),
         })
-        .collect())
+        .collect();
+    Ok((done, used))
 }

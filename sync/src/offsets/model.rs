@@ -14,6 +14,7 @@
 use serde::Serialize;
 
 use super::read::Seen;
+use super::runs::Run;
 
 /// The lowest and highest origin offsets seen of one origin partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +90,27 @@ impl Consumed {
         if r.offset < self.committed {
             self.seen.add(r.origin, r.origin_partition, r.origin_offset);
         }
+    }
+
+    /// A run of records of the source partition: as its records one by one.
+    pub fn observe_run(&mut self, origin: &str, r: &Run) {
+        let below = r.len.min(self.committed - r.offset);
+        if below > 0 {
+            self.seen.add(origin, r.origin_partition, r.origin_offset);
+            self.seen
+                .add(origin, r.origin_partition, r.origin_offset + below - 1);
+        }
+    }
+
+    /// The origin offsets of `origin`'s `origin_partition` the group consumed, as one
+    /// inclusive interval (see [`Consumed::has_consumed`]), or `None`.
+    fn consumed_range(&self, origin: &str, origin_partition: i32) -> Option<(i64, i64)> {
+        if origin_partition == self.partition && origin == self.source {
+            return (self.committed > i64::MIN).then(|| (i64::MIN, self.committed - 1));
+        }
+        self.seen
+            .get(origin, origin_partition)
+            .map(|s| (s.low, s.high))
     }
 
     /// Whether the group consumed the record with this origin position. Records first
@@ -193,6 +215,38 @@ impl<'a> Translator<'a> {
             }
         } else if self.first_unconsumed.is_none() {
             self.first_unconsumed = Some(offset);
+        }
+    }
+
+    /// The next run of the target partition: as its records one by one, in one step.
+    pub fn observe_run(&mut self, origin: &str, r: &Run) {
+        let (s, e) = (r.origin_offset, r.origin_offset + r.len - 1);
+        self.last = Some(r.end() - 1);
+        self.held.add(origin, r.origin_partition, s);
+        self.held.add(origin, r.origin_partition, e);
+        // The run's consumed records are one interval of it (the group's is one).
+        let consumed = self
+            .consumed
+            .consumed_range(origin, r.origin_partition)
+            .map(|(lo, hi)| (lo.max(s), hi.min(e)))
+            .filter(|(c0, c1)| c0 <= c1);
+        match consumed {
+            None => {
+                self.first_unconsumed.get_or_insert(r.offset);
+            }
+            Some((c0, c1)) => {
+                let n = (c1 - c0 + 1) as u64;
+                if self.first_unconsumed.is_some() {
+                    self.redelivered += n;
+                } else if c0 > s {
+                    // Unconsumed first, then the consumed ones, read again.
+                    self.first_unconsumed = Some(r.offset);
+                    self.redelivered += n;
+                } else if c1 < e {
+                    // A consumed prefix, then the first unconsumed record.
+                    self.first_unconsumed = Some(r.offset + (c1 - s + 1));
+                }
+            }
         }
     }
 

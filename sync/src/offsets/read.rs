@@ -35,6 +35,10 @@ pub struct Seen<'a> {
     pub origin_partition: i32,
     /// Origin offset.
     pub origin_offset: i64,
+    /// Its timestamp (ms; -1 when it has none).
+    pub timestamp: i64,
+    /// Key and value bytes.
+    pub bytes: usize,
 }
 
 /// Reads `ranges` of `topic` on `cluster` with `consumer` (read_committed, partition EOF
@@ -119,12 +123,16 @@ pub fn read(
             .headers()
             .and_then(|hs| hs.iter().find(|h| h.key == PATH_HEADER))
             .and_then(|h| h.value);
+        let timestamp = m.timestamp().to_millis().unwrap_or(-1);
+        let bytes = m.key_len() + m.payload_len();
         let seen = match raw {
             None => Seen {
                 offset,
                 origin: cluster,
                 origin_partition: m.partition(),
                 origin_offset: offset,
+                timestamp,
+                bytes,
             },
             Some(raw) => {
                 let bad = |source| SyncError::Provenance {
@@ -149,6 +157,8 @@ pub fn read(
                     origin,
                     origin_partition: o.partition,
                     origin_offset: o.offset,
+                    timestamp,
+                    bytes,
                 }
             }
         };

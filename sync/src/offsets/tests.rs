@@ -4,10 +4,23 @@ use std::collections::HashSet;
 
 use super::model::{Consumed, Translated, Translator};
 use super::read::Seen;
+use super::runs::Runs;
 use proptest::prelude::*;
 
 /// A record of a log: its offset and its identity (origin, origin offset).
 type Rec = (i64, &'static str, i64);
+
+/// A record of partition 0, as the reader sees it.
+fn seen(&(offset, origin, origin_offset): &Rec) -> Seen<'static> {
+    Seen {
+        offset,
+        origin,
+        origin_partition: 0,
+        origin_offset,
+        timestamp: 0,
+        bytes: 0,
+    }
+}
 
 fn translate(
     a: &[Rec],
@@ -16,12 +29,6 @@ fn translate(
     b_start: i64,
 ) -> Result<Translated, Vec<String>> {
     let mut consumed = Consumed::new("a", 0, committed);
-    let seen = |&(offset, origin, origin_offset): &Rec| Seen {
-        offset,
-        origin,
-        origin_partition: 0,
-        origin_offset,
-    };
     for r in a {
         consumed.observe(seen(r));
     }
@@ -29,6 +36,28 @@ fn translate(
     for r in b {
         t.observe(seen(r));
     }
+    t.finish(b_start)
+        .map_err(|bs| bs.into_iter().map(|b| b.origin).collect())
+}
+
+/// The same, with each side fed as runs (offsets and origin offsets consecutive).
+fn translate_by_runs(
+    a: &[Rec],
+    committed: i64,
+    b: &[Rec],
+    b_start: i64,
+) -> Result<Translated, Vec<String>> {
+    let runs = |log: &[Rec]| {
+        let mut r = Runs::default();
+        for x in log {
+            r.push(seen(x));
+        }
+        r
+    };
+    let mut consumed = Consumed::new("a", 0, committed);
+    runs(a).consumed_by(&mut consumed);
+    let mut t = Translator::new(&consumed);
+    runs(b).walk(&mut t);
     t.finish(b_start)
         .map_err(|bs| bs.into_iter().map(|b| b.origin).collect())
 }
@@ -65,6 +94,39 @@ fn model(a: &[Rec], committed: i64, b: &[Rec], b_start: i64) -> Result<Translate
         offset,
         redelivered,
     })
+}
+
+#[test]
+fn runs_join_consecutive_records_and_trim_at_the_log_start() {
+    let mut r = Runs::default();
+    for (offset, origin, origin_offset) in [
+        (0, "a", 10),
+        (1, "a", 11),
+        (2, "a", 12),
+        (3, "b", 5),
+        (5, "b", 6), // a gap in offsets: a new run
+        (6, "a", 13),
+    ] {
+        r.push(seen(&(offset, origin, origin_offset)));
+    }
+    let spans: Vec<(i64, i64, i64)> = r
+        .runs
+        .iter()
+        .map(|x| (x.offset, x.len, x.origin_offset))
+        .collect();
+    assert_eq!(spans, [(0, 3, 10), (3, 1, 5), (5, 1, 6), (6, 1, 13)]);
+    assert_eq!(r.end(), Some(7));
+    r.trim_below(2);
+    let spans: Vec<(i64, i64, i64)> = r
+        .runs
+        .iter()
+        .map(|x| (x.offset, x.len, x.origin_offset))
+        .collect();
+    assert_eq!(spans, [(2, 1, 12), (3, 1, 5), (5, 1, 6), (6, 1, 13)]);
+    r.trim_below(6);
+    assert_eq!(r.runs.len(), 1);
+    r.trim_below(7);
+    assert!(r.runs.is_empty());
 }
 
 #[test]
@@ -200,6 +262,7 @@ proptest! {
         keys_b in proptest::collection::vec(any::<u32>(), 40),
         pick in 0.0f64..=1.0,
         b_start in 0i64..3,
+        c_step in 1i64..3,
     ) {
         let take = |n: usize, f: f64| ((n as f64) * f).round() as usize;
         let (ab, ac) = (take(own_b, frac[0]), take(n_c, frac[1]));
@@ -216,7 +279,7 @@ proptest! {
         let ids = |o: &str, i: usize| match o {
             "a" => oa[i],
             "b" => ob[i],
-            _ => 100 + 3 * i as i64,
+            _ => 100 + c_step * i as i64,
         };
         // Where each foreign origin's window begins on each side.
         let (skip_ab, skip_ac) = (take(own_b - ab, starts[0]), take(n_c - ac, starts[1]));
@@ -233,9 +296,9 @@ proptest! {
         });
         let end = a.last().map_or(0, |r| r.0 + 1);
         let committed = ((end as f64) * pick).round() as i64;
-        prop_assert_eq!(
-            translate(&a, committed, &b, b_start),
-            model(&a, committed, &b, b_start)
-        );
+        let want = model(&a, committed, &b, b_start);
+        prop_assert_eq!(&translate(&a, committed, &b, b_start), &want);
+        // Taken as runs (c's origin offsets consecutive when c_step is 1), the same.
+        prop_assert_eq!(&translate_by_runs(&a, committed, &b, b_start), &want);
     }
 }
