@@ -37,6 +37,10 @@ impl Store for Watched {
             .insert(String::from_utf8_lossy(key).replace('\0', "/"));
         self.inner.put(key, value)
     }
+
+    fn delete(&self, key: &[u8]) -> Result<(), String> {
+        self.inner.delete(key)
+    }
 }
 
 fn translate(a: &TestCluster, b: &TestCluster, group: &str, index: Option<&Index>) -> Translation {
@@ -77,6 +81,21 @@ async fn mesh(
     groups::commit(refs[0], group, topic, at);
 }
 
+fn used(reused: usize, rebuilt: usize, dropped: usize) -> IndexUse {
+    IndexUse {
+        reused,
+        rebuilt,
+        dropped,
+    }
+}
+
+fn admin_of(c: &TestCluster) -> rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> {
+    rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &c.bootstrap)
+        .create()
+        .unwrap()
+}
+
 fn same_outcomes(got: &Translation, want: &Translation, what: &str) {
     assert_eq!(got.partitions, want.partitions, "{what}: through the index");
 }
@@ -96,24 +115,12 @@ async fn the_index_translates_as_a_full_read_cold_warm_and_after_more_records_mo
     assert!(full.complete(), "{full:?}");
     let cold = translate(a, b, &group, Some(&index));
     same_outcomes(&cold, &full, "cold");
-    assert_eq!(
-        cold.index,
-        IndexUse {
-            reused: 0,
-            rebuilt: 8,
-            dropped: 0
-        }
-    );
+    assert_eq!(cold.index, used(0, 8, 0));
     let warm = translate(a, b, &group, Some(&index));
     same_outcomes(&warm, &full, "warm");
-    assert_eq!(
-        warm.index,
-        IndexUse {
-            reused: 8,
-            rebuilt: 0,
-            dropped: 0
-        }
-    );
+    // a's partition 3 read nothing (the group is at 0): an entry with no record has
+    // nothing to be checked by, and is read again (from the log start, up to 0).
+    assert_eq!(warm.index, used(7, 1, 0));
 
     // More on both sides, the group further on: the warm index reads only what is new.
     mesh(&clusters, &topic, ([25, 15], ""), &group, &[60, 70, 90, 3]).await;
@@ -127,14 +134,10 @@ async fn the_index_translates_as_a_full_read_cold_warm_and_after_more_records_mo
     );
     let grown = translate(a, b, &group, Some(&index));
     same_outcomes(&grown, &full, "after more records");
-    assert_eq!(
-        grown.index,
-        IndexUse {
-            reused: 8,
-            rebuilt: 0,
-            dropped: 0
-        }
-    );
+    assert_eq!(grown.index, used(7, 1, 0));
+    let again = translate(a, b, &group, Some(&index));
+    same_outcomes(&again, &full, "warm again");
+    assert_eq!(again.index, used(8, 0, 0));
 }
 
 /// The same cluster ids and topic name, but clusters that no longer hold what the index
@@ -200,11 +203,7 @@ async fn compacted_topics_are_never_indexed_tansu() {
     let index = Index::new(Box::new(store.clone()));
     for policy in ["compact", "delete"] {
         let topic = harness::unique("idx");
-        let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
-            rdkafka::ClientConfig::new()
-                .set("bootstrap.servers", &a.bootstrap)
-                .create()
-                .unwrap();
+        let admin = admin_of(a);
         let new = rdkafka::admin::NewTopic::new(
             &topic,
             PARTITIONS,
@@ -229,6 +228,35 @@ async fn compacted_topics_are_never_indexed_tansu() {
         match policy {
             "compact" => assert_eq!(indexed, 0, "a compacted topic was indexed: {written:?}"),
             _ => assert_eq!(indexed, 8, "{written:?}"),
+        }
+        if policy == "delete" {
+            // Made compacted: its entries are removed, and it is read in full.
+            for c in [a, b] {
+                let (client, t) = (admin_of(c), topic.clone());
+                tokio::task::spawn_blocking(move || {
+                    duplex_sync::topic_configs::alter::alter_topic(
+                        client.inner(),
+                        &t,
+                        &[duplex_sync::topic_configs::Change::Set(
+                            "cleanup.policy".into(),
+                            "compact".into(),
+                        )],
+                        Duration::from_secs(10),
+                    )
+                })
+                .await
+                .unwrap()
+                .unwrap();
+            }
+            let after = translate(a, b, &group, Some(&index));
+            same_outcomes(&after, &full, "made compacted");
+            assert_eq!(after.index, used(0, 0, 0));
+            for p in 0..PARTITIONS {
+                for c in ["a", "b"] {
+                    let key = format!("{c}\0{topic}\0{p}");
+                    assert_eq!(store.inner.get(key.as_bytes()), None, "{key} kept");
+                }
+            }
         }
     }
 }
@@ -279,6 +307,16 @@ async fn the_cli_keeps_the_index_under_the_state_directory_tansu() {
         "no RocksDB index under {}",
         state.display()
     );
+    // The translation went through it: an entry per partition and side.
+    {
+        let db = rocksdb::DB::open_default(state.join("offsets-index")).unwrap();
+        let keys = db
+            .iterator(rocksdb::IteratorMode::Start)
+            .filter_map(Result::ok)
+            .filter(|(k, _)| String::from_utf8_lossy(k).contains(&topic))
+            .count();
+        assert_eq!(keys, 8, "entries of {topic} in the index");
+    }
     let second = harness::service::cli(&args).await;
     assert!(second.status.success(), "{second:?}");
     assert_eq!(

@@ -17,6 +17,10 @@ impl Store for RocksStore {
     fn put(&self, key: &[u8], value: &[u8]) -> Result<(), String> {
         self.0.put(key, value).map_err(|e| e.to_string())
     }
+
+    fn delete(&self, key: &[u8]) -> Result<(), String> {
+        self.0.delete(key).map_err(|e| e.to_string())
+    }
 }
 
 /// The directory of the index under a state directory.

@@ -61,6 +61,8 @@ struct Entry {
     end: i64,
     /// The last record read.
     check: Option<Check>,
+    /// The first record read (checked too while the log start has not passed it).
+    first: Option<Check>,
 }
 
 /// Where the index keeps its entries: bytes by key. Duplex's is a RocksDB directory
@@ -71,6 +73,8 @@ pub trait Store: Send + Sync {
     fn get(&self, key: &[u8]) -> Option<Vec<u8>>;
     /// Sets `key`.
     fn put(&self, key: &[u8], value: &[u8]) -> Result<(), String>;
+    /// Removes `key`.
+    fn delete(&self, key: &[u8]) -> Result<(), String>;
 }
 
 /// A store in memory, for one process (tests, benches).
@@ -87,6 +91,11 @@ impl Store for MemoryStore {
             .lock()
             .expect("store lock")
             .insert(key.to_vec(), value.to_vec());
+        Ok(())
+    }
+
+    fn delete(&self, key: &[u8]) -> Result<(), String> {
+        self.0.lock().expect("store lock").remove(key);
         Ok(())
     }
 }
@@ -169,16 +178,19 @@ impl Index {
             &[topic.to_string()],
             timeout,
         ));
-        let policy = match described {
-            Ok(mut m) => match m.remove(topic) {
-                Some(Ok(s)) => s.values.get("cleanup.policy").cloned().flatten(),
-                _ => return false,
-            },
-            Err(_) => return false,
+        let Ok(Some(Ok(s))) = described.map(|mut m| m.remove(topic)) else {
+            return false;
         };
-        // A broker that lists only a topic's own settings (Tansu) and none for this
-        // key: its default, "delete".
-        policy.is_none_or(|p| !p.split(',').any(|x| x.trim() == "compact"))
+        let policy = match s.values.get("cleanup.policy") {
+            Some(Some(p)) => p.clone(),
+            // Listed without a value: not known.
+            Some(None) => return false,
+            // Not listed by a broker that lists only a topic's own keys (Tansu): its
+            // default, "delete". Not listed by another: not known.
+            None if !s.labelled => "delete".to_string(),
+            None => return false,
+        };
+        !policy.split(',').any(|x| x.trim() == "compact")
     }
 
     fn key(cluster: &str, topic: &str, partition: i32) -> Vec<u8> {
@@ -199,6 +211,16 @@ impl Index {
         }
     }
 
+    /// Forgets `topic`'s `partitions` on `cluster`: a topic that may not be indexed (now
+    /// compacted) must not find entries of an earlier time when it may again.
+    pub(super) fn forget(&self, cluster: &str, topic: &str, partitions: impl Iterator<Item = i32>) {
+        for p in partitions {
+            if let Err(err) = self.store.delete(&Self::key(cluster, topic, p)) {
+                tracing::warn!(%cluster, %topic, partition = p, error = %err, "Cannot remove an entry of the offsets index.");
+            }
+        }
+    }
+
     /// The runs of `parts` of `topic` on `cluster`, each from its log start to its `to`
     /// (or end): from the index where it still matches the cluster, read for the rest;
     /// the index is extended with what was read.
@@ -211,93 +233,181 @@ impl Index {
         timeout: Duration,
     ) -> Result<(Vec<Runs>, IndexUse), SyncError> {
         let mut used = IndexUse::default();
-        let mut entries: Vec<Option<Entry>> = parts
-            .iter()
-            .map(|p| self.load(cluster, topic, p.partition))
-            .collect();
-        // An entry past the partition's end was truncated away; one whose last record
-        // lies below the log start holds nothing still there.
-        for (e, p) in entries.iter_mut().zip(parts) {
-            if e.as_ref().is_some_and(|e| {
-                e.end > p.high || e.check.as_ref().is_some_and(|c| c.offset < p.log_start)
-            }) {
-                used.dropped += usize::from(e.as_ref().is_some_and(|e| e.end > p.high));
-                *e = None;
-            }
+        // An entry that read no record has nothing to check it by: what it says of the
+        // partition (its end) cannot be trusted, so it is read again from the log start
+        // (a topic recreated with records below that end would be missed otherwise). One
+        // past the partition's end was truncated away; one whose last record lies below
+        // the log start holds nothing still there.
+        let mut entries: Vec<Option<Entry>> = Vec::with_capacity(parts.len());
+        for p in parts {
+            let e = self
+                .load(cluster, topic, p.partition)
+                .filter(|e| e.check.is_some());
+            let truncated = e.as_ref().is_some_and(|e| e.end > p.high);
+            let expired = e
+                .as_ref()
+                .and_then(|e| e.check.as_ref())
+                .is_some_and(|c| c.offset < p.log_start);
+            used.dropped += usize::from(truncated);
+            entries.push(e.filter(|_| !truncated && !expired));
         }
-        // The last record read must read back the same.
-        let checks: Vec<(usize, Range)> = entries
+        // Its first record, while still there, must read back the same: a topic
+        // recreated with copies of the same last record is caught at its start.
+        let firsts: Vec<(usize, Check)> = entries
             .iter()
             .enumerate()
             .filter_map(|(i, e)| {
-                let c = e.as_ref()?.check.as_ref()?;
-                Some((
-                    i,
-                    Range {
-                        partition: parts[i].partition,
-                        from: c.offset,
-                        to: Some(c.offset + 1),
-                    },
-                ))
+                let e = e.as_ref()?;
+                let f = e.first.as_ref()?;
+                let last = e.check.as_ref()?;
+                (f.offset >= parts[i].log_start && f.offset != last.offset).then(|| (i, f.clone()))
             })
             .collect();
-        let mut reread: HashMap<usize, Check> = HashMap::new();
-        let ranges: Vec<Range> = checks.iter().map(|(_, r)| *r).collect();
+        let ranges: Vec<Range> = firsts
+            .iter()
+            .map(|(i, f)| Range {
+                partition: parts[*i].partition,
+                from: f.offset,
+                to: Some(f.offset + 1),
+            })
+            .collect();
+        let mut seen: HashMap<usize, Check> = HashMap::new();
         read::read(consumer, cluster, topic, &ranges, timeout, |k, r| {
-            reread.insert(checks[k].0, Check::of(&r));
+            seen.entry(firsts[k].0).or_insert_with(|| Check::of(&r));
         })?;
-        for (i, _) in &checks {
-            let same = entries[*i]
-                .as_ref()
-                .and_then(|e| e.check.as_ref())
-                .is_some_and(|c| reread.get(i) == Some(c));
-            if !same {
+        for (i, f) in &firsts {
+            if seen.get(i) != Some(f) {
                 entries[*i] = None;
                 used.dropped += 1;
             }
         }
-        // Read from each entry's end (or the log start) to where each part stops.
-        let mut runs: Vec<Entry> = Vec::with_capacity(parts.len());
-        let mut ranges = Vec::new();
-        let mut reading = Vec::new();
-        for (i, (e, p)) in entries.into_iter().zip(parts).enumerate() {
-            let e = match e {
+        // Then one read per partition: an entry's from its last record (which must be
+        // the first record read back, the same), a new one's from the log start. The
+        // check and the extension are one read, so nothing can change between them.
+        let fresh = |p: &Part| Entry {
+            end: p.log_start,
+            ..Entry::default()
+        };
+        let mut out: Vec<Entry> = Vec::with_capacity(parts.len());
+        let mut modes: Vec<Mode> = Vec::with_capacity(parts.len());
+        for (e, p) in entries.into_iter().zip(parts) {
+            match e {
                 Some(mut e) => {
-                    used.reused += 1;
                     e.runs.trim_below(p.log_start);
-                    e.end = e.end.max(p.log_start);
-                    e
+                    out.push(e);
+                    modes.push(Mode::Kept);
                 }
                 None => {
-                    used.rebuilt += 1;
-                    Entry {
-                        end: p.log_start,
-                        ..Entry::default()
-                    }
+                    out.push(fresh(p));
+                    modes.push(Mode::Fresh);
                 }
-            };
-            let to = p.to.unwrap_or(p.high);
-            if e.end < to {
-                ranges.push(Range {
-                    partition: p.partition,
-                    from: e.end,
-                    to: p.to,
-                });
-                reading.push(i);
             }
-            runs.push(e);
         }
-        read::read(consumer, cluster, topic, &ranges, timeout, |k, r| {
-            let e = &mut runs[reading[k]];
-            e.runs.push(r);
-            e.end = r.offset + 1;
-            e.check = Some(Check::of(&r));
-        })?;
+        let bad = extend(consumer, cluster, topic, parts, &mut out, &modes, timeout)?;
+        // An entry whose last record did not read back the same is read again, whole.
+        if bad.iter().any(|b| *b) {
+            let mut again = vec![Mode::Skip; parts.len()];
+            for (i, _) in bad.iter().enumerate().filter(|(_, b)| **b) {
+                used.dropped += 1;
+                out[i] = fresh(&parts[i]);
+                again[i] = Mode::Fresh;
+            }
+            extend(consumer, cluster, topic, parts, &mut out, &again, timeout)?;
+        }
+        for (m, b) in modes.iter().zip(&bad) {
+            if *m == Mode::Kept && !b {
+                used.reused += 1;
+            } else {
+                used.rebuilt += 1;
+            }
+        }
         // The end stays just past the last record read, never at the stop: what lies
         // between may be a transaction still open (invisible now, committed later).
-        for (e, p) in runs.iter_mut().zip(parts) {
+        for (e, p) in out.iter().zip(parts) {
             self.store(cluster, topic, p.partition, e);
         }
-        Ok((runs.into_iter().map(|e| e.runs).collect(), used))
+        Ok((out.into_iter().map(|e| e.runs).collect(), used))
     }
+}
+
+/// How [`extend`] reads an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Not at all.
+    Skip,
+    /// From its end (the log start).
+    Fresh,
+    /// From its last record, which must read back the same.
+    Kept,
+}
+
+/// Reads each entry on from its end to its part's stop; for a `kept` entry from its
+/// last record, which must be the first record read and the same. Returns, per
+/// entry, whether that check failed (its entry is then left as it was).
+fn extend(
+    consumer: &BaseConsumer,
+    cluster: &str,
+    topic: &str,
+    parts: &[Part],
+    entries: &mut [Entry],
+    modes: &[Mode],
+    timeout: Duration,
+) -> Result<Vec<bool>, SyncError> {
+    let mut ranges = Vec::new();
+    let mut reading = Vec::new();
+    for (i, (e, p)) in entries.iter().zip(parts).enumerate() {
+        if modes[i] == Mode::Skip {
+            continue;
+        }
+        let check = e
+            .check
+            .as_ref()
+            .filter(|_| modes[i] == Mode::Kept)
+            .map(|c| c.offset);
+        let from = check.unwrap_or(e.end);
+        let to = p.to.unwrap_or(p.high);
+        // A kept entry is always read from its last record: that is its check.
+        if check.is_some() || from < to {
+            ranges.push(Range {
+                partition: p.partition,
+                from,
+                to: p.to.map(|t| t.max(from + 1)),
+            });
+            reading.push(i);
+        }
+    }
+    // Per entry: whether its check is still to come (Some(checked)).
+    let mut pending: Vec<Option<bool>> = reading
+        .iter()
+        .map(|&i| (modes[i] == Mode::Kept).then_some(false))
+        .collect();
+    let mut bad = vec![false; entries.len()];
+    read::read(consumer, cluster, topic, &ranges, timeout, |k, r| {
+        let i = reading[k];
+        if bad[i] {
+            return;
+        }
+        if pending[k] == Some(false) {
+            pending[k] = Some(true);
+            if entries[i].check.as_ref() != Some(&Check::of(&r)) {
+                bad[i] = true;
+            }
+            // The check record is in the runs already.
+            return;
+        }
+        let e = &mut entries[i];
+        if e.first.is_none() {
+            e.first = Some(Check::of(&r));
+        }
+        e.runs.push(r);
+        e.end = r.offset + 1;
+        e.check = Some(Check::of(&r));
+    })?;
+    // A check record that never came back (deleted, or a marker now) fails too.
+    for (k, &i) in reading.iter().enumerate() {
+        if pending[k] == Some(false) {
+            bad[i] = true;
+        }
+    }
+    Ok(bad)
 }

@@ -286,7 +286,10 @@ pub fn translate(req: &Request<'_>) -> Result<Translation, OffsetsError> {
         let on_b = count(&b_topics, to, topic)?;
         // Per side, the index is used for a topic it may index (no compaction).
         let (ia, ib) = match &admins {
-            Some((aa, ba)) => (indexed(req, aa, topic), indexed(req, ba, topic)),
+            Some((aa, ba)) => (
+                indexed(req, aa, (from, topic, count(&a_topics, from, topic)?)),
+                indexed(req, ba, (to, topic, on_b)),
+            ),
             None => (None, None),
         };
         let (done, u) = translate_topic(req, (&a, ia), (&b, ib), topic, &parts, on_b)?;
@@ -303,12 +306,19 @@ pub fn translate(req: &Request<'_>) -> Result<Translation, OffsetsError> {
 }
 
 /// The index, when it may hold `topic` on the cluster `admin` talks to.
+/// A topic it may not hold has its entries there removed.
 fn indexed<'x>(
     req: &Request<'x>,
     admin: &AdminClient<DefaultClientContext>,
-    topic: &str,
+    (cluster, topic, partitions): (&str, &str, usize),
 ) -> Option<&'x index::Index> {
-    req.index.filter(|ix| ix.indexes(admin, topic, req.timeout))
+    let ix = req.index?;
+    if ix.indexes(admin, topic, req.timeout) {
+        Some(ix)
+    } else {
+        ix.forget(cluster, topic, 0..partitions as i32);
+        None
+    }
 }
 
 fn admin(c: &ClusterSpec) -> Result<AdminClient<DefaultClientContext>, SyncError> {

@@ -18,7 +18,7 @@ pub struct Run {
     /// Records in the run (at least 1).
     pub len: i64,
     /// Index into [`Runs::origins`].
-    pub origin: u16,
+    pub origin: u32,
     /// Origin partition.
     pub origin_partition: i32,
     /// First origin offset.
@@ -46,17 +46,21 @@ impl Runs {
     /// continues it.
     pub fn push(&mut self, r: Seen<'_>) {
         let origin = match self.origins.iter().position(|o| o == r.origin) {
-            Some(i) => i as u16,
+            Some(i) => i,
             None => {
                 self.origins.push(r.origin.to_string());
-                (self.origins.len() - 1) as u16
+                self.origins.len() - 1
             }
         };
+        // Origins are clusters: a partition with 2^32 of them is not a Kafka partition.
+        let origin = u32::try_from(origin).expect("fewer than 2^32 origins in a partition");
+        // Checked: an origin offset near i64::MAX (a crafted header) starts a new run
+        // rather than wrapping into one.
         if let Some(last) = self.runs.last_mut()
             && last.end() == r.offset
             && last.origin == origin
             && last.origin_partition == r.origin_partition
-            && last.origin_offset + last.len == r.origin_offset
+            && last.origin_offset.checked_add(last.len) == Some(r.origin_offset)
         {
             last.len += 1;
             return;

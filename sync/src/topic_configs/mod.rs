@@ -84,6 +84,9 @@ pub struct Settings {
     pub values: BTreeMap<String, Option<String>>,
     /// The keys set on the topic itself (not the broker's or the built-in default).
     pub own: BTreeSet<String>,
+    /// Whether some entry is labelled with another source than a default: false for a
+    /// broker that lists only the topic's own keys, all labelled defaults (Tansu 0.6).
+    pub labelled: bool,
 }
 
 impl Settings {
@@ -106,6 +109,7 @@ impl Settings {
                 .filter(|e| matches!(e.source, ConfigSource::DynamicTopic) || !labelled)
                 .map(|e| e.name.clone())
                 .collect(),
+            labelled,
         }
     }
 
