@@ -379,3 +379,44 @@ async fn a_restart_keeps_the_state_the_log_and_the_keys_on_mock() {
     harness::wait_for_count(&[b], &topic, 40, Duration::from_secs(30)).await;
     stop(r).await;
 }
+
+/// GetTopology's counters carry what /metrics shows of topic shapes and settings: a
+/// target topic wider than its source, and rounds of config sync that failed (the mock
+/// answers no DescribeConfigs; with a 1 s request timeout a round fails in a second).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flow_counters_show_wider_targets_and_failed_config_rounds_on_mock() {
+    let clusters = harness::start(Provider::Mock, &["a", "b"]).unwrap();
+    let (a, b) = (&clusters[0], &clusters[1]);
+    let topic = harness::unique("api.shape");
+    a.create_topic(&topic, 2).await;
+    b.create_topic(&topic, 3).await;
+    let mut config = config(&[a, b]);
+    config.limits.request_timeout = duplex::config::HumanDuration(Duration::from_secs(1));
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = start(&config, dir.path()).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let counters = loop {
+        let c = flow_of(&mut r, "a->b").await.counters.unwrap();
+        if c.target_topics_wider == 1 && c.topic_config_errors >= 1 {
+            break c;
+        }
+        assert!(std::time::Instant::now() < deadline, "counters: {c:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        (
+            counters.source_topics_deleted,
+            counters.topic_config_changes,
+            counters.acls_created,
+            counters.acl_errors
+        ),
+        (0, 0, 0, 0),
+        "{counters:?}"
+    );
+    let back = flow_of(&mut r, "b->a").await.counters.unwrap();
+    assert_eq!(
+        back.target_topics_wider, 0,
+        "a has fewer partitions: {back:?}"
+    );
+    stop(r).await;
+}

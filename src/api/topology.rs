@@ -55,6 +55,12 @@ fn flow_pb(api: &Api, f: &FlowView) -> pb::Flow {
             restarts: m.restarts.load(Relaxed),
             forwarded_per_second: rps,
             forwarded_bytes_per_second: bps,
+            target_topics_wider: m.wider_targets.lock().expect("metrics lock").len() as i64,
+            source_topics_deleted: m.deleted_sources.lock().expect("metrics lock").len() as i64,
+            topic_config_changes: m.topic_config_changes.load(Relaxed),
+            topic_config_errors: m.topic_config_errors.load(Relaxed),
+            acls_created: m.acls_created.load(Relaxed),
+            acl_errors: m.acl_errors.load(Relaxed),
         }),
     }
 }
