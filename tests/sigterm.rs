@@ -97,6 +97,15 @@ async fn sigterm_exits_in_bounded_time_when_brokers_stop_answering_on_mock() {
         "SIGTERM exits 0, got {status}; log:\n{}",
         std::fs::read_to_string(&log).unwrap_or_default()
     );
+    // librdkafka's warning that the gapless guarantee is experimental (one per producer
+    // created, restarts included) is replaced by one line of Duplex's saying why.
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!text.contains("CONFWARN"), "{text}");
+    assert_eq!(
+        text.matches(duplex_sync::clients::GAPLESS_WHY).count(),
+        1,
+        "{text}"
+    );
     for c in [a, b] {
         c.mock().broker_round_trip_time(1, Duration::ZERO).unwrap();
     }

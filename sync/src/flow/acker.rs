@@ -21,7 +21,7 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{DeliveryFuture, FutureProducer};
+use rdkafka::producer::DeliveryFuture;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -143,7 +143,7 @@ pub(crate) struct Acker<'a> {
     flow: &'a Flow,
     consumer: Arc<StreamConsumer<LagContext>>,
     /// Kept alive past the drain timeout while deliveries are unresolved.
-    producer: FutureProducer,
+    producer: crate::clients::FlowProducer,
     stop: CancellationToken,
     /// Partition index by name: one lookup per ack.
     index: HashMap<(Arc<str>, i32), u32>,

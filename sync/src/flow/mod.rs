@@ -27,7 +27,7 @@ use rdkafka::ClientContext;
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
-use rdkafka::producer::{FutureProducer, Producer, PurgeConfig};
+use rdkafka::producer::{Producer, PurgeConfig};
 use rdkafka::statistics::Statistics;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -145,7 +145,7 @@ impl ConsumerContext for LagContext {}
 /// The clients of one run of a flow.
 pub(crate) struct Clients {
     pub consumer: Arc<StreamConsumer<LagContext>>,
-    pub producer: FutureProducer,
+    pub producer: clients::FlowProducer,
     pub scanner: Arc<BaseConsumer>,
     pub creator: TopicCreator,
     /// The origin marks of the partitions this run reads again after a change.
@@ -263,9 +263,10 @@ impl Flow {
                     live: Mutex::new(false),
                 })
                 .map_err(|e| create("create consumer", &s.source.id, e))?;
-        let producer: FutureProducer = clients::producer(&s.target, &name, s.in_flight_bytes)
-            .create()
-            .map_err(|e| create("create producer", &s.target.id, e))?;
+        let producer: clients::FlowProducer =
+            clients::producer(&s.target, &name, s.in_flight_bytes)
+                .create_with_context(clients::FlowProducerContext)
+                .map_err(|e| create("create producer", &s.target.id, e))?;
         let scanner: BaseConsumer = clients::scanner(&s.target, &format!("{name}-scan"))
             .create()
             .map_err(|e| create("create scanner", &s.target.id, e))?;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
@@ -388,7 +388,7 @@ impl<'a> Reader<'a> {
 
 /// Enqueues a record. A full local queue is "not ready": wait and try again.
 async fn send<'r>(
-    producer: &FutureProducer,
+    producer: &crate::clients::FlowProducer,
     mut record: FutureRecord<'r, [u8], [u8]>,
     stop: &CancellationToken,
 ) -> Result<Option<rdkafka::producer::DeliveryFuture>, KafkaError> {
