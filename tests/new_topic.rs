@@ -250,11 +250,7 @@ async fn a_topic_deleted_on_the_source_is_kept_on_the_target_on_external() {
     let m = running.flow("src->dst").await;
     harness::wait_for_count(&[b], &gone, 50, Duration::from_secs(60)).await;
     harness::wait_for_count(&[b], &kept, 50, Duration::from_secs(60)).await;
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &a.bootstrap)
-        .create()
-        .unwrap();
-    admin
+    a.admin()
         .delete_topics(&[&gone], &AdminOptions::new())
         .await
         .unwrap()
@@ -274,8 +270,12 @@ async fn a_topic_deleted_on_the_source_is_kept_on_the_target_on_external() {
     let more = harness::records("src2", 30, 2);
     let more_ids = harness::produce(a, &kept, &more).await;
     harness::wait_for_count(&[b], &kept, 80, Duration::from_secs(60)).await;
-    // Several refreshes and stall checks later, still no restart.
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // Twelve refreshes later (6 s: past the stall timeout, 5 s), still no restart.
+    let rounds = m.refreshes.load(Relaxed);
+    harness::wait_until("twelve more refreshes", Duration::from_secs(30), || {
+        m.refreshes.load(Relaxed) >= rounds + 12
+    })
+    .await;
     let text = running.registry.render();
     let (restarts, error) = (m.restarts.load(Relaxed), m.last_error());
     running.stop().await;

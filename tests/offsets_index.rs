@@ -89,13 +89,6 @@ fn used(reused: usize, rebuilt: usize, dropped: usize) -> IndexUse {
     }
 }
 
-fn admin_of(c: &TestCluster) -> rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> {
-    rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &c.bootstrap)
-        .create()
-        .unwrap()
-}
-
 fn same_outcomes(got: &Translation, want: &Translation, what: &str) {
     assert_eq!(got.partitions, want.partitions, "{what}: through the index");
 }
@@ -203,19 +196,8 @@ async fn compacted_topics_are_never_indexed_tansu() {
     let index = Index::new(Box::new(store.clone()));
     for policy in ["compact", "delete"] {
         let topic = harness::unique("idx");
-        let admin = admin_of(a);
-        let new = rdkafka::admin::NewTopic::new(
-            &topic,
-            PARTITIONS,
-            rdkafka::admin::TopicReplication::Fixed(1),
-        )
-        .set("cleanup.policy", policy);
-        admin
-            .create_topics([&new], &rdkafka::admin::AdminOptions::new())
-            .await
-            .unwrap()
-            .remove(0)
-            .unwrap();
+        a.create_topic_with(&topic, PARTITIONS, &[("cleanup.policy", policy)])
+            .await;
         let group = harness::unique("app");
         // One writer per partition on Tansu: a writes all partitions, b none.
         mesh(&clusters, &topic, ([30, 0], ""), &group, &[10, 30, 0, 15]).await;
@@ -232,9 +214,9 @@ async fn compacted_topics_are_never_indexed_tansu() {
         if policy == "delete" {
             // Made compacted: its entries are removed, and it is read in full.
             for c in [a, b] {
-                let (client, t) = (admin_of(c), topic.clone());
+                let (client, t) = (c.admin(), topic.clone());
                 tokio::task::spawn_blocking(move || {
-                    duplex_sync::topic_configs::alter::alter_topic(
+                    duplex_sync::admin_ffi::alter_topic(
                         client.inner(),
                         &t,
                         &[duplex_sync::topic_configs::Change::Set(

@@ -12,27 +12,17 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use duplex_sync::acls::ffi::{AclError, create_topic_acls, describe_topic_acls};
 use duplex_sync::acls::{Acl, Operation, Permission};
-use duplex_sync::topic_configs::{Change, alter::alter_topic, describe};
+use duplex_sync::admin_ffi::{AdminError, alter_topic, create_topic_acls, describe_topic_acls};
+use duplex_sync::topic_configs::{Change, describe};
 use harness::{Expected, Feature, Provider, TestCluster};
-use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use regex::Regex;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-fn admin(c: &TestCluster) -> AdminClient<DefaultClientContext> {
-    ClientConfig::new()
-        .set("bootstrap.servers", &c.bootstrap)
-        .create()
-        .expect("admin client")
-}
-
 /// The value of each key `c` lists for `topic` (Tansu lists the topic's own keys).
 async fn settings(c: &TestCluster, topic: &str) -> BTreeMap<String, String> {
-    let got = describe(&admin(c), &[topic.to_string()], Duration::from_secs(10))
+    let got = describe(&c.admin(), &[topic.to_string()], Duration::from_secs(10))
         .await
         .expect("DescribeConfigs");
     match got.get(topic) {
@@ -46,7 +36,7 @@ async fn settings(c: &TestCluster, topic: &str) -> BTreeMap<String, String> {
 }
 
 async fn change(c: &TestCluster, topic: &str, changes: &[Change]) {
-    let (client, topic, changes) = (admin(c), topic.to_string(), changes.to_vec());
+    let (client, topic, changes) = (c.admin(), topic.to_string(), changes.to_vec());
     tokio::task::spawn_blocking(move || {
         alter_topic(client.inner(), &topic, &changes, Duration::from_secs(10))
     })
@@ -67,19 +57,6 @@ async fn wait_for(c: &TestCluster, topic: &str, key: &str, value: Option<&str>) 
     .await;
 }
 
-async fn create_with(c: &TestCluster, topic: &str, partitions: i32, s: &[(&str, &str)]) {
-    let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
-    for (k, v) in s {
-        new = new.set(k, v);
-    }
-    admin(c)
-        .create_topics([&new], &AdminOptions::new())
-        .await
-        .unwrap()
-        .remove(0)
-        .unwrap();
-}
-
 /// A chain a–b–c. The topic is created on `created_on` with settings; `owner` (`None`:
 /// the first cluster, a) owns them; the far end of the chain from the owner changes a
 /// key, which settles back, while a change on the owner reaches both others.
@@ -94,8 +71,7 @@ async fn settings_follow_the_owner(owner: Option<&str>) {
     let [a, b, c] = [&clusters[0], &clusters[1], &clusters[2]];
     let (own, far) = if owner == Some("c") { (c, a) } else { (a, c) };
     let topic = harness::unique("conf");
-    create_with(
-        a,
+    a.create_topic_with(
         &topic,
         3,
         &[
@@ -164,8 +140,17 @@ async fn settings_follow_the_owner(owner: Option<&str>) {
     wait_for(far, &topic, "delete.retention.ms", None).await;
     // Several refreshes later it still holds, everywhere, and nothing more was sent (no
     // value goes back and forth, no change is sent again and again).
+    let rounds = |n: u64| {
+        let (running, from) = (&running, running.total(|m| m.refreshes.load(Relaxed)));
+        harness::wait_until("more refreshes", WAIT, move || {
+            running.total(|m| m.refreshes.load(Relaxed)) >= from + n
+        })
+    };
+    // A round in flight when the far end settled has counted its change by now.
+    rounds(8).await;
     let sent = running.total(|m| m.topic_config_changes.load(Relaxed));
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Six more rounds of each of the four flows (config sync runs at the same interval).
+    rounds(24).await;
     assert_eq!(
         running.total(|m| m.topic_config_changes.load(Relaxed)),
         sent,
@@ -233,8 +218,6 @@ async fn settings_follow_the_configured_owner_on_tansu() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_mock_settings_are_not_copied_and_the_rest_goes_on() {
     let provider = Provider::Mock;
-    // Printed, as a skip of the settings part would be: the mock serves no admin request.
-    harness::needs(provider, Feature::Admin, "on_mock_settings_are_not_copied");
     let clusters = harness::start(provider, &["a", "b"]).unwrap();
     let (a, b) = (&clusters[0], &clusters[1]);
     let topic = harness::unique("conf");
@@ -278,7 +261,7 @@ fn acl(topic: &str, principal: &str, operation: Operation) -> Acl {
 }
 
 async fn acls_of(c: &TestCluster, topic: &str) -> Vec<Acl> {
-    let client = admin(c);
+    let client = c.admin();
     let mut got = tokio::task::spawn_blocking(move || {
         describe_topic_acls(client.inner(), Duration::from_secs(10))
     })
@@ -290,8 +273,8 @@ async fn acls_of(c: &TestCluster, topic: &str) -> Vec<Acl> {
     got
 }
 
-async fn create_acls(c: &TestCluster, acls: Vec<Acl>) -> Vec<Result<(), AclError>> {
-    let client = admin(c);
+async fn create_acls(c: &TestCluster, acls: Vec<Acl>) -> Vec<Result<(), AdminError>> {
+    let client = c.admin();
     tokio::task::spawn_blocking(move || {
         create_topic_acls(client.inner(), &acls, Duration::from_secs(10))
     })
@@ -357,7 +340,8 @@ async fn acl_sync_on_tansu_reads_none_and_leaves_the_rest_alone() {
     };
     let (a, b) = (&clusters[0], &clusters[1]);
     let topic = harness::unique("conf");
-    create_with(a, &topic, 2, &[("retention.ms", "3600000")]).await;
+    a.create_topic_with(&topic, 2, &[("retention.ms", "3600000")])
+        .await;
     assert_eq!(acls_of(a, &topic).await, vec![]);
     let recs = harness::records("a", 20, 2);
     harness::produce(a, &topic, &recs).await;

@@ -11,6 +11,7 @@
 //! - [`discovery`]: selected topics, and their creation on the target.
 //! - [`topic_configs`]: topic settings that follow their owner cluster.
 //! - [`acls`]: READ and DESCRIBE topic ACLs that follow it too (off by default).
+//! - [`admin_ffi`]: admin requests rdkafka does not wrap (the crate's one `unsafe` module).
 //! - [`clients`]: librdkafka settings the guarantees rest on.
 //! - [`offsets`]: consumer-group offsets translated exactly between clusters; group sync.
 //! - [`metrics`]: per-flow counters, Prometheus text.
@@ -21,6 +22,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod acls;
+pub mod admin_ffi;
 pub mod clients;
 pub mod control;
 pub mod discovery;

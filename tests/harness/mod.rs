@@ -201,27 +201,40 @@ impl TestCluster {
         spec
     }
 
+    /// An admin client of this cluster.
+    pub fn admin(&self) -> AdminClient<DefaultClientContext> {
+        ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .create()
+            .expect("admin client")
+    }
+
     /// Creates a topic: `MockCluster::create_topic` on mock, CreateTopics elsewhere.
     pub async fn create_topic(&self, topic: &str, partitions: i32) {
+        self.create_topic_with(topic, partitions, &[]).await
+    }
+
+    /// Creates a topic with topic settings (`settings`: key, value), which the mock
+    /// cannot take.
+    pub async fn create_topic_with(&self, topic: &str, partitions: i32, settings: &[(&str, &str)]) {
         match &self.backend {
-            Backend::Mock(m) => m
-                .create_topic(topic, partitions, 1)
-                .expect("mock create_topic"),
+            Backend::Mock(m) => {
+                assert!(
+                    settings.is_empty(),
+                    "the mock cluster takes no topic settings"
+                );
+                m.create_topic(topic, partitions, 1)
+                    .expect("mock create_topic")
+            }
             _ => {
-                let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-                    .set("bootstrap.servers", &self.bootstrap)
-                    .create()
-                    .expect("admin client");
                 let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
-                let r = admin
-                    .create_topics(
-                        [&NewTopic::new(
-                            topic,
-                            partitions,
-                            TopicReplication::Fixed(1),
-                        )],
-                        &opts,
-                    )
+                let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+                for (k, v) in settings {
+                    new = new.set(k, v);
+                }
+                let r = self
+                    .admin()
+                    .create_topics([&new], &opts)
                     .await
                     .expect("create topics");
                 r.into_iter()

@@ -4,7 +4,6 @@
 //! records, as MirrorMaker 2 has it), never a prefixed or wildcard pattern, and never a
 //! removal: an ACL removed on the owner stays on the others until removed there.
 
-pub mod ffi;
 #[cfg(test)]
 mod tests;
 

@@ -72,7 +72,6 @@ fn link_flows(spec: &EngineSpec, l: &LinkSpec, history: &Arc<LiveHistory>) -> [F
         routes: FlowRoutes::new(history.clone(), &spec.clusters[s].id, &spec.clusters[t].id),
         drain_timeout: DRAIN_TIMEOUT,
         configs: Policy::new(&spec.topic_configs, &l.topic_configs),
-        sync_acls: spec.topic_configs.acls && l.topic_configs.enabled,
     };
     [
         flow(l.clusters[0], l.clusters[1]),

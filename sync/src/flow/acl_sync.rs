@@ -9,8 +9,8 @@ use tokio::task::spawn_blocking;
 use tracing::{info, warn};
 
 use super::Flow;
-use crate::acls::ffi::{AclError, create_topic_acls, describe_topic_acls};
 use crate::acls::{Acl, plan};
+use crate::admin_ffi::{AdminError, create_topic_acls, describe_topic_acls};
 use crate::discovery::TopicCreator;
 
 /// What ACL sync remembers across the rounds of one run.
@@ -41,9 +41,9 @@ impl Flow {
             spawn_blocking(move || describe_topic_acls(admin.inner(), timeout))
         };
         let (source, target) = tokio::join!(describe(c.source.clone()), describe(c.target.clone()));
-        let read = |r: Result<Result<Vec<Acl>, AclError>, tokio::task::JoinError>,
+        let read = |r: Result<Result<Vec<Acl>, AdminError>, tokio::task::JoinError>,
                     cluster: &str| {
-            r.unwrap_or_else(|e| Err(AclError::Invalid(e.to_string())))
+            r.unwrap_or_else(|e| Err(AdminError::Invalid(e.to_string())))
                 .map_err(|e| (cluster.to_string(), e))
         };
         let both = read(source, &self.spec.source.id)
@@ -56,7 +56,7 @@ impl Flow {
                 // No authorizer, or no ACL requests at all: nothing to copy, ever.
                 if matches!(
                     &e,
-                    AclError::Refused(
+                    AdminError::Refused(
                         RDKafkaErrorCode::SecurityDisabled | RDKafkaErrorCode::UnsupportedFeature,
                         _
                     )
@@ -77,7 +77,7 @@ impl Flow {
         let (admin, w) = (c.target.clone(), wanted.clone());
         let created = spawn_blocking(move || create_topic_acls(admin.inner(), &w, timeout))
             .await
-            .unwrap_or_else(|e| Err(AclError::Invalid(e.to_string())));
+            .unwrap_or_else(|e| Err(AdminError::Invalid(e.to_string())));
         let outcomes = match created {
             Ok(o) => o,
             Err(e) => {

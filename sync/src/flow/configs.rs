@@ -13,9 +13,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::Flow;
+use crate::admin_ffi::{AdminError, alter_topic};
 use crate::discovery::{Listing, TopicCreator, selected_topics};
 use crate::error::joined;
-use crate::topic_configs::alter::{AlterError, alter_topic};
 use crate::topic_configs::{Change, Settings, describe, plan};
 
 /// Copies topic settings (and ACLs, when on) every refresh interval until `stop`
@@ -27,7 +27,7 @@ pub(crate) async fn run(flow: Flow, creator: TopicCreator, stop: CancellationTok
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let configs_on = flow.spec.configs.enabled && state.unsupported.is_none();
-        let acls_on = flow.spec.sync_acls && acls.on();
+        let acls_on = flow.spec.configs.acls && acls.on();
         if !configs_on && !acls_on {
             return;
         }
@@ -171,7 +171,7 @@ impl Flow {
         }
         let taken = match self.alter(c, topic, &changes, state).await {
             Ok(()) => changes.clone(),
-            Err(AlterError::Refused(
+            Err(AdminError::Refused(
                 RDKafkaErrorCode::InvalidConfig | RDKafkaErrorCode::PolicyViolation,
                 _,
             )) if changes.len() > 1 => {
@@ -219,12 +219,12 @@ impl Flow {
         topic: &str,
         changes: &[Change],
         state: &mut ConfigSync,
-    ) -> Result<(), AlterError> {
+    ) -> Result<(), AdminError> {
         let (admin, t, ch) = (c.target.clone(), topic.to_string(), changes.to_vec());
         let timeout = self.spec.limits.request_timeout;
         let done = spawn_blocking(move || alter_topic(admin.inner(), &t, &ch, timeout))
             .await
-            .unwrap_or_else(|e| Err(AlterError::Invalid(e.to_string())));
+            .unwrap_or_else(|e| Err(AdminError::Invalid(e.to_string())));
         if let Err(e) = &done {
             let msg = format!(
                 "cannot change {} on cluster {}: {e}",

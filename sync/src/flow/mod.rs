@@ -59,10 +59,8 @@ pub struct FlowSpec {
     pub routes: FlowRoutes,
     /// How long a shutdown waits for outstanding deliveries.
     pub drain_timeout: Duration,
-    /// Which topic settings it copies to its target.
+    /// Which topic settings (and ACLs) it copies to its target.
     pub configs: crate::topic_configs::Policy,
-    /// Whether it copies READ and DESCRIBE topic ACLs too (docs/topic-configs.md).
-    pub sync_acls: bool,
 }
 
 impl FlowSpec {

@@ -5,13 +5,12 @@
 //!   the built-in exclude list, the engine's and the link's).
 //! - [`Settings`]: what a DescribeConfigs answer says a topic has.
 //! - [`plan`]: the changes that make a target's settings the owner's.
-//! - [`alter`]: IncrementalAlterConfigs, which rdkafka does not wrap.
+//! - [`crate::admin_ffi::alter_topic`]: IncrementalAlterConfigs, which rdkafka does not wrap.
 //!
 //! Only the flows on the owner's spanning tree of a topic copy its settings (as with
 //! the owner's records, rule 2), so every cluster takes them from one neighbour and two
 //! clusters never copy a value back and forth.
 
-pub mod alter;
 #[cfg(test)]
 mod tests;
 
@@ -41,6 +40,8 @@ pub const BUILT_IN_EXCLUDES: &[&str] = &[
 pub struct Policy {
     /// Whether it copies settings at all (beyond cleanup.policy at creation).
     pub enabled: bool,
+    /// Whether it copies READ and DESCRIBE topic ACLs too.
+    pub acls: bool,
     /// The cluster whose settings win, when the config names one.
     pub owner: Option<String>,
     exclude: Vec<Regex>,
@@ -54,6 +55,7 @@ impl Policy {
             .map(|r| Regex::new(r).expect("built-in excludes compile"));
         Policy {
             enabled: engine.enabled && link.enabled,
+            acls: engine.acls && link.enabled,
             owner: engine.owner.clone(),
             exclude: built_in
                 .chain(engine.exclude.iter().cloned())

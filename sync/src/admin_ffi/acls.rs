@@ -1,88 +1,24 @@
-//! DescribeAcls and CreateAcls on an rdkafka admin client's handle: rdkafka 0.39 does
-//! not wrap the ACL requests. With `topic_configs/alter.rs`, one of the crate's two
-//! modules with `unsafe`; every call of librdkafka's C API has what keeps it sound
-//! beside it.
-#![allow(unsafe_code)]
+//! DescribeAcls and CreateAcls, which rdkafka 0.39 does not wrap.
 
-use std::ffi::{CStr, CString, c_char, c_int};
+use std::ffi::{c_char, c_int};
 use std::time::Duration;
 
 use rdkafka::ClientContext;
 use rdkafka::bindings as rd;
 use rdkafka::client::Client;
-use rdkafka::types::RDKafkaErrorCode;
 
-use super::{Acl, Operation, Permission};
-
-// The getters of a described binding, declared returning `c_int` rather than the
-// bindings' Rust enums: a value a broker sends that the enum does not list must not be
-// undefined behaviour. Same symbols, same ABI (the C enums are ints).
-unsafe extern "C" {
-    fn rd_kafka_AclBinding_restype(acl: *const rd::rd_kafka_AclBinding_t) -> c_int;
-    fn rd_kafka_AclBinding_resource_pattern_type(acl: *const rd::rd_kafka_AclBinding_t) -> c_int;
-    fn rd_kafka_AclBinding_operation(acl: *const rd::rd_kafka_AclBinding_t) -> c_int;
-    fn rd_kafka_AclBinding_permission_type(acl: *const rd::rd_kafka_AclBinding_t) -> c_int;
-    fn rd_kafka_event_error(rkev: *mut rd::rd_kafka_event_t) -> c_int;
-    fn rd_kafka_error_code(error: *const rd::rd_kafka_error_t) -> c_int;
-}
-
-/// Why an ACL request failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AclError {
-    /// The request failed or the broker refused it: the code and librdkafka's message.
-    Refused(RDKafkaErrorCode, String),
-    /// No answer within the timeout.
-    TimedOut,
-    /// A value librdkafka cannot take.
-    Invalid(String),
-}
-
-impl std::fmt::Display for AclError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            AclError::Refused(code, msg) if msg.is_empty() => write!(f, "{code}"),
-            AclError::Refused(code, msg) => write!(f, "{code}: {msg}"),
-            AclError::TimedOut => write!(f, "no answer to the ACL request"),
-            AclError::Invalid(msg) => write!(f, "{msg}"),
-        }
-    }
-}
-
-fn code(raw: c_int) -> RDKafkaErrorCode {
-    RDKafkaErrorCode::from(resp_err(raw))
-}
-
-/// The bindings' error enum for `raw`, or `Unknown` for a value it does not list.
-fn resp_err(raw: c_int) -> rd::rd_kafka_resp_err_t {
-    use rd::rd_kafka_resp_err_t as E;
-    // The enum has gaps; only values librdkafka documents are converted, the rest are
-    // reported as an unknown error with the number in the message.
-    [
-        E::RD_KAFKA_RESP_ERR_NO_ERROR,
-        E::RD_KAFKA_RESP_ERR__TIMED_OUT,
-        E::RD_KAFKA_RESP_ERR__TRANSPORT,
-        E::RD_KAFKA_RESP_ERR__UNSUPPORTED_FEATURE,
-        E::RD_KAFKA_RESP_ERR__INVALID_ARG,
-        E::RD_KAFKA_RESP_ERR_SECURITY_DISABLED,
-        E::RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED,
-        E::RD_KAFKA_RESP_ERR_INVALID_REQUEST,
-        E::RD_KAFKA_RESP_ERR_UNSUPPORTED_VERSION,
-        E::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
-        E::RD_KAFKA_RESP_ERR_POLICY_VIOLATION,
-        E::RD_KAFKA_RESP_ERR_NOT_CONTROLLER,
-        E::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
-    ]
-    .into_iter()
-    .find(|e| *e as c_int == raw)
-    .unwrap_or(E::RD_KAFKA_RESP_ERR_UNKNOWN)
-}
+use super::{
+    AdminError, c_string, code, rd_kafka_AclBinding_operation, rd_kafka_AclBinding_permission_type,
+    rd_kafka_AclBinding_resource_pattern_type, rd_kafka_AclBinding_restype, rd_kafka_error_code,
+    request, text,
+};
+use crate::acls::{Acl, Operation, Permission};
 
 /// Every literal-pattern ACL binding on topics that `client`'s cluster holds.
-/// Blocking: call from `spawn_blocking`.
 pub fn describe_topic_acls<C: ClientContext>(
     client: &Client<C>,
     timeout: Duration,
-) -> Result<Vec<Acl>, AclError> {
+) -> Result<Vec<Acl>, AdminError> {
     let mut errstr = [0 as c_char; 256];
     // SAFETY: `client` keeps the handle alive. The filter is created, handed to the
     // request (which copies it) and destroyed; `request` destroys the options and the
@@ -101,7 +37,7 @@ pub fn describe_topic_acls<C: ClientContext>(
             errstr.len(),
         );
         if filter.is_null() {
-            return Err(AclError::Invalid(text(errstr.as_ptr())));
+            return Err(AdminError::Invalid(text(errstr.as_ptr())));
         }
         let event = request(
             client,
@@ -113,7 +49,7 @@ pub fn describe_topic_acls<C: ClientContext>(
         let event = event?;
         let result = rd::rd_kafka_event_DescribeAcls_result(event.0);
         if result.is_null() {
-            return Err(AclError::Invalid("not a DescribeAcls result".into()));
+            return Err(AdminError::Invalid("not a DescribeAcls result".into()));
         }
         let mut n = 0usize;
         let acls = rd::rd_kafka_DescribeAcls_result_acls(result, &mut n);
@@ -168,18 +104,22 @@ pub fn describe_topic_acls<C: ClientContext>(
 }
 
 /// Creates `acls` (literal topic bindings, READ or DESCRIBE) as one request; the
-/// outcome of each, in order. Blocking: call from `spawn_blocking`.
+/// outcome of each, in order.
 pub fn create_topic_acls<C: ClientContext>(
     client: &Client<C>,
     acls: &[Acl],
     timeout: Duration,
-) -> Result<Vec<Result<(), AclError>>, AclError> {
-    let cstr =
-        |s: &str| CString::new(s).map_err(|_| AclError::Invalid(format!("{s:?} holds a NUL byte")));
-    let strings: Vec<[CString; 3]> = acls
+) -> Result<Vec<Result<(), AdminError>>, AdminError> {
+    let strings: Vec<[std::ffi::CString; 3]> = acls
         .iter()
-        .map(|a| Ok([cstr(&a.topic)?, cstr(&a.principal)?, cstr(&a.host)?]))
-        .collect::<Result<_, AclError>>()?;
+        .map(|a| {
+            Ok([
+                c_string(&a.topic)?,
+                c_string(&a.principal)?,
+                c_string(&a.host)?,
+            ])
+        })
+        .collect::<Result<_, AdminError>>()?;
     let mut errstr = [0 as c_char; 256];
     // SAFETY: as in `describe_topic_acls`. Each binding created is destroyed once the
     // request (which copies them) is made, also when a later one cannot be created.
@@ -191,7 +131,7 @@ pub fn create_topic_acls<C: ClientContext>(
                 Operation::Describe => rd::rd_kafka_AclOperation_t::RD_KAFKA_ACL_OPERATION_DESCRIBE,
                 Operation::All | Operation::Other => {
                     destroy_all(&mut bindings);
-                    return Err(AclError::Invalid(format!(
+                    return Err(AdminError::Invalid(format!(
                         "only READ and DESCRIBE are created, not {:?}",
                         a.operation
                     )));
@@ -218,7 +158,7 @@ pub fn create_topic_acls<C: ClientContext>(
             );
             if b.is_null() {
                 destroy_all(&mut bindings);
-                return Err(AclError::Invalid(text(errstr.as_ptr())));
+                return Err(AdminError::Invalid(text(errstr.as_ptr())));
             }
             bindings.push(b);
         }
@@ -234,17 +174,17 @@ pub fn create_topic_acls<C: ClientContext>(
         let event = event?;
         let result = rd::rd_kafka_event_CreateAcls_result(event.0);
         if result.is_null() {
-            return Err(AclError::Invalid("not a CreateAcls result".into()));
+            return Err(AdminError::Invalid("not a CreateAcls result".into()));
         }
         let mut n = 0usize;
         let results = rd::rd_kafka_CreateAcls_result_acls(result, &mut n);
-        let mut out: Vec<Result<(), AclError>> = (0..n)
+        let mut out: Vec<Result<(), AdminError>> = (0..n)
             .map(|i| {
                 let err = rd::rd_kafka_acl_result_error(*results.add(i));
                 if err.is_null() || rd_kafka_error_code(err) == 0 {
                     Ok(())
                 } else {
-                    Err(AclError::Refused(
+                    Err(AdminError::Refused(
                         code(rd_kafka_error_code(err)),
                         text(rd::rd_kafka_error_string(err)),
                     ))
@@ -253,7 +193,7 @@ pub fn create_topic_acls<C: ClientContext>(
             .collect();
         // A broker that answers fewer results than bindings says nothing of the rest.
         out.resize_with(acls.len(), || {
-            Err(AclError::Invalid(
+            Err(AdminError::Invalid(
                 "the broker answered no result for it".into(),
             ))
         });
@@ -269,80 +209,4 @@ unsafe fn destroy_all(bindings: &mut Vec<*mut rd::rd_kafka_AclBinding_t>) {
         // SAFETY: as the caller promises.
         unsafe { rd::rd_kafka_AclBinding_destroy(b) };
     }
-}
-
-/// A result event, destroyed when dropped.
-struct Event(*mut rd::rd_kafka_event_t);
-
-impl Drop for Event {
-    fn drop(&mut self) {
-        // SAFETY: an `Event` holds a live event it owns (checked non-null on creation).
-        unsafe { rd::rd_kafka_event_destroy(self.0) }
-    }
-}
-
-/// Makes one admin request with a request timeout, and waits for its result event,
-/// which it checks for a request-level error.
-///
-/// # Safety
-/// `call` must make exactly one admin request of type `op` on the handle, options and
-/// queue it is given, and nothing else with them.
-unsafe fn request<C: ClientContext>(
-    client: &Client<C>,
-    op: rd::rd_kafka_admin_op_t,
-    timeout: Duration,
-    call: impl FnOnce(*mut rd::rd_kafka_t, *mut rd::rd_kafka_AdminOptions_t, *mut rd::rd_kafka_queue_t),
-) -> Result<Event, AclError> {
-    let rk = client.native_ptr();
-    let ms = timeout.as_millis().clamp(1, 3_600_000) as i32;
-    let mut errstr = [0 as c_char; 256];
-    // SAFETY: `rk` lives as long as `client`; the options and the queue are destroyed
-    // on every path (a request in flight holds its own reference to the queue).
-    unsafe {
-        let options = rd::rd_kafka_AdminOptions_new(rk, op);
-        if options.is_null() {
-            return Err(AclError::Invalid(
-                "librdkafka refused the admin options".into(),
-            ));
-        }
-        let set = rd::rd_kafka_AdminOptions_set_request_timeout(
-            options,
-            ms,
-            errstr.as_mut_ptr(),
-            errstr.len(),
-        );
-        if set != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-            rd::rd_kafka_AdminOptions_destroy(options);
-            return Err(AclError::Invalid(text(errstr.as_ptr())));
-        }
-        let queue = rd::rd_kafka_queue_new(rk);
-        call(rk, options, queue);
-        rd::rd_kafka_AdminOptions_destroy(options);
-        let event = rd::rd_kafka_queue_poll(queue, ms.saturating_add(1000));
-        rd::rd_kafka_queue_destroy(queue);
-        if event.is_null() {
-            return Err(AclError::TimedOut);
-        }
-        let event = Event(event);
-        let err = rd_kafka_event_error(event.0);
-        if err != 0 {
-            return Err(AclError::Refused(
-                code(err),
-                text(rd::rd_kafka_event_error_string(event.0)),
-            ));
-        }
-        Ok(event)
-    }
-}
-
-/// A C string librdkafka owns, copied (empty when null).
-///
-/// # Safety
-/// `s` is null or a NUL-terminated string alive for the duration of the call.
-unsafe fn text(s: *const c_char) -> String {
-    if s.is_null() {
-        return String::new();
-    }
-    // SAFETY: non-null and NUL-terminated, as the caller promises.
-    unsafe { CStr::from_ptr(s) }.to_string_lossy().into_owned()
 }
