@@ -1,17 +1,24 @@
-//! End-to-end throughput on librdkafka mock clusters, in one process and one run: the
-//! raw client rates (produce-only, consume-only) and Duplex's replication rate for the
-//! same 1 KiB records, then replication / min(produce, consume), the baseline ratio.
+//! End-to-end throughput, in one run: the raw client rates (produce-only, consume-only),
+//! Duplex's replication rate for the same records, and optionally a naive consume ->
+//! produce script's (benches/naive/replicate.py), for 1 KiB and 100 B values. Prints
+//! replication / min(produce, consume), the CPU each used per MiB, and replication /
+//! naive.
 //!
-//! Run with `cargo bench --bench e2e_throughput`; `DUPLEX_BENCH_RECORDS` sets the record
-//! count. What each phase times, and figures, are in docs/benchmarks.md. This measures
-//! and prints; it asserts nothing about time. It fails only when a cluster does not
-//! hold what it should, because then the figures would mean nothing.
+//! The two librdkafka mock clusters run in a child process (common/brokers.rs), so that
+//! this process's CPU time in a window is the timed client's own: during replication,
+//! the engine's. Run with `cargo bench --bench e2e_throughput`; `DUPLEX_BENCH_RECORDS`
+//! sets the record count, `DUPLEX_BENCH_VALUE_BYTES` the sizes (`1024,100`),
+//! `DUPLEX_BENCH_PYTHON` a python with confluent-kafka for the naive script. What each
+//! phase times, and figures, are in docs/benchmarks.md. This measures and prints; it
+//! asserts nothing about time. It fails only when a cluster does not hold what it
+//! should, because then the figures would mean nothing.
 //!
 //! Every timed window starts with the clients connected: librdkafka's start-up stalls
 //! (about 0.5 s for an idempotent producer's id, 0.5 s for a consumer assigned at
 //! `Offset::Beginning`) would otherwise dominate. The engine's own start-up (clients,
 //! metadata, resume scans, assignment) is printed apart.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -23,21 +30,18 @@ use duplex_sync::spec::{ClusterSpec, EngineSpec, TopicSelection};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedHeaders};
-use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio::runtime::Runtime;
 use tokio_util::sync::CancellationToken;
 
+#[path = "common/brokers.rs"]
+mod brokers;
 #[path = "common/timing.rs"]
 mod timing;
+use brokers::Brokers;
 use timing::{Timed, Window};
 
-const VALUE_BYTES: usize = 1024;
-const DEFAULT_RECORDS: usize = 48_000;
-/// The mock keeps only the last 5 MiB of each partition: stay well below with ~1.1 KB
-/// per record (value, key, headers, batch overhead, and `duplex.path` on the target).
-const RECORDS_PER_PARTITION: usize = 3_000;
 const RUNS: usize = 2;
 const WARMUP_TOPIC: &str = "bench-warmup";
 const TIMEOUT: Duration = Duration::from_secs(300);
@@ -62,84 +66,190 @@ impl Replicated {
 }
 
 fn main() -> anyhow::Result<()> {
+    // The same executable, started again by `Brokers::spawn`, hosts the mock clusters.
+    brokers::serve_if_child();
     // `cargo bench` passes --bench; `cargo test --benches/--all-targets` does not.
     if !std::env::args().skip(1).any(|a| a == "--bench") {
         println!("e2e_throughput: run with cargo bench");
         return Ok(());
     }
-    let n: usize = match std::env::var("DUPLEX_BENCH_RECORDS") {
-        Ok(v) => v
-            .parse()
-            .with_context(|| format!("DUPLEX_BENCH_RECORDS={v:?} is not a count"))?,
-        Err(_) => DEFAULT_RECORDS,
+    let records: Option<usize> = match std::env::var("DUPLEX_BENCH_RECORDS") {
+        Ok(v) => Some(
+            v.parse()
+                .with_context(|| format!("DUPLEX_BENCH_RECORDS={v:?} is not a count"))?,
+        ),
+        Err(_) => None,
     };
-    ensure!(n >= 1, "DUPLEX_BENCH_RECORDS must be at least 1");
-    let partitions = n.div_ceil(RECORDS_PER_PARTITION).max(8) as i32;
-    println!(
-        "e2e_throughput: {n} records of {VALUE_BYTES} B (key, 2 headers), {partitions} partitions, \
-         librdkafka mock clusters in this process, best of {RUNS} runs"
+    ensure!(
+        records != Some(0),
+        "DUPLEX_BENCH_RECORDS must be at least 1"
     );
-
-    // Mock clusters are not Send: they stay on this thread, async code runs in block_on.
-    let a = MockCluster::new(1).context("start mock cluster a")?;
-    let b = MockCluster::new(1).context("start mock cluster b")?;
-    let (a_boot, b_boot) = (a.bootstrap_servers(), b.bootstrap_servers());
-    a.create_topic(WARMUP_TOPIC, 1, 1)?;
+    let sizes: Vec<usize> = match std::env::var("DUPLEX_BENCH_VALUE_BYTES") {
+        Ok(v) => v
+            .split(',')
+            .map(|s| s.trim().parse())
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("DUPLEX_BENCH_VALUE_BYTES={v:?} is not a list of sizes"))?,
+        Err(_) => vec![1024, 100],
+    };
+    let python = naive_python();
+    let mut brokers = Brokers::spawn(2)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let (mut produced, mut consumed, mut replicated) = (Vec::new(), Vec::new(), Vec::new());
+    brokers.create_topic(WARMUP_TOPIC, 1)?;
+    println!(
+        "e2e_throughput: librdkafka mock clusters a and b in a child process (pid {}); \
+         this process runs only the clients being timed, so its CPU time is theirs. \
+         Best of {RUNS} runs per size.",
+        brokers.pid()
+    );
+    match &python {
+        Some(p) => println!(
+            "naive baseline: benches/naive/replicate.py with {}",
+            p.display()
+        ),
+        None => println!(
+            "naive baseline: skipped (set DUPLEX_BENCH_PYTHON to a python with confluent-kafka)"
+        ),
+    }
+    for value_bytes in sizes {
+        let n = records.unwrap_or(if value_bytes >= 512 { 200_000 } else { 600_000 });
+        bench_size(&rt, &mut brokers, python.as_deref(), value_bytes, n)?;
+    }
+    Ok(())
+}
+
+/// `DUPLEX_BENCH_PROFILE_WAIT=<seconds>`: wait that long before each replication phase,
+/// so that a profiler attached to this process sees the engine and nothing else.
+fn profile_wait() -> Option<Duration> {
+    let s = std::env::var("DUPLEX_BENCH_PROFILE_WAIT").ok()?;
+    s.parse().ok().map(Duration::from_secs_f64)
+}
+
+/// The python that runs the naive baseline: `DUPLEX_BENCH_PYTHON`, else the bench venv
+/// `target/bench-python` when it exists (docs/benchmarks.md says how to make it).
+fn naive_python() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("DUPLEX_BENCH_PYTHON") {
+        // Set and empty: no naive baseline.
+        return (!p.is_empty()).then(|| PathBuf::from(p));
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-python/bin/python");
+    venv.exists().then_some(venv)
+}
+
+/// Every phase for one record size, `RUNS` times, then the table of the best runs.
+fn bench_size(
+    rt: &Runtime,
+    brokers: &mut Brokers,
+    python: Option<&Path>,
+    value_bytes: usize,
+    n: usize,
+) -> anyhow::Result<()> {
+    // The mock keeps only the last 5 MiB of each partition: stay well below, counting
+    // key, headers, batch overhead and `duplex.path` on the target.
+    let per_partition = 3_300_000 / (value_bytes + 100);
+    let partitions = n.div_ceil(per_partition).max(8) as i32;
+    let (a_boot, b_boot) = (brokers.bootstrap[0].clone(), brokers.bootstrap[1].clone());
+    println!();
+    println!("{n} records of {value_bytes} B (key, 2 headers), {partitions} partitions");
+    let (mut produced, mut consumed, mut replicated, mut naive) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for run in 1..=RUNS {
         // Each run has its own topic. The produce phase's records are the ones the
-        // consume phase reads and the engine replicates (the pre-load on a).
-        let topic = format!("bench-run{run}");
-        a.create_topic(&topic, partitions, 1)?;
-        b.create_topic(&topic, partitions, 1)?;
-        let p = rt.block_on(produce(&a_boot, &topic, n, partitions))?;
+        // consume phase reads and the engine and the naive script replicate.
+        let topic = format!("bench-{value_bytes}-run{run}");
+        let naive_topic = format!("naive-{value_bytes}-run{run}");
+        brokers.create_topic(&topic, partitions)?;
+        brokers.create_topic(&naive_topic, partitions)?;
+        let p = rt.block_on(produce(&a_boot, &topic, n, partitions, value_bytes))?;
         let c = consume(&a_boot, &topic, n, partitions, run)?;
-        let r = replicate(&rt, &a_boot, &b_boot, &topic, n, partitions)?;
+        if let Some(wait) = profile_wait() {
+            // Time to attach a profiler to this process (docs/benchmarks.md, Profiling).
+            println!(
+                "replicating in {wait:?}: attach with perf record -g -p {}",
+                std::process::id()
+            );
+            std::thread::sleep(wait);
+        }
+        let r = replicate(rt, &a_boot, &b_boot, &topic, n, partitions)?;
+        let s = match python {
+            Some(py) => Some(naive_replicate(
+                py,
+                &a_boot,
+                &b_boot,
+                &topic,
+                &naive_topic,
+                n,
+                partitions,
+            )?),
+            None => None,
+        };
         println!(
-            "run {run}: produce {:>7.0}/s  consume {:>7.0}/s  replication {:>7.0}/s  \
-             (engine start-up {:.0} ms, {:.0}/s counting it; engine stop {:.1} s)",
+            "run {run}: produce {:>7.0}/s  consume {:>7.0}/s  replication {:>7.0}/s \
+             (engine start-up {:.0} ms, {:.0}/s counting it; stop {:.1} s){}",
             p.rate(),
             c.rate(),
             r.assigned.rate(),
             r.startup.as_secs_f64() * 1e3,
             r.cold_rate(),
             r.stop.as_secs_f64(),
+            s.map_or(String::new(), |s| format!("  naive {:>7.0}/s", s.rate())),
         );
         produced.push(p);
         consumed.push(c);
         replicated.push(r);
+        naive.extend(s);
     }
 
     let best = |v: &[Timed]| {
-        *v.iter()
+        v.iter()
             .max_by(|x, y| x.rate().total_cmp(&y.rate()))
-            .expect("RUNS >= 1")
+            .copied()
     };
     let rep = *replicated
         .iter()
         .max_by(|x, y| x.assigned.rate().total_cmp(&y.assigned.rate()))
         .expect("RUNS >= 1");
-    let (p, c, r) = (best(&produced), best(&consumed), rep.assigned);
-    println!();
-    println!(
-        "{:<12} {:>8} {:>8} {:>10} {:>7} {:>6}",
-        "best run", "records", "seconds", "records/s", "MiB/s", "cores"
+    let (p, c, r) = (
+        best(&produced).expect("RUNS >= 1"),
+        best(&consumed).expect("RUNS >= 1"),
+        rep.assigned,
     );
-    for (name, t) in [("produce", p), ("consume", c), ("replication", r)] {
+    let s = best(&naive);
+    println!(
+        "{:<12} {:>8} {:>8} {:>10} {:>7} {:>6} {:>13}",
+        "best run", "records", "seconds", "records/s", "MiB/s", "cores", "MiB/s per core"
+    );
+    let rows = [
+        ("produce", Some(p)),
+        ("consume", Some(c)),
+        ("replication", Some(r)),
+        ("naive script", s),
+    ];
+    for (name, t) in rows {
+        let Some(t) = t else { continue };
+        let per_core = t
+            .cpu
+            .filter(|c| !c.is_zero())
+            .map_or("-".to_string(), |cpu| {
+                format!(
+                    "{:.0}",
+                    t.mib(value_bytes) * t.elapsed.as_secs_f64() / cpu.as_secs_f64()
+                )
+            });
         println!(
-            "{name:<12} {:>8} {:>8.3} {:>10.0} {:>7.1} {:>6}",
+            "{name:<12} {:>8} {:>8.3} {:>10.0} {:>7.1} {:>6} {per_core:>13}",
             t.records,
             t.elapsed.as_secs_f64(),
             t.rate(),
-            t.mib(VALUE_BYTES),
+            t.mib(value_bytes),
             t.cores(),
         );
     }
     println!(
-        "(MiB/s counts the 1 KiB values only; cores: process CPU time / wall time, of {})",
+        "(MiB/s counts the values only; cores: CPU time of the timed process / wall time, \
+         of {}; the brokers' CPU is not counted)",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!(
@@ -147,18 +257,76 @@ fn main() -> anyhow::Result<()> {
         rep.startup.as_secs_f64() * 1e3,
         rep.cold_rate()
     );
-    println!();
     println!(
         "ratio replication / min(produce, consume) = {:.2}",
         r.rate() / p.rate().min(c.rate())
     );
+    if let Some(s) = s {
+        println!(
+            "ratio replication / naive script = {:.2} steady, {:.2} from start",
+            r.rate() / s.rate(),
+            rep.cold_rate() / s.rate()
+        );
+    }
     Ok(())
+}
+
+/// The naive consume -> produce script (benches/naive/replicate.py), copying `topic`
+/// from a to `out` on b; its CPU time is that of the child process.
+fn naive_replicate(
+    python: &Path,
+    a: &str,
+    b: &str,
+    topic: &str,
+    out: &str,
+    n: usize,
+    partitions: i32,
+) -> anyhow::Result<Timed> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/naive/replicate.py");
+    let before = timing::children_cpu_time();
+    let output = std::process::Command::new(python)
+        .arg(&script)
+        .args([a, b, topic, out, &partitions.to_string(), &n.to_string()])
+        .output()
+        .with_context(|| format!("run {} {}", python.display(), script.display()))?;
+    ensure!(
+        output.status.success(),
+        "the naive script failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let cpu = timing::children_cpu_time()
+        .zip(before)
+        .map(|(e, s)| e.saturating_sub(s));
+    let text = String::from_utf8_lossy(&output.stdout);
+    let (records, seconds) = text
+        .trim()
+        .split_once(' ')
+        .with_context(|| format!("the naive script printed {text:?}"))?;
+    let records: usize = records.parse().context("naive records")?;
+    let seconds: f64 = seconds.parse().context("naive seconds")?;
+    let on_b = inspect::count(b, out, REQUEST)?;
+    ensure!(
+        records == n && on_b == n as i64,
+        "the naive script copied {records} records and b holds {on_b} in {out}, expected {n}"
+    );
+    // Its CPU covers the whole process (interpreter start too): a bound, not exact.
+    Ok(Timed {
+        records,
+        elapsed: Duration::from_secs_f64(seconds),
+        cpu,
+    })
 }
 
 /// Produce-only: `n` records with an idempotent producer (acks=all, the engine's
 /// linger), timed from the first send to the last acknowledgement. One record to the
 /// warm-up topic first connects the producer and obtains its producer id.
-async fn produce(bootstrap: &str, topic: &str, n: usize, partitions: i32) -> anyhow::Result<Timed> {
+async fn produce(
+    bootstrap: &str,
+    topic: &str,
+    n: usize,
+    partitions: i32,
+    value_bytes: usize,
+) -> anyhow::Result<Timed> {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("enable.idempotence", "true")
@@ -179,7 +347,7 @@ async fn produce(bootstrap: &str, topic: &str, n: usize, partitions: i32) -> any
         .map_err(|(e, _)| e)
         .context("warm-up record")?;
 
-    let value = vec![0x5a_u8; VALUE_BYTES];
+    let value = vec![0x5a_u8; value_bytes];
     let window = Window::start();
     let mut deliveries = Vec::with_capacity(n);
     for i in 0..n {
