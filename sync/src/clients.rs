@@ -145,13 +145,6 @@ pub fn admin(cluster: &ClusterSpec, client_id: &str) -> ClientConfig {
     base(cluster, &defaults, &BTreeMap::new())
 }
 
-/// The context of a flow's producer: librdkafka's log as rdkafka logs it (target
-/// `librdkafka`), except its warning that `enable.gapless.guarantee` is experimental,
-/// which every producer logs as it is created. Duplex says once per process, in its own
-/// words, why it sets it.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct FlowProducerContext;
-
 /// What Duplex says instead of librdkafka's CONFWARN about the gapless guarantee.
 pub const GAPLESS_WHY: &str = "Flow producers set enable.gapless.guarantee (librdkafka calls \
 it experimental): a failed batch that could leave a gap in a target partition stops the \
@@ -163,29 +156,26 @@ pub fn is_gapless_warning(fac: &str, message: &str) -> bool {
     fac == "CONFWARN" && message.contains("enable.gapless.guarantee")
 }
 
-impl rdkafka::ClientContext for FlowProducerContext {
-    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
-        use rdkafka::config::RDKafkaLogLevel as L;
-        if is_gapless_warning(fac, message) {
-            static SAID: std::sync::Once = std::sync::Once::new();
-            SAID.call_once(|| tracing::info!("{GAPLESS_WHY}"));
-            return;
+/// Logs a line of a flow producer's librdkafka as rdkafka would (target `librdkafka`),
+/// except its warning that `enable.gapless.guarantee` is experimental, which every
+/// producer logs as it is created: Duplex says once per process, in its own words, why
+/// it sets it ([`GAPLESS_WHY`]).
+pub fn log_flow_producer(level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+    use rdkafka::config::RDKafkaLogLevel as L;
+    if is_gapless_warning(fac, message) {
+        static SAID: std::sync::Once = std::sync::Once::new();
+        SAID.call_once(|| tracing::info!("{GAPLESS_WHY}"));
+        return;
+    }
+    match level {
+        L::Emerg | L::Alert | L::Critical | L::Error => {
+            tracing::error!(target: "librdkafka", "librdkafka: {fac} {message}")
         }
-        match level {
-            L::Emerg | L::Alert | L::Critical | L::Error => {
-                tracing::error!(target: "librdkafka", "librdkafka: {fac} {message}")
-            }
-            L::Warning => tracing::warn!(target: "librdkafka", "librdkafka: {fac} {message}"),
-            L::Notice | L::Info => {
-                tracing::info!(target: "librdkafka", "librdkafka: {fac} {message}")
-            }
-            L::Debug => tracing::debug!(target: "librdkafka", "librdkafka: {fac} {message}"),
-        }
+        L::Warning => tracing::warn!(target: "librdkafka", "librdkafka: {fac} {message}"),
+        L::Notice | L::Info => tracing::info!(target: "librdkafka", "librdkafka: {fac} {message}"),
+        L::Debug => tracing::debug!(target: "librdkafka", "librdkafka: {fac} {message}"),
     }
 }
-
-/// A flow's producer.
-pub type FlowProducer = rdkafka::producer::FutureProducer<FlowProducerContext>;
 
 #[cfg(test)]
 mod tests {

@@ -3,14 +3,17 @@
 //! - [`Flow::run_once`] builds the clients, then runs the reader and the acker side by side.
 //! - `assign`: discovery of selected topics, target topic checks, resume positions.
 //! - [`reader`]: the per-record hot path (decode provenance, route, produce).
-//! - [`acker`]: awaits deliveries, advances each partition's position in its read
-//!   order ([`pending`]), pauses a partition the target holds back, commits.
+//! - [`book`]: each partition's records in read order ([`pending`]), resolved by the
+//!   producer's delivery callback; pauses a partition the target holds back.
+//! - [`acker`]: commits the acknowledged positions, resumes held partitions, waits for
+//!   the last deliveries.
 //! - `configs`: topic settings copied to the target, beside the rest.
 //! - `watchdog`: restarts a flow whose consumer stopped fetching without an error.
 
 mod acker;
 mod acl_sync;
 mod assign;
+mod book;
 mod configs;
 mod marks;
 mod pending;
@@ -29,7 +32,6 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::producer::{Producer, PurgeConfig};
 use rdkafka::statistics::Statistics;
-use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::clients;
@@ -143,7 +145,10 @@ impl ConsumerContext for LagContext {}
 /// The clients of one run of a flow.
 pub(crate) struct Clients {
     pub consumer: Arc<StreamConsumer<LagContext>>,
-    pub producer: clients::FlowProducer,
+    pub producer: book::FlowProducer,
+    /// Where this run's records are entered as they are sent and resolved as the
+    /// target acknowledges them.
+    pub book: Arc<book::Book>,
     pub scanner: Arc<BaseConsumer>,
     pub creator: TopicCreator,
     /// The origin marks of the partitions this run reads again after a change.
@@ -246,7 +251,11 @@ impl Flow {
         }
     }
 
-    fn clients(&self) -> Result<Clients, SyncError> {
+    fn clients(
+        &self,
+        stop: &CancellationToken,
+        holds: &acker::Holds,
+    ) -> Result<Clients, SyncError> {
         let s = &self.spec;
         let name = format!("duplex-{}-{}", s.source.id, s.target.id);
         let create = |op: &'static str, cluster: &str, e| SyncError::Kafka {
@@ -261,10 +270,17 @@ impl Flow {
                     live: Mutex::new(false),
                 })
                 .map_err(|e| create("create consumer", &s.source.id, e))?;
-        let producer: clients::FlowProducer =
-            clients::producer(&s.target, &name, s.in_flight_bytes)
-                .create_with_context(clients::FlowProducerContext)
-                .map_err(|e| create("create producer", &s.target.id, e))?;
+        let consumer = Arc::new(consumer);
+        let book = Arc::new(book::Book::new(
+            s.clone(),
+            self.metrics.clone(),
+            stop.clone(),
+            consumer.clone(),
+            holds.clone(),
+        ));
+        let producer: book::FlowProducer = clients::producer(&s.target, &name, s.in_flight_bytes)
+            .create_with_context(book::DeliveryContext(book.clone()))
+            .map_err(|e| create("create producer", &s.target.id, e))?;
         let scanner: BaseConsumer = clients::scanner(&s.target, &format!("{name}-scan"))
             .create()
             .map_err(|e| create("create scanner", &s.target.id, e))?;
@@ -284,8 +300,9 @@ impl Flow {
             timeout: s.limits.request_timeout,
         };
         Ok(Clients {
-            consumer: Arc::new(consumer),
+            consumer,
             producer,
+            book,
             scanner: Arc::new(scanner),
             creator,
             marks: Default::default(),
@@ -301,14 +318,13 @@ impl Flow {
         self.metrics.lag_unknown.store(1, Relaxed);
         // Nor how far this run's target acknowledged: it resumes from what it holds.
         self.acknowledged.clear();
-        let clients = self.clients()?;
         let stop = cancel.child_token();
-        let budget = Arc::new(Semaphore::new(self.spec.in_flight_bytes));
-        // The channel only orders acks; the byte budget is what bounds memory.
-        let (tx, rx) = mpsc::channel(64 * 1024);
         let holds = acker::Holds::default();
-        let reader = reader::Reader::new(self, &clients, budget.clone(), tx, holds.clone());
-        let acker = acker::Acker::new(self, &clients, stop.clone(), holds);
+        let clients = self.clients(&stop, &holds)?;
+        // Cancelled once the reader has stopped: nothing more is sent.
+        let reading = CancellationToken::new();
+        let reader = reader::Reader::new(self, &clients, holds);
+        let acker = acker::Acker::new(self, &clients, stop.clone());
         let configs = tokio::spawn(configs::run(
             self.clone(),
             clients.creator.clone(),
@@ -324,10 +340,11 @@ impl Flow {
                 // dropped, which would purge it unseen.
                 stop.cancel();
                 clients.producer.purge(PurgeConfig::default().queue());
+                reading.cancel();
                 r
             },
             async {
-                let a = acker.run(rx).await;
+                let a = acker.run(reading.clone()).await;
                 if a.is_err() {
                     stop.cancel();
                 }

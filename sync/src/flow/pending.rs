@@ -52,12 +52,29 @@ impl Position {
 
 #[derive(Clone, Copy, Debug)]
 enum Entry {
-    /// Handed to the producer, not acknowledged yet.
-    Pending { offset: i64 },
+    /// Handed to the producer, not acknowledged yet: `bytes` long, with the source
+    /// timestamp (or [`NO_TIMESTAMP`]) for the latency figures.
+    Pending {
+        offset: i64,
+        bytes: u32,
+        timestamp: i64,
+    },
     /// Acknowledged at this target offset.
     Delivered { offset: i64, target: i64 },
     /// Passed over (routing, the hop guard), up to and including this offset.
     Passed { offset: i64 },
+    /// Refused or lost: the position never moves past it.
+    Failed,
+}
+
+const NO_TIMESTAMP: i64 = i64::MIN;
+
+/// A record whose delivery resolved, as it was sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Resolved {
+    pub offset: i64,
+    pub bytes: usize,
+    pub timestamp: Option<i64>,
 }
 
 /// One partition's outstanding records and position.
@@ -67,6 +84,8 @@ pub(crate) struct Partition {
     queue: VecDeque<Entry>,
     /// Sequence number of the queue's front entry.
     front: u64,
+    /// Entries in the queue still pending.
+    pending: usize,
     /// Bytes handed to the producer and not resolved yet.
     pub in_flight: usize,
     /// A record of this partition failed: its position never moves past it.
@@ -83,6 +102,7 @@ impl Partition {
             pos,
             queue: VecDeque::new(),
             front: 0,
+            pending: 0,
             in_flight: 0,
             halted: false,
             paused: false,
@@ -90,11 +110,32 @@ impl Partition {
         }
     }
 
+    /// The sequence number the next record sent gets.
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.front + self.queue.len() as u64
+    }
+
+    /// The full sequence number of a pending entry from its low bits (`mask`): the
+    /// entries in the queue are fewer than `mask`.
+    pub(crate) fn seq_from_low_bits(&self, low: u64, mask: u64) -> u64 {
+        self.front + (low.wrapping_sub(self.front) & mask)
+    }
+
+    /// Records handed to the producer and not resolved yet.
+    pub(crate) fn pending(&self) -> usize {
+        self.pending
+    }
+
     /// A record handed to the producer; returns the sequence number its resolution
     /// must name.
-    pub(crate) fn sent(&mut self, offset: i64, bytes: usize) -> u64 {
+    pub(crate) fn sent(&mut self, offset: i64, bytes: usize, timestamp: Option<i64>) -> u64 {
         self.in_flight += bytes;
-        self.queue.push_back(Entry::Pending { offset });
+        self.pending += 1;
+        self.queue.push_back(Entry::Pending {
+            offset,
+            bytes: bytes.min(u32::MAX as usize) as u32,
+            timestamp: timestamp.unwrap_or(NO_TIMESTAMP),
+        });
         self.front + self.queue.len() as u64 - 1
     }
 
@@ -109,21 +150,34 @@ impl Partition {
         }
     }
 
-    /// The delivery of record `seq` (`bytes` long) resolved: acknowledged at a target
-    /// offset, or failed (`None`), which halts the partition before that record.
-    pub(crate) fn resolved(&mut self, seq: u64, bytes: usize, target: Option<i64>) {
-        self.in_flight = self.in_flight.saturating_sub(bytes);
-        let Some(i) = seq.checked_sub(self.front).map(|i| i as usize) else {
-            return;
+    /// The delivery of record `seq` resolved: acknowledged at a target offset, or failed
+    /// (`None`), which halts the partition before that record. Returns the record, or
+    /// nothing when `seq` names no pending record (resolved already).
+    pub(crate) fn resolved(&mut self, seq: u64, target: Option<i64>) -> Option<Resolved> {
+        let i = seq.checked_sub(self.front)? as usize;
+        let Some(Entry::Pending {
+            offset,
+            bytes,
+            timestamp,
+        }) = self.queue.get(i).copied()
+        else {
+            return None;
         };
-        let Some(Entry::Pending { offset }) = self.queue.get(i).copied() else {
-            return;
-        };
+        self.pending -= 1;
+        self.in_flight = self.in_flight.saturating_sub(bytes as usize);
         match target {
             Some(target) => self.queue[i] = Entry::Delivered { offset, target },
-            None => self.halted = true,
+            None => {
+                self.queue[i] = Entry::Failed;
+                self.halted = true;
+            }
         }
         self.advance();
+        Some(Resolved {
+            offset,
+            bytes: bytes as usize,
+            timestamp: (timestamp != NO_TIMESTAMP).then_some(timestamp),
+        })
     }
 
     fn advance(&mut self) {
@@ -132,7 +186,7 @@ impl Partition {
         }
         while let Some(e) = self.queue.front() {
             match *e {
-                Entry::Pending { .. } => break,
+                Entry::Pending { .. } | Entry::Failed => break,
                 Entry::Delivered { offset, target } => self.pos.advance(offset, Some(target)),
                 Entry::Passed { offset } => self.pos.advance(offset, None),
             }
@@ -162,16 +216,27 @@ mod tests {
     #[test]
     fn the_position_waits_for_the_first_unresolved_record_only() {
         let mut p = at(10);
-        let a = p.sent(10, 100);
-        let b = p.sent(11, 100);
+        let a = p.sent(10, 100, Some(1));
+        let b = p.sent(11, 100, None);
         p.passed(12);
-        let c = p.sent(13, 100);
+        let c = p.sent(13, 100, None);
         assert_eq!(p.in_flight, 300);
+        assert_eq!(p.pending(), 3);
         // Resolved out of order: nothing moves until the first is resolved.
-        p.resolved(c, 100, Some(7));
-        p.resolved(b, 100, Some(6));
+        p.resolved(c, Some(7));
+        assert_eq!(p.resolved(c, Some(7)), None, "resolved once only");
+        p.resolved(b, Some(6));
         assert_eq!(p.pos.next, 10);
-        p.resolved(a, 100, Some(5));
+        let r = p.resolved(a, Some(5));
+        assert_eq!(
+            r,
+            Some(Resolved {
+                offset: 10,
+                bytes: 100,
+                timestamp: Some(1)
+            })
+        );
+        assert_eq!(p.pending(), 0);
         assert_eq!(p.pos.next, 14);
         assert_eq!((p.pos.target_offset, p.pos.written), (Some(7), Some(13)));
         assert_eq!(p.in_flight, 0);
@@ -181,33 +246,50 @@ mod tests {
     #[test]
     fn a_failed_record_halts_its_partition_before_it() {
         let mut p = at(0);
-        let a = p.sent(0, 1);
-        let b = p.sent(1, 1);
-        let c = p.sent(2, 1);
-        p.resolved(a, 1, Some(0));
-        p.resolved(b, 1, None);
-        p.resolved(c, 1, Some(1));
+        let a = p.sent(0, 1, None);
+        let b = p.sent(1, 1, None);
+        let c = p.sent(2, 1, None);
+        p.resolved(a, Some(0));
+        p.resolved(b, None);
+        p.resolved(c, Some(1));
         p.passed(3);
         assert_eq!(p.pos.next, 1, "never past the failed record");
         assert!(p.halted);
         assert_eq!(p.in_flight, 0);
+        assert_eq!(p.pending(), 0);
     }
 
     #[test]
     fn passed_records_cost_no_memory_while_a_delivery_waits() {
         let mut p = at(0);
-        let a = p.sent(0, 1);
+        let a = p.sent(0, 1, None);
         for o in 1..10_000 {
             p.passed(o);
         }
         assert_eq!(p.queued(), 2);
         assert_eq!(p.pos.next, 0);
-        p.resolved(a, 1, Some(0));
+        p.resolved(a, Some(0));
         assert_eq!(p.pos.next, 10_000);
         assert_eq!(p.queued(), 0);
         // With nothing outstanding, a passed record advances at once.
         p.passed(10_000);
         assert_eq!(p.pos.next, 10_001);
         assert_eq!(p.pos.written, Some(0));
+    }
+
+    #[test]
+    fn a_sequence_number_is_found_from_its_low_bits() {
+        let mut p = at(0);
+        let mask = (1 << 4) - 1;
+        for o in 0..40 {
+            let s = p.sent(o, 1, None);
+            let low = s & mask;
+            assert_eq!(p.seq_from_low_bits(low, mask), s);
+            p.resolved(s, Some(o));
+        }
+        let a = p.sent(40, 1, None);
+        let b = p.sent(41, 1, None);
+        assert_eq!(p.seq_from_low_bits(b & mask, mask), b);
+        assert_eq!(p.seq_from_low_bits(a & mask, mask), a);
     }
 }

@@ -9,14 +9,13 @@ use std::time::{Duration, Instant};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::FutureRecord;
-use tokio::sync::{Semaphore, mpsc};
+use rdkafka::producer::BaseRecord;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use super::acker::Ack;
 use super::acker::Holds;
 use super::assign::Assignment;
+use super::book::Book;
 use super::marks::{OriginMarks, RunMarks};
 use super::{Clients, Flow, watchdog};
 use crate::error::SyncError;
@@ -26,8 +25,7 @@ use crate::routing::{Decision, EpochRouter};
 pub(crate) struct Reader<'a> {
     flow: &'a Flow,
     clients: &'a Clients,
-    budget: Arc<Semaphore>,
-    acks: mpsc::Sender<Ack>,
+    book: Arc<Book>,
     holds: Holds,
     topics: HashMap<String, TopicRoute>,
     path_buf: Vec<u8>,
@@ -44,6 +42,8 @@ struct TopicRoute {
     /// Per partition: what the target holds of each origin, when this run reads the
     /// partition again after a topology change (marks.rs); taken at its first record.
     marks: Vec<Option<Arc<OriginMarks>>>,
+    /// Per partition: its index in the acknowledgement book, once known.
+    parts: Vec<Option<u32>>,
 }
 
 impl TopicRoute {
@@ -58,6 +58,7 @@ impl TopicRoute {
         if p >= self.next.len() {
             self.next.resize(p + 1, -1);
             self.marks.resize(p + 1, None);
+            self.parts.resize(p + 1, None);
         }
         if self.next[p] < 0 {
             // The partition's first record in this run: its start set its marks, if any.
@@ -74,6 +75,12 @@ impl TopicRoute {
         false
     }
 
+    /// The index of `partition` (seen already) in the book.
+    fn part(&mut self, partition: i32, book: &Book) -> u32 {
+        let p = partition as usize;
+        *self.parts[p].get_or_insert_with(|| book.lock().part(&self.name, partition, None))
+    }
+
     /// The marks of `partition`, when this run reads it again after a change.
     #[inline]
     fn marks(&self, partition: i32) -> Option<&OriginMarks> {
@@ -84,26 +91,18 @@ impl TopicRoute {
 }
 
 impl<'a> Reader<'a> {
-    pub(crate) fn new(
-        flow: &'a Flow,
-        clients: &'a Clients,
-        budget: Arc<Semaphore>,
-        acks: mpsc::Sender<Ack>,
-        holds: Holds,
-    ) -> Self {
+    pub(crate) fn new(flow: &'a Flow, clients: &'a Clients, holds: Holds) -> Self {
         Reader {
             flow,
             clients,
-            budget,
-            acks,
+            book: clients.book.clone(),
             holds,
             topics: HashMap::new(),
             path_buf: Vec::with_capacity(128),
         }
     }
 
-    /// Reads until `stop` fires or an error occurs. Dropping the ack sender on return
-    /// lets the acker drain and finish.
+    /// Reads until `stop` fires or an error occurs.
     ///
     /// Assignment (finding topics, scanning the target, retrying partitions that could
     /// not start) runs beside the reading, not in its way: a partition whose start waits
@@ -113,12 +112,12 @@ impl<'a> Reader<'a> {
         // Where each partition started: the watchdog's position for partitions that have
         // read nothing yet.
         let mut starts = HashMap::new();
-        let (flow, clients, acks) = (self.flow, self.clients, self.acks.clone());
+        let (flow, clients) = (self.flow, self.clients);
         let assign = |mut assignment: Assignment| {
-            let (acks, stop) = (acks.clone(), stop.clone());
+            let stop = stop.clone();
             Box::pin(async move {
                 let r = flow
-                    .refresh_assignment(clients, &mut assignment, &stop, &acks)
+                    .refresh_assignment(clients, &mut assignment, &stop, &clients.book)
                     .await;
                 (assignment, r)
             })
@@ -135,14 +134,28 @@ impl<'a> Reader<'a> {
         watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         watch.reset();
         let mut last_read = Instant::now();
+        // Whether a record was handled since the last watch tick: the clock is read per
+        // tick, not per record.
+        let mut read_since_tick = false;
         let consumer = self.clients.consumer.clone();
         loop {
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => return Ok(()),
                 // Before refresh: a slow refresh is due again whenever it ends and would
-                // otherwise starve the watchdog.
-                _ = watch.tick(), if last_read.elapsed() >= stall_timeout => {
+                // otherwise starve the watchdog. A tick that follows reading only stamps
+                // the time: time spent waiting for the target (in-flight budget,
+                // producer queue) inside `handle` is not a stall either, and a target
+                // outage must not restart the flow once it ends.
+                _ = watch.tick() => {
+                    if read_since_tick {
+                        read_since_tick = false;
+                        last_read = Instant::now();
+                        continue;
+                    }
+                    if last_read.elapsed() < stall_timeout {
+                        continue;
+                    }
                     debug!(flow = %self.flow.spec.name(), "Nothing read for a while: checking whether the source holds more.");
                     let began = Instant::now();
                     // Stopping does not wait for a check (or a refresh) that waits on a
@@ -175,10 +188,7 @@ impl<'a> Reader<'a> {
                             read_any = true;
                             self.flow.note_read();
                         }
-                        // Stamped after handling: time spent waiting for the target
-                        // (in-flight budget, producer queue) is not a stall, and a
-                        // target outage must not restart the flow once it ends.
-                        last_read = Instant::now();
+                        read_since_tick = true;
                     }
                     Err(e) => self.consume_error(e, &starts, stop).await?,
                 },
@@ -217,17 +227,22 @@ impl<'a> Reader<'a> {
     }
 
     /// One hash lookup per record; the route is computed once per topic.
-    fn topic(&mut self, name: &str) -> &mut TopicRoute {
-        if !self.topics.contains_key(name) {
+    fn topic<'t>(
+        topics: &'t mut HashMap<String, TopicRoute>,
+        flow: &Flow,
+        name: &str,
+    ) -> &'t mut TopicRoute {
+        if !topics.contains_key(name) {
             let route = TopicRoute {
                 name: Arc::from(name),
-                router: self.flow.spec.routes.router(name),
+                router: flow.spec.routes.router(name),
                 next: Vec::new(),
                 marks: Vec::new(),
+                parts: Vec::new(),
             };
-            self.topics.insert(name.to_string(), route);
+            topics.insert(name.to_string(), route);
         }
-        self.topics.get_mut(name).expect("inserted above")
+        topics.get_mut(name).expect("inserted above")
     }
 
     async fn handle(
@@ -265,7 +280,7 @@ impl<'a> Reader<'a> {
             })?),
         };
         let clients = self.clients;
-        let route = self.topic(m.topic());
+        let route = Self::topic(&mut self.topics, self.flow, m.topic());
         if route.seen(partition, offset, &clients.marks) {
             debug!(flow = %spec.name(), topic = m.topic(), partition, offset, "Read again after a pause: already handled.");
             return Ok(());
@@ -274,7 +289,6 @@ impl<'a> Reader<'a> {
             route
                 .router
                 .decide(spec.source.id.as_bytes(), partition, offset, path.as_ref());
-        let topic = route.name.clone();
         // Read again after a change: what the target holds already is passed over.
         let decision = match route.marks(partition) {
             Some(marks) if decision == Decision::Forward => {
@@ -302,15 +316,12 @@ impl<'a> Reader<'a> {
                     _ => &self.flow.metrics.loop_stopped,
                 };
                 counter.fetch_add(1, Relaxed);
-                return self
-                    .send_ack(Ack::Passed {
-                        topic,
-                        partition,
-                        offset,
-                    })
-                    .await;
+                let i = route.part(partition, &self.book);
+                self.book.lock().parts[i as usize].p.passed(offset);
+                return Ok(());
             }
         }
+        let part = route.part(partition, &self.book);
         let hop = Hop {
             cluster: spec.source.id.as_bytes(),
             partition,
@@ -333,14 +344,15 @@ impl<'a> Reader<'a> {
         });
         let bytes =
             m.key().map_or(0, <[u8]>::len) + m.payload().map_or(0, <[u8]>::len) + header_bytes;
-        // Rule 5: wait for acknowledgements while the in-flight budget is spent.
-        let permits = bytes.clamp(1, spec.in_flight_bytes) as u32;
-        let permit = tokio::select! {
-            p = self.budget.clone().acquire_many_owned(permits) => p.expect("budget semaphore is never closed"),
+        // Rule 5: wait for acknowledgements while the in-flight budget is spent. The
+        // delivery callback gives the bytes back (book.rs).
+        let permits = bytes.clamp(1, spec.in_flight_bytes);
+        tokio::select! {
+            p = self.book.budget.acquire_many(permits as u32) => p.expect("budget semaphore is never closed").forget(),
             _ = stop.cancelled() => return Ok(()),
-        };
+        }
         let timestamp = m.timestamp().to_millis();
-        let mut record = FutureRecord::<[u8], [u8]>::to(m.topic())
+        let mut record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(m.topic(), 0)
             .partition(partition)
             .headers(headers);
         if let Some(k) = m.key() {
@@ -352,58 +364,63 @@ impl<'a> Reader<'a> {
         if let Some(ts) = timestamp {
             record = record.timestamp(ts);
         }
-        let delivery = send(&self.clients.producer, record, stop)
-            .await
-            .map_err(|e| {
-                SyncError::delivery(
-                    &spec.source.id,
-                    &spec.target.id,
-                    m.topic(),
-                    partition,
-                    offset,
-                    e,
-                )
-            })?;
-        let Some(delivery) = delivery else {
-            return Ok(());
+        let pause = loop {
+            match self.try_send(part, offset, bytes, timestamp, record) {
+                Ok(pause) => break pause,
+                // A full local queue is "not ready": wait and try again.
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(2)) => {}
+                        _ = stop.cancelled() => {
+                            self.book.budget.add_permits(permits);
+                            return Ok(());
+                        }
+                    }
+                }
+                Err((e, _)) => {
+                    self.book.budget.add_permits(permits);
+                    return Err(SyncError::delivery(
+                        &spec.source.id,
+                        &spec.target.id,
+                        m.topic(),
+                        partition,
+                        offset,
+                        e,
+                    ));
+                }
+            }
         };
-        self.send_ack(Ack::Sent {
-            topic,
-            partition,
-            offset,
-            bytes,
-            timestamp,
-            delivery,
-            _permit: permit,
-        })
-        .await
-    }
-
-    async fn send_ack(&self, ack: Ack) -> Result<(), SyncError> {
-        // The acker only stops receiving after an error it reports itself.
-        let _ = self.acks.send(ack).await;
+        if pause {
+            self.book.pause(part, true);
+        }
         Ok(())
     }
 }
 
-/// Enqueues a record. A full local queue is "not ready": wait and try again.
-async fn send<'r>(
-    producer: &crate::clients::FlowProducer,
-    mut record: FutureRecord<'r, [u8], [u8]>,
-    stop: &CancellationToken,
-) -> Result<Option<rdkafka::producer::DeliveryFuture>, KafkaError> {
-    loop {
-        match producer.send_result(record) {
-            Ok(d) => return Ok(Some(d)),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                record = r;
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(2)) => {}
-                    _ = stop.cancelled() => return Ok(None),
-                }
-            }
-            Err((e, _)) => return Err(e),
-        }
+/// A record the producer did not take, with why.
+type NotTaken<'r> = (KafkaError, BaseRecord<'r, [u8], [u8], usize>);
+
+impl Reader<'_> {
+    /// Hands a record to the producer and enters it in the book, under the lock the
+    /// delivery callback takes: the record is there before its delivery can resolve.
+    /// Returns whether its partition now holds more than its share of the budget, or
+    /// the record with the error when the producer did not take it.
+    fn try_send<'r>(
+        &self,
+        part: u32,
+        offset: i64,
+        bytes: usize,
+        timestamp: Option<i64>,
+        mut record: BaseRecord<'r, [u8], [u8], usize>,
+    ) -> Result<bool, NotTaken<'r>> {
+        let mut book = self.book.lock();
+        record.delivery_opaque = book.next_token(part);
+        self.clients.producer.send(record)?;
+        book.outstanding += 1;
+        let p = &mut book.parts[part as usize].p;
+        p.sent(offset, bytes, timestamp);
+        Ok(!p.paused && p.in_flight > self.book.cap)
     }
 }
 

@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::Consumer;
 use rdkafka::{Offset, TopicPartitionList};
-use tokio::sync::mpsc;
 use tokio::task::spawn_blocking;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::acker::Ack;
+use super::book::Book;
+use super::pending::Position;
 use super::{Clients, Flow};
 use crate::discovery::{Listing, partition_count, selected_topics};
 use crate::error::{SyncError, joined};
@@ -42,7 +42,7 @@ impl Flow {
         c: &Clients,
         assignment: &mut Assignment,
         stop: &CancellationToken,
-        acks: &mpsc::Sender<Ack>,
+        book: &Book,
     ) -> Result<Vec<Assigned>, SyncError> {
         let mut added = Vec::new();
         let s = self.spec.clone();
@@ -207,21 +207,23 @@ impl Flow {
                         None => marks.remove(&(topic.clone(), st.partition)),
                     };
                 }
-                let ack = Ack::Assigned {
-                    topic: name.clone(),
-                    partition: st.partition,
-                    offset: st.offset,
+                // Committed once at the next tick even when no record arrives:
+                // librdkafka computes a partition's lag from a commit made after its
+                // assignment, so a quiet partition would otherwise read as unknown for
+                // the whole run. It commits what the checkpoint said.
+                let pos = Position {
+                    next: st.offset,
                     target_offset: st.target_offset,
                     written: st.written,
                     began: st.began,
+                    committed: false,
                 };
                 // Counted here, where the acker takes over the new start: it commits it.
                 self.metrics
                     .target_lost_records
                     .fetch_add(st.resent, Relaxed);
                 self.metrics.source_gap_records.fetch_add(st.gap, Relaxed);
-                // The acker stops receiving only after an error it reports itself.
-                let _ = acks.send(ack).await;
+                book.lock().part(&name, st.partition, Some(pos));
             }
             c.consumer
                 .incremental_assign(&tpl)
