@@ -10,6 +10,11 @@
 //! it should or the verification does not say PASS with every record matched, because
 //! then the figures would mean nothing.
 
+/// The allocator of the `duplex` binary (src/main.rs), so that the verifier here runs as
+/// it does there.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;

@@ -112,11 +112,11 @@ impl<'a> Acker<'a> {
                 }
                 _ = tick.tick() => {
                     self.commit();
-                    self.book.resume_due();
+                    self.book.resume_due(&self.consumer);
                 }
                 _ = &mut woken => {
                     if self.book.lock().resume_due {
-                        self.book.resume_due();
+                        self.book.resume_due(&self.consumer);
                     }
                 }
                 _ = reading.cancelled(), if !reading.is_cancelled() => {}

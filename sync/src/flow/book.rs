@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -125,7 +125,6 @@ pub(crate) struct Book {
     spec: Arc<FlowSpec>,
     metrics: Arc<FlowMetrics>,
     stop: CancellationToken,
-    consumer: Arc<StreamConsumer<LagContext>>,
     holds: Holds,
 }
 
@@ -134,7 +133,6 @@ impl Book {
         spec: Arc<FlowSpec>,
         metrics: Arc<FlowMetrics>,
         stop: CancellationToken,
-        consumer: Arc<StreamConsumer<LagContext>>,
         holds: Holds,
     ) -> Self {
         Book {
@@ -145,13 +143,15 @@ impl Book {
             spec,
             metrics,
             stop,
-            consumer,
             holds,
         }
     }
 
+    /// The book. A panic while it was held does not make it unusable: the delivery
+    /// callback runs on librdkafka's polling thread, where a panic would stop every
+    /// later delivery from resolving, and again from the producer's drop.
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().expect("acknowledgement book lock")
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Deliveries not resolved yet.
@@ -250,10 +250,8 @@ impl Book {
     /// Returns how many there are.
     pub(crate) fn linger(&self, leftovers: Leftovers) -> usize {
         let mut s = self.lock();
-        for part in &s.parts {
-            for _ in 0..part.p.pending() {
-                leftovers.add(&(part.topic.to_string(), part.partition));
-            }
+        for part in s.parts.iter().filter(|p| p.p.pending() > 0) {
+            leftovers.add(&(part.topic.to_string(), part.partition), part.p.pending());
         }
         s.lingering = Some(leftovers);
         s.outstanding
@@ -267,8 +265,11 @@ impl Book {
     /// reader is taking a record can resume at that record, which the reader then
     /// recognises and skips (`TopicRoute::seen` in reader.rs): nothing is written twice.
     ///
-    /// Called without the lock held: librdkafka's pause waits on its own threads.
-    pub(crate) fn pause(&self, i: u32, pause: bool) {
+    /// Called without the lock held: librdkafka's pause waits on its own threads. The
+    /// consumer is passed in, not kept: the book outlives the run while deliveries
+    /// linger (it is the producer's context), and must not keep the run's consumer and
+    /// its prefetched records alive.
+    pub(crate) fn pause(&self, consumer: &StreamConsumer<LagContext>, i: u32, pause: bool) {
         let (topic, partition) = {
             let s = self.lock();
             let part = &s.parts[i as usize];
@@ -280,21 +281,30 @@ impl Book {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition(&topic, partition);
         let done = if pause {
-            self.consumer.pause(&tpl)
+            consumer.pause(&tpl)
         } else {
-            self.consumer.resume(&tpl)
+            consumer.resume(&tpl)
         };
         let name = self.spec.name();
         match done {
             Ok(()) => {
                 let mut s = self.lock();
-                let p = &mut s.parts[i as usize].p;
+                let State {
+                    parts, resume_due, ..
+                } = &mut *s;
+                let p = &mut parts[i as usize].p;
                 p.paused = pause;
                 let held = &self.metrics.partitions_held;
                 if pause {
                     self.holds.hold(&topic, partition);
                     held.fetch_add(1, Relaxed);
                     p.held_since = Some(Instant::now());
+                    // Deliveries that resolved between the reader's check and now did
+                    // not see the pause: their resume is due.
+                    if p.in_flight <= self.cap / 2 {
+                        *resume_due = true;
+                        self.wake.notify_one();
+                    }
                     debug!(flow = %name, %topic, partition, in_flight = p.in_flight, "The target holds back this partition's records: reading it waits until they are acknowledged; the other partitions carry on.");
                 } else {
                     self.holds.release(&topic, partition);
@@ -318,7 +328,7 @@ impl Book {
     }
 
     /// Resumes held partitions whose in-flight bytes fell to half their share.
-    pub(crate) fn resume_due(&self) {
+    pub(crate) fn resume_due(&self, consumer: &StreamConsumer<LagContext>) {
         let due: Vec<u32> = {
             let mut s = self.lock();
             s.resume_due = false;
@@ -330,7 +340,7 @@ impl Book {
                 .collect()
         };
         for i in due {
-            self.pause(i, false);
+            self.pause(consumer, i, false);
         }
     }
 }

@@ -181,8 +181,8 @@ pub struct Flow {
 pub(crate) struct Leftovers(Arc<Mutex<HashMap<(String, i32), usize>>>);
 
 impl Leftovers {
-    fn add(&self, key: &(String, i32)) {
-        *self.lock().entry(key.clone()).or_default() += 1;
+    fn add(&self, key: &(String, i32), n: usize) {
+        *self.lock().entry(key.clone()).or_default() += n;
     }
 
     fn done(&self, key: &(String, i32)) {
@@ -275,7 +275,6 @@ impl Flow {
             s.clone(),
             self.metrics.clone(),
             stop.clone(),
-            consumer.clone(),
             holds.clone(),
         ));
         let producer: book::FlowProducer = clients::producer(&s.target, &name, s.in_flight_bytes)

@@ -139,6 +139,19 @@ impl Partition {
         self.front + self.queue.len() as u64 - 1
     }
 
+    /// Takes back the record just sent as `seq`, which the producer did not take: it
+    /// must be the last entry, still pending.
+    pub(crate) fn unsent(&mut self, seq: u64) {
+        if self.next_seq() != seq + 1 {
+            return;
+        }
+        if let Some(Entry::Pending { bytes, .. }) = self.queue.back().copied() {
+            self.queue.pop_back();
+            self.pending -= 1;
+            self.in_flight = self.in_flight.saturating_sub(bytes as usize);
+        }
+    }
+
     /// A record passed over: the position moves past it once everything read before
     /// it in this partition is resolved.
     pub(crate) fn passed(&mut self, offset: i64) {
@@ -180,10 +193,9 @@ impl Partition {
         })
     }
 
+    /// Moves the position past the resolved entries at the front of the queue. A failed
+    /// entry stops it for good; the records before it still count once acknowledged.
     fn advance(&mut self) {
-        if self.halted {
-            return;
-        }
         while let Some(e) = self.queue.front() {
             match *e {
                 Entry::Pending { .. } | Entry::Failed => break,
@@ -249,10 +261,14 @@ mod tests {
         let a = p.sent(0, 1, None);
         let b = p.sent(1, 1, None);
         let c = p.sent(2, 1, None);
-        p.resolved(a, Some(0));
+        let d = p.sent(3, 1, None);
         p.resolved(b, None);
         p.resolved(c, Some(1));
-        p.passed(3);
+        p.passed(4);
+        assert_eq!(p.pos.next, 0, "waits for the record before it");
+        p.resolved(a, Some(0));
+        assert_eq!(p.pos.next, 1, "acknowledged after the failure: still counts");
+        p.resolved(d, Some(2));
         assert_eq!(p.pos.next, 1, "never past the failed record");
         assert!(p.halted);
         assert_eq!(p.in_flight, 0);
@@ -275,6 +291,18 @@ mod tests {
         p.passed(10_000);
         assert_eq!(p.pos.next, 10_001);
         assert_eq!(p.pos.written, Some(0));
+    }
+
+    #[test]
+    fn a_record_the_producer_did_not_take_is_taken_back() {
+        let mut p = at(5);
+        let a = p.sent(5, 10, None);
+        p.unsent(a);
+        assert_eq!((p.pending(), p.in_flight, p.queued()), (0, 0, 0));
+        let b = p.sent(5, 10, None);
+        assert_eq!(b, a, "the sequence number is reused");
+        p.resolved(b, Some(0));
+        assert_eq!(p.pos.next, 6);
     }
 
     #[test]

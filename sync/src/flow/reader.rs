@@ -48,9 +48,10 @@ struct TopicRoute {
 
 impl TopicRoute {
     /// Whether `offset` of `partition` was handled already in this run. librdkafka never
-    /// hands a record out twice, except in one race: a partition the acker pauses
-    /// (acker.rs) while this reader is taking a record of it resumes at that record.
-    /// Handling it again would write it twice.
+    /// hands a record out twice, except after a pause and resume (book.rs) that raced
+    /// with a fetch: a resume starts again from the record after the last one this
+    /// reader received, and a record handled twice would be written twice. The check
+    /// costs one comparison per record.
     fn seen(&mut self, partition: i32, offset: i64, run: &RunMarks) -> bool {
         let Ok(p) = usize::try_from(partition) else {
             return false;
@@ -392,7 +393,7 @@ impl<'a> Reader<'a> {
             }
         };
         if pause {
-            self.book.pause(part, true);
+            self.book.pause(&self.clients.consumer, part, true);
         }
         Ok(())
     }
@@ -402,10 +403,11 @@ impl<'a> Reader<'a> {
 type NotTaken<'r> = (KafkaError, BaseRecord<'r, [u8], [u8], usize>);
 
 impl Reader<'_> {
-    /// Hands a record to the producer and enters it in the book, under the lock the
-    /// delivery callback takes: the record is there before its delivery can resolve.
-    /// Returns whether its partition now holds more than its share of the budget, or
-    /// the record with the error when the producer did not take it.
+    /// Enters a record in the book, then hands it to the producer: it is there before
+    /// its delivery can resolve, and the producer's copy of it is made without the lock
+    /// the delivery callback takes. Returns whether its partition now holds more than
+    /// its share of the budget, or the record with the error when the producer did not
+    /// take it (and the book no longer holds it).
     fn try_send<'r>(
         &self,
         part: u32,
@@ -414,13 +416,24 @@ impl Reader<'_> {
         timestamp: Option<i64>,
         mut record: BaseRecord<'r, [u8], [u8], usize>,
     ) -> Result<bool, NotTaken<'r>> {
-        let mut book = self.book.lock();
-        record.delivery_opaque = book.next_token(part);
-        self.clients.producer.send(record)?;
-        book.outstanding += 1;
-        let p = &mut book.parts[part as usize].p;
-        p.sent(offset, bytes, timestamp);
-        Ok(!p.paused && p.in_flight > self.book.cap)
+        let (seq, pause) = {
+            let mut book = self.book.lock();
+            record.delivery_opaque = book.next_token(part);
+            book.outstanding += 1;
+            let p = &mut book.parts[part as usize].p;
+            let seq = p.sent(offset, bytes, timestamp);
+            (seq, !p.paused && p.in_flight > self.book.cap)
+        };
+        match self.clients.producer.send(record) {
+            Ok(()) => Ok(pause),
+            Err(not_taken) => {
+                // No delivery report exists for it, and only this reader adds entries.
+                let mut book = self.book.lock();
+                book.outstanding -= 1;
+                book.parts[part as usize].p.unsent(seq);
+                Err(not_taken)
+            }
+        }
     }
 }
 
