@@ -51,6 +51,10 @@ fn demo(records: usize, serve: Option<SocketAddr>) -> anyhow::Result<bool> {
     for m in &mocks {
         m.create_topic(TOPIC, PARTITIONS, 1)
             .context("create demo topic")?;
+        // The mock answers no CreateTopics: the start markers' topic is made here, as an
+        // operator would where Duplex may not create topics (docs/delivery.md).
+        m.create_topic(duplex_sync::starts::TOPIC, 1, 1)
+            .context("create the start markers' topic")?;
     }
     let clusters: Vec<ClusterSpec> = IDS
         .iter()

@@ -61,6 +61,7 @@ fn flow_pb(api: &Api, f: &FlowView) -> pb::Flow {
             topic_config_errors: m.topic_config_errors.load(Relaxed),
             acls_created: m.acls_created.load(Relaxed),
             acl_errors: m.acl_errors.load(Relaxed),
+            resume_scanned_records: m.resume_scanned_records.load(Relaxed),
         }),
     }
 }

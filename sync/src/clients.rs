@@ -139,6 +139,23 @@ pub fn group_reader(cluster: &ClusterSpec, client_id: &str, group_id: &str) -> C
     c
 }
 
+/// Producer of a flow's start markers (starts.rs) on its target: a few records when
+/// partitions start, acknowledged by every in-sync replica. Not idempotent: a marker
+/// written twice is the same marker.
+pub fn marker_producer(cluster: &ClusterSpec, client_id: &str) -> ClientConfig {
+    let defaults = [
+        ("client.id", client_id.to_string()),
+        ("linger.ms", "0".to_string()),
+    ];
+    let mut c = base(cluster, &defaults, &cluster.producer);
+    // A marker written to a topic deleted meanwhile must fail, not create it with the
+    // broker's defaults (which would delete markers by time).
+    c.set("acks", "all")
+        .set("enable.idempotence", "false")
+        .set("allow.auto.create.topics", "false");
+    c
+}
+
 /// Admin client (topic creation on the target, configs of the source).
 pub fn admin(cluster: &ClusterSpec, client_id: &str) -> ClientConfig {
     let defaults = [("client.id", client_id.to_string())];

@@ -170,7 +170,9 @@ impl TopicCreator {
             .map_err(|code| self.err(topic, format!("cannot create it ({code}) with {partitions} partitions and the source's settings {}; create it so, or exclude a setting the target refuses ([topic_configs] exclude)", listed.join(", "))))
     }
 
-    async fn create_with(
+    /// Creates `topic` with `partitions` and `settings` on the target, the brokers'
+    /// default replication; one that exists already is fine.
+    pub(crate) async fn create_with(
         &self,
         topic: &str,
         partitions: usize,

@@ -35,6 +35,7 @@ pub mod provenance;
 pub mod resume;
 pub mod routing;
 pub mod spec;
+pub mod starts;
 pub mod topic_configs;
 
 pub use error::SyncError;

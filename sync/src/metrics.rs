@@ -34,6 +34,8 @@ pub struct FlowMetrics {
     pub latency_count: AtomicU64,
     /// Times the flow was restarted after a retriable error.
     pub restarts: AtomicU64,
+    /// Target records read by resume scans (where to start each partition).
+    pub resume_scanned_records: AtomicU64,
     /// 1 while the flow runs, 0 once it stopped on an error.
     pub up: AtomicI64,
     /// Partitions currently replicated.
@@ -127,7 +129,7 @@ impl Registry {
     /// Prometheus text exposition format 0.0.4.
     pub fn render(&self) -> String {
         type Get = fn(&FlowMetrics) -> i64;
-        let series: [(&str, &str, &str, Get); 25] = [
+        let series: [(&str, &str, &str, Get); 26] = [
             (
                 "duplex_records_forwarded_total",
                 "counter",
@@ -211,6 +213,12 @@ impl Registry {
                 "gauge",
                 "Topics whose target has more partitions than the source: the extra partitions receive nothing from this flow (the log names the topics).",
                 |m| m.wider_targets.lock().expect("metrics lock").len() as i64,
+            ),
+            (
+                "duplex_flow_resume_scanned_records_total",
+                "counter",
+                "Target records read to find where partitions resume (resume scans): from the checkpoint's target offset on, and none at a first start while the start markers can be used (docs/delivery.md, First start).",
+                |m| m.resume_scanned_records.load(Relaxed) as i64,
             ),
             (
                 "duplex_flow_source_topics_deleted",
@@ -310,6 +318,6 @@ mod tests {
         let text = r.render();
         assert!(text.contains("duplex_records_forwarded_total{flow=\"a->b\",link=\"a-b\"} 3"));
         assert!(text.contains("duplex_records_forwarded_total{flow=\"b->a\",link=\"a-b\"} 0"));
-        assert_eq!(text.matches("# TYPE").count(), 25);
+        assert_eq!(text.matches("# TYPE").count(), 26);
     }
 }

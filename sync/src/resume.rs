@@ -11,6 +11,7 @@
 //! checkpoint it walks back from the end of the target partition in growing windows.
 //! All functions here block: call them from `spawn_blocking`.
 
+use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use rdkafka::Offset;
@@ -124,6 +125,8 @@ pub struct LastWritten {
     /// retention is not this: that is below its log start). Resume from `found`, not
     /// from the checkpoint.
     pub target_lost: bool,
+    /// Records the scan read (`duplex_flow_resume_scanned_records_total`).
+    pub scanned: u64,
 }
 
 /// Scans a target partition for the last record written by the flow from `source_id`
@@ -148,10 +151,27 @@ pub fn last_written(
     let (low, high) = scanner
         .fetch_watermarks(topic, partition, timeout)
         .map_err(|e| kafka("fetch watermarks", e))?;
-    let scan_back = |hi| {
-        walk_back(
-            scanner, target, source_id, topic, partition, low, hi, timeout,
-        )
+    let read = Cell::new(0u64);
+    let scan = |from, to| {
+        let (found, first, n) = scan(
+            scanner, target, source_id, topic, partition, from, to, timeout,
+        )?;
+        read.set(read.get() + n);
+        Ok::<_, SyncError>((found, first))
+    };
+    let scan_back = |mut hi: i64| {
+        // Back from `hi` in windows of 1,024, 2,048, ... offsets down to `low`, until a
+        // window holds a record of the flow.
+        let mut window = 1024i64;
+        while hi > low {
+            let lo = (hi - window).max(low);
+            if let (Some(found), _) = scan(lo, Some(hi))? {
+                return Ok(Some(found));
+            }
+            hi = lo;
+            window = window.saturating_mul(2);
+        }
+        Ok::<_, SyncError>(None)
     };
     let (hint, written) = checkpoint;
     // The record at t must be the flow's record from source offset s. Below the log
@@ -160,22 +180,15 @@ pub fn last_written(
         // Offset t missing inside the log is compaction (see docs/delivery.md), not a
         // loss this can see; another record at t, or an end before t, is.
         let lost = t >= high || {
-            let (ours, first) = scan(
-                scanner,
-                target,
-                source_id,
-                topic,
-                partition,
-                t,
-                Some(t + 1),
-                timeout,
-            )?;
+            let (ours, first) = scan(t, Some(t + 1))?;
             first == Some(t) && ours != Some(s)
         };
         if lost {
+            let found = scan_back(high)?;
             return Ok(LastWritten {
-                found: scan_back(high)?,
+                found,
                 target_lost: true,
+                scanned: read.get(),
             });
         }
     }
@@ -183,6 +196,7 @@ pub fn last_written(
         Ok(LastWritten {
             found,
             target_lost: false,
+            scanned: read.get(),
         })
     };
     if high <= low {
@@ -190,62 +204,20 @@ pub fn last_written(
     }
     if let Some(from) = hint.filter(|&t| t < high) {
         // A checkpointed target offset bounds the scan from below.
-        if let (Some(found), _) = scan(
-            scanner,
-            target,
-            source_id,
-            topic,
-            partition,
-            from.max(low),
-            None,
-            timeout,
-        )? {
+        if let (Some(found), _) = scan(from.max(low), None)? {
             return held(Some(found));
         }
         if from >= low {
             return held(None);
         }
     }
-    held(scan_back(high)?)
-}
-
-/// Walks back from `hi` in windows of 1,024, 2,048, ... offsets down to `low` until a
-/// window holds a record of the flow; returns its source offset.
-#[allow(clippy::too_many_arguments)]
-fn walk_back(
-    scanner: &BaseConsumer,
-    target: &str,
-    source_id: &[u8],
-    topic: &str,
-    partition: i32,
-    low: i64,
-    mut hi: i64,
-    timeout: Duration,
-) -> Result<Option<i64>, SyncError> {
-    let mut window = 1024i64;
-    while hi > low {
-        let lo = (hi - window).max(low);
-        if let (Some(found), _) = scan(
-            scanner,
-            target,
-            source_id,
-            topic,
-            partition,
-            lo,
-            Some(hi),
-            timeout,
-        )? {
-            return Ok(Some(found));
-        }
-        hi = lo;
-        window = window.saturating_mul(2);
-    }
-    Ok(None)
+    let found = scan_back(high)?;
+    held(found)
 }
 
 /// Reads `[from, to)` (to the end when `to` is None) and returns the largest source
-/// offset among records whose last hop is `source_id`, and the offset of the first
-/// record read.
+/// offset among records whose last hop is `source_id`, the offset of the first record
+/// read, and how many records it read.
 #[allow(clippy::too_many_arguments)]
 fn scan(
     scanner: &BaseConsumer,
@@ -256,20 +228,20 @@ fn scan(
     from: i64,
     to: Option<i64>,
     timeout: Duration,
-) -> Result<(Option<i64>, Option<i64>), SyncError> {
+) -> Result<(Option<i64>, Option<i64>, u64), SyncError> {
     let mut found: Option<i64> = None;
-    let first = read_range(scanner, target, topic, partition, from, to, timeout, |p| {
+    let (first, read) = read_range(scanner, target, topic, partition, from, to, timeout, |p| {
         let hop = p.last();
         if hop.cluster == source_id && hop.partition == partition {
             found = Some(found.map_or(hop.offset, |f: i64| f.max(hop.offset)));
         }
     })?;
-    Ok((found, first))
+    Ok((found, first, read))
 }
 
 /// Reads `[from, to)` of a partition (to its end when `to` is None), handing the
 /// provenance of every record that has one to `visit`; returns the offset of the first
-/// record read.
+/// record read and how many it read.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn read_range(
     scanner: &BaseConsumer,
@@ -280,12 +252,13 @@ pub(crate) fn read_range(
     to: Option<i64>,
     timeout: Duration,
     mut visit: impl FnMut(&Path<'_>),
-) -> Result<Option<i64>, SyncError> {
+) -> Result<(Option<i64>, u64), SyncError> {
     let kafka = |op, source| SyncError::Kafka {
         op,
         cluster: cluster.to_string(),
         source,
     };
+    let mut read = 0u64;
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Offset(from))
         .map_err(|e| kafka("assign scan", e))?;
@@ -313,6 +286,7 @@ pub(crate) fn read_range(
             Some(Err(e)) => break Err(kafka("scan target partition", e)),
             Some(Ok(m)) => {
                 last_progress = Instant::now();
+                read += 1;
                 first.get_or_insert(m.offset());
                 if to.is_some_and(|to| m.offset() >= to) {
                     break Ok(());
@@ -331,7 +305,7 @@ pub(crate) fn read_range(
         }
     };
     scanner.unassign().map_err(|e| kafka("unassign scan", e))?;
-    result.map(|()| first)
+    result.map(|()| (first, read))
 }
 
 #[cfg(test)]

@@ -100,6 +100,11 @@ pub fn start(provider: Provider, ids: &[&str]) -> Option<Vec<TestCluster>> {
             ids.iter()
                 .map(|id| {
                     let m = MockCluster::new(1).expect("mock cluster");
+                    // The mock answers no CreateTopics: the start markers' topic is made
+                    // here, as an operator would on a cluster where Duplex may not create
+                    // topics (docs/delivery.md, "First start").
+                    m.create_topic(duplex_sync::starts::TOPIC, 1, 1)
+                        .expect("mock create_topic");
                     TestCluster {
                         id: id.to_string(),
                         bootstrap: m.bootstrap_servers(),

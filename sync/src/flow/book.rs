@@ -106,6 +106,14 @@ impl State {
         i
     }
 
+    /// Where the run stands on a partition, when it reads it.
+    pub(crate) fn position(&self, topic: &str, partition: i32) -> Option<Position> {
+        self.parts
+            .iter()
+            .find(|p| &*p.topic == topic && p.partition == partition)
+            .map(|p| p.p.pos)
+    }
+
     /// The token the next record sent to partition `i` must carry.
     pub(crate) fn next_token(&self, i: u32) -> usize {
         token(i, self.parts[i as usize].p.next_seq())

@@ -267,7 +267,10 @@ mod tests {
         p.passed(4);
         assert_eq!(p.pos.next, 0, "waits for the record before it");
         p.resolved(a, Some(0));
-        assert_eq!(p.pos.next, 1, "acknowledged after the failure: still counts");
+        assert_eq!(
+            p.pos.next, 1,
+            "acknowledged after the failure: still counts"
+        );
         p.resolved(d, Some(2));
         assert_eq!(p.pos.next, 1, "never past the failed record");
         assert!(p.halted);

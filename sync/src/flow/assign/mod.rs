@@ -24,7 +24,9 @@ use super::{Clients, Flow};
 use crate::discovery::{Listing, partition_count, selected_topics};
 use crate::error::{SyncError, joined};
 use crate::resume::checkpoint_metadata;
+use crate::starts::Markers;
 
+mod markers;
 mod retry;
 mod start;
 
@@ -104,6 +106,9 @@ impl Flow {
         // nothing must read as caught up.
         c.consumer.context().go_live();
         self.note_running();
+        if !topics.is_empty() {
+            self.load_markers(c, &mut assignment.markers).await;
+        }
         for (topic, count) in topics.iter().map(|(t, c)| (t.clone(), *c)) {
             let now = Instant::now();
             // A partition with deliveries of an earlier run still unresolved starts once
@@ -137,11 +142,27 @@ impl Flow {
                 continue;
             }
             let mut ready = Vec::new();
-            for (p, start) in self.starts(c, &topic, &due, timeout, stop).await? {
+            let markers = assignment.markers.known.clone();
+            for (p, start) in self.starts(c, &topic, &due, markers, timeout, stop).await? {
                 match start {
                     Ok(st) => ready.push(st),
                     Err(e) => self.retry_later(assignment, &topic, &[p], e, stop)?,
                 }
+            }
+            for st in &ready {
+                self.metrics
+                    .resume_scanned_records
+                    .fetch_add(st.scanned, Relaxed);
+            }
+            // Before the first record of a partition is written, its start marker is on
+            // the target (starts.rs); a partition whose marker could not be written
+            // does not start yet.
+            if let Err((e, failed)) = self
+                .write_markers(&mut assignment.markers, &topic, &ready)
+                .await
+            {
+                self.retry_later(assignment, &topic, &failed, e, stop)?;
+                ready.retain(|st| !failed.contains(&st.partition));
             }
             let mut checkpoint = TopicPartitionList::new();
             for st in ready.iter().filter(|st| st.commit_now) {
@@ -398,13 +419,12 @@ impl Flow {
         )
     }
 
-    /// Resume positions for `partitions` of `topic`, each with its own outcome. The
-    /// outer error is only a cancellation.
     async fn starts(
         &self,
         c: &Clients,
         topic: &str,
         partitions: &[i32],
+        markers: Option<Arc<Markers>>,
         timeout: Duration,
         stop: &CancellationToken,
     ) -> Result<Vec<(i32, Result<Assigned, SyncError>)>, SyncError> {
@@ -422,7 +442,16 @@ impl Flow {
                     if stop.is_cancelled() {
                         return Err(SyncError::Cancelled("compute resume positions"));
                     }
-                    out.push((p, start_of(&consumer, &scanner, &s, &topic, p, timeout)));
+                    let start = start_of(
+                        &consumer,
+                        &scanner,
+                        &s,
+                        &topic,
+                        p,
+                        markers.as_deref(),
+                        timeout,
+                    );
+                    out.push((p, start));
                 }
                 Ok(out)
             })

@@ -21,6 +21,8 @@ pub(crate) struct Assignment {
     pub(super) listing_failures: u32,
     /// Partitions logged as waiting for an earlier run's deliveries.
     pub(super) unresolved_reported: HashSet<(String, i32)>,
+    /// This run's start markers on the target (starts.rs).
+    pub(super) markers: super::markers::RunMarkers,
 }
 
 pub(super) struct Retry {

@@ -11,6 +11,7 @@ use super::super::{FlowSpec, LagContext};
 use crate::error::SyncError;
 use crate::resume;
 use crate::spec::StartPosition;
+use crate::starts::Markers;
 
 /// A partition added to the consumer: where it starts and what its checkpoint says.
 pub(crate) struct Assigned {
@@ -35,6 +36,8 @@ pub(crate) struct Assigned {
     /// Read again after a topology change that has not settled: what the target holds
     /// of each origin, passed over (marks.rs).
     pub(super) marks: Option<Arc<OriginMarks>>,
+    /// Target records the resume scan read.
+    pub(super) scanned: u64,
 }
 
 /// Where partition `p` of `topic` resumes: the target's word (resume.rs), the
@@ -45,22 +48,51 @@ pub(super) fn start_of(
     s: &FlowSpec,
     topic: &str,
     p: i32,
+    markers: Option<&Markers>,
     timeout: Duration,
 ) -> Result<Assigned, SyncError> {
     let topic = topic.to_string();
     let src = s.source.id.as_str();
     {
         let ck = resume::committed(consumer, src, &topic, p, timeout)?;
+        // Without a checkpoint, the start marker says whether the flow started the
+        // partition before (starts.rs): then it stands in for the lost checkpoint.
+        let marker = markers.and_then(|m| m.get(&topic, p));
+        let ck = match (ck, marker) {
+            (None, Some(m)) => {
+                warn!(flow = %s.name(), %topic, partition = p, resume = m.next, target_offset = ?m.target_offset, "The source group holds no checkpoint for a partition this flow started before (the group was deleted, its offsets expired, or the last run stopped before its first commit): resuming from the start marker, after what the target holds from there on.");
+                Some(resume::Checkpoint {
+                    source_next: m.next,
+                    target_offset: m.target_offset,
+                    written: None,
+                    began: m.began,
+                })
+            }
+            (ck, _) => ck,
+        };
+        // Neither: the flow never wrote to this target partition, and nothing needs
+        // scanning. Without readable markers, a first start cannot know that: it scans
+        // back in full.
+        let never_started = ck.is_none() && markers.is_some();
         let hint = (ck.and_then(|c| c.target_offset), ck.and_then(|c| c.written));
-        let scan = resume::last_written(
-            scanner,
-            &s.target.id,
-            src.as_bytes(),
-            &topic,
-            p,
-            hint,
-            timeout,
-        )?;
+        let scan = if never_started {
+            resume::LastWritten {
+                found: None,
+                target_lost: false,
+                scanned: 0,
+            }
+        } else {
+            resume::last_written(
+                scanner,
+                &s.target.id,
+                src.as_bytes(),
+                &topic,
+                p,
+                hint,
+                timeout,
+            )?
+        };
+        let scanned = scan.scanned;
         let (low, high) =
             consumer
                 .fetch_watermarks(&topic, p, timeout)
@@ -84,6 +116,7 @@ pub(super) fn start_of(
                 resume::LastWritten {
                     found,
                     target_lost: true,
+                    ..
                 },
                 Some(ck),
             ) => {
@@ -104,6 +137,7 @@ pub(super) fn start_of(
                     resent: resent as u64,
                     gap: 0,
                     marks: None,
+                    scanned,
                 }
             }
             (scan, ck) => {
@@ -123,6 +157,7 @@ pub(super) fn start_of(
                         resent: 0,
                         gap: 0,
                         marks: None,
+                        scanned,
                     },
                     None => {
                         let o = match s.routes.start_cut(&topic) {
@@ -144,6 +179,7 @@ pub(super) fn start_of(
                             resent: 0,
                             gap: 0,
                             marks: None,
+                            scanned,
                         }
                     }
                 }
