@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use duplex::inspect;
-use duplex_sync::metrics::Registry;
+use duplex_sync::metrics::{FlowMetrics, Registry};
 use duplex_sync::spec::{ClusterSpec, EngineSpec, TopicSelection};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -42,6 +42,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[path = "common/brokers.rs"]
 mod brokers;
+#[path = "common/load.rs"]
+mod load;
 #[path = "common/timing.rs"]
 mod timing;
 use brokers::Brokers;
@@ -155,8 +157,8 @@ fn bench_size(
     let partitions = n.div_ceil(per_partition).max(8) as i32;
     println!();
     println!("{n} records of {value_bytes} B (key, 2 headers), {partitions} partitions");
-    let (mut produced, mut consumed, mut replicated, mut naive) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut produced, mut consumed, mut replicated, mut naive, mut passed) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for run in 1..=RUNS {
         // Each run has its own topic. The produce phase's records are the ones the
         // consume phase reads and the engine and the naive script replicate.
@@ -203,10 +205,26 @@ fn bench_size(
             r.stop.as_secs_f64(),
             s.map_or(String::new(), |s| format!("  naive {:>7.0}/s", s.rate())),
         );
+        // Passed over, on fresh brokers: b holds copies of a's records.
+        let passed_topic = format!("passed-{value_bytes}-run{run}");
+        let mut brokers = Brokers::spawn(2)?;
+        let (a_boot, b_boot) = (brokers.bootstrap[0].clone(), brokers.bootstrap[1].clone());
+        brokers.create_topic(&passed_topic, partitions)?;
+        rt.block_on(load::produce(
+            &b_boot,
+            &passed_topic,
+            n,
+            partitions,
+            value_bytes,
+            true,
+        ))?;
+        let o = pass_over(rt, &a_boot, &b_boot, &passed_topic, n, partitions)?;
+        println!("       passed over {:>7.0}/s", o.assigned.rate());
         produced.push(p);
         consumed.push(c);
         replicated.push(r);
         naive.extend(s);
+        passed.push(o.assigned);
     }
 
     let median = |mut v: Vec<Timed>| {
@@ -221,6 +239,7 @@ fn bench_size(
         rep.assigned,
     );
     let s = median(naive);
+    let o = median(passed);
     println!(
         "{:<12} {:>8} {:>8} {:>10} {:>7} {:>6} {:>13}",
         "median run", "records", "seconds", "records/s", "MiB/s", "cores", "MiB/s per core"
@@ -230,6 +249,7 @@ fn bench_size(
         ("consume", Some(c)),
         ("replication", Some(r)),
         ("naive script", s),
+        ("passed over", o),
     ];
     for (name, t) in rows {
         let Some(t) = t else { continue };
@@ -451,29 +471,8 @@ fn replicate(
     n: usize,
     partitions: i32,
 ) -> anyhow::Result<Replicated> {
-    let spec = EngineSpec::linked(
-        vec![ClusterSpec::new("a", a), ClusterSpec::new("b", b)],
-        &[[0, 1]],
-        TopicSelection::matching(topic)?,
-    );
-    let replicated = rt.block_on(async {
-        let registry = Arc::new(Registry::default());
-        let cancel = CancellationToken::new();
-        let start = Instant::now();
-        let engine = {
-            let (registry, cancel) = (registry.clone(), cancel.clone());
-            tokio::spawn(async move { duplex::run::run(&spec, &registry, cancel).await })
-        };
-        let watched = watch(&registry, start, n, partitions).await;
-        let stopping = Instant::now();
-        cancel.cancel();
-        engine.await?.context("engine")?;
-        let (startup, assigned) = watched?;
-        anyhow::Ok(Replicated {
-            startup,
-            assigned,
-            stop: stopping.elapsed(),
-        })
+    let replicated = engine_run(rt, a, b, topic, n, partitions, "a->b", |m| {
+        m.forwarded.load(Relaxed)
     })?;
     let (on_a, on_b) = (
         inspect::count(a, topic, REQUEST)?,
@@ -486,21 +485,88 @@ fn replicate(
     Ok(replicated)
 }
 
-/// Polls flow a->b's counters every millisecond until `n` records are acknowledged.
-/// Returns the engine's start-up (to the assignment of all `partitions`) and the
-/// window from the assignment to the `n`-th acknowledgement.
+/// Passed over: `topic` holds on b `n` copies of records from a (each with the
+/// `duplex.path` flow a->b would have written) and nothing on a. Times flow b->a, which
+/// must pass every one over (their origin is its target), from its assignment to the
+/// `n`-th record passed. Then a must still hold nothing.
+fn pass_over(
+    rt: &Runtime,
+    a: &str,
+    b: &str,
+    topic: &str,
+    n: usize,
+    partitions: i32,
+) -> anyhow::Result<Replicated> {
+    let passed = engine_run(rt, a, b, topic, n, partitions, "b->a", |m| {
+        m.not_forwarded.load(Relaxed)
+            + m.loop_stopped.load(Relaxed)
+            + m.deferred.load(Relaxed)
+            + m.already_held.load(Relaxed)
+    })?;
+    let on_a = inspect::count(a, topic, REQUEST)?;
+    ensure!(
+        on_a == 0,
+        "b->a passed everything over, yet a holds {on_a} records of {topic}"
+    );
+    Ok(passed)
+}
+
+/// Runs the engine with one link a–b on `topic` until `flow` counts `n` (`count`), then
+/// stops it.
+#[allow(clippy::too_many_arguments)]
+fn engine_run(
+    rt: &Runtime,
+    a: &str,
+    b: &str,
+    topic: &str,
+    n: usize,
+    partitions: i32,
+    flow: &'static str,
+    count: fn(&FlowMetrics) -> u64,
+) -> anyhow::Result<Replicated> {
+    let spec = EngineSpec::linked(
+        vec![ClusterSpec::new("a", a), ClusterSpec::new("b", b)],
+        &[[0, 1]],
+        TopicSelection::matching(topic)?,
+    );
+    rt.block_on(async {
+        let registry = Arc::new(Registry::default());
+        let cancel = CancellationToken::new();
+        let start = Instant::now();
+        let engine = {
+            let (registry, cancel) = (registry.clone(), cancel.clone());
+            tokio::spawn(async move { duplex::run::run(&spec, &registry, cancel).await })
+        };
+        let watched = watch(&registry, start, n, partitions, flow, count).await;
+        let stopping = Instant::now();
+        cancel.cancel();
+        engine.await?.context("engine")?;
+        let (startup, assigned) = watched?;
+        anyhow::Ok(Replicated {
+            startup,
+            assigned,
+            stop: stopping.elapsed(),
+        })
+    })
+}
+
+/// Polls `flow`'s counters every millisecond until `count` reaches `n`. Returns the
+/// engine's start-up (to the assignment of all `partitions`) and the window from the
+/// assignment to the `n`-th record counted.
 async fn watch(
     registry: &Registry,
     start: Instant,
     n: usize,
     partitions: i32,
+    flow: &str,
+    count: fn(&FlowMetrics) -> u64,
 ) -> anyhow::Result<(Duration, Timed)> {
     let mut assigned: Option<Window> = None;
     let mut ab = None;
     let mut polls = 0u64;
     loop {
-        // The registry is read (which clones its entries) every 100 polls, flow a->b's
-        // two counters every poll: the watcher's CPU is counted in the engine's.
+        // The registry is read (which clones its entries) every 100 polls, the flow's
+        // counters every poll: the watcher's CPU is counted in the engine's.
         if polls % 100 == 0 {
             let entries = registry.entries();
             if let Some(e) = entries.iter().find(|e| e.metrics.last_error().is_some()) {
@@ -509,11 +575,11 @@ async fn watch(
             }
             ab = entries
                 .into_iter()
-                .find(|e| e.flow == "a->b")
+                .find(|e| e.flow == flow)
                 .map(|e| e.metrics);
         }
         polls += 1;
-        let forwarded = ab.as_ref().map_or(0, |m| m.forwarded.load(Relaxed));
+        let forwarded = ab.as_ref().map_or(0, |m| count(m));
         if assigned.is_none()
             && ab
                 .as_ref()
@@ -526,7 +592,7 @@ async fn watch(
         }
         ensure!(
             start.elapsed() < TIMEOUT,
-            "replication: {forwarded} of {n} records after {TIMEOUT:?}"
+            "{flow}: {forwarded} of {n} records after {TIMEOUT:?}"
         );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }

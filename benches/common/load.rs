@@ -12,6 +12,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 pub const BASE_TIMESTAMP: i64 = 1_764_000_000_000;
+#[allow(dead_code)]
 const REQUEST: Duration = Duration::from_secs(10);
 
 /// Loads `n` records of `value_bytes` on one cluster: record `i` goes to partition
@@ -89,6 +90,7 @@ pub async fn produce(
 }
 
 /// Records of `topic` on a cluster: sum of high minus low watermarks.
+#[allow(dead_code)] // Not every bench that loads counts.
 pub fn held(bootstrap: &str, topic: &str, partitions: i32) -> anyhow::Result<i64> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
