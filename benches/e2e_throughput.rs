@@ -77,6 +77,7 @@ impl Replicated {
 fn main() -> anyhow::Result<()> {
     // The same executable, started again by `Brokers::spawn`, hosts the mock clusters.
     brokers::serve_if_child();
+    memory_child_if_asked();
     // `cargo bench` passes --bench; `cargo test --benches/--all-targets` does not.
     if !std::env::args().skip(1).any(|a| a == "--bench") {
         println!("e2e_throughput: run with cargo bench");
@@ -123,7 +124,118 @@ fn main() -> anyhow::Result<()> {
         let n = records.unwrap_or(if value_bytes >= 512 { 200_000 } else { 600_000 });
         bench_size(&rt, python.as_deref(), value_bytes, n)?;
     }
+    memory(&rt, records.unwrap_or(200_000))?;
     Ok(())
+}
+
+/// The in-flight budget of the memory phase: the backlog is more than ten times it.
+const MEMORY_BUDGET: usize = 16 * 1024 * 1024;
+
+/// Memory: the engine replicates a backlog of `n` records of 1 KiB (over ten times a
+/// 16 MiB in-flight budget) in a process of its own (this binary again, with
+/// `DUPLEX_BENCH_MEMORY`), which reports its resident memory before the engine starts
+/// and its peak (`VmRSS`, `VmHWM` in `/proc/self/status`): the growth is the engine's
+/// (clients, buffers, records in flight), with no memory of earlier phases to reuse.
+fn memory(rt: &Runtime, n: usize) -> anyhow::Result<()> {
+    let value_bytes = 1024;
+    let partitions = n.div_ceil(3_300_000 / (value_bytes + 100)).max(8) as i32;
+    let mut brokers = Brokers::spawn(2)?;
+    let (a_boot, b_boot) = (brokers.bootstrap[0].clone(), brokers.bootstrap[1].clone());
+    let topic = "memory";
+    brokers.create_topic(topic, partitions)?;
+    rt.block_on(load::produce(&a_boot, topic, n, partitions, value_bytes, false))?;
+    let exe = std::env::current_exe().context("the bench's own executable")?;
+    let out = std::process::Command::new(exe)
+        .env(
+            MEMORY_ENV,
+            format!("{a_boot} {b_boot} {topic} {n} {partitions}"),
+        )
+        .output()
+        .context("run the memory phase")?;
+    ensure!(
+        out.status.success(),
+        "the memory phase failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let kib: Vec<u64> = text
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("the memory phase printed {text:?}"))?;
+    let [before, peak] = kib[..] else {
+        bail!("the memory phase printed {text:?}");
+    };
+    let on_b = inspect::count(&b_boot, topic, REQUEST)?;
+    ensure!(on_b == n as i64, "after the memory phase b holds {on_b} of {n} records");
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let backlog = n * (value_bytes + 40);
+    println!();
+    println!(
+        "memory: backlog {:.0} MiB ({n} records of {value_bytes} B), in-flight budget {} MiB: \
+         resident {:.0} MiB before the engine started, peak {:.0} MiB while it replicated: \
+         growth {:.0} MiB = budget + {:.0} MiB",
+        backlog as f64 / (1024.0 * 1024.0),
+        MEMORY_BUDGET >> 20,
+        mib(before),
+        mib(peak),
+        mib(peak.saturating_sub(before)),
+        mib(peak.saturating_sub(before)) - (MEMORY_BUDGET >> 20) as f64,
+    );
+    Ok(())
+}
+
+const MEMORY_ENV: &str = "DUPLEX_BENCH_MEMORY";
+
+/// The memory phase's own process: replicates, then prints `VmRSS` before the engine
+/// started and `VmHWM` after, in KiB. Exits the process.
+fn memory_child_if_asked() {
+    let Ok(args) = std::env::var(MEMORY_ENV) else {
+        return;
+    };
+    let run = || -> anyhow::Result<(u64, u64)> {
+        let v: Vec<&str> = args.split_whitespace().collect();
+        let [a, b, topic, n, partitions] = v[..] else {
+            bail!("{MEMORY_ENV}={args:?}");
+        };
+        let (n, partitions): (usize, i32) = (n.parse()?, partitions.parse()?);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        let before = status_kib("VmRSS")?;
+        engine_run(
+            &rt,
+            a,
+            b,
+            topic,
+            n,
+            partitions,
+            "a->b",
+            |m| m.forwarded.load(Relaxed),
+            Some(MEMORY_BUDGET),
+        )?;
+        Ok((before, status_kib("VmHWM")?))
+    };
+    match run() {
+        Ok((before, peak)) => {
+            println!("{before} {peak}");
+            std::process::exit(0);
+        }
+        Err(e) => {
+            eprintln!("memory phase: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// A `kB` field of `/proc/self/status`.
+fn status_kib(field: &str) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .with_context(|| format!("{field} in /proc/self/status"))
 }
 
 /// `DUPLEX_BENCH_PROFILE_WAIT=<seconds>`: wait that long before each replication phase,
@@ -471,9 +583,17 @@ fn replicate(
     n: usize,
     partitions: i32,
 ) -> anyhow::Result<Replicated> {
-    let replicated = engine_run(rt, a, b, topic, n, partitions, "a->b", |m| {
-        m.forwarded.load(Relaxed)
-    })?;
+    let replicated = engine_run(
+        rt,
+        a,
+        b,
+        topic,
+        n,
+        partitions,
+        "a->b",
+        |m| m.forwarded.load(Relaxed),
+        None,
+    )?;
     let (on_a, on_b) = (
         inspect::count(a, topic, REQUEST)?,
         inspect::count(b, topic, REQUEST)?,
@@ -497,12 +617,22 @@ fn pass_over(
     n: usize,
     partitions: i32,
 ) -> anyhow::Result<Replicated> {
-    let passed = engine_run(rt, a, b, topic, n, partitions, "b->a", |m| {
-        m.not_forwarded.load(Relaxed)
-            + m.loop_stopped.load(Relaxed)
-            + m.deferred.load(Relaxed)
-            + m.already_held.load(Relaxed)
-    })?;
+    let passed = engine_run(
+        rt,
+        a,
+        b,
+        topic,
+        n,
+        partitions,
+        "b->a",
+        |m| {
+            m.not_forwarded.load(Relaxed)
+                + m.loop_stopped.load(Relaxed)
+                + m.deferred.load(Relaxed)
+                + m.already_held.load(Relaxed)
+        },
+        None,
+    )?;
     let on_a = inspect::count(a, topic, REQUEST)?;
     ensure!(
         on_a == 0,
@@ -523,12 +653,16 @@ fn engine_run(
     partitions: i32,
     flow: &'static str,
     count: fn(&FlowMetrics) -> u64,
+    budget: Option<usize>,
 ) -> anyhow::Result<Replicated> {
-    let spec = EngineSpec::linked(
+    let mut spec = EngineSpec::linked(
         vec![ClusterSpec::new("a", a), ClusterSpec::new("b", b)],
         &[[0, 1]],
         TopicSelection::matching(topic)?,
     );
+    if let Some(budget) = budget {
+        spec.links[0].in_flight_bytes = budget;
+    }
     rt.block_on(async {
         let registry = Arc::new(Registry::default());
         let cancel = CancellationToken::new();
