@@ -23,7 +23,7 @@ pub async fn serve(
             let r = registry.clone();
             async move {
                 (
-                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    [(header::CONTENT_TYPE, duplex_sync::metrics::CONTENT_TYPE)],
                     r.render(),
                 )
             }

@@ -1,11 +1,38 @@
-//! Per-flow counters and gauges, rendered as Prometheus text. No HTTP here: the
-//! service serves [`Registry::render`] at `/metrics`.
+//! Per-flow counters, gauges and the replication-latency histogram, rendered in the
+//! OpenMetrics text format by the Prometheus project's Rust client (`prometheus-client`),
+//! which does the escaping and the histogram's buckets. No HTTP here: the service serves
+//! [`Registry::render`] at `/metrics` with [`CONTENT_TYPE`].
 
-use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
-/// Counters of one flow. All updates are relaxed atomics: cheap on the hot path.
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+
+/// The content type of [`Registry::render`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Upper bounds of the latency histogram's buckets, in seconds: 1 ms to 1 min.
+pub const LATENCY_BUCKETS: [f64; 16] = [
+    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0,
+];
+
+/// Replication latency of one flow: from a record's timestamp on the source to the
+/// target's acknowledgement, in seconds (`duplex_replication_latency_seconds`).
+#[derive(Debug, Clone)]
+pub struct Latency(pub Histogram);
+
+impl Default for Latency {
+    fn default() -> Self {
+        Latency(Histogram::new(LATENCY_BUCKETS))
+    }
+}
+
+/// Counters of one flow. All updates are relaxed atomics, cheap on the hot path, but
+/// the latency histogram's (one uncontended lock, on the producer's delivery thread).
 #[derive(Debug, Default)]
 pub struct FlowMetrics {
     /// Records written to the target and acknowledged.
@@ -28,10 +55,8 @@ pub struct FlowMetrics {
     /// Partitions whose lag is not known (no statistics yet, no committed position, or
     /// the flow not running): while above 0, `lag` is a lower bound.
     pub lag_unknown: AtomicI64,
-    /// Sum of replication latencies (ack time minus record timestamp), ms.
-    pub latency_ms_sum: AtomicU64,
-    /// Number of latencies summed.
-    pub latency_count: AtomicU64,
+    /// Replication latencies (ack time minus record timestamp).
+    pub latency: Latency,
     /// Times the flow was restarted after a retriable error.
     pub restarts: AtomicU64,
     /// Target records read by resume scans (where to start each partition).
@@ -126,182 +151,198 @@ impl Registry {
         self.flows.lock().expect("metrics lock").clone()
     }
 
-    /// Prometheus text exposition format 0.0.4.
+    /// Every flow's series in the OpenMetrics text format ([`CONTENT_TYPE`]).
     pub fn render(&self) -> String {
-        type Get = fn(&FlowMetrics) -> i64;
-        let series: [(&str, &str, &str, Get); 26] = [
-            (
-                "duplex_records_forwarded_total",
-                "counter",
-                "Records written to the target and acknowledged.",
-                |m| m.forwarded.load(Relaxed) as i64,
-            ),
-            (
-                "duplex_bytes_forwarded_total",
-                "counter",
-                "Bytes (key, value, headers) written and acknowledged.",
-                |m| m.forwarded_bytes.load(Relaxed) as i64,
-            ),
-            (
-                "duplex_records_not_forwarded_total",
-                "counter",
-                "Records left to another flow by routing.",
-                |m| m.not_forwarded.load(Relaxed) as i64,
-            ),
-            (
-                "duplex_records_loop_stopped_total",
-                "counter",
-                "Records stopped because the target is on their hop path.",
-                |m| m.loop_stopped.load(Relaxed) as i64,
-            ),
-            (
-                "duplex_records_deferred_total",
-                "counter",
-                "Records passed over while a topology change settles, read again once the target holds what comes before them.",
-                |m| m.deferred.load(Relaxed) as i64,
-            ),
-            (
-                "duplex_records_already_held_total",
-                "counter",
-                "Records read again after a topology change that the target already held.",
-                |m| m.already_held.load(Relaxed) as i64,
-            ),
-            (
-                "duplex_source_gap_records_total",
-                "counter",
-                "Records deleted on the source before the flow read them.",
-                |m| m.source_gap_records.load(Relaxed) as i64,
-            ),
-            (
-                "duplex_target_lost_records_total",
-                "counter",
-                "Source offsets sent again because the target lost them (truncated or recreated).",
-                |m| m.target_lost_records.load(Relaxed) as i64,
-            ),
-            (
-                "duplex_flow_restarts_total",
-                "counter",
-                "Restarts of the flow after a retriable error.",
-                |m| m.restarts.load(Relaxed) as i64,
-            ),
-            (
-                "duplex_flow_lag_records",
-                "gauge",
-                "Records on the source not yet read by the flow.",
-                |m| m.lag.load(Relaxed),
-            ),
-            (
-                "duplex_flow_lag_unknown_partitions",
-                "gauge",
-                "Partitions whose lag is not known (no statistics, no committed position, or the flow not running); while above 0 the lag is a lower bound.",
-                |m| m.lag_unknown.load(Relaxed),
-            ),
-            (
-                "duplex_flow_discovery_rounds_total",
-                "counter",
-                "Topic-discovery rounds the flow completed.",
-                |m| m.refreshes.load(Relaxed) as i64,
-            ),
-            (
-                "duplex_flow_partitions_waiting",
-                "gauge",
-                "Selected partitions not started yet: being started, waiting for a retry (the last error says why), or for an earlier run's deliveries.",
-                |m| m.partitions_waiting.load(Relaxed),
-            ),
-            (
-                "duplex_flow_target_topics_wider",
-                "gauge",
-                "Topics whose target has more partitions than the source: the extra partitions receive nothing from this flow (the log names the topics).",
-                |m| m.wider_targets.lock().expect("metrics lock").len() as i64,
-            ),
-            (
-                "duplex_flow_resume_scanned_records_total",
-                "counter",
-                "Target records read to find where partitions resume (resume scans): from the checkpoint's target offset on, and none at a first start while the start markers can be used (docs/delivery.md, First start).",
-                |m| m.resume_scanned_records.load(Relaxed) as i64,
-            ),
-            (
-                "duplex_flow_source_topics_deleted",
-                "gauge",
-                "Topics the flow replicated that the source deleted: their replication stopped, and the target keeps them (Duplex never deletes a topic; the log names them).",
-                |m| m.deleted_sources.lock().expect("metrics lock").len() as i64,
-            ),
-            (
-                "duplex_flow_topic_config_changes_total",
-                "counter",
-                "Topic settings (keys) the flow set or removed on the target to match the topic's owner cluster.",
-                |m| m.topic_config_changes.load(Relaxed) as i64,
-            ),
-            (
-                "duplex_flow_topic_config_errors_total",
-                "counter",
-                "Failed attempts to read or change topic settings, each tried again at the next refresh (the log says why).",
-                |m| m.topic_config_errors.load(Relaxed) as i64,
-            ),
-            (
-                "duplex_flow_acls_created_total",
-                "counter",
-                "READ and DESCRIBE topic ACLs the flow created on the target (ACL sync, off by default).",
-                |m| m.acls_created.load(Relaxed) as i64,
-            ),
-            (
-                "duplex_flow_acl_errors_total",
-                "counter",
-                "Failed ACL sync rounds, each tried again at the next refresh (the log says why).",
-                |m| m.acl_errors.load(Relaxed) as i64,
-            ),
-            (
-                "duplex_flow_partitions_held",
-                "gauge",
-                "Partitions whose reading waits because the target has not acknowledged half of the in-flight budget of their records; the other partitions carry on.",
-                |m| m.partitions_held.load(Relaxed),
-            ),
-            (
-                "duplex_flow_assignment_errors_total",
-                "counter",
-                "Failed attempts to list source topics or start partitions, each retried without a flow restart.",
-                |m| m.assignment_errors.load(Relaxed) as i64,
-            ),
-            (
-                "duplex_flow_partitions",
-                "gauge",
-                "Partitions the flow replicates.",
-                |m| m.partitions.load(Relaxed),
-            ),
-            (
-                "duplex_flow_up",
-                "gauge",
-                "1 while the flow runs, 0 after it stopped on an error.",
-                |m| m.up.load(Relaxed),
-            ),
-            (
-                "duplex_replication_latency_ms_sum",
-                "counter",
-                "Sum of ack time minus record timestamp, ms.",
-                |m| m.latency_ms_sum.load(Relaxed) as i64,
-            ),
-            (
-                "duplex_replication_latency_ms_count",
-                "counter",
-                "Records in the latency sum.",
-                |m| m.latency_count.load(Relaxed) as i64,
-            ),
-        ];
-        let entries = self.entries();
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register_collector(Box::new(Snapshot(self.entries())));
         let mut out = String::new();
-        for (name, kind, help, get) in series {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for e in &entries {
-                let _ = writeln!(
-                    out,
-                    "{name}{{flow=\"{}\",link=\"{}\"}} {}",
-                    e.flow,
-                    e.link,
-                    get(&e.metrics)
-                );
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        out
+    }
+}
+
+type Get = fn(&FlowMetrics) -> i64;
+
+/// Every series but the histogram: name (a counter's without `_total`, which the
+/// encoder appends), type, help, value.
+const SERIES: [(&str, MetricType, &str, Get); 24] = [
+    (
+        "duplex_records_forwarded",
+        MetricType::Counter,
+        "Records written to the target and acknowledged.",
+        |m| m.forwarded.load(Relaxed) as i64,
+    ),
+    (
+        "duplex_bytes_forwarded",
+        MetricType::Counter,
+        "Bytes (key, value, headers) written and acknowledged.",
+        |m| m.forwarded_bytes.load(Relaxed) as i64,
+    ),
+    (
+        "duplex_records_not_forwarded",
+        MetricType::Counter,
+        "Records left to another flow by routing.",
+        |m| m.not_forwarded.load(Relaxed) as i64,
+    ),
+    (
+        "duplex_records_loop_stopped",
+        MetricType::Counter,
+        "Records stopped because the target is on their hop path.",
+        |m| m.loop_stopped.load(Relaxed) as i64,
+    ),
+    (
+        "duplex_records_deferred",
+        MetricType::Counter,
+        "Records passed over while a topology change settles, read again once the target holds what comes before them.",
+        |m| m.deferred.load(Relaxed) as i64,
+    ),
+    (
+        "duplex_records_already_held",
+        MetricType::Counter,
+        "Records read again after a topology change that the target already held.",
+        |m| m.already_held.load(Relaxed) as i64,
+    ),
+    (
+        "duplex_source_gap_records",
+        MetricType::Counter,
+        "Records deleted on the source before the flow read them.",
+        |m| m.source_gap_records.load(Relaxed) as i64,
+    ),
+    (
+        "duplex_target_lost_records",
+        MetricType::Counter,
+        "Source offsets sent again because the target lost them (truncated or recreated).",
+        |m| m.target_lost_records.load(Relaxed) as i64,
+    ),
+    (
+        "duplex_flow_restarts",
+        MetricType::Counter,
+        "Restarts of the flow after a retriable error.",
+        |m| m.restarts.load(Relaxed) as i64,
+    ),
+    (
+        "duplex_flow_lag_records",
+        MetricType::Gauge,
+        "Records on the source not yet read by the flow.",
+        |m| m.lag.load(Relaxed),
+    ),
+    (
+        "duplex_flow_lag_unknown_partitions",
+        MetricType::Gauge,
+        "Partitions whose lag is not known (no statistics, no committed position, or the flow not running); while above 0 the lag is a lower bound.",
+        |m| m.lag_unknown.load(Relaxed),
+    ),
+    (
+        "duplex_flow_discovery_rounds",
+        MetricType::Counter,
+        "Topic-discovery rounds the flow completed.",
+        |m| m.refreshes.load(Relaxed) as i64,
+    ),
+    (
+        "duplex_flow_partitions_waiting",
+        MetricType::Gauge,
+        "Selected partitions not started yet: being started, waiting for a retry (the last error says why), or for an earlier run's deliveries.",
+        |m| m.partitions_waiting.load(Relaxed),
+    ),
+    (
+        "duplex_flow_target_topics_wider",
+        MetricType::Gauge,
+        "Topics whose target has more partitions than the source: the extra partitions receive nothing from this flow (the log names the topics).",
+        |m| m.wider_targets.lock().expect("metrics lock").len() as i64,
+    ),
+    (
+        "duplex_flow_resume_scanned_records",
+        MetricType::Counter,
+        "Target records read to find where partitions resume (resume scans): from the checkpoint's target offset on, and none at a first start while the start markers can be used (docs/delivery.md, First start).",
+        |m| m.resume_scanned_records.load(Relaxed) as i64,
+    ),
+    (
+        "duplex_flow_source_topics_deleted",
+        MetricType::Gauge,
+        "Topics the flow replicated that the source deleted: their replication stopped, and the target keeps them (Duplex never deletes a topic; the log names them).",
+        |m| m.deleted_sources.lock().expect("metrics lock").len() as i64,
+    ),
+    (
+        "duplex_flow_topic_config_changes",
+        MetricType::Counter,
+        "Topic settings (keys) the flow set or removed on the target to match the topic's owner cluster.",
+        |m| m.topic_config_changes.load(Relaxed) as i64,
+    ),
+    (
+        "duplex_flow_topic_config_errors",
+        MetricType::Counter,
+        "Failed attempts to read or change topic settings, each tried again at the next refresh (the log says why).",
+        |m| m.topic_config_errors.load(Relaxed) as i64,
+    ),
+    (
+        "duplex_flow_acls_created",
+        MetricType::Counter,
+        "READ and DESCRIBE topic ACLs the flow created on the target (ACL sync, off by default).",
+        |m| m.acls_created.load(Relaxed) as i64,
+    ),
+    (
+        "duplex_flow_acl_errors",
+        MetricType::Counter,
+        "Failed ACL sync rounds, each tried again at the next refresh (the log says why).",
+        |m| m.acl_errors.load(Relaxed) as i64,
+    ),
+    (
+        "duplex_flow_partitions_held",
+        MetricType::Gauge,
+        "Partitions whose reading waits because the target has not acknowledged half of the in-flight budget of their records; the other partitions carry on.",
+        |m| m.partitions_held.load(Relaxed),
+    ),
+    (
+        "duplex_flow_assignment_errors",
+        MetricType::Counter,
+        "Failed attempts to list source topics or start partitions, each retried without a flow restart.",
+        |m| m.assignment_errors.load(Relaxed) as i64,
+    ),
+    (
+        "duplex_flow_partitions",
+        MetricType::Gauge,
+        "Partitions the flow replicates.",
+        |m| m.partitions.load(Relaxed),
+    ),
+    (
+        "duplex_flow_up",
+        MetricType::Gauge,
+        "1 while the flow runs, 0 after it stopped on an error.",
+        |m| m.up.load(Relaxed),
+    ),
+];
+
+/// The flows at one scrape.
+#[derive(Debug)]
+struct Snapshot(Vec<FlowEntry>);
+
+impl prometheus_client::collector::Collector for Snapshot {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let labels = |e: &FlowEntry| [("flow", e.flow.clone()), ("link", e.link.clone())];
+        for (name, kind, help, get) in SERIES {
+            let mut metric = encoder.encode_descriptor(name, help, None, kind)?;
+            for e in &self.0 {
+                let labels = labels(e);
+                let family = metric.encode_family(&labels)?;
+                let v = get(&e.metrics);
+                match kind {
+                    MetricType::Counter => ConstCounter::new(v.max(0) as u64).encode(family)?,
+                    _ => ConstGauge::new(v).encode(family)?,
+                }
             }
         }
-        out
+        let mut metric = encoder.encode_descriptor(
+            "duplex_replication_latency_seconds",
+            "From a record's timestamp on the source to the target's acknowledgement.",
+            None,
+            MetricType::Histogram,
+        )?;
+        for e in &self.0 {
+            let labels = labels(e);
+            e.metrics.latency.0.encode(metric.encode_family(&labels)?)?;
+        }
+        Ok(())
     }
 }
 
@@ -318,6 +359,16 @@ mod tests {
         let text = r.render();
         assert!(text.contains("duplex_records_forwarded_total{flow=\"a->b\",link=\"a-b\"} 3"));
         assert!(text.contains("duplex_records_forwarded_total{flow=\"b->a\",link=\"a-b\"} 0"));
-        assert_eq!(text.matches("# TYPE").count(), 26);
+        assert_eq!(text.matches("# TYPE").count(), 25);
+        // Counters carry _total, the histogram its buckets, escaping is the encoder's.
+        assert!(text.contains("# TYPE duplex_records_forwarded counter"));
+        m.latency.0.observe(0.004);
+        let text = r.render();
+        assert!(text.contains(
+            "duplex_replication_latency_seconds_bucket{le=\"0.005\",flow=\"a->b\",link=\"a-b\"} 1"
+        ) || text.contains(
+            "duplex_replication_latency_seconds_bucket{flow=\"a->b\",link=\"a-b\",le=\"0.005\"} 1"
+        ), "{text}");
+        assert!(text.ends_with("# EOF\n"));
     }
 }

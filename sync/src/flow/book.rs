@@ -204,9 +204,7 @@ impl Book {
                     let now = SystemTime::now()
                         .duration_since(UNIX_EPOCH)
                         .map_or(0, |d| d.as_millis() as i64);
-                    m.latency_ms_sum
-                        .fetch_add((now - ts).max(0) as u64, Relaxed);
-                    m.latency_count.fetch_add(1, Relaxed);
+                    m.latency.0.observe((now - ts).max(0) as f64 / 1000.0);
                 }
             }
             Err(e) => self.failed(failure, part, offset, e.clone()),
