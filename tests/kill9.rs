@@ -226,6 +226,11 @@ async fn kill_dash_nine(provider: Provider, sc: &Scenario) {
         )),
         "{metrics}"
     );
+    // The binary serves prometheus-client's OpenMetrics text.
+    assert!(
+        metrics.trim_end().ends_with("# EOF"),
+        "OpenMetrics text ends with # EOF"
+    );
     // SIGTERM drains every outstanding delivery before exit, so after it nothing more
     // can land: the counts below are final.
     let term = Command::new("kill")

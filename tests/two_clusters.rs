@@ -38,7 +38,15 @@ async fn two_clusters_converge(provider: Provider) {
     let forwarded = running.sum(|m| &m.forwarded);
     let not_forwarded = running.sum(|m| &m.not_forwarded);
     let loops = running.sum(|m| &m.loop_stopped);
+    let metrics = running.registry.render();
     running.stop().await;
+    // The latency histogram counts each flow's acknowledged records.
+    for (flow, n) in [("onprem->msk", 600), ("msk->onprem", 400)] {
+        let line = format!(
+            "duplex_replication_latency_seconds_count{{flow=\"{flow}\",link=\"onprem-msk\"}} {n}"
+        );
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
 
     for c in [a, b] {
         harness::assert_holds_exactly(c, &topic, &expected);
