@@ -6,7 +6,7 @@
 //! - [`demo`]: `duplex demo`, three mock clusters in a full mesh.
 //! - [`inspect`]: reading topics back with each record's identity (demo, tests).
 //! - [`offsets`]: `duplex offsets translate|sync`, consumer groups moved exactly.
-//! - [`metrics_http`]: Prometheus text at `/metrics`.
+//! - [`metrics_http`]: OpenMetrics text at `/metrics`.
 //! - [`verify`]: `duplex verify`, the parity proof and its reports.
 //! - [`telemetry`]: tracing setup.
 

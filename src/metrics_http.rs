@@ -1,4 +1,5 @@
-//! Prometheus text at `GET /metrics`, served until the shutdown token fires.
+//! OpenMetrics text (prometheus-client's encoding) at `GET /metrics`, served until the
+//! shutdown token fires.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
