@@ -28,7 +28,7 @@ use duplex::inspect;
 use duplex_sync::metrics::{FlowMetrics, Registry};
 use duplex_sync::spec::{ClusterSpec, EngineSpec, TopicSelection};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -42,8 +42,14 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[path = "common/brokers.rs"]
 mod brokers;
+#[path = "e2e/latency.rs"]
+mod latency;
 #[path = "common/load.rs"]
 mod load;
+#[path = "e2e/memory.rs"]
+mod memory;
+#[path = "e2e/naive.rs"]
+mod naive;
 #[path = "common/timing.rs"]
 mod timing;
 use brokers::Brokers;
@@ -77,7 +83,7 @@ impl Replicated {
 fn main() -> anyhow::Result<()> {
     // The same executable, started again by `Brokers::spawn`, hosts the mock clusters.
     brokers::serve_if_child();
-    memory_child_if_asked();
+    memory::memory_child_if_asked();
     // `cargo bench` passes --bench; `cargo test --benches/--all-targets` does not.
     if !std::env::args().skip(1).any(|a| a == "--bench") {
         println!("e2e_throughput: run with cargo bench");
@@ -102,7 +108,7 @@ fn main() -> anyhow::Result<()> {
             .with_context(|| format!("DUPLEX_BENCH_VALUE_BYTES={v:?} is not a list of sizes"))?,
         Err(_) => vec![1024, 100],
     };
-    let python = naive_python();
+    let python = naive::naive_python();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -124,128 +130,8 @@ fn main() -> anyhow::Result<()> {
         let n = records.unwrap_or(if value_bytes >= 512 { 200_000 } else { 600_000 });
         bench_size(&rt, python.as_deref(), value_bytes, n)?;
     }
-    memory(&rt, records.unwrap_or(200_000))?;
+    memory::memory(&rt, records.unwrap_or(200_000))?;
     Ok(())
-}
-
-/// The in-flight budget of the memory phase: the backlog is more than ten times it.
-const MEMORY_BUDGET: usize = 16 * 1024 * 1024;
-
-/// Memory: the engine replicates a backlog of `n` records of 1 KiB (over ten times a
-/// 16 MiB in-flight budget) in a process of its own (this binary again, with
-/// `DUPLEX_BENCH_MEMORY`), which reports its resident memory before the engine starts
-/// and its peak (`VmRSS`, `VmHWM` in `/proc/self/status`): the growth is the engine's
-/// (clients, buffers, records in flight), with no memory of earlier phases to reuse.
-fn memory(rt: &Runtime, n: usize) -> anyhow::Result<()> {
-    let value_bytes = 1024;
-    let partitions = n.div_ceil(3_300_000 / (value_bytes + 100)).max(8) as i32;
-    let mut brokers = Brokers::spawn(2)?;
-    let (a_boot, b_boot) = (brokers.bootstrap[0].clone(), brokers.bootstrap[1].clone());
-    let topic = "memory";
-    brokers.create_topic(topic, partitions)?;
-    rt.block_on(load::produce(
-        &a_boot,
-        topic,
-        n,
-        partitions,
-        value_bytes,
-        false,
-    ))?;
-    let exe = std::env::current_exe().context("the bench's own executable")?;
-    let out = std::process::Command::new(exe)
-        .env(
-            MEMORY_ENV,
-            format!("{a_boot} {b_boot} {topic} {n} {partitions}"),
-        )
-        .output()
-        .context("run the memory phase")?;
-    ensure!(
-        out.status.success(),
-        "the memory phase failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    let kib: Vec<u64> = text
-        .split_whitespace()
-        .map(str::parse)
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("the memory phase printed {text:?}"))?;
-    let [before, peak] = kib[..] else {
-        bail!("the memory phase printed {text:?}");
-    };
-    let on_b = inspect::count(&b_boot, topic, REQUEST)?;
-    ensure!(
-        on_b == n as i64,
-        "after the memory phase b holds {on_b} of {n} records"
-    );
-    let mib = |kib: u64| kib as f64 / 1024.0;
-    let backlog = n * (value_bytes + 40);
-    println!();
-    println!(
-        "memory: backlog {:.0} MiB ({n} records of {value_bytes} B), in-flight budget {} MiB: \
-         resident {:.0} MiB before the engine started, peak {:.0} MiB while it replicated: \
-         growth {:.0} MiB = budget + {:.0} MiB",
-        backlog as f64 / (1024.0 * 1024.0),
-        MEMORY_BUDGET >> 20,
-        mib(before),
-        mib(peak),
-        mib(peak.saturating_sub(before)),
-        mib(peak.saturating_sub(before)) - (MEMORY_BUDGET >> 20) as f64,
-    );
-    Ok(())
-}
-
-const MEMORY_ENV: &str = "DUPLEX_BENCH_MEMORY";
-
-/// The memory phase's own process: replicates, then prints `VmRSS` before the engine
-/// started and `VmHWM` after, in KiB. Exits the process.
-fn memory_child_if_asked() {
-    let Ok(args) = std::env::var(MEMORY_ENV) else {
-        return;
-    };
-    let run = || -> anyhow::Result<(u64, u64)> {
-        let v: Vec<&str> = args.split_whitespace().collect();
-        let [a, b, topic, n, partitions] = v[..] else {
-            bail!("{MEMORY_ENV}={args:?}");
-        };
-        let (n, partitions): (usize, i32) = (n.parse()?, partitions.parse()?);
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?;
-        let before = status_kib("VmRSS")?;
-        engine_run(
-            &rt,
-            a,
-            b,
-            topic,
-            n,
-            partitions,
-            "a->b",
-            |m| m.forwarded.load(Relaxed),
-            Some(MEMORY_BUDGET),
-        )?;
-        Ok((before, status_kib("VmHWM")?))
-    };
-    match run() {
-        Ok((before, peak)) => {
-            println!("{before} {peak}");
-            std::process::exit(0);
-        }
-        Err(e) => {
-            eprintln!("memory phase: {e:#}");
-            std::process::exit(1);
-        }
-    }
-}
-
-/// A `kB` field of `/proc/self/status`.
-fn status_kib(field: &str) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .with_context(|| format!("{field} in /proc/self/status"))
 }
 
 /// `DUPLEX_BENCH_PROFILE_WAIT=<seconds>`: wait that long before each replication phase,
@@ -253,17 +139,6 @@ fn status_kib(field: &str) -> anyhow::Result<u64> {
 fn profile_wait() -> Option<Duration> {
     let s = std::env::var("DUPLEX_BENCH_PROFILE_WAIT").ok()?;
     s.parse().ok().map(Duration::from_secs_f64)
-}
-
-/// The python that runs the naive baseline: `DUPLEX_BENCH_PYTHON`, else the bench venv
-/// `target/bench-python` when it exists (docs/benchmarks.md says how to make it).
-fn naive_python() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("DUPLEX_BENCH_PYTHON") {
-        // Set and empty: no naive baseline.
-        return (!p.is_empty()).then(|| PathBuf::from(p));
-    }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-python/bin/python");
-    venv.exists().then_some(venv)
 }
 
 /// Every phase for one record size, `RUNS` times, then the table of the median runs.
@@ -305,7 +180,7 @@ fn bench_size(
         }
         let r = replicate(rt, &a_boot, &b_boot, &topic, n, partitions)?;
         let s = match python {
-            Some(py) => Some(naive_replicate(
+            Some(py) => Some(naive::naive_replicate(
                 py,
                 &a_boot,
                 &b_boot,
@@ -414,210 +289,8 @@ fn bench_size(
             rep.cold_rate() / s.rate()
         );
     }
-    latency(rt, value_bytes, r.rate() / 2.0)?;
+    latency::latency(rt, value_bytes, r.rate() / 2.0)?;
     Ok(())
-}
-
-/// How long the latency phase writes.
-const LATENCY_WINDOW: Duration = Duration::from_secs(1);
-
-/// Latency at `rate` records/s (half the median replication rate): the engine runs with
-/// the topic empty, records are produced on a at that pace for [`LATENCY_WINDOW`], and
-/// once b acknowledged them all the flow's latency histogram (record timestamp on a to
-/// acknowledgement by b, `duplex_replication_latency_seconds`) gives p50, p99 and p999,
-/// each as the upper bound of its bucket.
-fn latency(rt: &Runtime, value_bytes: usize, rate: f64) -> anyhow::Result<()> {
-    let n = (rate * LATENCY_WINDOW.as_secs_f64()).max(1.0) as usize;
-    let partitions = n.div_ceil(3_300_000 / (value_bytes + 100)).max(8) as i32;
-    let mut brokers = Brokers::spawn(2)?;
-    let (a, b) = (brokers.bootstrap[0].clone(), brokers.bootstrap[1].clone());
-    let topic = format!("latency-{value_bytes}");
-    brokers.create_topic(WARMUP_TOPIC, 1)?;
-    brokers.create_topic(&topic, partitions)?;
-    let mut spec = EngineSpec::linked(
-        vec![ClusterSpec::new("a", &a), ClusterSpec::new("b", &b)],
-        &[[0, 1]],
-        TopicSelection::matching(&topic)?,
-    );
-    // The mock holds a fetch that finds no new record for the whole fetch.wait.max.ms
-    // (500 ms by default) even when records arrive meanwhile, where Kafka answers as
-    // soon as they do: without this the figures are the mock's wait, not the flow's.
-    for c in &mut spec.clusters {
-        c.consumer.insert("fetch.wait.max.ms".into(), "5".into());
-    }
-    let text = rt.block_on(async {
-        let registry = Arc::new(Registry::default());
-        let cancel = CancellationToken::new();
-        let engine = {
-            let (registry, cancel) = (registry.clone(), cancel.clone());
-            tokio::spawn(async move { duplex::run::run(&spec, &registry, cancel).await })
-        };
-        let paced = async {
-            // Started once a->b reads every partition.
-            let _ = watch(&registry, Instant::now(), 0, partitions, "a->b", |_| 0).await?;
-            paced_produce(&a, &topic, n, partitions, value_bytes, rate).await?;
-            watch(&registry, Instant::now(), n, partitions, "a->b", |m| {
-                m.forwarded.load(Relaxed)
-            })
-            .await
-        };
-        let done = paced.await;
-        let text = registry.render();
-        cancel.cancel();
-        engine.await?.context("engine")?;
-        done?;
-        anyhow::Ok(text)
-    })?;
-    let buckets = histogram(&text, "a->b");
-    let count = buckets.last().map_or(0, |b| b.1);
-    ensure!(
-        count >= n as u64,
-        "the histogram counts {count} of {n} records"
-    );
-    let q = |q: f64| {
-        let rank = (q * count as f64).ceil() as u64;
-        buckets
-            .iter()
-            .find(|(_, c)| *c >= rank)
-            .map_or("-".to_string(), |(le, _)| format!("≤ {:.0} ms", le * 1e3))
-    };
-    println!(
-        "latency at {rate:.0} records/s (half the replication rate), {n} records: \
-         p50 {}  p99 {}  p999 {}",
-        q(0.5),
-        q(0.99),
-        q(0.999)
-    );
-    Ok(())
-}
-
-/// The cumulative buckets (upper bound in seconds, count) of `flow`'s latency histogram
-/// in rendered metrics.
-fn histogram(text: &str, flow: &str) -> Vec<(f64, u64)> {
-    let flow = format!("flow=\"{flow}\"");
-    let mut out: Vec<(f64, u64)> = text
-        .lines()
-        .filter(|l| {
-            l.starts_with("duplex_replication_latency_seconds_bucket{") && l.contains(&flow)
-        })
-        .filter_map(|l| {
-            let le = l.split("le=\"").nth(1)?.split('"').next()?;
-            let le = if le == "+Inf" {
-                f64::INFINITY
-            } else {
-                le.parse().ok()?
-            };
-            let count = l.rsplit(' ').next()?.parse().ok()?;
-            Some((le, count))
-        })
-        .collect();
-    out.sort_by(|x, y| x.0.total_cmp(&y.0));
-    out
-}
-
-/// Produces `n` records on `topic` at `rate` records/s, each timestamped when sent,
-/// and waits for their acknowledgements.
-async fn paced_produce(
-    bootstrap: &str,
-    topic: &str,
-    n: usize,
-    partitions: i32,
-    value_bytes: usize,
-    rate: f64,
-) -> anyhow::Result<()> {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "5")
-        .create()
-        .context("create producer")?;
-    producer
-        .send(
-            FutureRecord::<(), [u8]>::to(WARMUP_TOPIC).payload(b"warm-up".as_slice()),
-            REQUEST,
-        )
-        .await
-        .map_err(|(e, _)| e)
-        .context("warm-up record")?;
-    let value = vec![0x5a_u8; value_bytes];
-    let began = Instant::now();
-    let mut deliveries = Vec::with_capacity(n);
-    for i in 0..n {
-        // Ahead of the pace: wait for it (in steps of a millisecond at least).
-        let due = began + Duration::from_secs_f64(i as f64 / rate);
-        if due > Instant::now() + Duration::from_millis(1) {
-            tokio::time::sleep_until(due.into()).await;
-        }
-        let key = format!("key-{i:010}");
-        let mut record = FutureRecord::to(topic)
-            .partition(i as i32 % partitions)
-            .key(key.as_bytes())
-            .payload(value.as_slice());
-        loop {
-            match producer.send_result(record) {
-                Ok(d) => break deliveries.push(d),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-                Err((e, _)) => return Err(e).context("enqueue record"),
-            }
-        }
-    }
-    for d in deliveries {
-        d.await
-            .context("delivery future dropped")?
-            .map_err(|(e, _)| e)
-            .context("produce")?;
-    }
-    Ok(())
-}
-
-/// The naive consume -> produce script (benches/naive/replicate.py), copying `topic`
-/// from a to `out` on b; its CPU time is that of the child process.
-fn naive_replicate(
-    python: &Path,
-    a: &str,
-    b: &str,
-    topic: &str,
-    out: &str,
-    n: usize,
-    partitions: i32,
-) -> anyhow::Result<Timed> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/naive/replicate.py");
-    let before = timing::children_cpu_time();
-    let output = std::process::Command::new(python)
-        .arg(&script)
-        .args([a, b, topic, out, &partitions.to_string(), &n.to_string()])
-        .output()
-        .with_context(|| format!("run {} {}", python.display(), script.display()))?;
-    ensure!(
-        output.status.success(),
-        "the naive script failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let cpu = timing::children_cpu_time()
-        .zip(before)
-        .map(|(e, s)| e.saturating_sub(s));
-    let text = String::from_utf8_lossy(&output.stdout);
-    let (records, seconds) = text
-        .trim()
-        .split_once(' ')
-        .with_context(|| format!("the naive script printed {text:?}"))?;
-    let records: usize = records.parse().context("naive records")?;
-    let seconds: f64 = seconds.parse().context("naive seconds")?;
-    let on_b = inspect::count(b, out, REQUEST)?;
-    ensure!(
-        records == n && on_b == n as i64,
-        "the naive script copied {records} records and b holds {on_b} in {out}, expected {n}"
-    );
-    // Its CPU covers the whole process (interpreter start too): a bound, not exact.
-    Ok(Timed {
-        records,
-        elapsed: Duration::from_secs_f64(seconds),
-        cpu,
-    })
 }
 
 /// Produce-only: `n` records with an idempotent producer (acks=all, the engine's
@@ -665,29 +338,14 @@ async fn produce(
                 key: "source",
                 value: Some(b"bench".as_slice()),
             });
-        let mut record = FutureRecord::to(topic)
+        let record = FutureRecord::to(topic)
             .partition(i as i32 % partitions)
             .key(key.as_bytes())
             .payload(value.as_slice())
             .headers(headers);
-        loop {
-            match producer.send_result(record) {
-                Ok(d) => break deliveries.push(d),
-                // A full local queue is "not ready": let deliveries drain, try again.
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-                Err((e, _)) => return Err(e).context("enqueue record"),
-            }
-        }
+        deliveries.push(load::enqueue(&producer, record).await?);
     }
-    for d in deliveries {
-        d.await
-            .context("delivery future dropped")?
-            .map_err(|(e, _)| e)
-            .context("produce")?;
-    }
+    load::delivered(deliveries).await?;
     Ok(window.end(n))
 }
 

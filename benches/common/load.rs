@@ -8,8 +8,9 @@ use duplex_sync::provenance::{Hop, PATH_HEADER, encode_origin};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::ToBytes;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
 pub const BASE_TIMESTAMP: i64 = 1_764_000_000_000;
 #[allow(dead_code)]
@@ -63,23 +64,38 @@ pub async fn produce(
                 value: Some(path.as_slice()),
             });
         }
-        let mut record = FutureRecord::to(topic)
+        let record = FutureRecord::to(topic)
             .partition(partition)
             .key(key.as_bytes())
             .payload(value.as_slice())
             .headers(headers)
             .timestamp(BASE_TIMESTAMP + i as i64);
-        loop {
-            match producer.send_result(record) {
-                Ok(d) => break deliveries.push(d),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-                Err((e, _)) => return Err(e).context("enqueue record"),
+        deliveries.push(enqueue(&producer, record).await?);
+    }
+    delivered(deliveries).await?;
+    Ok(())
+}
+
+/// Enqueues `record`; a full local queue is "not ready": deliveries drain, and it is
+/// tried again.
+pub async fn enqueue<K: ToBytes + ?Sized, P: ToBytes + ?Sized>(
+    producer: &FutureProducer,
+    mut record: FutureRecord<'_, K, P>,
+) -> anyhow::Result<DeliveryFuture> {
+    loop {
+        match producer.send_result(record) {
+            Ok(d) => return Ok(d),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                tokio::time::sleep(Duration::from_millis(1)).await;
             }
+            Err((e, _)) => return Err(e).context("enqueue record"),
         }
     }
+}
+
+/// Waits until every delivery is acknowledged.
+pub async fn delivered(deliveries: Vec<DeliveryFuture>) -> anyhow::Result<()> {
     for d in deliveries {
         d.await
             .context("delivery future dropped")?

@@ -1,0 +1,146 @@
+//! The latency phase of e2e_throughput: records produced at half the replication rate,
+//! p50/p99/p999 read from the flow's latency histogram.
+
+use super::*;
+
+/// How long the latency phase writes.
+const LATENCY_WINDOW: Duration = Duration::from_secs(1);
+
+/// Latency at `rate` records/s (half the median replication rate): the engine runs with
+/// the topic empty, records are produced on a at that pace for [`LATENCY_WINDOW`], and
+/// once b acknowledged them all the flow's latency histogram (record timestamp on a to
+/// acknowledgement by b, `duplex_replication_latency_seconds`) gives p50, p99 and p999,
+/// each as the upper bound of its bucket.
+pub(super) fn latency(rt: &Runtime, value_bytes: usize, rate: f64) -> anyhow::Result<()> {
+    let n = (rate * LATENCY_WINDOW.as_secs_f64()).max(1.0) as usize;
+    let partitions = n.div_ceil(3_300_000 / (value_bytes + 100)).max(8) as i32;
+    let mut brokers = Brokers::spawn(2)?;
+    let (a, b) = (brokers.bootstrap[0].clone(), brokers.bootstrap[1].clone());
+    let topic = format!("latency-{value_bytes}");
+    brokers.create_topic(WARMUP_TOPIC, 1)?;
+    brokers.create_topic(&topic, partitions)?;
+    let mut spec = EngineSpec::linked(
+        vec![ClusterSpec::new("a", &a), ClusterSpec::new("b", &b)],
+        &[[0, 1]],
+        TopicSelection::matching(&topic)?,
+    );
+    // The mock holds a fetch that finds no new record for the whole fetch.wait.max.ms
+    // (500 ms by default) even when records arrive meanwhile, where Kafka answers as
+    // soon as they do: without this the figures are the mock's wait, not the flow's.
+    for c in &mut spec.clusters {
+        c.consumer.insert("fetch.wait.max.ms".into(), "5".into());
+    }
+    let text = rt.block_on(async {
+        let registry = Arc::new(Registry::default());
+        let cancel = CancellationToken::new();
+        let engine = {
+            let (registry, cancel) = (registry.clone(), cancel.clone());
+            tokio::spawn(async move { duplex::run::run(&spec, &registry, cancel).await })
+        };
+        let paced = async {
+            // Started once a->b reads every partition.
+            let _ = watch(&registry, Instant::now(), 0, partitions, "a->b", |_| 0).await?;
+            paced_produce(&a, &topic, n, partitions, value_bytes, rate).await?;
+            watch(&registry, Instant::now(), n, partitions, "a->b", |m| {
+                m.forwarded.load(Relaxed)
+            })
+            .await
+        };
+        let done = paced.await;
+        let text = registry.render();
+        cancel.cancel();
+        engine.await?.context("engine")?;
+        done?;
+        anyhow::Ok(text)
+    })?;
+    let buckets = histogram(&text, "a->b");
+    let count = buckets.last().map_or(0, |b| b.1);
+    ensure!(
+        count >= n as u64,
+        "the histogram counts {count} of {n} records"
+    );
+    let q = |q: f64| {
+        let rank = (q * count as f64).ceil() as u64;
+        buckets
+            .iter()
+            .find(|(_, c)| *c >= rank)
+            .map_or("-".to_string(), |(le, _)| format!("≤ {:.0} ms", le * 1e3))
+    };
+    println!(
+        "latency at {rate:.0} records/s (half the replication rate), {n} records: \
+         p50 {}  p99 {}  p999 {}",
+        q(0.5),
+        q(0.99),
+        q(0.999)
+    );
+    Ok(())
+}
+
+/// The cumulative buckets (upper bound in seconds, count) of `flow`'s latency histogram
+/// in rendered metrics.
+pub(super) fn histogram(text: &str, flow: &str) -> Vec<(f64, u64)> {
+    let flow = format!("flow=\"{flow}\"");
+    let mut out: Vec<(f64, u64)> = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("duplex_replication_latency_seconds_bucket{") && l.contains(&flow)
+        })
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            let count = l.rsplit(' ').next()?.parse().ok()?;
+            Some((le, count))
+        })
+        .collect();
+    out.sort_by(|x, y| x.0.total_cmp(&y.0));
+    out
+}
+
+/// Produces `n` records on `topic` at `rate` records/s, each timestamped when sent,
+/// and waits for their acknowledgements.
+async fn paced_produce(
+    bootstrap: &str,
+    topic: &str,
+    n: usize,
+    partitions: i32,
+    value_bytes: usize,
+    rate: f64,
+) -> anyhow::Result<()> {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .create()
+        .context("create producer")?;
+    producer
+        .send(
+            FutureRecord::<(), [u8]>::to(WARMUP_TOPIC).payload(b"warm-up".as_slice()),
+            REQUEST,
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .context("warm-up record")?;
+    let value = vec![0x5a_u8; value_bytes];
+    let began = Instant::now();
+    let mut deliveries = Vec::with_capacity(n);
+    for i in 0..n {
+        // Ahead of the pace: wait for it (in steps of a millisecond at least).
+        let due = began + Duration::from_secs_f64(i as f64 / rate);
+        if due > Instant::now() + Duration::from_millis(1) {
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let key = format!("key-{i:010}");
+        let record = FutureRecord::to(topic)
+            .partition(i as i32 % partitions)
+            .key(key.as_bytes())
+            .payload(value.as_slice());
+        deliveries.push(load::enqueue(&producer, record).await?);
+    }
+    load::delivered(deliveries).await?;
+    Ok(())
+}

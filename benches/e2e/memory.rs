@@ -1,0 +1,124 @@
+//! The memory phase of e2e_throughput: the engine alone in a fresh process over a backlog
+//! above ten in-flight budgets, its peak resident memory printed.
+
+use super::*;
+
+/// The in-flight budget of the memory phase: the backlog is more than ten times it.
+const MEMORY_BUDGET: usize = 16 * 1024 * 1024;
+
+/// Memory: the engine replicates a backlog of `n` records of 1 KiB (over ten times a
+/// 16 MiB in-flight budget) in a process of its own (this binary again, with
+/// `DUPLEX_BENCH_MEMORY`), which reports its resident memory before the engine starts
+/// and its peak (`VmRSS`, `VmHWM` in `/proc/self/status`): the growth is the engine's
+/// (clients, buffers, records in flight), with no memory of earlier phases to reuse.
+pub(super) fn memory(rt: &Runtime, n: usize) -> anyhow::Result<()> {
+    let value_bytes = 1024;
+    let partitions = n.div_ceil(3_300_000 / (value_bytes + 100)).max(8) as i32;
+    let mut brokers = Brokers::spawn(2)?;
+    let (a_boot, b_boot) = (brokers.bootstrap[0].clone(), brokers.bootstrap[1].clone());
+    let topic = "memory";
+    brokers.create_topic(topic, partitions)?;
+    rt.block_on(load::produce(
+        &a_boot,
+        topic,
+        n,
+        partitions,
+        value_bytes,
+        false,
+    ))?;
+    let exe = std::env::current_exe().context("the bench's own executable")?;
+    let out = std::process::Command::new(exe)
+        .env(
+            MEMORY_ENV,
+            format!("{a_boot} {b_boot} {topic} {n} {partitions}"),
+        )
+        .output()
+        .context("run the memory phase")?;
+    ensure!(
+        out.status.success(),
+        "the memory phase failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let kib: Vec<u64> = text
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("the memory phase printed {text:?}"))?;
+    let [before, peak] = kib[..] else {
+        bail!("the memory phase printed {text:?}");
+    };
+    let on_b = inspect::count(&b_boot, topic, REQUEST)?;
+    ensure!(
+        on_b == n as i64,
+        "after the memory phase b holds {on_b} of {n} records"
+    );
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let backlog = n * (value_bytes + 40);
+    println!();
+    println!(
+        "memory: backlog {:.0} MiB ({n} records of {value_bytes} B), in-flight budget {} MiB: \
+         resident {:.0} MiB before the engine started, peak {:.0} MiB while it replicated: \
+         growth {:.0} MiB = budget + {:.0} MiB",
+        backlog as f64 / (1024.0 * 1024.0),
+        MEMORY_BUDGET >> 20,
+        mib(before),
+        mib(peak),
+        mib(peak.saturating_sub(before)),
+        mib(peak.saturating_sub(before)) - (MEMORY_BUDGET >> 20) as f64,
+    );
+    Ok(())
+}
+
+const MEMORY_ENV: &str = "DUPLEX_BENCH_MEMORY";
+
+/// The memory phase's own process: replicates, then prints `VmRSS` before the engine
+/// started and `VmHWM` after, in KiB. Exits the process.
+pub(super) fn memory_child_if_asked() {
+    let Ok(args) = std::env::var(MEMORY_ENV) else {
+        return;
+    };
+    let run = || -> anyhow::Result<(u64, u64)> {
+        let v: Vec<&str> = args.split_whitespace().collect();
+        let [a, b, topic, n, partitions] = v[..] else {
+            bail!("{MEMORY_ENV}={args:?}");
+        };
+        let (n, partitions): (usize, i32) = (n.parse()?, partitions.parse()?);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        let before = status_kib("VmRSS")?;
+        engine_run(
+            &rt,
+            a,
+            b,
+            topic,
+            n,
+            partitions,
+            "a->b",
+            |m| m.forwarded.load(Relaxed),
+            Some(MEMORY_BUDGET),
+        )?;
+        Ok((before, status_kib("VmHWM")?))
+    };
+    match run() {
+        Ok((before, peak)) => {
+            println!("{before} {peak}");
+            std::process::exit(0);
+        }
+        Err(e) => {
+            eprintln!("memory phase: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// A `kB` field of `/proc/self/status`.
+pub(super) fn status_kib(field: &str) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .with_context(|| format!("{field} in /proc/self/status"))
+}
