@@ -201,7 +201,10 @@ async fn kill_dash_nine(provider: Provider, sc: &Scenario) {
     )
     .await
     {
-        let m = scrape(port);
+        // The process may have exited: say how, and keep going to its log.
+        let exited = child.try_wait().ok().flatten();
+        eprintln!("duplex at failure: exited = {exited:?}");
+        let m = try_scrape(port).unwrap_or_else(|e| format!("(no /metrics: {e})"));
         let m: Vec<&str> = m
             .lines()
             .filter(|l| l.starts_with("duplex_") && !l.contains("latency"))
@@ -269,10 +272,14 @@ async fn write_batches(
 
 /// GET /metrics over plain HTTP/1.0.
 fn scrape(port: u16) -> String {
+    try_scrape(port).expect("metrics listener")
+}
+
+fn try_scrape(port: u16) -> std::io::Result<String> {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics listener");
-    write!(s, "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    write!(s, "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
     let mut body = String::new();
-    s.read_to_string(&mut body).unwrap();
-    body
+    s.read_to_string(&mut body)?;
+    Ok(body)
 }
