@@ -17,14 +17,11 @@ use rand::Rng;
 /// options (see `TestCluster::spec`).
 /// `cautious`: keep the harness's per-provider client options; without them Duplex runs
 /// with its own defaults, as a user would.
-fn config(
-    clusters: &[&TestCluster],
-    links: &[[usize; 2]],
-    metrics_port: u16,
-    cautious: bool,
-) -> String {
-    let mut s = format!(
-        "[limits]\nrefresh_interval = \"500ms\"\ncommit_interval = \"200ms\"\nstall_timeout = \"5s\"\n\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n\n"
+fn config(clusters: &[&TestCluster], links: &[[usize; 2]], cautious: bool) -> String {
+    // Port 0 for both listeners: each run binds its own, and the test finds the last
+    // run's in the log (harness::process::bound_in_log).
+    let mut s = String::from(
+        "[limits]\nrefresh_interval = \"500ms\"\ncommit_interval = \"200ms\"\nstall_timeout = \"5s\"\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n\n",
     );
     s += &harness::clusters_toml(clusters, |spec| {
         if !cautious {
@@ -149,13 +146,8 @@ async fn kill_dash_nine(provider: Provider, sc: &Scenario) {
     }
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("duplex.toml");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let cautious = sc.cautious || (sc.cautious_on_tansu && matches!(provider, Provider::Tansu));
-    std::fs::write(&cfg, config(&refs, sc.links, port, cautious)).unwrap();
+    std::fs::write(&cfg, config(&refs, sc.links, cautious)).unwrap();
     let log = dir.path().join("duplex.log");
     eprintln!("duplex log: {}", log.display());
 
@@ -204,7 +196,10 @@ async fn kill_dash_nine(provider: Provider, sc: &Scenario) {
         // The process may have exited: say how, and keep going to its log.
         let exited = child.try_wait().ok().flatten();
         eprintln!("duplex at failure: exited = {exited:?}");
-        let m = try_scrape(port).unwrap_or_else(|e| format!("(no /metrics: {e})"));
+        let m = match metrics_port(&log) {
+            Some(port) => try_scrape(port).unwrap_or_else(|e| format!("(no /metrics: {e})")),
+            None => "(the log names no metrics listener)".to_string(),
+        };
         let m: Vec<&str> = m
             .lines()
             .filter(|l| l.starts_with("duplex_") && !l.contains("latency"))
@@ -221,7 +216,7 @@ async fn kill_dash_nine(provider: Provider, sc: &Scenario) {
             tail[tail.len().saturating_sub(60)..].join("\n")
         );
     }
-    let metrics = scrape(port);
+    let metrics = scrape(metrics_port(&log).expect("the log names the metrics listener"));
     assert!(
         metrics.contains(&format!(
             "duplex_records_forwarded_total{{flow=\"{0}->{1}\",link=\"{0}-{1}\"}}",
@@ -268,6 +263,11 @@ async fn write_batches(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     expected
+}
+
+/// The port the latest run serves /metrics on, from its log.
+fn metrics_port(log: &std::path::Path) -> Option<u16> {
+    harness::process::bound_in_log(log, "Serving Prometheus metrics")
 }
 
 /// GET /metrics over plain HTTP/1.0.

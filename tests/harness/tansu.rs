@@ -35,11 +35,24 @@ pub struct Broker {
     cluster_id: String,
 }
 
+/// A free port below the kernel's ephemeral range. A broker keeps its port across
+/// restarts; a port from the ephemeral range could meanwhile be taken as the local end
+/// of some client's outgoing connection, and the restart would fail to bind.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind a free port")
-        .port()
+    use rand::Rng;
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let low = 10_000.min(ephemeral_start / 2);
+    let mut rng = rand::rng();
+    for _ in 0..1000 {
+        let port = rng.random_range(low..ephemeral_start);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {low}..{ephemeral_start}")
 }
 
 impl Broker {
