@@ -8,8 +8,11 @@
 //! this process's CPU time in a window is the timed client's own: during replication,
 //! the engine's. Run with `cargo bench --bench e2e_throughput`; `DUPLEX_BENCH_RECORDS`
 //! sets the record count, `DUPLEX_BENCH_VALUE_BYTES` the sizes (`1024,100`),
-//! `DUPLEX_BENCH_PYTHON` a python with confluent-kafka for the naive script. What each
-//! phase times, and figures, are in docs/benchmarks.md. This measures and prints; it
+//! `DUPLEX_BENCH_PYTHON` a python with confluent-kafka for the naive script,
+//! `DUPLEX_BENCH_PHASES` which phases run (`throughput,memory`), and
+//! `DUPLEX_BENCH_CONSUMER` / `DUPLEX_BENCH_PRODUCER` extra librdkafka options for the
+//! engine's clients (`key=value,key=value`), to try a setting without a rebuild. What
+//! each phase times, and figures, are in docs/benchmarks.md. This measures and prints; it
 //! asserts nothing about time. It fails only when a cluster does not hold what it
 //! should, because then the figures would mean nothing.
 //!
@@ -81,6 +84,7 @@ impl Replicated {
 }
 
 fn main() -> anyhow::Result<()> {
+    duplex_sync::alloc::tune();
     // The same executable, started again by `Brokers::spawn`, hosts the mock clusters.
     brokers::serve_if_child();
     memory::memory_child_if_asked();
@@ -126,12 +130,48 @@ fn main() -> anyhow::Result<()> {
             "naive baseline: skipped (set DUPLEX_BENCH_PYTHON to a python with confluent-kafka)"
         ),
     }
-    for value_bytes in sizes {
-        let n = records.unwrap_or(if value_bytes >= 512 { 200_000 } else { 600_000 });
-        bench_size(&rt, python.as_deref(), value_bytes, n)?;
+    let phases = phases()?;
+    if phases.contains(&"throughput") {
+        for value_bytes in sizes {
+            let n = records.unwrap_or(if value_bytes >= 512 { 200_000 } else { 600_000 });
+            bench_size(&rt, python.as_deref(), value_bytes, n)?;
+        }
     }
-    memory::memory(&rt, records.unwrap_or(200_000))?;
+    if phases.contains(&"memory") {
+        memory::memory(&rt, records.unwrap_or(200_000))?;
+    }
     Ok(())
+}
+
+/// The phases `DUPLEX_BENCH_PHASES` asks for (all of them by default).
+fn phases() -> anyhow::Result<Vec<&'static str>> {
+    const ALL: [&str; 2] = ["throughput", "memory"];
+    let Ok(v) = std::env::var("DUPLEX_BENCH_PHASES") else {
+        return Ok(ALL.to_vec());
+    };
+    v.split(',')
+        .map(|name| {
+            ALL.into_iter()
+                .find(|p| *p == name.trim())
+                .with_context(|| format!("DUPLEX_BENCH_PHASES: {name:?} is none of {ALL:?}"))
+        })
+        .collect()
+}
+
+/// Extra librdkafka options from `var` (`key=value,key=value`), for the engine's clients.
+fn client_options(var: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let Ok(v) = std::env::var(var) else {
+        return Ok(Vec::new());
+    };
+    v.split(',')
+        .filter(|kv| !kv.trim().is_empty())
+        .map(|kv| {
+            let (k, v) = kv
+                .split_once('=')
+                .with_context(|| format!("{var}: {kv:?} is not key=value"))?;
+            Ok((k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect()
 }
 
 /// `DUPLEX_BENCH_PROFILE_WAIT=<seconds>`: wait that long before each replication phase,
@@ -487,6 +527,14 @@ fn engine_run(
     );
     if let Some(budget) = budget {
         spec.links[0].in_flight_bytes = budget;
+    }
+    let (consumer, producer) = (
+        client_options("DUPLEX_BENCH_CONSUMER")?,
+        client_options("DUPLEX_BENCH_PRODUCER")?,
+    );
+    for cluster in &mut spec.clusters {
+        cluster.consumer.extend(consumer.iter().cloned());
+        cluster.producer.extend(producer.iter().cloned());
     }
     rt.block_on(async {
         let registry = Arc::new(Registry::default());

@@ -47,6 +47,7 @@ const TIMEOUT: Duration = Duration::from_secs(300);
 const REQUEST: Duration = Duration::from_secs(10);
 
 fn main() -> anyhow::Result<()> {
+    duplex_sync::alloc::tune();
     // `cargo bench` passes --bench; `cargo test --benches/--all-targets` does not.
     if !std::env::args().skip(1).any(|a| a == "--bench") {
         println!("verify_e2e: run with cargo bench");

@@ -213,6 +213,7 @@ impl Target {
 }
 
 fn main() -> ExitCode {
+    duplex_sync::alloc::tune();
     let cli = Cli::parse();
     match cli.command {
         // The demo's output is its table; engine logs would drown it.

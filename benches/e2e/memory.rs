@@ -4,7 +4,18 @@
 use super::*;
 
 /// The in-flight budget of the memory phase: the backlog is more than ten times it.
-const MEMORY_BUDGET: usize = 16 * 1024 * 1024;
+/// `DUPLEX_BENCH_MEMORY_BUDGET` (MiB) sets another.
+fn memory_budget() -> anyhow::Result<usize> {
+    match std::env::var("DUPLEX_BENCH_MEMORY_BUDGET") {
+        Ok(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|m| *m > 0)
+            .map(|m| m << 20)
+            .with_context(|| format!("DUPLEX_BENCH_MEMORY_BUDGET={v:?} is not a count of MiB")),
+        Err(_) => Ok(16 << 20),
+    }
+}
 
 /// Memory: the engine replicates a backlog of `n` records of 1 KiB (over ten times a
 /// 16 MiB in-flight budget) in a process of its own (this binary again, with
@@ -13,6 +24,7 @@ const MEMORY_BUDGET: usize = 16 * 1024 * 1024;
 /// (clients, buffers, records in flight), with no memory of earlier phases to reuse.
 pub(super) fn memory(rt: &Runtime, n: usize) -> anyhow::Result<()> {
     let value_bytes = 1024;
+    let budget = memory_budget()?;
     let partitions = n.div_ceil(3_300_000 / (value_bytes + 100)).max(8) as i32;
     let mut brokers = Brokers::spawn(2)?;
     let (a_boot, b_boot) = (brokers.bootstrap[0].clone(), brokers.bootstrap[1].clone());
@@ -45,7 +57,7 @@ pub(super) fn memory(rt: &Runtime, n: usize) -> anyhow::Result<()> {
         .map(str::parse)
         .collect::<Result<_, _>>()
         .with_context(|| format!("the memory phase printed {text:?}"))?;
-    let [before, peak] = kib[..] else {
+    let [before, peak, cpu_ms] = kib[..] else {
         bail!("the memory phase printed {text:?}");
     };
     let on_b = inspect::count(&b_boot, topic, REQUEST)?;
@@ -59,13 +71,16 @@ pub(super) fn memory(rt: &Runtime, n: usize) -> anyhow::Result<()> {
     println!(
         "memory: backlog {:.0} MiB ({n} records of {value_bytes} B), in-flight budget {} MiB: \
          resident {:.0} MiB before the engine started, peak {:.0} MiB while it replicated: \
-         growth {:.0} MiB = budget + {:.0} MiB",
+         growth {:.0} MiB = budget + {:.0} MiB; the engine's CPU {:.2} s, {:.0} MiB per \
+         CPU-second",
         backlog as f64 / (1024.0 * 1024.0),
-        MEMORY_BUDGET >> 20,
+        budget >> 20,
         mib(before),
         mib(peak),
         mib(peak.saturating_sub(before)),
-        mib(peak.saturating_sub(before)) - (MEMORY_BUDGET >> 20) as f64,
+        mib(peak.saturating_sub(before)) - (budget >> 20) as f64,
+        cpu_ms as f64 / 1e3,
+        (n * value_bytes) as f64 / (1024.0 * 1024.0) / (cpu_ms.max(1) as f64 / 1e3),
     );
     Ok(())
 }
@@ -73,12 +88,13 @@ pub(super) fn memory(rt: &Runtime, n: usize) -> anyhow::Result<()> {
 const MEMORY_ENV: &str = "DUPLEX_BENCH_MEMORY";
 
 /// The memory phase's own process: replicates, then prints `VmRSS` before the engine
-/// started and `VmHWM` after, in KiB. Exits the process.
+/// started and `VmHWM` after, in KiB, and the CPU time the replication took, in ms.
+/// Exits the process.
 pub(super) fn memory_child_if_asked() {
     let Ok(args) = std::env::var(MEMORY_ENV) else {
         return;
     };
-    let run = || -> anyhow::Result<(u64, u64)> {
+    let run = || -> anyhow::Result<(u64, u64, u64)> {
         let v: Vec<&str> = args.split_whitespace().collect();
         let [a, b, topic, n, partitions] = v[..] else {
             bail!("{MEMORY_ENV}={args:?}");
@@ -88,6 +104,7 @@ pub(super) fn memory_child_if_asked() {
             .enable_all()
             .build()?;
         let before = status_kib("VmRSS")?;
+        let cpu = timing::cpu_time();
         engine_run(
             &rt,
             a,
@@ -97,13 +114,16 @@ pub(super) fn memory_child_if_asked() {
             partitions,
             "a->b",
             |m| m.forwarded.load(Relaxed),
-            Some(MEMORY_BUDGET),
+            Some(memory_budget()?),
         )?;
-        Ok((before, status_kib("VmHWM")?))
+        let cpu = timing::cpu_time()
+            .zip(cpu)
+            .map_or(0, |(end, start)| end.saturating_sub(start).as_millis() as u64);
+        Ok((before, status_kib("VmHWM")?, cpu))
     };
     match run() {
-        Ok((before, peak)) => {
-            println!("{before} {peak}");
+        Ok((before, peak, cpu)) => {
+            println!("{before} {peak} {cpu}");
             std::process::exit(0);
         }
         Err(e) => {

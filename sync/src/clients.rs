@@ -51,6 +51,29 @@ pub fn producer(cluster: &ClusterSpec, client_id: &str, in_flight_bytes: usize) 
     c
 }
 
+/// What a flow's consumer may hold before the reader takes it, derived from the flow's
+/// in-flight budget (rule 5; docs/delivery.md, "Memory").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prefetch {
+    /// `queued.max.messages.kbytes`: a quarter of the budget, at least 1 MiB. librdkafka
+    /// fetches no more once its queue holds this much.
+    pub queued_kb: usize,
+    /// `fetch.max.bytes`: an eighth of the budget, from 1 MiB to librdkafka's default of
+    /// 50 MiB. A fetch sent while the queue was below its bound lands whole, so this is
+    /// how far the queue can pass it, per source broker.
+    pub fetch_max_bytes: usize,
+}
+
+impl Prefetch {
+    pub fn for_budget(in_flight_bytes: usize) -> Prefetch {
+        const MIB: usize = 1 << 20;
+        Prefetch {
+            queued_kb: (in_flight_bytes / 4 / 1024).clamp(1024, 2_097_151),
+            fetch_max_bytes: (in_flight_bytes / 8).clamp(MIB, 50 * MIB),
+        }
+    }
+}
+
 /// Consumer that reads a flow's source and commits its checkpoints to `group_id`.
 pub fn consumer(
     cluster: &ClusterSpec,
@@ -58,11 +81,11 @@ pub fn consumer(
     group_id: &str,
     in_flight_bytes: usize,
 ) -> ClientConfig {
-    // Prefetch is bounded by the same budget as deliveries (rule 5).
-    let queued_kb = (in_flight_bytes / 1024).clamp(1024, 2_097_151);
+    let prefetch = Prefetch::for_budget(in_flight_bytes);
     let defaults = [
         ("client.id", client_id.to_string()),
-        ("queued.max.messages.kbytes", queued_kb.to_string()),
+        ("queued.max.messages.kbytes", prefetch.queued_kb.to_string()),
+        ("fetch.max.bytes", prefetch.fetch_max_bytes.to_string()),
         // librdkafka waits 1 s by default before fetching again once the prefetch queue
         // is full; with a backlog larger than the budget that halves throughput
         // (docs/benchmarks.md).
@@ -209,5 +232,25 @@ mod tests {
             "[thrd:app]: Configuration property foo is deprecated"
         ));
         assert!(!is_gapless_warning("FAIL", "enable.gapless.guarantee"));
+    }
+
+    #[test]
+    fn prefetch_is_a_share_of_the_budget_within_librdkafka_bounds() {
+        const MIB: usize = 1 << 20;
+        let p = Prefetch::for_budget(64 * MIB);
+        assert_eq!((p.queued_kb, p.fetch_max_bytes), (16 * 1024, 8 * MIB));
+        // Small budgets keep 1 MiB of each; large ones librdkafka's default fetch.
+        let p = Prefetch::for_budget(MIB);
+        assert_eq!((p.queued_kb, p.fetch_max_bytes), (1024, MIB));
+        let p = Prefetch::for_budget(4096 * MIB);
+        assert_eq!((p.queued_kb, p.fetch_max_bytes), (1024 * 1024, 50 * MIB));
+        // The operator's consumer options still win.
+        let mut cluster = ClusterSpec::new("a", "localhost:9092");
+        cluster
+            .consumer
+            .insert("fetch.max.bytes".into(), "1000000".into());
+        let c = consumer(&cluster, "c", "g", 64 * MIB);
+        assert_eq!(c.get("fetch.max.bytes"), Some("1000000"));
+        assert_eq!(c.get("queued.max.messages.kbytes"), Some("16384"));
     }
 }

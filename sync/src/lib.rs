@@ -11,10 +11,11 @@
 //! - [`discovery`]: selected topics, and their creation on the target.
 //! - [`topic_configs`]: topic settings that follow their owner cluster.
 //! - [`acls`]: READ and DESCRIBE topic ACLs that follow it too (off by default).
-//! - [`admin_ffi`]: admin requests rdkafka does not wrap (the crate's one `unsafe` module).
+//! - [`admin_ffi`]: admin requests rdkafka does not wrap (`unsafe`, as is [`alloc`]).
+//! - [`alloc`]: the process's memory settings (no transparent huge pages).
 //! - [`clients`]: librdkafka settings the guarantees rest on.
 //! - [`offsets`]: consumer-group offsets translated exactly between clusters; group sync.
-//! - [`metrics`]: per-flow counters, Prometheus text.
+//! - [`metrics`]: per-flow counters and latency histograms, OpenMetrics text.
 //! - [`error`]: the engine's error type.
 
 // SyncError carries the Kafka error and the record it concerns; it travels only on the
@@ -23,6 +24,7 @@
 
 pub mod acls;
 pub mod admin_ffi;
+pub mod alloc;
 pub mod clients;
 pub mod control;
 pub mod discovery;
