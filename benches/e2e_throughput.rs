@@ -9,7 +9,9 @@
 //! the engine's. Run with `cargo bench --bench e2e_throughput`; `DUPLEX_BENCH_RECORDS`
 //! sets the record count, `DUPLEX_BENCH_VALUE_BYTES` the sizes (`1024,100`),
 //! `DUPLEX_BENCH_PYTHON` a python with confluent-kafka for the naive script,
-//! `DUPLEX_BENCH_PHASES` which phases run (`throughput,memory`), and
+//! `DUPLEX_BENCH_PHASES` which phases run (`throughput,latency,memory`),
+//! `DUPLEX_BENCH_LATENCY_RATE` the latency phase's rate (default: half the replication
+//! rate), and
 //! `DUPLEX_BENCH_CONSUMER` / `DUPLEX_BENCH_PRODUCER` extra librdkafka options for the
 //! engine's clients (`key=value,key=value`), to try a setting without a rebuild. What
 //! each phase times, and figures, are in docs/benchmarks.md. This measures and prints; it
@@ -131,10 +133,20 @@ fn main() -> anyhow::Result<()> {
         ),
     }
     let phases = phases()?;
-    if phases.contains(&"throughput") {
-        for value_bytes in sizes {
-            let n = records.unwrap_or(if value_bytes >= 512 { 200_000 } else { 600_000 });
-            bench_size(&rt, python.as_deref(), value_bytes, n)?;
+    let latency_rate = latency::fixed_rate()?;
+    for value_bytes in sizes {
+        let n = records.unwrap_or(if value_bytes >= 512 { 200_000 } else { 600_000 });
+        let mut rate = latency_rate;
+        if phases.contains(&"throughput") {
+            let replication = bench_size(&rt, python.as_deref(), value_bytes, n)?;
+            rate = rate.or(Some(replication / 2.0));
+        }
+        if phases.contains(&"latency") {
+            let rate = rate.context(
+                "DUPLEX_BENCH_PHASES has latency without throughput: set \
+                 DUPLEX_BENCH_LATENCY_RATE (records/s)",
+            )?;
+            latency::latency(&rt, value_bytes, rate)?;
         }
     }
     if phases.contains(&"memory") {
@@ -145,7 +157,7 @@ fn main() -> anyhow::Result<()> {
 
 /// The phases `DUPLEX_BENCH_PHASES` asks for (all of them by default).
 fn phases() -> anyhow::Result<Vec<&'static str>> {
-    const ALL: [&str; 2] = ["throughput", "memory"];
+    const ALL: [&str; 3] = ["throughput", "latency", "memory"];
     let Ok(v) = std::env::var("DUPLEX_BENCH_PHASES") else {
         return Ok(ALL.to_vec());
     };
@@ -156,6 +168,20 @@ fn phases() -> anyhow::Result<Vec<&'static str>> {
                 .with_context(|| format!("DUPLEX_BENCH_PHASES: {name:?} is none of {ALL:?}"))
         })
         .collect()
+}
+
+/// Adds `DUPLEX_BENCH_CONSUMER` and `DUPLEX_BENCH_PRODUCER` to every cluster's client
+/// options in `spec`.
+fn with_bench_options(spec: &mut EngineSpec) -> anyhow::Result<()> {
+    let (consumer, producer) = (
+        client_options("DUPLEX_BENCH_CONSUMER")?,
+        client_options("DUPLEX_BENCH_PRODUCER")?,
+    );
+    for cluster in &mut spec.clusters {
+        cluster.consumer.extend(consumer.iter().cloned());
+        cluster.producer.extend(producer.iter().cloned());
+    }
+    Ok(())
 }
 
 /// Extra librdkafka options from `var` (`key=value,key=value`), for the engine's clients.
@@ -181,13 +207,14 @@ fn profile_wait() -> Option<Duration> {
     s.parse().ok().map(Duration::from_secs_f64)
 }
 
-/// Every phase for one record size, `RUNS` times, then the table of the median runs.
+/// Every throughput phase for one record size, `RUNS` times, then the table of the
+/// median runs. Returns the median replication rate.
 fn bench_size(
     rt: &Runtime,
     python: Option<&Path>,
     value_bytes: usize,
     n: usize,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<f64> {
     // The mock keeps only the last 5 MiB of each partition: stay well below, counting
     // key, headers, batch overhead and `duplex.path` on the target.
     let per_partition = 3_300_000 / (value_bytes + 100);
@@ -329,8 +356,7 @@ fn bench_size(
             rep.cold_rate() / s.rate()
         );
     }
-    latency::latency(rt, value_bytes, r.rate() / 2.0)?;
-    Ok(())
+    Ok(r.rate())
 }
 
 /// Produce-only: `n` records with an idempotent producer (acks=all, the engine's
@@ -528,14 +554,7 @@ fn engine_run(
     if let Some(budget) = budget {
         spec.links[0].in_flight_bytes = budget;
     }
-    let (consumer, producer) = (
-        client_options("DUPLEX_BENCH_CONSUMER")?,
-        client_options("DUPLEX_BENCH_PRODUCER")?,
-    );
-    for cluster in &mut spec.clusters {
-        cluster.consumer.extend(consumer.iter().cloned());
-        cluster.producer.extend(producer.iter().cloned());
-    }
+    with_bench_options(&mut spec)?;
     rt.block_on(async {
         let registry = Arc::new(Registry::default());
         let cancel = CancellationToken::new();

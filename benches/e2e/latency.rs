@@ -30,6 +30,7 @@ pub(super) fn latency(rt: &Runtime, value_bytes: usize, rate: f64) -> anyhow::Re
     for c in &mut spec.clusters {
         c.consumer.insert("fetch.wait.max.ms".into(), "5".into());
     }
+    with_bench_options(&mut spec)?;
     let text = rt.block_on(async {
         let registry = Arc::new(Registry::default());
         let cancel = CancellationToken::new();
@@ -67,13 +68,27 @@ pub(super) fn latency(rt: &Runtime, value_bytes: usize, rate: f64) -> anyhow::Re
             .map_or("-".to_string(), |(le, _)| format!("≤ {:.0} ms", le * 1e3))
     };
     println!(
-        "latency at {rate:.0} records/s (half the replication rate), {n} records: \
+        "latency at {rate:.0} records/s, {n} records: \
          p50 {}  p99 {}  p999 {}",
         q(0.5),
         q(0.99),
         q(0.999)
     );
     Ok(())
+}
+
+/// `DUPLEX_BENCH_LATENCY_RATE`: the latency phase's rate in records/s, instead of half
+/// the replication rate.
+pub(super) fn fixed_rate() -> anyhow::Result<Option<f64>> {
+    match std::env::var("DUPLEX_BENCH_LATENCY_RATE") {
+        Ok(v) => v
+            .parse::<f64>()
+            .ok()
+            .filter(|r| *r >= 1.0)
+            .map(Some)
+            .with_context(|| format!("DUPLEX_BENCH_LATENCY_RATE={v:?} is not a rate")),
+        Err(_) => Ok(None),
+    }
 }
 
 /// The cumulative buckets (upper bound in seconds, count) of `flow`'s latency histogram
@@ -101,7 +116,8 @@ pub(super) fn histogram(text: &str, flow: &str) -> Vec<(f64, u64)> {
 }
 
 /// Produces `n` records on `topic` at `rate` records/s, each timestamped when sent,
-/// and waits for their acknowledgements.
+/// and waits for their acknowledgements. `DUPLEX_BENCH_SOURCE_LINGER_MS` sets the
+/// producer's `linger.ms` (5, as a flow's).
 async fn paced_produce(
     bootstrap: &str,
     topic: &str,
@@ -114,7 +130,10 @@ async fn paced_produce(
         .set("bootstrap.servers", bootstrap)
         .set("enable.idempotence", "true")
         .set("acks", "all")
-        .set("linger.ms", "5")
+        .set(
+            "linger.ms",
+            std::env::var("DUPLEX_BENCH_SOURCE_LINGER_MS").unwrap_or_else(|_| "5".into()),
+        )
         .create()
         .context("create producer")?;
     producer
