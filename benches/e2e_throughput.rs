@@ -9,7 +9,7 @@
 //! the engine's. Run with `cargo bench --bench e2e_throughput`; `DUPLEX_BENCH_RECORDS`
 //! sets the record count, `DUPLEX_BENCH_VALUE_BYTES` the sizes (`1024,100`),
 //! `DUPLEX_BENCH_PYTHON` a python with confluent-kafka for the naive script,
-//! `DUPLEX_BENCH_PHASES` which phases run (`throughput,latency,memory`),
+//! `DUPLEX_BENCH_PHASES` which phases run (`throughput,latency,mesh,memory`),
 //! `DUPLEX_BENCH_LATENCY_RATE` the latency phase's rate (default: half the replication
 //! rate), and
 //! `DUPLEX_BENCH_CONSUMER` / `DUPLEX_BENCH_PRODUCER` extra librdkafka options for the
@@ -53,6 +53,8 @@ mod latency;
 mod load;
 #[path = "e2e/memory.rs"]
 mod memory;
+#[path = "e2e/mesh.rs"]
+mod mesh;
 #[path = "e2e/naive.rs"]
 mod naive;
 #[path = "common/timing.rs"]
@@ -136,10 +138,11 @@ fn main() -> anyhow::Result<()> {
     let latency_rate = latency::fixed_rate()?;
     for value_bytes in sizes {
         let n = records.unwrap_or(if value_bytes >= 512 { 200_000 } else { 600_000 });
-        let mut rate = latency_rate;
+        let (mut rate, mut limit) = (latency_rate, None);
         if phases.contains(&"throughput") {
-            let replication = bench_size(&rt, python.as_deref(), value_bytes, n)?;
+            let (replication, raw) = bench_size(&rt, python.as_deref(), value_bytes, n)?;
             rate = rate.or(Some(replication / 2.0));
+            limit = Some(raw);
         }
         if phases.contains(&"latency") {
             let rate = rate.context(
@@ -147,6 +150,9 @@ fn main() -> anyhow::Result<()> {
                  DUPLEX_BENCH_LATENCY_RATE (records/s)",
             )?;
             latency::latency(&rt, value_bytes, rate)?;
+        }
+        if phases.contains(&"mesh") {
+            mesh::mesh(&rt, value_bytes, n, limit)?;
         }
     }
     if phases.contains(&"memory") {
@@ -157,7 +163,7 @@ fn main() -> anyhow::Result<()> {
 
 /// The phases `DUPLEX_BENCH_PHASES` asks for (all of them by default).
 fn phases() -> anyhow::Result<Vec<&'static str>> {
-    const ALL: [&str; 3] = ["throughput", "latency", "memory"];
+    const ALL: [&str; 4] = ["throughput", "latency", "mesh", "memory"];
     let Ok(v) = std::env::var("DUPLEX_BENCH_PHASES") else {
         return Ok(ALL.to_vec());
     };
@@ -208,13 +214,13 @@ fn profile_wait() -> Option<Duration> {
 }
 
 /// Every throughput phase for one record size, `RUNS` times, then the table of the
-/// median runs. Returns the median replication rate.
+/// median runs. Returns the median replication rate and min(produce, consume).
 fn bench_size(
     rt: &Runtime,
     python: Option<&Path>,
     value_bytes: usize,
     n: usize,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<(f64, f64)> {
     // The mock keeps only the last 5 MiB of each partition: stay well below, counting
     // key, headers, batch overhead and `duplex.path` on the target.
     let per_partition = 3_300_000 / (value_bytes + 100);
@@ -356,7 +362,7 @@ fn bench_size(
             rep.cold_rate() / s.rate()
         );
     }
-    Ok(r.rate())
+    Ok((r.rate(), p.rate().min(c.rate())))
 }
 
 /// Produce-only: `n` records with an idempotent producer (acks=all, the engine's
