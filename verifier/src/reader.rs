@@ -1,6 +1,7 @@
 //! Reads one side: its partitions from the store's positions to the run's end offsets,
 //! into the store one batch at a time.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -55,7 +56,11 @@ pub fn consumer_config(cluster: &ClusterSpec) -> ClientConfig {
     c.set("client.id", format!("duplex-verify-{}", cluster.id))
         .set("isolation.level", "read_committed")
         .set("fetch.wait.max.ms", "100")
-        .set("queued.max.messages.kbytes", "65536");
+        .set("queued.max.messages.kbytes", "65536")
+        // Once the prefetch queue is full librdkafka waits 1 s by default before it
+        // fetches again: a reader slower than the fetcher, which the store's writes make
+        // it, idled most of that second (docs/benchmarks.md, verify_e2e).
+        .set("fetch.queue.backoff.ms", "10");
     for (k, v) in cluster.options.iter().chain(&cluster.consumer) {
         c.set(k, v);
     }
@@ -80,11 +85,10 @@ pub fn read_side(
     stop: &AtomicBool,
 ) -> Result<(), VerifyError> {
     let cluster = &spec.sides[side as usize];
-    let mut remaining: std::collections::HashMap<(String, i32), (i64, Mode)> = plan
-        .iter()
-        .filter(|p| p.start < p.end)
-        .map(|p| ((p.topic.clone(), p.partition), (p.end, p.mode)))
-        .collect();
+    let mut remaining = Remaining::default();
+    for p in plan.iter().filter(|p| p.start < p.end) {
+        remaining.insert(&p.topic, p.partition, (p.end, p.mode));
+    }
     progress.planned.store(
         plan.iter().map(|p| (p.end - p.start).max(0) as u64).sum(),
         Ordering::Relaxed,
@@ -118,10 +122,12 @@ pub fn read_side(
             ingest.flush()?;
             return Err(VerifyError::Stopped);
         }
-        match consumer.poll(Duration::from_millis(100)) {
+        let polled = consumer.poll(Duration::from_millis(100));
+        // One clock read per record: the checks below compare against it.
+        let now = Instant::now();
+        match polled {
             Some(Ok(msg)) => {
-                let key = (msg.topic().to_string(), msg.partition());
-                let Some(&(end, mode)) = remaining.get(&key) else {
+                let Some((end, mode)) = remaining.get(msg.topic(), msg.partition()) else {
                     continue;
                 };
                 if msg.offset() < end {
@@ -146,43 +152,47 @@ pub fn read_side(
                     progress.bytes.fetch_add(size as u64, Ordering::Relaxed);
                 }
                 if msg.offset() + 1 >= end {
-                    ingest.advance(&key.0, key.1, end);
-                    remaining.remove(&key);
+                    ingest.advance(msg.topic(), msg.partition(), end);
+                    remaining.remove(msg.topic(), msg.partition());
                 }
-                last_progress = Instant::now();
+                last_progress = now;
             }
             Some(Err(e)) => {
                 tracing::warn!(cluster = %cluster.id, error = %e, "verifier read error; retrying");
             }
             None => {}
         }
-        if last_position_check.elapsed() >= Duration::from_millis(500) {
+        if now.saturating_duration_since(last_position_check) >= Duration::from_millis(500) {
             // Transaction markers and aborted records take offsets no record is read at:
             // a partition whose fetch position passed its end is read.
-            last_position_check = Instant::now();
+            last_position_check = now;
             if let Ok(pos) = consumer.position() {
                 for el in pos.elements() {
-                    let key = (el.topic().to_string(), el.partition());
-                    if let (Some(&(end, _)), Offset::Offset(at)) =
-                        (remaining.get(&key), el.offset())
+                    if let (Some((end, _)), Offset::Offset(at)) =
+                        (remaining.get(el.topic(), el.partition()), el.offset())
                         && at >= end
                     {
-                        ingest.advance(&key.0, key.1, end);
-                        remaining.remove(&key);
-                        last_progress = Instant::now();
+                        ingest.advance(el.topic(), el.partition(), end);
+                        remaining.remove(el.topic(), el.partition());
+                        last_progress = now;
                     }
                 }
             }
         }
-        if ingest.pending() >= BATCH_RECORDS || last_flush.elapsed() >= BATCH_AGE {
+        if ingest.pending() >= BATCH_RECORDS || now.saturating_duration_since(last_flush) >= BATCH_AGE {
             ingest.flush()?;
             last_flush = Instant::now();
         }
-        if last_progress.elapsed() > spec.stall_timeout {
+        if now.saturating_duration_since(last_progress) > spec.stall_timeout {
             ingest.flush()?;
             let mut left: Vec<String> = remaining
+                .0
                 .iter()
-                .map(|((t, p), (e, _))| format!("{t}/{p} (to offset {e})"))
+                .flat_map(|(t, parts)| {
+                    parts
+                        .iter()
+                        .map(move |(p, (e, _))| format!("{t}/{p} (to offset {e})"))
+                })
                 .collect();
             left.sort();
             return Err(VerifyError::Stalled {
@@ -202,4 +212,36 @@ pub fn read_side(
     }
     ingest.flush()?;
     Ok(())
+}
+
+/// Partitions still to read, with the offset each ends at and its mode: by topic, so
+/// that a record's topic is looked up as the `&str` librdkafka hands over, with no
+/// `String` made per record.
+#[derive(Debug, Default)]
+struct Remaining(HashMap<String, HashMap<i32, (i64, Mode)>>);
+
+impl Remaining {
+    fn insert(&mut self, topic: &str, partition: i32, end: (i64, Mode)) {
+        self.0
+            .entry(topic.to_string())
+            .or_default()
+            .insert(partition, end);
+    }
+
+    fn get(&self, topic: &str, partition: i32) -> Option<(i64, Mode)> {
+        self.0.get(topic)?.get(&partition).copied()
+    }
+
+    fn remove(&mut self, topic: &str, partition: i32) {
+        if let Some(parts) = self.0.get_mut(topic) {
+            parts.remove(&partition);
+            if parts.is_empty() {
+                self.0.remove(topic);
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
