@@ -1,8 +1,9 @@
-//! End-to-end verification rate on librdkafka mock clusters, in one process and one run:
+//! End-to-end verification rate on librdkafka mock clusters, in one run:
 //! a consume-only baseline (both clusters read to their end offsets, with the verifier's
 //! own consumer settings) against `duplex_verifier::run::verify` over the same records,
 //! then verify / consume-only, the baseline ratio; and a second, resumed verification
-//! over the filled store (snapshot and comparison only).
+//! over the filled store (snapshot and comparison only). The clusters run in a child
+//! process (common/brokers.rs), so that the CPU time read here is the reader's own.
 //!
 //! Run with `cargo bench --bench verify_e2e`; `DUPLEX_BENCH_RECORDS` sets the record
 //! count. What each phase times, and figures, are in docs/benchmarks.md. This measures
@@ -26,10 +27,11 @@ use duplex_verifier::run::verify;
 use duplex_verifier::{Report, Verdict, VerifySpec};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::mocking::MockCluster;
 use rdkafka::{Offset, TopicPartitionList};
 use regex::Regex;
 
+#[path = "common/brokers.rs"]
+mod brokers;
 #[path = "common/load.rs"]
 mod load;
 #[path = "common/timing.rs"]
@@ -37,7 +39,7 @@ mod timing;
 use timing::{Timed, Window};
 
 const VALUE_BYTES: usize = 1024;
-const DEFAULT_RECORDS: usize = 48_000;
+const DEFAULT_RECORDS: usize = 400_000;
 /// The mock keeps only the last 5 MiB of each partition: stay well below with ~1.1 KB
 /// per record (value, key, headers, batch overhead, and `duplex.path` on b).
 const RECORDS_PER_PARTITION: usize = 3_000;
@@ -48,6 +50,8 @@ const REQUEST: Duration = Duration::from_secs(10);
 
 fn main() -> anyhow::Result<()> {
     duplex_sync::alloc::tune();
+    // The same executable, started again by `Brokers::spawn`, hosts the mock clusters.
+    brokers::serve_if_child();
     // `cargo bench` passes --bench; `cargo test --benches/--all-targets` does not.
     if !std::env::args().skip(1).any(|a| a == "--bench") {
         println!("verify_e2e: run with cargo bench");
@@ -63,16 +67,13 @@ fn main() -> anyhow::Result<()> {
     let partitions = n.div_ceil(RECORDS_PER_PARTITION).max(8) as i32;
     println!(
         "verify_e2e: {n} records of {VALUE_BYTES} B (key, 2 headers) on a, their copies with \
-         duplex.path on b, {partitions} partitions, librdkafka mock clusters in this process, \
+         duplex.path on b, {partitions} partitions, librdkafka mock clusters in a child process, \
          best of {RUNS} runs"
     );
 
-    // Mock clusters are not Send: they stay on this thread.
-    let a = MockCluster::new(1).context("start mock cluster a")?;
-    let b = MockCluster::new(1).context("start mock cluster b")?;
-    let (a_boot, b_boot) = (a.bootstrap_servers(), b.bootstrap_servers());
-    a.create_topic(TOPIC, partitions, 1)?;
-    b.create_topic(TOPIC, partitions, 1)?;
+    let mut brokers = brokers::Brokers::spawn(2)?;
+    let (a_boot, b_boot) = (brokers.bootstrap[0].clone(), brokers.bootstrap[1].clone());
+    brokers.create_topic(TOPIC, partitions)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -156,7 +157,7 @@ fn main() -> anyhow::Result<()> {
     );
     println!(
         "(records: both clusters, 2 x {n}; MiB/s counts the 1 KiB values only; cores: process \
-         CPU time / wall time, of {})",
+         CPU time / wall time, of {}; the brokers' CPU is not counted)",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     // What a resumed run spends before it compares: the snapshot of both sides alone.
