@@ -57,6 +57,9 @@ mod memory;
 mod mesh;
 #[path = "e2e/naive.rs"]
 mod naive;
+#[path = "e2e/options.rs"]
+mod options;
+use options::{phases, profile_wait, with_bench_options};
 #[path = "common/timing.rs"]
 mod timing;
 use brokers::Brokers;
@@ -159,58 +162,6 @@ fn main() -> anyhow::Result<()> {
         memory::memory(&rt, records.unwrap_or(200_000))?;
     }
     Ok(())
-}
-
-/// The phases `DUPLEX_BENCH_PHASES` asks for (all of them by default).
-fn phases() -> anyhow::Result<Vec<&'static str>> {
-    const ALL: [&str; 4] = ["throughput", "latency", "mesh", "memory"];
-    let Ok(v) = std::env::var("DUPLEX_BENCH_PHASES") else {
-        return Ok(ALL.to_vec());
-    };
-    v.split(',')
-        .map(|name| {
-            ALL.into_iter()
-                .find(|p| *p == name.trim())
-                .with_context(|| format!("DUPLEX_BENCH_PHASES: {name:?} is none of {ALL:?}"))
-        })
-        .collect()
-}
-
-/// Adds `DUPLEX_BENCH_CONSUMER` and `DUPLEX_BENCH_PRODUCER` to every cluster's client
-/// options in `spec`.
-fn with_bench_options(spec: &mut EngineSpec) -> anyhow::Result<()> {
-    let (consumer, producer) = (
-        client_options("DUPLEX_BENCH_CONSUMER")?,
-        client_options("DUPLEX_BENCH_PRODUCER")?,
-    );
-    for cluster in &mut spec.clusters {
-        cluster.consumer.extend(consumer.iter().cloned());
-        cluster.producer.extend(producer.iter().cloned());
-    }
-    Ok(())
-}
-
-/// Extra librdkafka options from `var` (`key=value,key=value`), for the engine's clients.
-fn client_options(var: &str) -> anyhow::Result<Vec<(String, String)>> {
-    let Ok(v) = std::env::var(var) else {
-        return Ok(Vec::new());
-    };
-    v.split(',')
-        .filter(|kv| !kv.trim().is_empty())
-        .map(|kv| {
-            let (k, v) = kv
-                .split_once('=')
-                .with_context(|| format!("{var}: {kv:?} is not key=value"))?;
-            Ok((k.trim().to_string(), v.trim().to_string()))
-        })
-        .collect()
-}
-
-/// `DUPLEX_BENCH_PROFILE_WAIT=<seconds>`: wait that long before each replication phase,
-/// so that a profiler attached to this process sees the engine and nothing else.
-fn profile_wait() -> Option<Duration> {
-    let s = std::env::var("DUPLEX_BENCH_PROFILE_WAIT").ok()?;
-    s.parse().ok().map(Duration::from_secs_f64)
 }
 
 /// Every throughput phase for one record size, `RUNS` times, then the table of the

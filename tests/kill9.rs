@@ -151,7 +151,9 @@ async fn kill_dash_nine(provider: Provider, sc: &Scenario) {
     let log = dir.path().join("duplex.log");
     eprintln!("duplex log: {}", log.display());
 
-    // Without kills, Duplex runs while the clients write.
+    // Without kills, Duplex runs while the clients write. `last_run` is where the log
+    // of the run that stays up begins: earlier runs' lines name their own ports.
+    let mut last_run = 0;
     let running = (sc.kills == 0).then(|| spawn(&cfg, &log));
     // Clients keep writing on both sides in batches while Duplex is killed and restarted.
     let kills = async {
@@ -184,7 +186,10 @@ async fn kill_dash_nine(provider: Provider, sc: &Scenario) {
     written.into_iter().for_each(|e| expected.extend(e));
     assert_eq!(expected.len(), refs.len() * sc.batches as usize * 250);
 
-    let mut child = running.unwrap_or_else(|| spawn(&cfg, &log));
+    let mut child = running.unwrap_or_else(|| {
+        last_run = log_len(&log);
+        spawn(&cfg, &log)
+    });
     if let Err(e) = harness::counts_reach(
         &refs,
         &topic,
@@ -196,7 +201,7 @@ async fn kill_dash_nine(provider: Provider, sc: &Scenario) {
         // The process may have exited: say how, and keep going to its log.
         let exited = child.try_wait().ok().flatten();
         eprintln!("duplex at failure: exited = {exited:?}");
-        let m = match metrics_port(&log) {
+        let m = match metrics_port(&log, last_run) {
             Some(port) => try_scrape(port).unwrap_or_else(|e| format!("(no /metrics: {e})")),
             None => "(the log names no metrics listener)".to_string(),
         };
@@ -216,14 +221,24 @@ async fn kill_dash_nine(provider: Provider, sc: &Scenario) {
             tail[tail.len().saturating_sub(60)..].join("\n")
         );
     }
-    let metrics = scrape(metrics_port(&log).expect("the log names the metrics listener"));
-    assert!(
-        metrics.contains(&format!(
-            "duplex_records_forwarded_total{{flow=\"{0}->{1}\",link=\"{0}-{1}\"}}",
-            sc.ids[0], sc.ids[1]
-        )),
-        "{metrics}"
+    // The counts can be reached before the last run has bound its listener or started
+    // its flows (the killed runs may have replicated everything): wait for both.
+    let forwarded = format!(
+        "duplex_records_forwarded_total{{flow=\"{0}->{1}\",link=\"{0}-{1}\"}}",
+        sc.ids[0], sc.ids[1]
     );
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let metrics = loop {
+        let m = metrics_port(&log, last_run).and_then(|port| try_scrape(port).ok());
+        match m {
+            Some(m) if m.contains(&forwarded) => break m,
+            m => assert!(
+                std::time::Instant::now() < deadline,
+                "no {forwarded} from the last run's /metrics in 60 s: {m:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     // The binary serves prometheus-client's OpenMetrics text.
     assert!(
         metrics.trim_end().ends_with("# EOF"),
@@ -265,16 +280,17 @@ async fn write_batches(
     expected
 }
 
-/// The port the latest run serves /metrics on, from its log.
-fn metrics_port(log: &std::path::Path) -> Option<u16> {
-    harness::process::bound_in_log(log, "Serving Prometheus metrics")
+/// The port the run whose log begins at byte `from` serves /metrics on.
+fn metrics_port(log: &std::path::Path, from: u64) -> Option<u16> {
+    harness::process::bound_in_log(log, from, "Serving Prometheus metrics")
+}
+
+/// The log's length so far: where the next run's lines begin.
+fn log_len(log: &std::path::Path) -> u64 {
+    std::fs::metadata(log).map_or(0, |m| m.len())
 }
 
 /// GET /metrics over plain HTTP/1.0.
-fn scrape(port: u16) -> String {
-    try_scrape(port).expect("metrics listener")
-}
-
 fn try_scrape(port: u16) -> std::io::Result<String> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;

@@ -116,9 +116,9 @@ pub(super) fn memory_child_if_asked() {
             |m| m.forwarded.load(Relaxed),
             Some(memory_budget()?),
         )?;
-        let cpu = timing::cpu_time()
-            .zip(cpu)
-            .map_or(0, |(end, start)| end.saturating_sub(start).as_millis() as u64);
+        let cpu = timing::cpu_time().zip(cpu).map_or(0, |(end, start)| {
+            end.saturating_sub(start).as_millis() as u64
+        });
         Ok((before, status_kib("VmHWM")?, cpu))
     };
     match run() {

@@ -86,9 +86,11 @@ pub(super) fn mesh(
     });
     println!(
         "mesh of three: {each} records of {value_bytes} B on each of a, b, c, {partitions} \
-         partitions; six flows made {deliveries} deliveries at {:.0}/s ({:.1} MiB/s, {} \
+         partitions; six flows made {deliveries} deliveries, {} of them once all were assigned, \
+         at {:.0}/s ({:.1} MiB/s, {} \
          cores, {:.0} MiB/s per core){versus}; engine start-up {:.0} ms; every cluster \
          holds every record exactly once",
+        timed.records,
         timed.rate(),
         timed.mib(value_bytes),
         timed.cores(),
@@ -102,7 +104,7 @@ pub(super) fn mesh(
 
 /// Polls every flow's counters every millisecond until their deliveries together reach
 /// `n`. Returns the start-up (to all six flows assigned every partition) and the window
-/// from there to the `n`-th delivery.
+/// from there to the `n`-th delivery, counting the deliveries made in it.
 async fn watch_all(
     registry: &Registry,
     start: Instant,
@@ -110,12 +112,16 @@ async fn watch_all(
     partitions: i32,
 ) -> anyhow::Result<(Duration, Timed)> {
     let flows = IDS.len() * (IDS.len() - 1);
-    let mut assigned: Option<Window> = None;
+    // The window and the deliveries the flows had made when it opened: flows assigned
+    // earlier start delivering before the last one is assigned, and those deliveries
+    // are not the window's.
+    let mut assigned: Option<(Window, u64)> = None;
     let mut metrics = Vec::new();
     let mut polls = 0u64;
     loop {
-        // The registry is read (which clones its entries) every 100 polls, as in `watch`.
-        if polls % 100 == 0 {
+        // The registry is read (which clones its entries) at every poll until all flows
+        // are assigned, then every 100 polls, as in `watch`.
+        if assigned.is_none() || polls % 100 == 0 {
             let entries = registry.entries();
             if let Some(e) = entries.iter().find(|e| e.metrics.last_error().is_some()) {
                 let error = e.metrics.last_error().unwrap_or_default();
@@ -131,10 +137,10 @@ async fn watch_all(
                 .iter()
                 .all(|m| m.partitions.load(Relaxed) >= i64::from(partitions))
         {
-            assigned = Some(Window::start());
+            assigned = Some((Window::start(), delivered));
         }
-        if let Some(w) = assigned.as_ref().filter(|_| delivered >= n as u64) {
-            return Ok((w.wall - start, w.end(n)));
+        if let Some((w, before)) = assigned.as_ref().filter(|_| delivered >= n as u64) {
+            return Ok((w.wall - start, w.end(n - *before as usize)));
         }
         ensure!(
             start.elapsed() < TIMEOUT,

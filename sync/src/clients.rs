@@ -74,6 +74,19 @@ impl Prefetch {
     }
 }
 
+/// `fetch.max.bytes` of `want`, raised to the consumer's `message.max.bytes` where the
+/// operator set that higher: librdkafka refuses to create a consumer whose explicit
+/// `fetch.max.bytes` is below it.
+fn fetch_max_bytes(cluster: &ClusterSpec, want: usize) -> usize {
+    let message_max = cluster
+        .consumer
+        .get("message.max.bytes")
+        .or_else(|| cluster.options.get("message.max.bytes"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    want.max(message_max)
+}
+
 /// Consumer that reads a flow's source and commits its checkpoints to `group_id`.
 pub fn consumer(
     cluster: &ClusterSpec,
@@ -85,7 +98,10 @@ pub fn consumer(
     let defaults = [
         ("client.id", client_id.to_string()),
         ("queued.max.messages.kbytes", prefetch.queued_kb.to_string()),
-        ("fetch.max.bytes", prefetch.fetch_max_bytes.to_string()),
+        (
+            "fetch.max.bytes",
+            fetch_max_bytes(cluster, prefetch.fetch_max_bytes).to_string(),
+        ),
         // librdkafka waits 1 s by default before fetching again once the prefetch queue
         // is full; with a backlog larger than the budget that halves throughput
         // (docs/benchmarks.md).
@@ -120,7 +136,10 @@ pub fn scanner(cluster: &ClusterSpec, client_id: &str) -> ClientConfig {
     // no-progress timeout.
     let defaults = [
         ("client.id", client_id.to_string()),
-        ("fetch.max.bytes", "1048576".to_string()),
+        (
+            "fetch.max.bytes",
+            fetch_max_bytes(cluster, 1 << 20).to_string(),
+        ),
         ("max.partition.fetch.bytes", "262144".to_string()),
     ];
     let mut c = base(cluster, &defaults, &cluster.consumer);
@@ -252,5 +271,22 @@ mod tests {
         let c = consumer(&cluster, "c", "g", 64 * MIB);
         assert_eq!(c.get("fetch.max.bytes"), Some("1000000"));
         assert_eq!(c.get("queued.max.messages.kbytes"), Some("16384"));
+    }
+
+    #[test]
+    fn consumers_are_created_for_any_budget_and_a_large_message_max() {
+        use rdkafka::consumer::BaseConsumer;
+        const MIB: usize = 1 << 20;
+        let mut big = ClusterSpec::new("a", "localhost:9092");
+        big.options
+            .insert("message.max.bytes".into(), "16777216".into());
+        for cluster in [ClusterSpec::new("a", "localhost:9092"), big] {
+            for budget in [0, MIB, 64 * MIB, 4096 * MIB] {
+                let made: Result<BaseConsumer, _> = consumer(&cluster, "c", "g", budget).create();
+                assert!(made.is_ok(), "budget {budget}: {:?}", made.err());
+            }
+            let made: Result<BaseConsumer, _> = scanner(&cluster, "s").create();
+            assert!(made.is_ok(), "scanner: {:?}", made.err());
+        }
     }
 }

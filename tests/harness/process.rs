@@ -51,15 +51,17 @@ pub fn spawn(config: &std::path::Path, log: &std::path::Path) -> Service {
 /// Where this run serves the API: the address its log names (it binds port 0, so no
 /// other process can have taken the port between two runs).
 pub fn served_at(log: &std::path::Path) -> Option<String> {
-    bound_in_log(log, "Serving the gRPC API").map(|port| format!("http://127.0.0.1:{port}"))
+    bound_in_log(log, 0, "Serving the gRPC API").map(|port| format!("http://127.0.0.1:{port}"))
 }
 
-/// The port of the last line of `log` that contains `what` and names `127.0.0.1:PORT`:
-/// where the latest run bound a listener configured at port 0. A port picked by the
-/// test and handed over would be free only until then; a client's outgoing connection
-/// can take it between two runs (an ephemeral port), and the run exits unable to bind.
-pub fn bound_in_log(log: &std::path::Path, what: &str) -> Option<u16> {
-    let text = std::fs::read_to_string(log).ok()?;
+/// The port of the last line of `log`, from byte `from` on (where a run's lines begin),
+/// that contains `what` and names `127.0.0.1:PORT`: where that run bound a listener
+/// configured at port 0. A port picked by the test and handed over would be free only
+/// until then; a client's outgoing connection can take it between two runs (an
+/// ephemeral port), and the run exits unable to bind.
+pub fn bound_in_log(log: &std::path::Path, from: u64, what: &str) -> Option<u16> {
+    let text = std::fs::read(log).ok()?;
+    let text = String::from_utf8_lossy(text.get(from as usize..)?);
     let line = text.lines().rev().find(|l| l.contains(what))?;
     let at = line.find("127.0.0.1:")?;
     let port: String = line[at + 10..]

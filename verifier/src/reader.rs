@@ -179,26 +179,18 @@ pub fn read_side(
                 }
             }
         }
-        if ingest.pending() >= BATCH_RECORDS || now.saturating_duration_since(last_flush) >= BATCH_AGE {
+        if ingest.pending() >= BATCH_RECORDS
+            || now.saturating_duration_since(last_flush) >= BATCH_AGE
+        {
             ingest.flush()?;
             last_flush = Instant::now();
         }
         if now.saturating_duration_since(last_progress) > spec.stall_timeout {
             ingest.flush()?;
-            let mut left: Vec<String> = remaining
-                .0
-                .iter()
-                .flat_map(|(t, parts)| {
-                    parts
-                        .iter()
-                        .map(move |(p, (e, _))| format!("{t}/{p} (to offset {e})"))
-                })
-                .collect();
-            left.sort();
             return Err(VerifyError::Stalled {
                 cluster: cluster.id.clone(),
                 secs: spec.stall_timeout.as_secs(),
-                what: left.join(", "),
+                what: remaining.describe(),
             });
         }
         if let Some(rate) = spec.max_rate.filter(|r| *r > 0) {
@@ -243,5 +235,20 @@ impl Remaining {
 
     fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// `topic/partition (to offset end)` of each, sorted, comma-separated.
+    fn describe(&self) -> String {
+        let mut left: Vec<String> = self
+            .0
+            .iter()
+            .flat_map(|(t, parts)| {
+                parts
+                    .iter()
+                    .map(move |(p, (e, _))| format!("{t}/{p} (to offset {e})"))
+            })
+            .collect();
+        left.sort();
+        left.join(", ")
     }
 }
