@@ -126,37 +126,40 @@ pub fn read_side(
         // One clock read per record: the checks below compare against it.
         let now = Instant::now();
         match polled {
-            Some(Ok(msg)) => {
-                let Some((end, mode)) = remaining.get(msg.topic(), msg.partition()) else {
-                    continue;
-                };
-                if msg.offset() < end {
-                    let headers: Vec<(&str, Option<&[u8]>)> = msg
-                        .headers()
-                        .map(|h| h.iter().map(|h| (h.key, h.value)).collect())
-                        .unwrap_or_default();
-                    let rec = Incoming {
-                        topic: msg.topic(),
-                        partition: msg.partition(),
-                        offset: msg.offset(),
-                        key: msg.key(),
-                        value: msg.payload(),
-                        headers: &headers,
-                        timestamp: msg.timestamp().to_millis(),
-                    };
-                    ingest.add(&rec, mode)?;
-                    read += 1;
-                    progress.records.fetch_add(1, Ordering::Relaxed);
-                    let size =
-                        msg.key().map_or(0, <[u8]>::len) + msg.payload().map_or(0, <[u8]>::len);
-                    progress.bytes.fetch_add(size as u64, Ordering::Relaxed);
+            Some(Ok(msg)) => match remaining.get(msg.topic(), msg.partition()) {
+                // A record of a partition read to its end (a live topic goes on past it)
+                // is skipped, and the checks below still run: a stream of such records
+                // must not keep the position check or the stall timeout from running.
+                None => {}
+                Some((end, mode)) => {
+                    if msg.offset() < end {
+                        let headers: Vec<(&str, Option<&[u8]>)> = msg
+                            .headers()
+                            .map(|h| h.iter().map(|h| (h.key, h.value)).collect())
+                            .unwrap_or_default();
+                        let rec = Incoming {
+                            topic: msg.topic(),
+                            partition: msg.partition(),
+                            offset: msg.offset(),
+                            key: msg.key(),
+                            value: msg.payload(),
+                            headers: &headers,
+                            timestamp: msg.timestamp().to_millis(),
+                        };
+                        ingest.add(&rec, mode)?;
+                        read += 1;
+                        progress.records.fetch_add(1, Ordering::Relaxed);
+                        let size =
+                            msg.key().map_or(0, <[u8]>::len) + msg.payload().map_or(0, <[u8]>::len);
+                        progress.bytes.fetch_add(size as u64, Ordering::Relaxed);
+                    }
+                    if msg.offset() + 1 >= end {
+                        ingest.advance(msg.topic(), msg.partition(), end);
+                        remaining.remove(msg.topic(), msg.partition());
+                    }
+                    last_progress = now;
                 }
-                if msg.offset() + 1 >= end {
-                    ingest.advance(msg.topic(), msg.partition(), end);
-                    remaining.remove(msg.topic(), msg.partition());
-                }
-                last_progress = now;
-            }
+            },
             Some(Err(e)) => {
                 tracing::warn!(cluster = %cluster.id, error = %e, "verifier read error; retrying");
             }
