@@ -19,8 +19,8 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 /// from 10 to 100 ms, where a healthy flow's tail lies (a p99 goal of 20 ms needs the
 /// buckets around it to tell 25 from 45 ms).
 pub const LATENCY_BUCKETS: [f64; 19] = [
-    0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
-    10.0, 20.0, 30.0, 60.0,
+    0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
+    20.0, 30.0, 60.0,
 ];
 
 /// Replication latency of one flow: from a record's timestamp on the source to the
