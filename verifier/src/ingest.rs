@@ -32,6 +32,35 @@ pub struct Incoming<'a> {
     pub timestamp: Option<i64>,
 }
 
+/// The headers of a consumed message, in order, as [`Incoming::headers`] takes them.
+pub fn headers_of<'a>(
+    msg: &'a rdkafka::message::BorrowedMessage<'_>,
+) -> Vec<(&'a str, Option<&'a [u8]>)> {
+    use rdkafka::message::{Headers, Message};
+    msg.headers()
+        .map(|h| h.iter().map(|h| (h.key, h.value)).collect())
+        .unwrap_or_default()
+}
+
+impl<'a> Incoming<'a> {
+    /// A consumed message, with `headers` from [`headers_of`] of the same message.
+    pub fn of(
+        msg: &'a rdkafka::message::BorrowedMessage<'_>,
+        headers: &'a [(&'a str, Option<&'a [u8]>)],
+    ) -> Incoming<'a> {
+        use rdkafka::message::Message;
+        Incoming {
+            topic: msg.topic(),
+            partition: msg.partition(),
+            offset: msg.offset(),
+            key: msg.key(),
+            value: msg.payload(),
+            headers,
+            timestamp: msg.timestamp().to_millis(),
+        }
+    }
+}
+
 /// Origin position of a record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity<'a> {

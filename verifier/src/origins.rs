@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 
 use duplex_sync::spec::ClusterSpec;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::compare::{Lost, Snapshot};
 use crate::error::VerifyError;
-use crate::ingest::{Incoming, identity};
+use crate::ingest::{Incoming, headers_of, identity};
 use crate::reader::consumer_config;
 use crate::spec::{Mode, VerifySpec};
 use crate::store::Store;
@@ -129,32 +129,22 @@ fn read_origin(
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(msg)) => {
                 let key = (msg.topic().to_string(), msg.partition());
-                let Some(&end) = remaining.get(&key) else {
-                    continue;
-                };
-                if msg.offset() < end {
-                    let headers: Vec<(&str, Option<&[u8]>)> = msg
-                        .headers()
-                        .map(|h| h.iter().map(|h| (h.key, h.value)).collect())
-                        .unwrap_or_default();
-                    let rec = Incoming {
-                        topic: msg.topic(),
-                        partition: msg.partition(),
-                        offset: msg.offset(),
-                        key: msg.key(),
-                        value: msg.payload(),
-                        headers: &headers,
-                        timestamp: msg.timestamp().to_millis(),
-                    };
-                    // Copies of other origins' records are not this origin's to lose.
-                    if identity(&origin.id, &rec)?.origin == origin.id {
-                        lost_record(spec, snap, &origin.id, &key, &tails[&key], msg.offset());
+                // A record past a tail's end (the topic goes on) is skipped, and the
+                // checks below still run, as in the side readers (reader.rs).
+                if let Some(&end) = remaining.get(&key) {
+                    if msg.offset() < end {
+                        let headers = headers_of(&msg);
+                        let rec = Incoming::of(&msg, &headers);
+                        // Copies of other origins' records are not this origin's to lose.
+                        if identity(&origin.id, &rec)?.origin == origin.id {
+                            lost_record(spec, snap, &origin.id, &key, &tails[&key], msg.offset());
+                        }
                     }
+                    if msg.offset() + 1 >= end {
+                        remaining.remove(&key);
+                    }
+                    last_progress = Instant::now();
                 }
-                if msg.offset() + 1 >= end {
-                    remaining.remove(&key);
-                }
-                last_progress = Instant::now();
             }
             Some(Err(e)) => {
                 tracing::warn!(cluster = %origin.id, error = %e, "verifier read error; retrying");

@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use duplex_sync::spec::ClusterSpec;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::error::VerifyError;
-use crate::ingest::{Incoming, SideIngest};
+use crate::ingest::{Incoming, SideIngest, headers_of};
 use crate::spec::{Mode, VerifySpec};
 use crate::store::Store;
 
@@ -133,20 +133,8 @@ pub fn read_side(
                 None => {}
                 Some((end, mode)) => {
                     if msg.offset() < end {
-                        let headers: Vec<(&str, Option<&[u8]>)> = msg
-                            .headers()
-                            .map(|h| h.iter().map(|h| (h.key, h.value)).collect())
-                            .unwrap_or_default();
-                        let rec = Incoming {
-                            topic: msg.topic(),
-                            partition: msg.partition(),
-                            offset: msg.offset(),
-                            key: msg.key(),
-                            value: msg.payload(),
-                            headers: &headers,
-                            timestamp: msg.timestamp().to_millis(),
-                        };
-                        ingest.add(&rec, mode)?;
+                        let headers = headers_of(&msg);
+                        ingest.add(&Incoming::of(&msg, &headers), mode)?;
                         read += 1;
                         progress.records.fetch_add(1, Ordering::Relaxed);
                         let size =
