@@ -326,25 +326,7 @@ async fn produce(
     partitions: i32,
     value_bytes: usize,
 ) -> anyhow::Result<Timed> {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "5")
-        .create()
-        .context("create producer")?;
-    producer
-        .client()
-        .fetch_metadata(Some(topic), REQUEST)
-        .context("producer metadata")?;
-    producer
-        .send(
-            FutureRecord::<(), [u8]>::to(WARMUP_TOPIC).payload(b"warm-up".as_slice()),
-            REQUEST,
-        )
-        .await
-        .map_err(|(e, _)| e)
-        .context("warm-up record")?;
+    let producer = warm_producer(bootstrap, topic, "5").await?;
 
     let value = vec![0x5a_u8; value_bytes];
     let window = Window::start();
@@ -512,25 +494,69 @@ fn engine_run(
         spec.links[0].in_flight_bytes = budget;
     }
     with_bench_options(&mut spec)?;
-    rt.block_on(async {
-        let registry = Arc::new(Registry::default());
-        let cancel = CancellationToken::new();
-        let start = Instant::now();
-        let engine = {
-            let (registry, cancel) = (registry.clone(), cancel.clone());
-            tokio::spawn(async move { duplex::run::run(&spec, &registry, cancel).await })
-        };
-        let watched = watch(&registry, start, n, partitions, flow, count).await;
-        let stopping = Instant::now();
-        cancel.cancel();
-        engine.await?.context("engine")?;
-        let (startup, assigned) = watched?;
-        anyhow::Ok(Replicated {
-            startup,
-            assigned,
-            stop: stopping.elapsed(),
-        })
+    let ((startup, assigned), stop) = rt
+        .block_on(while_engine_runs(spec, |registry, start| async move {
+            watch(&registry, start, n, partitions, flow, count).await
+        }))?;
+    Ok(Replicated {
+        startup,
+        assigned,
+        stop,
     })
+}
+
+/// Runs the engine on `spec` while `work` runs, given the engine's registry and the
+/// moment it started; then stops the engine. Returns what `work` returned and how long
+/// the engine took to stop.
+async fn while_engine_runs<T, Fut>(
+    spec: EngineSpec,
+    work: impl FnOnce(Arc<Registry>, Instant) -> Fut,
+) -> anyhow::Result<(T, Duration)>
+where
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let registry = Arc::new(Registry::default());
+    let cancel = CancellationToken::new();
+    let start = Instant::now();
+    let engine = {
+        let (registry, cancel) = (registry.clone(), cancel.clone());
+        tokio::spawn(async move { duplex::run::run(&spec, &registry, cancel).await })
+    };
+    let done = work(registry, start).await;
+    let stopping = Instant::now();
+    cancel.cancel();
+    engine.await?.context("engine")?;
+    Ok((done?, stopping.elapsed()))
+}
+
+/// An idempotent producer (acks=all, `linger_ms`) with `topic`'s metadata fetched and
+/// one record acknowledged on the warm-up topic: connected, with its producer id, so
+/// that a timed window does not include librdkafka's start-up.
+async fn warm_producer(
+    bootstrap: &str,
+    topic: &str,
+    linger_ms: &str,
+) -> anyhow::Result<FutureProducer> {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", linger_ms)
+        .create()
+        .context("create producer")?;
+    producer
+        .client()
+        .fetch_metadata(Some(topic), REQUEST)
+        .context("producer metadata")?;
+    producer
+        .send(
+            FutureRecord::<(), [u8]>::to(WARMUP_TOPIC).payload(b"warm-up".as_slice()),
+            REQUEST,
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .context("warm-up record")?;
+    Ok(producer)
 }
 
 /// Polls `flow`'s counters every millisecond until `count` reaches `n`. Returns the

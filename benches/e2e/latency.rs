@@ -31,29 +31,16 @@ pub(super) fn latency(rt: &Runtime, value_bytes: usize, rate: f64) -> anyhow::Re
         c.consumer.insert("fetch.wait.max.ms".into(), "5".into());
     }
     with_bench_options(&mut spec)?;
-    let text = rt.block_on(async {
-        let registry = Arc::new(Registry::default());
-        let cancel = CancellationToken::new();
-        let engine = {
-            let (registry, cancel) = (registry.clone(), cancel.clone());
-            tokio::spawn(async move { duplex::run::run(&spec, &registry, cancel).await })
-        };
-        let paced = async {
-            // Started once a->b reads every partition.
-            let _ = watch(&registry, Instant::now(), 0, partitions, "a->b", |_| 0).await?;
-            paced_produce(&a, &topic, n, partitions, value_bytes, rate).await?;
-            watch(&registry, Instant::now(), n, partitions, "a->b", |m| {
-                m.forwarded.load(Relaxed)
-            })
-            .await
-        };
-        let done = paced.await;
-        let text = registry.render();
-        cancel.cancel();
-        engine.await?.context("engine")?;
-        done?;
-        anyhow::Ok(text)
-    })?;
+    let (text, _) = rt.block_on(while_engine_runs(spec, |registry, _| async move {
+        // Started once a->b reads every partition.
+        let _ = watch(&registry, Instant::now(), 0, partitions, "a->b", |_| 0).await?;
+        paced_produce(&a, &topic, n, partitions, value_bytes, rate).await?;
+        watch(&registry, Instant::now(), n, partitions, "a->b", |m| {
+            m.forwarded.load(Relaxed)
+        })
+        .await?;
+        anyhow::Ok(registry.render())
+    }))?;
     let buckets = histogram(&text, "a->b");
     let count = buckets.last().map_or(0, |b| b.1);
     ensure!(
@@ -126,24 +113,8 @@ async fn paced_produce(
     value_bytes: usize,
     rate: f64,
 ) -> anyhow::Result<()> {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set(
-            "linger.ms",
-            std::env::var("DUPLEX_BENCH_SOURCE_LINGER_MS").unwrap_or_else(|_| "5".into()),
-        )
-        .create()
-        .context("create producer")?;
-    producer
-        .send(
-            FutureRecord::<(), [u8]>::to(WARMUP_TOPIC).payload(b"warm-up".as_slice()),
-            REQUEST,
-        )
-        .await
-        .map_err(|(e, _)| e)
-        .context("warm-up record")?;
+    let linger = std::env::var("DUPLEX_BENCH_SOURCE_LINGER_MS").unwrap_or_else(|_| "5".into());
+    let producer = warm_producer(bootstrap, topic, &linger).await?;
     let value = vec![0x5a_u8; value_bytes];
     let began = Instant::now();
     let mut deliveries = Vec::with_capacity(n);

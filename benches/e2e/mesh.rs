@@ -46,19 +46,10 @@ pub(super) fn mesh(
     );
     with_bench_options(&mut spec)?;
     let deliveries = 2 * held;
-    let (startup, timed) = rt.block_on(async {
-        let registry = Arc::new(Registry::default());
-        let cancel = CancellationToken::new();
-        let start = Instant::now();
-        let engine = {
-            let (registry, cancel) = (registry.clone(), cancel.clone());
-            tokio::spawn(async move { duplex::run::run(&spec, &registry, cancel).await })
-        };
-        let watched = watch_all(&registry, start, deliveries, partitions).await;
-        cancel.cancel();
-        engine.await?.context("engine")?;
-        watched
-    })?;
+    let ((startup, timed), _) = rt
+        .block_on(while_engine_runs(spec, |registry, start| async move {
+            watch_all(&registry, start, deliveries, partitions).await
+        }))?;
     for (id, boot) in IDS.iter().zip(&brokers.bootstrap) {
         let records = inspect::read_topic(boot, id, &topic, Duration::from_secs(120))?;
         ensure!(
