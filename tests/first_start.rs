@@ -95,15 +95,25 @@ async fn first_start_reads_nothing_back(provider: Provider) {
     let ids = harness::produce(a, &topic, &more).await;
     harness::expect(&mut expected, ids, &more);
     harness::wait_for_count(&[a, b], &topic, 3100, Duration::from_secs(60)).await;
-    // Long enough for a second copy to land, were one sent.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let forwarded = running.sum(|m| &m.forwarded);
+    // Once both flows have read their sources to the end (a known lag of 0), a second
+    // copy, were one due, has been sent; stopping drains what is still in flight.
     let (ab, ba) = (running.flow("a->b").await, running.flow("b->a").await);
+    harness::wait_until(
+        "both flows read to their sources' end",
+        Duration::from_secs(60),
+        || {
+            [&ab, &ba]
+                .iter()
+                .all(|m| m.lag.load(Relaxed) == 0 && m.lag_unknown.load(Relaxed) == 0)
+        },
+    )
+    .await;
+    running.stop().await;
+    let forwarded = ab.forwarded.load(Relaxed) + ba.forwarded.load(Relaxed);
     let scanned = (
         ab.resume_scanned_records.load(Relaxed),
         ba.resume_scanned_records.load(Relaxed),
     );
-    running.stop().await;
     for c in [a, b] {
         harness::assert_holds_exactly(c, &topic, &expected);
     }
