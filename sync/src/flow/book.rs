@@ -170,6 +170,12 @@ impl Book {
     /// The delivery of the record with `token` resolved.
     fn resolved(&self, token: usize, outcome: Result<i64, &KafkaError>) {
         let (i, seq) = untoken(token);
+        // The clock is read before the lock: the reader waits on that lock to enter
+        // records. The counters stay under it, so that whoever sees a delivery resolved
+        // (the drain at a stop) also sees it counted.
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
         let mut s = self.lock();
         let State {
             parts,
@@ -201,10 +207,7 @@ impl Book {
                 m.forwarded.fetch_add(1, Relaxed);
                 m.forwarded_bytes.fetch_add(bytes as u64, Relaxed);
                 if let Some(ts) = timestamp {
-                    let now = SystemTime::now()
-                        .duration_since(UNIX_EPOCH)
-                        .map_or(0, |d| d.as_millis() as i64);
-                    m.latency.0.observe((now - ts).max(0) as f64 / 1000.0);
+                    m.latency.0.observe((now_ms - ts).max(0) as f64 / 1000.0);
                 }
             }
             Err(e) => self.failed(failure, part, offset, e.clone()),
