@@ -47,6 +47,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[path = "common/brokers.rs"]
 mod brokers;
+#[path = "common/client_options.rs"]
+mod client_options;
 #[path = "e2e/latency.rs"]
 mod latency;
 #[path = "common/load.rs"]

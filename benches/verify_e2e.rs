@@ -6,7 +6,7 @@
 //! process (common/brokers.rs), so that the CPU time read here is the reader's own.
 //!
 //! Run with `cargo bench --bench verify_e2e`; `DUPLEX_BENCH_RECORDS` sets the record
-//! count. What each phase times, and figures, are in docs/benchmarks.md. This measures
+//! count, `DUPLEX_BENCH_CONSUMER` (`key=value,…`) adds librdkafka options to both readers. What each phase times, and figures, are in docs/benchmarks.md. This measures
 //! and prints; it asserts nothing about time. It fails when a cluster does not hold what
 //! it should or the verification does not say PASS with every record matched, because
 //! then the figures would mean nothing.
@@ -32,6 +32,8 @@ use regex::Regex;
 
 #[path = "common/brokers.rs"]
 mod brokers;
+#[path = "common/client_options.rs"]
+mod client_options;
 #[path = "common/load.rs"]
 mod load;
 #[path = "common/timing.rs"]
@@ -96,10 +98,17 @@ fn main() -> anyhow::Result<()> {
         loading.elapsed().as_secs_f64()
     );
 
-    let sides = vec![
-        ClusterSpec::new("a", &a_boot),
-        ClusterSpec::new("b", &b_boot),
-    ];
+    // `DUPLEX_BENCH_CONSUMER`: extra options for both readers, consume-only's and the
+    // verifier's alike.
+    let extra = client_options::from_env("DUPLEX_BENCH_CONSUMER")?;
+    let sides: Vec<ClusterSpec> = [("a", &a_boot), ("b", &b_boot)]
+        .into_iter()
+        .map(|(id, boot)| {
+            let mut c = ClusterSpec::new(id, boot);
+            c.consumer.extend(extra.iter().cloned());
+            c
+        })
+        .collect();
     let topics = Regex::new(&format!("^{TOPIC}$"))?;
     let (mut consumed, mut fresh, mut resumed) = (Vec::new(), Vec::new(), Vec::new());
     for run in 1..=RUNS {

@@ -22,30 +22,14 @@ pub(super) fn phases() -> anyhow::Result<Vec<&'static str>> {
 /// options in `spec`.
 pub(super) fn with_bench_options(spec: &mut EngineSpec) -> anyhow::Result<()> {
     let (consumer, producer) = (
-        client_options("DUPLEX_BENCH_CONSUMER")?,
-        client_options("DUPLEX_BENCH_PRODUCER")?,
+        client_options::from_env("DUPLEX_BENCH_CONSUMER")?,
+        client_options::from_env("DUPLEX_BENCH_PRODUCER")?,
     );
     for cluster in &mut spec.clusters {
         cluster.consumer.extend(consumer.iter().cloned());
         cluster.producer.extend(producer.iter().cloned());
     }
     Ok(())
-}
-
-/// Extra librdkafka options from `var` (`key=value,key=value`), for the engine's clients.
-fn client_options(var: &str) -> anyhow::Result<Vec<(String, String)>> {
-    let Ok(v) = std::env::var(var) else {
-        return Ok(Vec::new());
-    };
-    v.split(',')
-        .filter(|kv| !kv.trim().is_empty())
-        .map(|kv| {
-            let (k, v) = kv
-                .split_once('=')
-                .with_context(|| format!("{var}: {kv:?} is not key=value"))?;
-            Ok((k.trim().to_string(), v.trim().to_string()))
-        })
-        .collect()
 }
 
 /// `DUPLEX_BENCH_PROFILE_WAIT=<seconds>`: wait that long before each replication phase,

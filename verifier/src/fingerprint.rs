@@ -17,7 +17,7 @@
 //! timestamp as absent.
 
 use duplex_sync::provenance::is_reserved;
-use xxhash_rust::xxh3::Xxh3;
+use xxhash_rust::xxh3::xxh3_128;
 
 /// Version tag at the start of every canonical encoding.
 pub const ENCODING: &[u8; 4] = b"DXF1";
@@ -56,41 +56,58 @@ impl Canon {
     /// The fingerprint of one record.
     pub fn fingerprint<'a, H>(&self, record: RecordView<'a, H>) -> Fingerprint
     where
-        H: Iterator<Item = (&'a str, Option<&'a [u8]>)> + Clone,
+        H: Iterator<Item = (&'a str, Option<&'a [u8]>)>,
     {
-        let mut h = Xxh3::new();
-        h.update(ENCODING);
-        field(&mut h, record.key);
-        field(&mut h, record.value);
-        let counted = record
-            .headers
-            .clone()
-            .filter(|(n, _)| self.counts(n))
-            .count();
-        h.update(&(counted as u32).to_be_bytes());
+        let size = record.key.map_or(0, <[u8]>::len) + record.value.map_or(0, <[u8]>::len);
+        self.fingerprint_in(&mut Vec::with_capacity(size + 128), record)
+    }
+
+    /// The fingerprint of one record, its canonical encoding built in `scratch` (cleared
+    /// first) and hashed in one call: a reader that fingerprints many records keeps one
+    /// buffer and allocates once. The same value as [`Canon::fingerprint`]; hashing the
+    /// bytes at once instead of field by field (xxh3's streaming state) halves the cost of
+    /// a small record.
+    pub fn fingerprint_in<'a, H>(
+        &self,
+        scratch: &mut Vec<u8>,
+        record: RecordView<'a, H>,
+    ) -> Fingerprint
+    where
+        H: Iterator<Item = (&'a str, Option<&'a [u8]>)>,
+    {
+        scratch.clear();
+        scratch.extend_from_slice(ENCODING);
+        field(scratch, record.key);
+        field(scratch, record.value);
+        // The count of headers that count, written once they are.
+        let count_at = scratch.len();
+        scratch.extend_from_slice(&[0; 4]);
+        let mut counted: u32 = 0;
         for (name, value) in record.headers.filter(|(n, _)| self.counts(n)) {
-            h.update(&(name.len() as u32).to_be_bytes());
-            h.update(name.as_bytes());
-            field(&mut h, value);
+            counted += 1;
+            scratch.extend_from_slice(&(name.len() as u32).to_be_bytes());
+            scratch.extend_from_slice(name.as_bytes());
+            field(scratch, value);
         }
+        scratch[count_at..count_at + 4].copy_from_slice(&counted.to_be_bytes());
         match record.timestamp.filter(|_| !self.without_timestamp) {
             Some(ts) => {
-                h.update(&[1]);
-                h.update(&ts.to_be_bytes());
+                scratch.push(1);
+                scratch.extend_from_slice(&ts.to_be_bytes());
             }
-            None => h.update(&[0]),
+            None => scratch.push(0),
         }
-        h.digest128()
+        xxh3_128(scratch)
     }
 }
 
-fn field(h: &mut Xxh3, bytes: Option<&[u8]>) {
+fn field(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
     match bytes {
-        None => h.update(&[0]),
+        None => out.push(0),
         Some(b) => {
-            h.update(&[1]);
-            h.update(&(b.len() as u32).to_be_bytes());
-            h.update(b);
+            out.push(1);
+            out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+            out.extend_from_slice(b);
         }
     }
 }
@@ -144,6 +161,28 @@ mod tests {
         assert_eq!(
             fp(&canon, Some(b"k"), None, headers, Some(1_700_000_000_000)),
             expected
+        );
+    }
+
+    #[test]
+    fn a_reused_buffer_gives_the_same_fingerprint() {
+        let c = Canon::default();
+        let headers: &[(&str, Option<&[u8]>)] = &[("a", Some(b"1")), ("b", None)];
+        let view = |value: &'static [u8]| RecordView {
+            key: Some(b"k".as_slice()),
+            value: Some(value),
+            headers: headers.iter().copied(),
+            timestamp: Some(7),
+        };
+        // Left over from a longer record.
+        let mut scratch = vec![0xee; 4096];
+        assert_eq!(
+            c.fingerprint_in(&mut scratch, view(b"v")),
+            c.fingerprint(view(b"v"))
+        );
+        assert_eq!(
+            c.fingerprint_in(&mut scratch, view(b"w")),
+            c.fingerprint(view(b"w"))
         );
     }
 

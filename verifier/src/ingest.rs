@@ -1,13 +1,13 @@
 //! Turns records read from one side into store mutations: identity, fingerprint, digest
 //! ranges, and the read position, one [`Batch`] at a time.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use duplex_sync::provenance::{PATH_HEADER, Path};
 
 use crate::error::VerifyError;
+use crate::fasthash::FastMap as HashMap;
 use crate::fingerprint::{Canon, Fingerprint, RecordView};
 use crate::keys;
 use crate::spec::Mode;
@@ -105,9 +105,29 @@ pub fn identity<'a>(cluster: &'a str, rec: &Incoming<'a>) -> Result<Identity<'a>
     })
 }
 
-/// Highest origin offset seen per origin in one partition, and whether it changed since
-/// the last flush.
-type OrderState = HashMap<String, (u64, bool)>;
+/// Per origin cluster in one partition: the highest origin offset seen, whether it changed
+/// since the last flush, and the key prefix of the origin's group (kept, so that a record
+/// builds no key prefix of its own).
+type OrderState = HashMap<String, Origin>;
+
+#[derive(Debug)]
+struct Origin {
+    /// `None` until a record of this origin sits in its origin's partition (a copy in
+    /// another partition is left out of the order state).
+    highest: Option<u64>,
+    dirty: bool,
+    group: Vec<u8>,
+}
+
+impl Origin {
+    fn new(highest: Option<u64>, group: Vec<u8>) -> Origin {
+        Origin {
+            highest,
+            dirty: false,
+            group,
+        }
+    }
+}
 
 /// Accumulates one side's records into batches. One per side; not shared.
 ///
@@ -133,6 +153,8 @@ pub struct SideIngest<'s> {
     /// with the position (a later pass reads it again to see the partition is the same).
     lasts: HashMap<String, HashMap<i32, (i64, Fingerprint)>>,
     records: usize,
+    /// Where each record's canonical encoding is built to be hashed.
+    scratch: Vec<u8>,
 }
 
 impl<'s> SideIngest<'s> {
@@ -149,11 +171,12 @@ impl<'s> SideIngest<'s> {
             canon,
             compact_canon,
             batch: Batch::new(),
-            order: HashMap::new(),
-            positions: HashMap::new(),
-            log_starts: HashMap::new(),
-            lasts: HashMap::new(),
+            order: HashMap::default(),
+            positions: HashMap::default(),
+            log_starts: HashMap::default(),
+            lasts: HashMap::default(),
             records: 0,
+            scratch: Vec::new(),
         }
     }
 
@@ -164,13 +187,17 @@ impl<'s> SideIngest<'s> {
 
     /// Adds one record of a topic compared in `mode`.
     pub fn add(&mut self, rec: &Incoming<'_>, mode: Mode) -> Result<(), VerifyError> {
-        let view = |canon: &Canon| {
-            canon.fingerprint(RecordView {
-                key: rec.key,
-                value: rec.value,
-                headers: rec.headers.iter().copied(),
-                timestamp: rec.timestamp,
-            })
+        let scratch = &mut self.scratch;
+        let mut view = |canon: &Canon| {
+            canon.fingerprint_in(
+                scratch,
+                RecordView {
+                    key: rec.key,
+                    value: rec.value,
+                    headers: rec.headers.iter().copied(),
+                    timestamp: rec.timestamp,
+                },
+            )
         };
         let own = rec.offset as u64;
         match mode {
@@ -183,23 +210,19 @@ impl<'s> SideIngest<'s> {
                 // own (wrong partition): its place among the partition's records says
                 // nothing about order, so it is left out of the order state.
                 let placed = rec.partition == id.partition;
-                let state = self.order_state(rec.topic, id.partition)?;
-                let late = match state.get_mut(id.origin).filter(|_| placed) {
-                    Some((highest, dirty)) => {
-                        let late = origin_offset < *highest;
-                        if origin_offset > *highest {
-                            *highest = origin_offset;
-                            *dirty = true;
-                        }
-                        late
-                    }
-                    None if placed => {
-                        state.insert(id.origin.to_string(), (origin_offset, true));
-                        false
-                    }
-                    None => false,
-                };
-                let group = keys::group(self.side, rec.topic, id.partition, id.origin);
+                let side = self.side;
+                let state =
+                    order_state(&mut self.order, self.store, side, rec.topic, id.partition)?;
+                if !state.contains_key(id.origin) {
+                    let group = keys::group(side, rec.topic, id.partition, id.origin);
+                    state.insert(id.origin.to_string(), Origin::new(None, group));
+                }
+                let o = state.get_mut(id.origin).expect("inserted above");
+                let late = placed && o.highest.is_some_and(|h| origin_offset < h);
+                if placed && o.highest.is_none_or(|h| origin_offset > h) {
+                    o.highest = Some(origin_offset);
+                    o.dirty = true;
+                }
                 let entry = RecordEntry {
                     origin_offset,
                     own_offset: own,
@@ -207,7 +230,7 @@ impl<'s> SideIngest<'s> {
                     fp,
                 };
                 self.batch
-                    .put_record(self.store, &group, id.partition, entry, late);
+                    .put_record(self.store, &o.group, id.partition, entry, late);
                 self.set_last(rec, fp);
             }
             Mode::Positional => {
@@ -240,7 +263,7 @@ impl<'s> SideIngest<'s> {
             }
             None => {
                 self.positions
-                    .insert(topic.to_string(), HashMap::from([(partition, next)]));
+                    .insert(topic.to_string(), HashMap::from_iter([(partition, next)]));
             }
         }
     }
@@ -251,7 +274,7 @@ impl<'s> SideIngest<'s> {
                 parts.insert(rec.partition, (rec.offset, fp));
             }
             None => {
-                let parts = HashMap::from([(rec.partition, (rec.offset, fp))]);
+                let parts = HashMap::from_iter([(rec.partition, (rec.offset, fp))]);
                 self.lasts.insert(rec.topic.to_string(), parts);
             }
         }
@@ -266,32 +289,18 @@ impl<'s> SideIngest<'s> {
             .insert(partition, low);
     }
 
-    /// The order state of a partition, loaded from the store on first use.
-    fn order_state(&mut self, topic: &str, partition: i32) -> Result<&mut OrderState, VerifyError> {
-        if !self.order.contains_key(topic) {
-            self.order.insert(topic.to_string(), HashMap::new());
-        }
-        let parts = self.order.get_mut(topic).expect("inserted above");
-        Ok(match parts.entry(partition) {
-            Entry::Occupied(e) => e.into_mut(),
-            Entry::Vacant(v) => {
-                let stored = self.store.order_state(self.side, topic, partition)?;
-                v.insert(stored.into_iter().map(|(o, h)| (o, (h, false))).collect())
-            }
-        })
-    }
-
     /// Writes the batch: records, digests, order state and positions together.
     pub fn flush(&mut self) -> Result<(), VerifyError> {
         if self.records == 0 && self.positions.is_empty() {
             return Ok(());
         }
-        for (topic, parts) in &mut self.order {
-            for (partition, state) in parts.iter_mut() {
-                for (origin, (highest, dirty)) in state.iter_mut().filter(|(_, (_, d))| *d) {
-                    let group = keys::group(self.side, topic, *partition, origin);
-                    self.batch.put_order(self.store, &group, *highest);
-                    *dirty = false;
+        for parts in self.order.values_mut() {
+            for state in parts.values_mut() {
+                for o in state.values_mut().filter(|o| o.dirty) {
+                    if let Some(highest) = o.highest {
+                        self.batch.put_order(self.store, &o.group, highest);
+                    }
+                    o.dirty = false;
                 }
             }
         }
@@ -324,4 +333,34 @@ impl<'s> SideIngest<'s> {
         self.records = 0;
         self.store.write(batch)
     }
+}
+
+/// The order state of a partition, loaded from the store on first use. A function of the
+/// map, not a method, so that the caller can write its batch while holding the state.
+fn order_state<'m>(
+    order: &'m mut HashMap<String, HashMap<i32, OrderState>>,
+    store: &Store,
+    side: u8,
+    topic: &str,
+    partition: i32,
+) -> Result<&'m mut OrderState, VerifyError> {
+    if !order.contains_key(topic) {
+        order.insert(topic.to_string(), HashMap::default());
+    }
+    let parts = order.get_mut(topic).expect("inserted above");
+    Ok(match parts.entry(partition) {
+        Entry::Occupied(e) => e.into_mut(),
+        Entry::Vacant(v) => {
+            let stored = store.order_state(side, topic, partition)?;
+            v.insert(
+                stored
+                    .into_iter()
+                    .map(|(o, h)| {
+                        let group = keys::group(side, topic, partition, &o);
+                        (o, Origin::new(Some(h), group))
+                    })
+                    .collect(),
+            )
+        }
+    })
 }

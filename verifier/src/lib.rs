@@ -9,6 +9,7 @@
 
 pub mod compare;
 pub mod error;
+pub mod fasthash;
 pub mod fingerprint;
 pub mod ingest;
 pub mod keys;

@@ -1,7 +1,6 @@
 //! Reads one side: its partitions from the store's positions to the run's end offsets,
 //! into the store one batch at a time.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -12,6 +11,7 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::error::VerifyError;
+use crate::fasthash::FastMap;
 use crate::ingest::{Incoming, SideIngest, headers_of};
 use crate::spec::{Mode, VerifySpec};
 use crate::store::Store;
@@ -201,7 +201,7 @@ pub fn read_side(
 /// that a record's topic is looked up as the `&str` librdkafka hands over, with no
 /// `String` made per record.
 #[derive(Debug, Default)]
-struct Remaining(HashMap<String, HashMap<i32, (i64, Mode)>>);
+struct Remaining(FastMap<String, FastMap<i32, (i64, Mode)>>);
 
 impl Remaining {
     fn insert(&mut self, topic: &str, partition: i32, end: (i64, Mode)) {

@@ -1,18 +1,19 @@
 //! One read batch of store mutations (records, digests, sequences, latest values, order
 //! state, positions), written atomically by [`Store::write`].
 
-use std::collections::HashMap;
-
 use rocksdb::WriteBatch;
 
 use super::{LATEST, ORDER, POSITIONS, RECORDS, RangeDigest, RecordEntry, SEQUENCE, Store};
+use crate::fasthash::FastMap;
 use crate::fingerprint::Fingerprint;
 use crate::keys;
 
 /// Mutations of one read batch, written together by [`Store::write`].
 pub struct Batch {
     pub(super) wb: WriteBatch,
-    pub(super) ranges: HashMap<Vec<u8>, RangeDigest>,
+    pub(super) ranges: FastMap<Vec<u8>, RangeDigest>,
+    /// Where a record's keys are built (the write batch copies them).
+    key: Vec<u8>,
 }
 
 impl std::fmt::Debug for Batch {
@@ -29,7 +30,8 @@ impl Batch {
     pub fn new() -> Batch {
         Batch {
             wb: WriteBatch::default(),
-            ranges: HashMap::new(),
+            ranges: FastMap::default(),
+            key: Vec::new(),
         }
     }
 
@@ -43,18 +45,23 @@ impl Batch {
         e: RecordEntry,
         late: bool,
     ) {
-        let mut k = Vec::with_capacity(group.len() + 16);
+        let k = &mut self.key;
+        k.clear();
         k.extend_from_slice(group);
-        keys::push_u64(&mut k, e.origin_offset);
-        keys::push_u64(&mut k, e.own_offset);
+        keys::push_u64(k, e.origin_offset);
+        keys::push_u64(k, e.own_offset);
         let mut v = [0u8; 20];
         v[..4].copy_from_slice(&e.own_partition.to_be_bytes());
         v[4..].copy_from_slice(&e.fp.to_be_bytes());
-        self.wb.put_cf(store.cf(RECORDS), k, v);
-        let mut rk = Vec::with_capacity(group.len() + 8);
-        rk.extend_from_slice(group);
-        keys::push_u64(&mut rk, e.origin_offset / keys::RANGE);
-        let d = self.ranges.entry(rk).or_default();
+        self.wb.put_cf(store.cf(RECORDS), &k[..], v);
+        // The range key: the group, then the range index. Allocated only for a range
+        // this batch has not touched yet.
+        k.truncate(group.len());
+        keys::push_u64(k, e.origin_offset / keys::RANGE);
+        if !self.ranges.contains_key(&k[..]) {
+            self.ranges.insert(k.clone(), RangeDigest::default());
+        }
+        let d = self.ranges.get_mut(&k[..]).expect("inserted above");
         d.add_record(e.hash(origin_partition));
         d.inversions += u64::from(late);
     }
@@ -67,9 +74,11 @@ impl Batch {
 
     /// A record of a positional topic.
     pub fn put_sequence(&mut self, store: &Store, prefix: &[u8], own_offset: u64, fp: Fingerprint) {
-        let mut k = prefix.to_vec();
-        keys::push_u64(&mut k, own_offset);
-        self.wb.put_cf(store.cf(SEQUENCE), k, fp.to_be_bytes());
+        let k = &mut self.key;
+        k.clear();
+        k.extend_from_slice(prefix);
+        keys::push_u64(k, own_offset);
+        self.wb.put_cf(store.cf(SEQUENCE), &k[..], fp.to_be_bytes());
     }
 
     /// The latest record of a key in a compacted topic; `None` (a tombstone) removes it.
