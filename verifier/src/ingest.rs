@@ -1,7 +1,6 @@
 //! Turns records read from one side into store mutations: identity, fingerprint, digest
 //! ranges, and the read position, one [`Batch`] at a time.
 
-use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use duplex_sync::provenance::{PATH_HEADER, Path};
@@ -129,10 +128,31 @@ impl Origin {
     }
 }
 
+/// What one side's reading did to one partition since the pass began.
+#[derive(Debug)]
+struct Part {
+    topic: String,
+    partition: i32,
+    /// Key prefix of the partition (`keys::partition`).
+    prefix: Vec<u8>,
+    /// The next offset to read, when it changed since the last flush.
+    next: Option<i64>,
+    /// Its log start when this pass began, kept with the position (a later log start
+    /// below it means the partition was recreated).
+    log_start: Option<i64>,
+    /// Offset and fingerprint of the last record read, kept with the position (a later
+    /// pass reads it again to see the partition is the same).
+    last: Option<(i64, Fingerprint)>,
+    /// As the origin partition of identity records: the highest origin offset per origin,
+    /// loaded from the store on first use.
+    order: Option<OrderState>,
+}
+
 /// Accumulates one side's records into batches. One per side; not shared.
 ///
-/// Per-record work avoids allocating: state is kept in maps nested by topic, then
-/// partition, looked up by `&str`.
+/// Per-record work avoids allocating and hashing: each partition's state is found once,
+/// through an index by topic then partition (looked up by `&str`) behind a one-entry
+/// cache, since records come in runs of one partition.
 #[derive(Debug)]
 pub struct SideIngest<'s> {
     store: &'s Store,
@@ -142,16 +162,10 @@ pub struct SideIngest<'s> {
     canon: Canon,
     compact_canon: Canon,
     batch: Batch,
-    /// Per topic and origin partition: highest origin offset per origin, as stored.
-    order: HashMap<String, HashMap<i32, OrderState>>,
-    /// Per topic and partition: the next offset to read, when it changed.
-    positions: HashMap<String, HashMap<i32, i64>>,
-    /// Per topic and partition: its log start when this pass began, kept with the position
-    /// (a later log start below it means the partition was recreated).
-    log_starts: HashMap<String, HashMap<i32, i64>>,
-    /// Per topic and partition: offset and fingerprint of the last record read, kept
-    /// with the position (a later pass reads it again to see the partition is the same).
-    lasts: HashMap<String, HashMap<i32, (i64, Fingerprint)>>,
+    parts: Vec<Part>,
+    index: HashMap<String, HashMap<i32, usize>>,
+    /// The partition found last.
+    recent: Option<usize>,
     records: usize,
     /// Where each record's canonical encoding is built to be hashed.
     scratch: Vec<u8>,
@@ -171,10 +185,9 @@ impl<'s> SideIngest<'s> {
             canon,
             compact_canon,
             batch: Batch::new(),
-            order: HashMap::default(),
-            positions: HashMap::default(),
-            log_starts: HashMap::default(),
-            lasts: HashMap::default(),
+            parts: Vec::new(),
+            index: HashMap::default(),
+            recent: None,
             records: 0,
             scratch: Vec::new(),
         }
@@ -185,8 +198,46 @@ impl<'s> SideIngest<'s> {
         self.records
     }
 
+    /// The index of a partition's state, made on first use.
+    fn part(&mut self, topic: &str, partition: i32) -> usize {
+        if let Some(i) = self.recent {
+            let p = &self.parts[i];
+            if p.partition == partition && p.topic == topic {
+                return i;
+            }
+        }
+        let found = self
+            .index
+            .get(topic)
+            .and_then(|parts| parts.get(&partition))
+            .copied();
+        let i = match found {
+            Some(i) => i,
+            None => {
+                let i = self.parts.len();
+                self.parts.push(Part {
+                    topic: topic.to_string(),
+                    partition,
+                    prefix: keys::partition(self.side, topic, partition),
+                    next: None,
+                    log_start: None,
+                    last: None,
+                    order: None,
+                });
+                self.index
+                    .entry(topic.to_string())
+                    .or_default()
+                    .insert(partition, i);
+                i
+            }
+        };
+        self.recent = Some(i);
+        i
+    }
+
     /// Adds one record of a topic compared in `mode`.
     pub fn add(&mut self, rec: &Incoming<'_>, mode: Mode) -> Result<(), VerifyError> {
+        let i = self.part(rec.topic, rec.partition);
         let scratch = &mut self.scratch;
         let mut view = |canon: &Canon| {
             canon.fingerprint_in(
@@ -210,18 +261,29 @@ impl<'s> SideIngest<'s> {
                 // own (wrong partition): its place among the partition's records says
                 // nothing about order, so it is left out of the order state.
                 let placed = rec.partition == id.partition;
-                let side = self.side;
-                let state =
-                    order_state(&mut self.order, self.store, side, rec.topic, id.partition)?;
+                let o = if placed {
+                    i
+                } else {
+                    self.part(rec.topic, id.partition)
+                };
+                let (side, store) = (self.side, self.store);
+                let part = &mut self.parts[o];
+                let state = match &mut part.order {
+                    Some(state) => state,
+                    None => {
+                        part.order
+                            .insert(load_order(store, side, &part.topic, part.partition)?)
+                    }
+                };
                 if !state.contains_key(id.origin) {
                     let group = keys::group(side, rec.topic, id.partition, id.origin);
                     state.insert(id.origin.to_string(), Origin::new(None, group));
                 }
-                let o = state.get_mut(id.origin).expect("inserted above");
-                let late = placed && o.highest.is_some_and(|h| origin_offset < h);
-                if placed && o.highest.is_none_or(|h| origin_offset > h) {
-                    o.highest = Some(origin_offset);
-                    o.dirty = true;
+                let origin = state.get_mut(id.origin).expect("inserted above");
+                let late = placed && origin.highest.is_some_and(|h| origin_offset < h);
+                if placed && origin.highest.is_none_or(|h| origin_offset > h) {
+                    origin.highest = Some(origin_offset);
+                    origin.dirty = true;
                 }
                 let entry = RecordEntry {
                     origin_offset,
@@ -230,26 +292,26 @@ impl<'s> SideIngest<'s> {
                     fp,
                 };
                 self.batch
-                    .put_record(self.store, &o.group, id.partition, entry, late);
-                self.set_last(rec, fp);
+                    .put_record(store, &origin.group, id.partition, entry, late);
+                self.parts[i].last = Some((rec.offset, fp));
             }
             Mode::Positional => {
-                let prefix = keys::partition(self.side, rec.topic, rec.partition);
                 let fp = view(&self.canon);
-                self.batch.put_sequence(self.store, &prefix, own, fp);
-                self.set_last(rec, fp);
+                let part = &mut self.parts[i];
+                self.batch.put_sequence(self.store, &part.prefix, own, fp);
+                part.last = Some((rec.offset, fp));
             }
             Mode::Compacted => {
                 // Kafka refuses null keys on compacted topics; a keyless record has no
                 // latest value to compare and is left out.
                 if let Some(key) = rec.key {
-                    let prefix = keys::partition(self.side, rec.topic, rec.partition);
                     let latest = rec.value.map(|_| (own, view(&self.compact_canon)));
-                    self.batch.put_latest(self.store, &prefix, key, latest);
+                    let prefix = &self.parts[i].prefix;
+                    self.batch.put_latest(self.store, prefix, key, latest);
                 }
             }
         }
-        self.advance(rec.topic, rec.partition, rec.offset + 1);
+        self.parts[i].next = Some(rec.offset + 1);
         self.records += 1;
         Ok(())
     }
@@ -257,77 +319,43 @@ impl<'s> SideIngest<'s> {
     /// Marks a partition read up to `next` (also without a record there, for example the
     /// end of a partition whose last offsets are transaction markers).
     pub fn advance(&mut self, topic: &str, partition: i32, next: i64) {
-        match self.positions.get_mut(topic) {
-            Some(parts) => {
-                parts.insert(partition, next);
-            }
-            None => {
-                self.positions
-                    .insert(topic.to_string(), HashMap::from_iter([(partition, next)]));
-            }
-        }
-    }
-
-    fn set_last(&mut self, rec: &Incoming<'_>, fp: Fingerprint) {
-        match self.lasts.get_mut(rec.topic) {
-            Some(parts) => {
-                parts.insert(rec.partition, (rec.offset, fp));
-            }
-            None => {
-                let parts = HashMap::from_iter([(rec.partition, (rec.offset, fp))]);
-                self.lasts.insert(rec.topic.to_string(), parts);
-            }
-        }
+        let i = self.part(topic, partition);
+        self.parts[i].next = Some(next);
     }
 
     /// Records the log start a partition had when this pass began, to be stored with its
     /// position.
     pub fn set_log_start(&mut self, topic: &str, partition: i32, low: i64) {
-        self.log_starts
-            .entry(topic.to_string())
-            .or_default()
-            .insert(partition, low);
+        let i = self.part(topic, partition);
+        self.parts[i].log_start = Some(low);
     }
 
     /// Writes the batch: records, digests, order state and positions together.
     pub fn flush(&mut self) -> Result<(), VerifyError> {
-        if self.records == 0 && self.positions.is_empty() {
+        if self.records == 0 && self.parts.iter().all(|p| p.next.is_none()) {
             return Ok(());
         }
-        for parts in self.order.values_mut() {
-            for state in parts.values_mut() {
-                for o in state.values_mut().filter(|o| o.dirty) {
-                    if let Some(highest) = o.highest {
-                        self.batch.put_order(self.store, &o.group, highest);
-                    }
-                    o.dirty = false;
+        for part in &mut self.parts {
+            for o in part.order.iter_mut().flat_map(|s| s.values_mut()) {
+                if let (true, Some(highest)) = (o.dirty, o.highest) {
+                    self.batch.put_order(self.store, &o.group, highest);
                 }
+                o.dirty = false;
             }
-        }
-        for (topic, parts) in self.positions.drain() {
-            for (partition, next) in parts {
-                let prefix = keys::partition(self.side, &topic, partition);
-                let low = self
-                    .log_starts
-                    .get(&topic)
-                    .and_then(|parts| parts.get(&partition))
-                    .copied();
-                let last = match self
-                    .lasts
-                    .get(&topic)
-                    .and_then(|parts| parts.get(&partition))
-                {
-                    Some(last) => Some(*last),
-                    // Nothing read in this pass (the end was a transaction marker): keep
-                    // the last record stored.
-                    None => self
-                        .store
-                        .position_state(self.side, &topic, partition)?
-                        .and_then(|p| p.last),
-                };
-                self.batch
-                    .put_position(self.store, &prefix, next, low, last);
-            }
+            let Some(next) = part.next.take() else {
+                continue;
+            };
+            let last = match part.last {
+                Some(last) => Some(last),
+                // Nothing read in this pass (the end was a transaction marker): keep the
+                // last record stored.
+                None => self
+                    .store
+                    .position_state(self.side, &part.topic, part.partition)?
+                    .and_then(|p| p.last),
+            };
+            self.batch
+                .put_position(self.store, &part.prefix, next, part.log_start, last);
         }
         let batch = std::mem::take(&mut self.batch);
         self.records = 0;
@@ -335,32 +363,19 @@ impl<'s> SideIngest<'s> {
     }
 }
 
-/// The order state of a partition, loaded from the store on first use. A function of the
-/// map, not a method, so that the caller can write its batch while holding the state.
-fn order_state<'m>(
-    order: &'m mut HashMap<String, HashMap<i32, OrderState>>,
+/// A partition's order state as stored, with each origin's group prefix.
+fn load_order(
     store: &Store,
     side: u8,
     topic: &str,
     partition: i32,
-) -> Result<&'m mut OrderState, VerifyError> {
-    if !order.contains_key(topic) {
-        order.insert(topic.to_string(), HashMap::default());
-    }
-    let parts = order.get_mut(topic).expect("inserted above");
-    Ok(match parts.entry(partition) {
-        Entry::Occupied(e) => e.into_mut(),
-        Entry::Vacant(v) => {
-            let stored = store.order_state(side, topic, partition)?;
-            v.insert(
-                stored
-                    .into_iter()
-                    .map(|(o, h)| {
-                        let group = keys::group(side, topic, partition, &o);
-                        (o, Origin::new(Some(h), group))
-                    })
-                    .collect(),
-            )
-        }
-    })
+) -> Result<OrderState, VerifyError> {
+    let stored = store.order_state(side, topic, partition)?;
+    Ok(stored
+        .into_iter()
+        .map(|(o, h)| {
+            let group = keys::group(side, topic, partition, &o);
+            (o, Origin::new(Some(h), group))
+        })
+        .collect())
 }
