@@ -262,20 +262,35 @@ pub fn pass(
     let plans = plan(store, spec, &snap)?;
     let progress: Vec<Progress> = spec.sides.iter().map(|_| Progress::default()).collect();
     std::thread::scope(|scope| {
+        // Each reader says when it is done, so that the pass goes on at once (it slept in
+        // steps of 50 ms before, a fixed cost of every pass).
+        let (done_tx, done) = std::sync::mpsc::channel::<()>();
         let readers: Vec<_> = plans
             .iter()
             .enumerate()
             .map(|(idx, plan)| {
                 let progress = &progress[idx];
-                scope.spawn(move || reader::read_side(store, spec, idx as u8, plan, progress, stop))
+                let done_tx = done_tx.clone();
+                scope.spawn(move || {
+                    let r = reader::read_side(store, spec, idx as u8, plan, progress, stop);
+                    let _ = done_tx.send(());
+                    r
+                })
             })
             .collect();
-        let mut last = Instant::now();
-        while !readers.iter().all(|h| h.is_finished()) {
-            std::thread::sleep(Duration::from_millis(50));
-            if last.elapsed() >= Duration::from_secs(2) {
-                last = Instant::now();
-                on_progress(&progress_line(spec, &progress, started.elapsed()));
+        drop(done_tx);
+        let mut finished = 0;
+        let mut next_line = Instant::now() + Duration::from_secs(2);
+        while finished < readers.len() {
+            let wait = next_line.saturating_duration_since(Instant::now());
+            match done.recv_timeout(wait) {
+                Ok(()) => finished += 1,
+                // A reader that panicked sends nothing: its join below reports it.
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    next_line = Instant::now() + Duration::from_secs(2);
+                    on_progress(&progress_line(spec, &progress, started.elapsed()));
+                }
             }
         }
         readers

@@ -104,8 +104,8 @@ pub fn forget_refilled(
     spec: &VerifySpec,
     snap: &Snapshot,
 ) -> Result<Vec<String>, VerifyError> {
-    let mut notes = Vec::new();
-    for (idx, cluster) in spec.sides.iter().enumerate() {
+    let mut wants = Vec::new();
+    for idx in 0..spec.sides.len() {
         let mut want: HashMap<(String, i32), (i64, Fingerprint, i64)> = HashMap::new();
         for (topic, p, pos) in store.positions(idx as u8)? {
             let (Some((offset, fp)), Some(b)) = (pos.last, snap.bounds(idx, &topic, p)) else {
@@ -116,10 +116,31 @@ pub fn forget_refilled(
                 want.insert((topic, p), (offset, fp, b.high));
             }
         }
-        if want.is_empty() {
-            continue;
-        }
-        let changed = changed_lasts(spec, idx, &want)?;
+        wants.push(want);
+    }
+    // The sides are asked at once: each check is a consumer's start-up and one fetch, a
+    // fixed cost of every pass that would otherwise add up side by side.
+    let changed = std::thread::scope(|scope| {
+        let checks: Vec<_> = wants
+            .iter()
+            .enumerate()
+            .map(|(idx, want)| {
+                scope.spawn(move || {
+                    if want.is_empty() {
+                        Ok(Vec::new())
+                    } else {
+                        changed_lasts(spec, idx, want)
+                    }
+                })
+            })
+            .collect();
+        checks
+            .into_iter()
+            .map(|h| h.join().expect("stale check thread panicked"))
+            .collect::<Result<Vec<_>, _>>()
+    })?;
+    let mut notes = Vec::new();
+    for ((idx, cluster), changed) in spec.sides.iter().enumerate().zip(changed) {
         let mut topics: BTreeMap<String, String> = BTreeMap::new();
         for ((topic, p), why) in changed {
             topics
