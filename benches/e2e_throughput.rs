@@ -126,9 +126,9 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     println!(
-        "e2e_throughput: librdkafka mock clusters a and b in a child process, a new one \
-         per run; this process runs only the clients being timed, so its CPU time is \
-         theirs. Median of {RUNS} runs per size."
+        "e2e_throughput: {} a and b, a new pair per run; this process runs only the \
+         clients being timed, so its CPU time is theirs. Median of {RUNS} runs per size.",
+        Brokers::describe()
     );
     match &python {
         Some(p) => println!(

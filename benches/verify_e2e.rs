@@ -69,8 +69,8 @@ fn main() -> anyhow::Result<()> {
     let partitions = n.div_ceil(RECORDS_PER_PARTITION).max(8) as i32;
     println!(
         "verify_e2e: {n} records of {VALUE_BYTES} B (key, 2 headers) on a, their copies with \
-         duplex.path on b, {partitions} partitions, librdkafka mock clusters in a child process, \
-         best of {RUNS} runs"
+         duplex.path on b, {partitions} partitions, {}, best of {RUNS} runs",
+        brokers::Brokers::describe()
     );
 
     let mut brokers = brokers::Brokers::spawn(2)?;
