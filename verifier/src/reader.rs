@@ -153,6 +153,7 @@ pub fn read_side(
                     if msg.offset() + 1 >= end {
                         ingest.advance(msg.topic(), msg.partition(), end);
                         remaining.remove(msg.topic(), msg.partition());
+                        stop_fetching(&consumer, &cluster.id, msg.topic(), msg.partition());
                     }
                     last_progress = now;
                 }
@@ -174,6 +175,7 @@ pub fn read_side(
                     {
                         ingest.advance(el.topic(), el.partition(), end);
                         remaining.remove(el.topic(), el.partition());
+                        stop_fetching(&consumer, &cluster.id, el.topic(), el.partition());
                         last_progress = now;
                     }
                 }
@@ -204,6 +206,17 @@ pub fn read_side(
     }
     ingest.flush()?;
     Ok(())
+}
+
+/// Takes a partition read to its end out of the consumer's assignment: on a live topic
+/// its new records would otherwise be fetched, queued and dropped until the whole side
+/// is read. A failure only costs those reads.
+fn stop_fetching(consumer: &BaseConsumer, cluster: &str, topic: &str, partition: i32) {
+    let mut done = TopicPartitionList::new();
+    done.add_partition(topic, partition);
+    if let Err(e) = consumer.incremental_unassign(&done) {
+        tracing::warn!(cluster, topic, partition, error = %e, "could not stop fetching a partition read to its end");
+    }
 }
 
 /// Partitions still to read, with the offset each ends at and its mode: by topic, so
