@@ -1,12 +1,14 @@
-//! End-to-end verification rate on librdkafka mock clusters, in one run:
+//! End-to-end verification rate on two clusters (librdkafka mock clusters, or Tansu with
+//! `DUPLEX_BENCH_ON=tansu`), in one run:
 //! a consume-only baseline (both clusters read to their end offsets, with the verifier's
 //! own consumer settings) against `duplex_verifier::run::verify` over the same records,
 //! then verify / consume-only, the baseline ratio; and a second, resumed verification
-//! over the filled store (snapshot and comparison only). The clusters run in a child
-//! process (common/brokers.rs), so that the CPU time read here is the reader's own.
+//! over the filled store (snapshot and comparison only). The clusters run in other
+//! processes (common/brokers.rs), so that the CPU time read here is the reader's own.
 //!
 //! Run with `cargo bench --bench verify_e2e`; `DUPLEX_BENCH_RECORDS` sets the record
-//! count, `DUPLEX_BENCH_CONSUMER` (`key=value,…`) adds librdkafka options to both readers. What each phase times, and figures, are in docs/benchmarks.md. This measures
+//! count, `DUPLEX_BENCH_CONSUMER` (`key=value,…`) adds librdkafka options to both
+//! readers. What each phase times, and figures, are in docs/benchmarks.md. This measures
 //! and prints; it asserts nothing about time. It fails when a cluster does not hold what
 //! it should or the verification does not say PASS with every record matched, because
 //! then the figures would mean nothing.

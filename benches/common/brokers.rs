@@ -101,7 +101,8 @@ enum Inner {
 }
 
 impl Brokers {
-    /// Starts `clusters` one-broker clusters of the kind `DUPLEX_BENCH_ON` names.
+    /// Starts `clusters` one-broker clusters of the kind `DUPLEX_BENCH_ON` names. Tansu
+    /// brokers that do not start panic with their log (the tests' harness asserts).
     pub fn spawn(clusters: usize) -> anyhow::Result<Self> {
         match std::env::var(ON).as_deref() {
             Err(_) | Ok("mock") => Self::mock(clusters),

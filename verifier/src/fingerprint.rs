@@ -17,7 +17,7 @@
 //! timestamp as absent.
 
 use duplex_sync::provenance::is_reserved;
-use xxhash_rust::xxh3::xxh3_128;
+use xxhash_rust::xxh3::{Xxh3, xxh3_128};
 
 /// Version tag at the start of every canonical encoding.
 pub const ENCODING: &[u8; 4] = b"DXF1";
@@ -59,14 +59,18 @@ impl Canon {
         H: Iterator<Item = (&'a str, Option<&'a [u8]>)>,
     {
         let size = record.key.map_or(0, <[u8]>::len) + record.value.map_or(0, <[u8]>::len);
-        self.fingerprint_in(&mut Vec::with_capacity(size + 128), record)
+        self.fingerprint_in(
+            &mut Vec::with_capacity(size.min(ONE_CALL_MAX) + 128),
+            record,
+        )
     }
 
     /// The fingerprint of one record, its canonical encoding built in `scratch` (cleared
     /// first) and hashed in one call: a reader that fingerprints many records keeps one
     /// buffer and allocates once. The same value as [`Canon::fingerprint`]; hashing the
     /// bytes at once instead of field by field (xxh3's streaming state) halves the cost of
-    /// a small record.
+    /// a small record. Key and value above [`ONE_CALL_MAX`] together are streamed into
+    /// the hash instead of copied, so that the buffer stays small.
     pub fn fingerprint_in<'a, H>(
         &self,
         scratch: &mut Vec<u8>,
@@ -75,10 +79,14 @@ impl Canon {
     where
         H: Iterator<Item = (&'a str, Option<&'a [u8]>)>,
     {
+        let size = record.key.map_or(0, <[u8]>::len) + record.value.map_or(0, <[u8]>::len);
+        let streamed = size > ONE_CALL_MAX;
         scratch.clear();
-        scratch.extend_from_slice(ENCODING);
-        field(scratch, record.key);
-        field(scratch, record.value);
+        if !streamed {
+            scratch.extend_from_slice(ENCODING);
+            field(scratch, record.key);
+            field(scratch, record.value);
+        }
         // The count of headers that count, written once they are.
         let count_at = scratch.len();
         scratch.extend_from_slice(&[0; 4]);
@@ -97,9 +105,31 @@ impl Canon {
             }
             None => scratch.push(0),
         }
-        xxh3_128(scratch)
+        if !streamed {
+            return xxh3_128(scratch);
+        }
+        // The same bytes, in the same order: the streaming state's value equals the
+        // one-call hash of their concatenation.
+        let mut h = Xxh3::new();
+        h.update(ENCODING);
+        for part in [record.key, record.value] {
+            match part {
+                None => h.update(&[0]),
+                Some(b) => {
+                    h.update(&[1]);
+                    h.update(&(b.len() as u32).to_be_bytes());
+                    h.update(b);
+                }
+            }
+        }
+        h.update(scratch);
+        h.digest128()
     }
 }
+
+/// Key and value bytes above which a record is hashed without copying them
+/// ([`Canon::fingerprint_in`]).
+pub const ONE_CALL_MAX: usize = 64 << 10;
 
 fn field(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
     match bytes {
@@ -164,26 +194,53 @@ mod tests {
         );
     }
 
+    /// The documented bytes, hashed in one call: the reference for both ways of hashing
+    /// (one call over a buffer, streamed for large records).
+    fn by_hand(key: &[u8], value: &[u8], header: (&str, &[u8]), ts: i64) -> u128 {
+        let mut bytes = b"DXF1".to_vec();
+        for f in [key, value] {
+            bytes.push(1);
+            bytes.extend((f.len() as u32).to_be_bytes());
+            bytes.extend(f);
+        }
+        bytes.extend(1u32.to_be_bytes());
+        bytes.extend((header.0.len() as u32).to_be_bytes());
+        bytes.extend(header.0.as_bytes());
+        bytes.push(1);
+        bytes.extend((header.1.len() as u32).to_be_bytes());
+        bytes.extend(header.1);
+        bytes.push(1);
+        bytes.extend(ts.to_be_bytes());
+        xxhash_rust::xxh3::xxh3_128(&bytes)
+    }
+
     #[test]
-    fn a_reused_buffer_gives_the_same_fingerprint() {
+    fn every_size_hashes_the_documented_bytes_with_a_reused_buffer() {
         let c = Canon::default();
-        let headers: &[(&str, Option<&[u8]>)] = &[("a", Some(b"1")), ("b", None)];
-        let view = |value: &'static [u8]| RecordView {
-            key: Some(b"k".as_slice()),
-            value: Some(value),
-            headers: headers.iter().copied(),
-            timestamp: Some(7),
-        };
         // Left over from a longer record.
         let mut scratch = vec![0xee; 4096];
-        assert_eq!(
-            c.fingerprint_in(&mut scratch, view(b"v")),
-            c.fingerprint(view(b"v"))
-        );
-        assert_eq!(
-            c.fingerprint_in(&mut scratch, view(b"w")),
-            c.fingerprint(view(b"w"))
-        );
+        for size in [
+            0,
+            1,
+            100,
+            1024,
+            ONE_CALL_MAX - 16,
+            ONE_CALL_MAX + 1,
+            300_000,
+        ] {
+            let value: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+            let headers: &[(&str, Option<&[u8]>)] =
+                &[("h", Some(b"v")), ("duplex.path", Some(b"x"))];
+            let view = RecordView {
+                key: Some(b"key".as_slice()),
+                value: Some(value.as_slice()),
+                headers: headers.iter().copied(),
+                timestamp: Some(7),
+            };
+            let expected = by_hand(b"key", &value, ("h", b"v"), 7);
+            assert_eq!(c.fingerprint_in(&mut scratch, view), expected, "{size} B");
+            assert!(scratch.len() < ONE_CALL_MAX + 4096, "{size} B copied whole");
+        }
     }
 
     #[test]

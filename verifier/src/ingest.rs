@@ -112,7 +112,7 @@ type OrderState = HashMap<String, Origin>;
 #[derive(Debug)]
 struct Origin {
     /// `None` until a record of this origin sits in its origin's partition (a copy in
-    /// another partition is left out of the order state).
+    /// another partition only gets its group prefix here, no highest).
     highest: Option<u64>,
     dirty: bool,
     group: Vec<u8>,
@@ -150,9 +150,10 @@ struct Part {
 
 /// Accumulates one side's records into batches. One per side; not shared.
 ///
-/// Per-record work avoids allocating and hashing: each partition's state is found once,
-/// through an index by topic then partition (looked up by `&str`) behind a one-entry
-/// cache, since records come in runs of one partition.
+/// Per-record work allocates nothing and hashes little: each partition's state is found
+/// once, through an index by topic then partition (looked up by `&str`) behind a
+/// one-entry cache, since records come in runs of one partition; the origin is looked up
+/// in that partition's order state.
 #[derive(Debug)]
 pub struct SideIngest<'s> {
     store: &'s Store,
@@ -166,6 +167,8 @@ pub struct SideIngest<'s> {
     index: HashMap<String, HashMap<i32, usize>>,
     /// The partition found last.
     recent: Option<usize>,
+    /// Some partition's next offset changed since the last flush.
+    moved: bool,
     records: usize,
     /// Where each record's canonical encoding is built to be hashed.
     scratch: Vec<u8>,
@@ -188,6 +191,7 @@ impl<'s> SideIngest<'s> {
             parts: Vec::new(),
             index: HashMap::default(),
             recent: None,
+            moved: false,
             records: 0,
             scratch: Vec::new(),
         }
@@ -259,7 +263,7 @@ impl<'s> SideIngest<'s> {
                 let origin_offset = id.offset as u64;
                 // A copy in another partition than its origin's is a discrepancy of its
                 // own (wrong partition): its place among the partition's records says
-                // nothing about order, so it is left out of the order state.
+                // nothing about order, so it neither raises nor is compared with the highest.
                 let placed = rec.partition == id.partition;
                 let o = if placed {
                     i
@@ -312,6 +316,7 @@ impl<'s> SideIngest<'s> {
             }
         }
         self.parts[i].next = Some(rec.offset + 1);
+        self.moved = true;
         self.records += 1;
         Ok(())
     }
@@ -321,6 +326,7 @@ impl<'s> SideIngest<'s> {
     pub fn advance(&mut self, topic: &str, partition: i32, next: i64) {
         let i = self.part(topic, partition);
         self.parts[i].next = Some(next);
+        self.moved = true;
     }
 
     /// Records the log start a partition had when this pass began, to be stored with its
@@ -332,9 +338,10 @@ impl<'s> SideIngest<'s> {
 
     /// Writes the batch: records, digests, order state and positions together.
     pub fn flush(&mut self) -> Result<(), VerifyError> {
-        if self.records == 0 && self.parts.iter().all(|p| p.next.is_none()) {
+        if self.records == 0 && !self.moved {
             return Ok(());
         }
+        self.moved = false;
         for part in &mut self.parts {
             for o in part.order.iter_mut().flat_map(|s| s.values_mut()) {
                 if let (true, Some(highest)) = (o.dirty, o.highest) {

@@ -20,7 +20,7 @@ use crate::store::Store;
 const BATCH_RECORDS: usize = 4096;
 /// A batch is written at least this often, so positions follow the reads closely.
 const BATCH_AGE: Duration = Duration::from_millis(200);
-/// In a run of records, the clock is read once per this many (microseconds apart).
+/// In a run of records, the clock is read once per this many polls.
 const CLOCK_EVERY: u32 = 32;
 
 /// One partition to read.
@@ -120,6 +120,8 @@ pub fn read_side(
     let mut last_position_check = Instant::now();
     let mut now = Instant::now();
     let mut polls: u32 = 0;
+    // Progress since `now` was read (stamped into `last_progress` at the next read).
+    let mut progressed = false;
     let mut read: u64 = 0;
     while !remaining.is_empty() {
         if stop.load(Ordering::Relaxed) {
@@ -128,11 +130,19 @@ pub fn read_side(
         }
         let polled = consumer.poll(Duration::from_millis(100));
         // The checks below compare against `now`. A clock read was 2-3 % of a reader's
-        // time here (a virtual machine's clock): in a run of records it is read every
-        // `CLOCK_EVERY` records, and after every empty or failed poll.
+        // time here (a virtual machine's clock), so in a run of records it is read every
+        // `CLOCK_EVERY` polls, and after every empty or failed one. `now` can then be
+        // behind by `CLOCK_EVERY` polls: microseconds while records stream, up to
+        // 3.2 s when each poll waits most of its 100 ms for one record. The batch age and
+        // the position check may run that much late; progress is stamped at the next
+        // clock read, so the stall timeout never fires early.
         polls = polls.wrapping_add(1);
         if !matches!(polled, Some(Ok(_))) || polls % CLOCK_EVERY == 0 {
             now = Instant::now();
+            if progressed {
+                last_progress = now;
+                progressed = false;
+            }
         }
         match polled {
             Some(Ok(msg)) => match remaining.get(msg.topic(), msg.partition()) {
@@ -155,7 +165,7 @@ pub fn read_side(
                         remaining.remove(msg.topic(), msg.partition());
                         stop_fetching(&consumer, &cluster.id, msg.topic(), msg.partition());
                     }
-                    last_progress = now;
+                    progressed = true;
                 }
             },
             Some(Err(e)) => {
@@ -176,7 +186,7 @@ pub fn read_side(
                         ingest.advance(el.topic(), el.partition(), end);
                         remaining.remove(el.topic(), el.partition());
                         stop_fetching(&consumer, &cluster.id, el.topic(), el.partition());
-                        last_progress = now;
+                        progressed = true;
                     }
                 }
             }
@@ -187,7 +197,7 @@ pub fn read_side(
             ingest.flush()?;
             last_flush = Instant::now();
         }
-        if now.saturating_duration_since(last_progress) > spec.stall_timeout {
+        if !progressed && now.saturating_duration_since(last_progress) > spec.stall_timeout {
             ingest.flush()?;
             return Err(VerifyError::Stalled {
                 cluster: cluster.id.clone(),

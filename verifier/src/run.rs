@@ -262,8 +262,8 @@ pub fn pass(
     let plans = plan(store, spec, &snap)?;
     let progress: Vec<Progress> = spec.sides.iter().map(|_| Progress::default()).collect();
     std::thread::scope(|scope| {
-        // Each reader says when it is done, so that the pass goes on at once (it slept in
-        // steps of 50 ms before, a fixed cost of every pass).
+        // Each reader says when it is done, so that the pass goes on the moment the last
+        // one is; in between, a progress line every two seconds.
         let (done_tx, done) = std::sync::mpsc::channel::<()>();
         let readers: Vec<_> = plans
             .iter()

@@ -119,7 +119,9 @@ pub fn forget_refilled(
         wants.push(want);
     }
     // The sides are asked at once: each check is a consumer's start-up and one fetch, a
-    // fixed cost of every pass that would otherwise add up side by side.
+    // fixed cost of every pass that would otherwise add up side by side. A side whose
+    // check fails fails the pass, and no side forgets anything this pass: the next one
+    // checks again.
     let changed = std::thread::scope(|scope| {
         let checks: Vec<_> = wants
             .iter()

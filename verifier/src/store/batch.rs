@@ -58,10 +58,10 @@ impl Batch {
         // this batch has not touched yet.
         k.truncate(group.len());
         keys::push_u64(k, e.origin_offset / keys::RANGE);
-        if !self.ranges.contains_key(&k[..]) {
-            self.ranges.insert(k.clone(), RangeDigest::default());
-        }
-        let d = self.ranges.get_mut(&k[..]).expect("inserted above");
+        let d = match self.ranges.get_mut(&k[..]) {
+            Some(d) => d,
+            None => self.ranges.entry(k.clone()).or_default(),
+        };
         d.add_record(e.hash(origin_partition));
         d.inversions += u64::from(late);
     }
@@ -89,16 +89,18 @@ impl Batch {
         key: &[u8],
         latest: Option<(u64, Fingerprint)>,
     ) {
-        let mut k = prefix.to_vec();
+        let k = &mut self.key;
+        k.clear();
+        k.extend_from_slice(prefix);
         k.extend_from_slice(key);
         match latest {
             Some((own, fp)) => {
                 let mut v = [0u8; 24];
                 v[..8].copy_from_slice(&own.to_be_bytes());
                 v[8..].copy_from_slice(&fp.to_be_bytes());
-                self.wb.put_cf(store.cf(LATEST), k, v);
+                self.wb.put_cf(store.cf(LATEST), &k[..], v);
             }
-            None => self.wb.delete_cf(store.cf(LATEST), k),
+            None => self.wb.delete_cf(store.cf(LATEST), &k[..]),
         }
     }
 
