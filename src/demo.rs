@@ -242,15 +242,8 @@ async fn produce(c: ClusterSpec, n: usize) -> anyhow::Result<()> {
         if i % 10 != 9 {
             rec = rec.payload(&value);
         }
-        loop {
-            match p.send_result(rec) {
-                Ok(d) => break pending.push(d),
-                Err((_, r)) => {
-                    rec = r;
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-            }
-        }
+        let queued = duplex_sync::clients::enqueue(&p, rec, Duration::from_secs(60));
+        pending.push(queued.await.with_context(|| format!("write to {}", c.id))?);
     }
     for d in pending {
         d.await?.map_err(|(e, _)| e).context("demo produce")?;

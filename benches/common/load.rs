@@ -7,7 +7,6 @@ use anyhow::Context;
 use duplex_sync::provenance::{Hop, PATH_HEADER, encode_origin};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::ToBytes;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
@@ -76,22 +75,14 @@ pub async fn produce(
     Ok(())
 }
 
-/// Enqueues `record`; a full local queue is "not ready": deliveries drain, and it is
-/// tried again.
+/// Enqueues `record`, waiting out a full local queue while deliveries drain it.
 pub async fn enqueue<K: ToBytes + ?Sized, P: ToBytes + ?Sized>(
     producer: &FutureProducer,
-    mut record: FutureRecord<'_, K, P>,
+    record: FutureRecord<'_, K, P>,
 ) -> anyhow::Result<DeliveryFuture> {
-    loop {
-        match producer.send_result(record) {
-            Ok(d) => return Ok(d),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                record = back;
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            Err((e, _)) => return Err(e).context("enqueue record"),
-        }
-    }
+    duplex_sync::clients::enqueue(producer, record, Duration::from_secs(600))
+        .await
+        .context("enqueue record")
 }
 
 /// Waits until every delivery is acknowledged.

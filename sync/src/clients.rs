@@ -6,8 +6,12 @@
 //! overridden (idempotence, gapless guarantee, acks=all, manual offset storage).
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::message::ToBytes;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
 use crate::spec::ClusterSpec;
 
@@ -233,6 +237,29 @@ pub fn log_flow_producer(level: rdkafka::config::RDKafkaLogLevel, fac: &str, mes
         L::Warning => tracing::warn!(target: "librdkafka", "librdkafka: {fac} {message}"),
         L::Notice | L::Info => tracing::info!(target: "librdkafka", "librdkafka: {fac} {message}"),
         L::Debug => tracing::debug!(target: "librdkafka", "librdkafka: {fac} {message}"),
+    }
+}
+
+/// Enqueues `record` on `producer`. A full local queue is waited out (its deliveries
+/// drain it) for up to `patience`; then, or on any other error, the error is returned.
+/// The start markers, the demo's writer and the tests' and benches' writers share it.
+pub async fn enqueue<K: ToBytes + ?Sized, P: ToBytes + ?Sized>(
+    producer: &FutureProducer,
+    mut record: FutureRecord<'_, K, P>,
+    patience: Duration,
+) -> KafkaResult<DeliveryFuture> {
+    let began = Instant::now();
+    loop {
+        match producer.send_result(record) {
+            Ok(d) => return Ok(d),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                if began.elapsed() < patience =>
+            {
+                record = back;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            Err((e, _)) => return Err(e),
+        }
     }
 }
 

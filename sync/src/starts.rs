@@ -241,23 +241,15 @@ pub async fn write(
     for (topic, partition, m) in markers {
         let key = key(source, target, topic, *partition);
         let value = m.value();
-        let mut record = FutureRecord::to(TOPIC)
+        let record = FutureRecord::to(TOPIC)
             .key(key.as_bytes())
             .payload(value.as_bytes());
         // Enqueued (and copied) at once; a full local queue is waited out.
-        let began = std::time::Instant::now();
-        loop {
-            match producer.send_result(record) {
-                Ok(d) => break waiting.push(d),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r))
-                    if began.elapsed() < timeout =>
-                {
-                    record = r;
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-                Err((e, _)) => return Err(kafka(e)),
-            }
-        }
+        waiting.push(
+            crate::clients::enqueue(producer, record, timeout)
+                .await
+                .map_err(kafka)?,
+        );
     }
     for delivery in waiting {
         match tokio::time::timeout(timeout, delivery).await {

@@ -148,15 +148,8 @@ pub async fn produce(c: &TestCluster, topic: &str, recs: &[Rec]) -> Vec<(String,
         if let Some(v) = &r.value {
             rec = rec.payload(v);
         }
-        loop {
-            match p.send_result(rec) {
-                Ok(d) => break futures.push(d),
-                Err((_, back)) => {
-                    rec = back;
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-            }
-        }
+        let queued = duplex_sync::clients::enqueue(&p, rec, Duration::from_secs(60));
+        futures.push(queued.await.expect("enqueue a record"));
     }
     let mut ids = Vec::with_capacity(futures.len());
     for f in futures {
