@@ -227,18 +227,18 @@ async fn kill_dash_nine(provider: Provider, sc: &Scenario) {
         "duplex_records_forwarded_total{{flow=\"{0}->{1}\",link=\"{0}-{1}\"}}",
         sc.ids[0], sc.ids[1]
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let metrics = loop {
-        let m = metrics_port(&log, last_run).and_then(|port| try_scrape(port).ok());
-        match m {
-            Some(m) if m.contains(&forwarded) => break m,
-            m => assert!(
-                std::time::Instant::now() < deadline,
-                "no {forwarded} from the last run's /metrics in 60 s: {m:?}"
-            ),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let mut metrics = String::new();
+    harness::wait_until(
+        &format!("{forwarded} in the last run's /metrics"),
+        Duration::from_secs(60),
+        || {
+            metrics = metrics_port(&log, last_run)
+                .and_then(|port| try_scrape(port).ok())
+                .unwrap_or_default();
+            metrics.contains(&forwarded)
+        },
+    )
+    .await;
     // The binary serves prometheus-client's OpenMetrics text.
     assert!(
         metrics.trim_end().ends_with("# EOF"),
