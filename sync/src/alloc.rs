@@ -81,11 +81,13 @@ mod tests {
     #[test]
     fn tune_turns_huge_pages_off() {
         if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {
+            eprintln!("skipped: MIMALLOC_ALLOW_THP is set, so tune() leaves huge pages on");
             return;
         }
         // The flag is inherited: clear it first, so that only tune() can set it. A
         // kernel that refuses prctl leaves nothing to test.
-        if set_thp_disabled(false).is_err() {
+        if let Err(e) = set_thp_disabled(false) {
+            eprintln!("skipped: this kernel refuses PR_SET_THP_DISABLE ({e})");
             return;
         }
         assert!(!huge_pages_disabled());
