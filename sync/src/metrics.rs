@@ -129,9 +129,13 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Registers a flow and returns its counters.
+    /// Registers a flow and returns its counters. A flow reads as up and of unknown
+    /// lag from the moment it is visible here: a reader of the registry (a scrape, a
+    /// test) never sees a flow that has not started yet as stopped, nor as caught up.
     pub fn flow(&self, link: &str, source: &str, target: &str) -> Arc<FlowMetrics> {
         let m = Arc::new(FlowMetrics::default());
+        m.up.store(1, Relaxed);
+        m.lag_unknown.store(1, Relaxed);
         let entry = FlowEntry {
             flow: format!("{source}->{target}"),
             link: link.to_string(),
@@ -373,5 +377,23 @@ mod tests {
             "duplex_replication_latency_seconds_bucket{flow=\"a->b\",link=\"a-b\",le=\"0.005\"} 1"
         ), "{text}");
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    /// A flow is visible to scrapes from the moment it is registered, before the
+    /// engine has started it: it must read as up and of unknown lag then, never as a
+    /// stopped flow or one caught up (a CI run caught a test seeing lag 0, unknown 0).
+    #[test]
+    fn a_flow_just_registered_reads_as_up_and_of_unknown_lag() {
+        let r = Registry::default();
+        r.flow("a-b", "a", "b");
+        let seen = &r.entries()[0].metrics;
+        assert_eq!(seen.up.load(Relaxed), 1);
+        assert_eq!(seen.lag.load(Relaxed), 0);
+        assert_eq!(seen.lag_unknown.load(Relaxed), 1);
+        let text = r.render();
+        assert!(
+            text.contains("duplex_flow_lag_unknown_partitions{flow=\"a->b\",link=\"a-b\"} 1"),
+            "{text}"
+        );
     }
 }

@@ -15,7 +15,6 @@ pub use change::{ChangeError, PreparedChange};
 
 use std::collections::BTreeSet;
 use std::future::Future;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -152,10 +151,6 @@ impl Shared {
         );
         let flow = Flow::new(Arc::new(fs), metrics)
             .with_status(ctl.status.clone(), ctl.acknowledged.clone());
-        // Up from the moment it is registered: a reader of the registry never sees a
-        // flow that has not started yet as one that stopped, nor as one caught up.
-        flow.metrics.up.store(1, Relaxed);
-        flow.metrics.lag_unknown.store(1, Relaxed);
         // The receiver lives as long as the engine runs; a flow added after it stopped
         // has nothing to run on, and nothing to replicate.
         let _ = self.spawn.send((flow, ctl));

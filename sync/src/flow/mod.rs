@@ -100,11 +100,14 @@ impl LagContext {
         *self.live.lock().expect("lag gate") = true;
     }
 
-    /// The run has ended: its statistics feed the gauges no more, and `partitions`
-    /// (at least 1) read as unknown until the next run says otherwise.
-    fn end(&self, partitions: i64) {
+    /// The run has ended: its statistics feed the gauges no more, and its partitions
+    /// (at least 1) read as unknown until the next run says otherwise. The counts are
+    /// taken under the gate, so no statistics round sees them zeroed while still live.
+    fn end(&self) {
         let mut live = self.live.lock().expect("lag gate");
         *live = false;
+        let partitions = self.metrics.partitions.swap(0, Relaxed)
+            + self.metrics.partitions_waiting.swap(0, Relaxed);
         self.metrics.lag_unknown.store(partitions.max(1), Relaxed);
     }
 }
@@ -353,10 +356,8 @@ impl Flow {
         stop.cancel();
         configs.abort();
         // Stopped or about to restart: nothing reads, so the last lag seen is stale.
-        let partitions = self.metrics.partitions.swap(0, Relaxed)
-            + self.metrics.partitions_waiting.swap(0, Relaxed);
         self.metrics.partitions_held.store(0, Relaxed);
-        clients.consumer.context().end(partitions);
+        clients.consumer.context().end();
         match (a, r) {
             (Err(a), Err(r)) if r.outranks(&a) => Err(r),
             (a, r) => a.and(r),
