@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
+use futures::{FutureExt, StreamExt};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::BaseRecord;
@@ -22,13 +23,27 @@ use crate::error::SyncError;
 use crate::provenance::{Hop, PATH_HEADER, Path, encode_origin, is_reserved};
 use crate::routing::{Decision, EpochRouter};
 
+/// Records handled in a row, from what librdkafka has fetched already, before the
+/// reader's select (stop, watchdog, refresh) has its turn again.
+const BURST: usize = 64;
+
 pub(crate) struct Reader<'a> {
     flow: &'a Flow,
     clients: &'a Clients,
     book: Arc<Book>,
     holds: Holds,
-    topics: HashMap<String, TopicRoute>,
+    topics: Topics,
     path_buf: Vec<u8>,
+}
+
+/// The routes of the topics this run has read, found by name. Records come in runs of
+/// one partition (a fetch's batch), so the last route used is tried first, by comparing
+/// names, before the map is hashed.
+#[derive(Default)]
+struct Topics {
+    routes: Vec<TopicRoute>,
+    index: HashMap<String, usize>,
+    last: Option<usize>,
 }
 
 /// What the reader keeps per topic: its shared name (for acks), this flow's routing
@@ -98,7 +113,7 @@ impl<'a> Reader<'a> {
             clients,
             book: clients.book.clone(),
             holds,
-            topics: HashMap::new(),
+            topics: Topics::default(),
             path_buf: Vec::with_capacity(128),
         }
     }
@@ -139,6 +154,9 @@ impl<'a> Reader<'a> {
         // tick, not per record.
         let mut read_since_tick = false;
         let consumer = self.clients.consumer.clone();
+        // One stream for the run: recv() would register and unregister a waker slot
+        // (a mutex each) per record.
+        let mut messages = consumer.stream();
         loop {
             tokio::select! {
                 biased;
@@ -182,17 +200,35 @@ impl<'a> Reader<'a> {
                     debug!(flow = %self.flow.spec.name(), idle_ms = last_read.elapsed().as_millis() as u64, "Looking for new topics and partitions.");
                     refreshing = idle.take().map(assign);
                 }
-                m = consumer.recv() => match m {
-                    Ok(m) => {
-                        self.handle(&m, stop).await?;
-                        if !read_any {
-                            read_any = true;
-                            self.flow.note_read();
+                m = messages.next() => {
+                    let mut m = m.expect("kafka streams never terminate");
+                    // What librdkafka has fetched already is handled in a burst, without
+                    // this select's work per record (a waiter on the stop token, two
+                    // timers polled): the select has its turn again after BURST records,
+                    // when nothing more is fetched, or once stopped.
+                    let mut burst = 0;
+                    loop {
+                        match m {
+                            Ok(m) => {
+                                self.handle(&m, stop).await?;
+                                if !read_any {
+                                    read_any = true;
+                                    self.flow.note_read();
+                                }
+                                read_since_tick = true;
+                            }
+                            Err(e) => self.consume_error(e, &starts, stop).await?,
                         }
-                        read_since_tick = true;
+                        burst += 1;
+                        if burst == BURST || stop.is_cancelled() {
+                            break;
+                        }
+                        match messages.next().now_or_never() {
+                            Some(next) => m = next.expect("kafka streams never terminate"),
+                            None => break,
+                        }
                     }
-                    Err(e) => self.consume_error(e, &starts, stop).await?,
-                },
+                }
             }
         }
     }
@@ -227,23 +263,29 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// One hash lookup per record; the route is computed once per topic.
-    fn topic<'t>(
-        topics: &'t mut HashMap<String, TopicRoute>,
-        flow: &Flow,
-        name: &str,
-    ) -> &'t mut TopicRoute {
-        if !topics.contains_key(name) {
-            let route = TopicRoute {
-                name: Arc::from(name),
-                router: flow.spec.routes.router(name),
-                next: Vec::new(),
-                marks: Vec::new(),
-                parts: Vec::new(),
-            };
-            topics.insert(name.to_string(), route);
-        }
-        topics.get_mut(name).expect("inserted above")
+    /// The route of topic `name`, computed once per topic. No hash lookup while records
+    /// keep coming from the same topic.
+    fn topic<'t>(topics: &'t mut Topics, flow: &Flow, name: &str) -> &'t mut TopicRoute {
+        let i = match topics.last {
+            Some(i) if &*topics.routes[i].name == name => i,
+            _ => match topics.index.get(name) {
+                Some(&i) => i,
+                None => {
+                    topics.routes.push(TopicRoute {
+                        name: Arc::from(name),
+                        router: flow.spec.routes.router(name),
+                        next: Vec::new(),
+                        marks: Vec::new(),
+                        parts: Vec::new(),
+                    });
+                    let i = topics.routes.len() - 1;
+                    topics.index.insert(name.to_string(), i);
+                    i
+                }
+            },
+        };
+        topics.last = Some(i);
+        &mut topics.routes[i]
     }
 
     async fn handle(
@@ -253,6 +295,8 @@ impl<'a> Reader<'a> {
     ) -> Result<(), SyncError> {
         let spec = &self.flow.spec;
         let (partition, offset) = (m.partition(), m.offset());
+        // Read once: each call measures and checks the name librdkafka holds.
+        let topic = m.topic();
         let mut path_value: Option<Option<&[u8]>> = None;
         let mut user = OwnedHeaders::new_with_capacity(m.headers().map_or(0, |h| h.count()) + 1);
         let mut header_bytes = 0usize;
@@ -273,7 +317,7 @@ impl<'a> Reader<'a> {
             Some(v) => Some(Path::decode(v.unwrap_or_default()).map_err(|source| {
                 SyncError::Provenance {
                     cluster: spec.source.id.clone(),
-                    topic: m.topic().to_string(),
+                    topic: topic.to_string(),
                     partition,
                     offset,
                     source,
@@ -281,9 +325,9 @@ impl<'a> Reader<'a> {
             })?),
         };
         let clients = self.clients;
-        let route = Self::topic(&mut self.topics, self.flow, m.topic());
+        let route = Self::topic(&mut self.topics, self.flow, topic);
         if route.seen(partition, offset, &clients.marks) {
-            debug!(flow = %spec.name(), topic = m.topic(), partition, offset, "Read again after a pause: already handled.");
+            debug!(flow = %spec.name(), topic, partition, offset, "Read again after a pause: already handled.");
             return Ok(());
         }
         let decision =
@@ -334,7 +378,7 @@ impl<'a> Reader<'a> {
         };
         encoded.map_err(|source| SyncError::Provenance {
             cluster: spec.source.id.clone(),
-            topic: m.topic().to_string(),
+            topic: topic.to_string(),
             partition,
             offset,
             source,
@@ -348,12 +392,17 @@ impl<'a> Reader<'a> {
         // Rule 5: wait for acknowledgements while the in-flight budget is spent. The
         // delivery callback gives the bytes back (book.rs).
         let permits = bytes.clamp(1, spec.in_flight_bytes);
-        tokio::select! {
-            p = self.book.budget.acquire_many(permits as u32) => p.expect("budget semaphore is never closed").forget(),
-            _ = stop.cancelled() => return Ok(()),
+        // Without waiting when the budget has room: no future, no waiter registered
+        // with the stop token, for most records.
+        match self.book.budget.try_acquire_many(permits as u32) {
+            Ok(p) => p.forget(),
+            Err(_) => tokio::select! {
+                p = self.book.budget.acquire_many(permits as u32) => p.expect("budget semaphore is never closed").forget(),
+                _ = stop.cancelled() => return Ok(()),
+            },
         }
         let timestamp = m.timestamp().to_millis();
-        let mut record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(m.topic(), 0)
+        let mut record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(topic, 0)
             .partition(partition)
             .headers(headers);
         if let Some(k) = m.key() {
@@ -384,7 +433,7 @@ impl<'a> Reader<'a> {
                     return Err(SyncError::delivery(
                         &spec.source.id,
                         &spec.target.id,
-                        m.topic(),
+                        topic,
                         partition,
                         offset,
                         e,
