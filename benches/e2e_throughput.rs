@@ -13,7 +13,8 @@
 //! `DUPLEX_BENCH_LATENCY_RATE` the latency phase's rate (default: half the replication
 //! rate), and
 //! `DUPLEX_BENCH_CONSUMER` / `DUPLEX_BENCH_PRODUCER` extra librdkafka options for the
-//! engine's clients (`key=value,key=value`), to try a setting without a rebuild. What
+//! engine's clients (`key=value,key=value`), to try a setting without a rebuild;
+//! `RUST_LOG` prints the engine's logs on stderr. What
 //! each phase times, and figures, are in docs/benchmarks.md. This measures and prints; it
 //! asserts nothing about time. It fails only when a cluster does not hold what it
 //! should, because then the figures would mean nothing.
@@ -100,6 +101,10 @@ fn main() -> anyhow::Result<()> {
     // The same executable, started again by `Brokers::spawn`, hosts the mock clusters.
     brokers::serve_if_child();
     memory::memory_child_if_asked();
+    // The engine's logs (start-up steps, with times) when `RUST_LOG` asks for them.
+    if std::env::var_os("RUST_LOG").is_some() {
+        duplex::telemetry::init();
+    }
     // `cargo bench` passes --bench; `cargo test --benches/--all-targets` does not.
     if !std::env::args().skip(1).any(|a| a == "--bench") {
         println!("e2e_throughput: run with cargo bench");
