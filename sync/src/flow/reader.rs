@@ -219,6 +219,10 @@ impl<'a> Reader<'a> {
                             }
                             Err(e) => self.consume_error(e, &starts, stop).await?,
                         }
+                        // The acker runs in this task (run_once joins them): it gets its
+                        // turn when this one yields, which tokio's budget enforces here,
+                        // every 128 records, as long as records keep coming.
+                        tokio::task::coop::consume_budget().await;
                         burst += 1;
                         if burst == BURST || stop.is_cancelled() {
                             break;
@@ -487,7 +491,7 @@ impl Reader<'_> {
 }
 
 /// Time spent refreshing or checking is not time spent waiting for records: the stall
-/// watchdog counts only the time recv() had its turn.
+/// watchdog counts only the time the message stream had its turn.
 fn not_idle(last_read: &mut Instant, began: Instant) {
     *last_read = (*last_read + began.elapsed()).min(Instant::now());
 }
