@@ -60,10 +60,12 @@ async fn a_broker_down_mid_read_is_a_stall_naming_the_partitions() {
     // 800 records at 200/s: 4 s of reading; the broker goes down after 1.5.
     spec.max_rate = Some(200);
     spec.stall_timeout = STALL;
+    let (store_dir, signature) = (spec.store_dir.clone(), spec.signature());
     let started = Instant::now();
     let pass = tokio::task::spawn_blocking(move || {
         duplex_verifier::run::verify(&spec, &AtomicBool::new(false), &|_| {})
     });
+    // A moment into the 4 s of reading; that b was then mid-read is checked below.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let down_at = started.elapsed();
     clusters[1].broker_down();
@@ -105,4 +107,17 @@ async fn a_broker_down_mid_read_is_a_stall_naming_the_partitions() {
         "stalled {took:?} after the start, the broker went down at {down_at:?}"
     );
     assert!(took < Duration::from_secs(60), "took {took:?}");
+    // The broker went down mid-read: b's reader had stored some of its records, not
+    // all (the stalled pass flushes what it read).
+    let store = duplex_verifier::store::Store::open(&store_dir, &signature).unwrap();
+    let read: i64 = store
+        .positions(1)
+        .unwrap()
+        .iter()
+        .map(|(_, _, pos)| pos.next)
+        .sum();
+    assert!(
+        read > 0 && read < (PER_PARTITION * PARTITIONS as usize) as i64,
+        "b's reader had read {read} records when its broker went down"
+    );
 }
