@@ -363,3 +363,73 @@ async fn positional_discrepancies_on_mock() {
 async fn positional_discrepancies_on_tansu() {
     positional_mode_names_each_discrepancy(Provider::Tansu).await;
 }
+
+/// At-least-once delivery's own duplicate: a stretch of copies sent again after later
+/// records (a replay after a crash). Each copy again is named, at its offset on the
+/// target, and nothing is counted missing, extra or reordered. (The store keeps runs of
+/// consecutive records; the replay's runs overlap the first ones and must read back in
+/// origin-offset order.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_stretch_is_named_duplicated_on_mock() {
+    let clusters = harness::start(Provider::Mock, &["a", "b"]).unwrap();
+    let (a, b) = (&clusters[0], &clusters[1]);
+    let topic = harness::unique("replay");
+    a.create_topic(&topic, 1).await;
+    b.create_topic(&topic, 1).await;
+    let src = partition_records(0);
+    let ids = harness::produce(a, &topic, &src).await;
+    let copies: Vec<Rec> = src
+        .iter()
+        .enumerate()
+        .map(|(i, r)| harness::verify::replica(r, "a", ids[i].1, ids[i].2))
+        .collect();
+    const REPLAY: std::ops::Range<usize> = 8..12;
+    let mut target = copies.clone();
+    target.extend_from_slice(&copies[REPLAY]);
+    harness::produce(b, &topic, &target).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = harness::verify::write_config(dir.path(), &[a, b]);
+    let out = harness::verify::run(
+        &config,
+        dir.path(),
+        &["--between", "a,b", "--topics", &topic],
+    )
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        harness::verify::describe(&out)
+    );
+    let report = harness::verify::report(dir.path());
+    let t = &report.totals;
+    assert_eq!(
+        (
+            t.matched,
+            t.missing,
+            t.extra,
+            t.altered,
+            t.duplicated,
+            t.reordered
+        ),
+        (N as u64, 0, 0, 0, REPLAY.len() as u64, 0),
+        "{t:?}"
+    );
+    let named: Vec<(Option<i64>, Option<i64>, Option<i64>)> = samples(&report, &topic, 0)
+        .1
+        .iter()
+        .map(|s| {
+            assert_eq!(s.kind, Kind::Duplicated, "{s:?}");
+            (s.origin_offset, s.source_offset, s.target_offset)
+        })
+        .collect();
+    let want: Vec<_> = REPLAY
+        .enumerate()
+        .map(|(i, x)| {
+            let x = x as i64;
+            (Some(x), Some(x), Some((N + i) as i64))
+        })
+        .collect();
+    assert_eq!(named, want);
+}

@@ -10,7 +10,7 @@ use crate::fasthash::FastMap as HashMap;
 use crate::fingerprint::{Canon, Fingerprint, RecordView};
 use crate::keys;
 use crate::spec::Mode;
-use crate::store::{Batch, RecordEntry, Store};
+use crate::store::{Batch, RecordEntry, Run, SequenceRun, Store};
 
 /// A record as read from a cluster.
 #[derive(Debug, Clone, Copy)]
@@ -116,6 +116,9 @@ struct Origin {
     highest: Option<u64>,
     dirty: bool,
     group: Vec<u8>,
+    /// The group's records of this batch not yet written: consecutive records go into
+    /// the store as one entry.
+    run: Run,
 }
 
 impl Origin {
@@ -124,6 +127,7 @@ impl Origin {
             highest,
             dirty: false,
             group,
+            run: Run::default(),
         }
     }
 }
@@ -146,6 +150,8 @@ struct Part {
     /// As the origin partition of identity records: the highest origin offset per origin,
     /// loaded from the store on first use.
     order: Option<OrderState>,
+    /// Positional topics: the partition's records of this batch not yet written.
+    sequence: SequenceRun,
 }
 
 /// Accumulates one side's records into batches. One per side; not shared.
@@ -227,6 +233,7 @@ impl<'s> SideIngest<'s> {
                     log_start: None,
                     last: None,
                     order: None,
+                    sequence: SequenceRun::default(),
                 });
                 self.index
                     .entry(topic.to_string())
@@ -295,14 +302,21 @@ impl<'s> SideIngest<'s> {
                     own_partition: rec.partition,
                     fp,
                 };
-                self.batch
-                    .put_record(store, &origin.group, id.partition, entry, late);
+                self.batch.put_record(
+                    store,
+                    &origin.group,
+                    id.partition,
+                    entry,
+                    late,
+                    &mut origin.run,
+                );
                 self.parts[i].last = Some((rec.offset, fp));
             }
             Mode::Positional => {
                 let fp = view(&self.canon);
                 let part = &mut self.parts[i];
-                self.batch.put_sequence(self.store, &part.prefix, own, fp);
+                self.batch
+                    .put_sequence(self.store, &part.prefix, own, fp, &mut part.sequence);
                 part.last = Some((rec.offset, fp));
             }
             Mode::Compacted => {
@@ -343,7 +357,10 @@ impl<'s> SideIngest<'s> {
         }
         self.moved = false;
         for part in &mut self.parts {
+            self.batch
+                .end_sequence(self.store, &part.prefix, &mut part.sequence);
             for o in part.order.iter_mut().flat_map(|s| s.values_mut()) {
+                self.batch.end_run(self.store, &o.group, &mut o.run);
                 if let (true, Some(highest)) = (o.dirty, o.highest) {
                     self.batch.put_order(self.store, &o.group, highest);
                 }

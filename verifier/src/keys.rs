@@ -5,9 +5,9 @@
 //! topic prefix      side u8 | topic len u16 | topic
 //! partition prefix  topic prefix | partition u32
 //! group prefix      partition prefix | origin len u8 | origin cluster id
-//! record            group prefix | origin offset u64 | own offset u64
+//! record run        group prefix | origin offset u64 | own offset u64 (of its first record)
 //! range             group prefix | range index u64
-//! sequence          partition prefix | own offset u64
+//! sequence run      partition prefix | own offset u64 (of its first record)
 //! latest            partition prefix | record key bytes
 //! ```
 

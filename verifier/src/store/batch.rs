@@ -3,7 +3,9 @@
 
 use rocksdb::WriteBatch;
 
-use super::{LATEST, ORDER, POSITIONS, RECORDS, RangeDigest, RecordEntry, SEQUENCE, Store};
+use super::{
+    LATEST, ORDER, POSITIONS, RECORDS, RangeDigest, RecordEntry, Run, SEQUENCE, SequenceRun, Store,
+};
 use crate::fasthash::FastMap;
 use crate::fingerprint::Fingerprint;
 use crate::keys;
@@ -36,7 +38,8 @@ impl Batch {
     }
 
     /// A record of a provenance (identity) topic, in the group of origin partition
-    /// `origin_partition`.
+    /// `origin_partition` (key prefix `group`), added to that group's open `run`; a run
+    /// it does not continue is written first ([`Batch::end_run`]).
     pub fn put_record(
         &mut self,
         store: &Store,
@@ -44,26 +47,37 @@ impl Batch {
         origin_partition: i32,
         e: RecordEntry,
         late: bool,
+        run: &mut Run,
     ) {
+        let hash = e.hash(origin_partition);
+        if let Some(e) = run.push(e, hash, late) {
+            self.end_run(store, group, run);
+            run.push(e, hash, late);
+        }
+    }
+
+    /// Writes a group's open run, if it holds records, and adds its digest to its range.
+    pub fn end_run(&mut self, store: &Store, group: &[u8], run: &mut Run) {
+        let Some((x, own)) = run.start() else {
+            return;
+        };
         let k = &mut self.key;
         k.clear();
         k.extend_from_slice(group);
-        keys::push_u64(k, e.origin_offset);
-        keys::push_u64(k, e.own_offset);
-        let mut v = [0u8; 20];
-        v[..4].copy_from_slice(&e.own_partition.to_be_bytes());
-        v[4..].copy_from_slice(&e.fp.to_be_bytes());
-        self.wb.put_cf(store.cf(RECORDS), &k[..], v);
-        // The range key: the group, then the range index. Allocated only for a range
-        // this batch has not touched yet.
+        keys::push_u64(k, x);
+        keys::push_u64(k, own);
+        self.wb.put_cf(store.cf(RECORDS), &k[..], run.value());
+        // The range key: the group, then the range index (a run never crosses ranges).
+        // Allocated only for a range this batch has not touched yet.
         k.truncate(group.len());
-        keys::push_u64(k, e.origin_offset / keys::RANGE);
-        let d = match self.ranges.get_mut(&k[..]) {
-            Some(d) => d,
-            None => self.ranges.entry(k.clone()).or_default(),
-        };
-        d.add_record(e.hash(origin_partition));
-        d.inversions += u64::from(late);
+        keys::push_u64(k, x / keys::RANGE);
+        let digest = run.reset();
+        match self.ranges.get_mut(&k[..]) {
+            Some(d) => d.merge(&digest),
+            None => {
+                self.ranges.insert(k.clone(), digest);
+            }
+        }
     }
 
     /// The highest origin offset seen in a group.
@@ -72,13 +86,33 @@ impl Batch {
             .put_cf(store.cf(ORDER), group, highest.to_be_bytes());
     }
 
-    /// A record of a positional topic.
-    pub fn put_sequence(&mut self, store: &Store, prefix: &[u8], own_offset: u64, fp: Fingerprint) {
+    /// A record of a positional topic (partition key prefix `prefix`), added to the
+    /// partition's open `run`; a run it does not continue is written first.
+    pub fn put_sequence(
+        &mut self,
+        store: &Store,
+        prefix: &[u8],
+        own_offset: u64,
+        fp: Fingerprint,
+        run: &mut SequenceRun,
+    ) {
+        if !run.push(own_offset, fp) {
+            self.end_sequence(store, prefix, run);
+            run.push(own_offset, fp);
+        }
+    }
+
+    /// Writes a partition's open sequence run, if it holds records.
+    pub fn end_sequence(&mut self, store: &Store, prefix: &[u8], run: &mut SequenceRun) {
+        let Some(first) = run.start() else {
+            return;
+        };
         let k = &mut self.key;
         k.clear();
         k.extend_from_slice(prefix);
-        keys::push_u64(k, own_offset);
-        self.wb.put_cf(store.cf(SEQUENCE), &k[..], fp.to_be_bytes());
+        keys::push_u64(k, first);
+        self.wb.put_cf(store.cf(SEQUENCE), &k[..], run.value());
+        run.reset();
     }
 
     /// The latest record of a key in a compacted topic; `None` (a tombstone) removes it.

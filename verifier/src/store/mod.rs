@@ -2,10 +2,12 @@
 //! deleted and derived again by reading them (DESIGN.md, Verifier).
 //!
 //! Column families (key layouts in [`crate::keys`]):
-//! - `records`: provenance identity -> own partition and fingerprint, per side;
+//! - `records`: provenance identity of a run's first record -> own partition and the
+//!   fingerprints of the run's records, per side ([`runs`]);
 //! - `ranges`: per group and range of [`keys::RANGE`] origin offsets, count, digest sum
 //!   and order inversions, kept by an additive merge operator;
-//! - `sequence`: own offset -> fingerprint (positional topics);
+//! - `sequence`: own offset of a run's first record -> the run's fingerprints
+//!   (positional topics);
 //! - `latest`: record key -> own offset and fingerprint (compacted topics);
 //! - `positions`: next offset to read, and the log start the partition had then, per
 //!   side and partition (to notice a partition recreated or truncated since);
@@ -29,8 +31,10 @@ use crate::fingerprint::Fingerprint;
 use crate::keys;
 
 mod batch;
+mod runs;
 
 pub use batch::Batch;
+pub use runs::{Run, SequenceRun};
 
 pub(crate) const RECORDS: &str = "records";
 pub(crate) const RANGES: &str = "ranges";
@@ -388,7 +392,9 @@ impl Store {
             .map(move |r| r.map_err(|e| self.err(e)))
     }
 
-    /// Iterates a side's records of one origin in origin-offset order, from `from` on.
+    /// Iterates a side's records of one origin in (origin offset, own offset) order,
+    /// from origin offset `from` on. Records are stored in runs that never cross a
+    /// digest range, so the scan starts at the first offset of `from`'s range.
     pub fn records<'a>(
         &'a self,
         side: u8,
@@ -399,17 +405,10 @@ impl Store {
     ) -> impl Iterator<Item = Result<RecordEntry, VerifyError>> + use<'a> {
         let prefix = keys::group(side, topic, partition, origin);
         let mut start = prefix.clone();
-        keys::push_u64(&mut start, from);
-        let n = prefix.len();
-        self.scan(RECORDS, &prefix, Some(&start)).map(move |item| {
-            let (k, v) = item?;
-            Ok(RecordEntry {
-                origin_offset: keys::u64_at(&k, n),
-                own_offset: keys::u64_at(&k, n + 8),
-                own_partition: i32::from_be_bytes(v[..4].try_into().expect("4-byte partition")),
-                fp: u128::from_be_bytes(v[4..20].try_into().expect("16-byte fingerprint")),
-            })
-        })
+        keys::push_u64(&mut start, from - from % keys::RANGE);
+        let raw = self.scan(RECORDS, &prefix, Some(&start));
+        runs::Sorted::new(raw, prefix.len())
+            .filter(move |e| e.as_ref().map_or(true, |e| e.origin_offset >= from))
     }
 
     /// Range digests of a side's group, as `(range index, digest)` in order.
@@ -431,7 +430,9 @@ impl Store {
         })
     }
 
-    /// A side's positional sequence of a partition: `(own offset, fingerprint)` from `from`.
+    /// A side's positional sequence of a partition: `(own offset, fingerprint)` from
+    /// `from`. Stored in runs that never cross a range of [`keys::RANGE`] offsets, so the
+    /// scan starts at the first offset of `from`'s range.
     pub fn sequence<'a>(
         &'a self,
         side: u8,
@@ -441,15 +442,18 @@ impl Store {
     ) -> impl Iterator<Item = Result<(u64, Fingerprint), VerifyError>> + use<'a> {
         let prefix = keys::partition(side, topic, partition);
         let mut start = prefix.clone();
-        keys::push_u64(&mut start, from);
+        keys::push_u64(&mut start, from - from % keys::RANGE);
         let n = prefix.len();
-        self.scan(SEQUENCE, &prefix, Some(&start)).map(move |item| {
-            let (k, v) = item?;
-            Ok((
-                keys::u64_at(&k, n),
-                u128::from_be_bytes(v[..16].try_into().expect("16-byte fingerprint")),
-            ))
-        })
+        self.scan(SEQUENCE, &prefix, Some(&start))
+            .flat_map(move |item| {
+                let run = item.and_then(|(k, v)| runs::sequence_records(&k, &v, n));
+                let (ok, err) = match run {
+                    Ok(run) => (Some(run.map(Ok)), None),
+                    Err(e) => (None, Some(Err(e))),
+                };
+                ok.into_iter().flatten().chain(err)
+            })
+            .filter(move |r| r.as_ref().map_or(true, |(own, _)| *own >= from))
     }
 
     /// A side's latest record per key of a compacted partition: `(key, own offset, fingerprint)`.
@@ -473,10 +477,16 @@ impl Store {
 
     /// Digest of everything the store derived from the clusters (all families but
     /// `meta`): two stores built from the same records have the same content digest.
+    /// The `records` family counts record by record (a wrapping sum over them), not run
+    /// by run: where runs end depends on when read batches were written.
     pub fn content_digest(&self) -> Result<u128, VerifyError> {
         let mut h = Xxh3::new();
         for family in FAMILIES.iter().filter(|f| **f != META) {
             h.update(family.as_bytes());
+            if *family == RECORDS {
+                h.update(&self.records_digest()?.to_be_bytes());
+                continue;
+            }
             for item in self.db.iterator_cf(self.cf(family), IteratorMode::Start) {
                 let (k, v) = item.map_err(|e| self.err(e))?;
                 h.update(&(k.len() as u32).to_be_bytes());
@@ -486,5 +496,31 @@ impl Store {
             }
         }
         Ok(h.digest128())
+    }
+
+    /// Wrapping sum, over every record of the `records` family, of the hash of its
+    /// group, offsets, own partition and fingerprint.
+    fn records_digest(&self) -> Result<u128, VerifyError> {
+        let mut sum = 0u128;
+        let mut b = Vec::new();
+        for item in self.db.iterator_cf(self.cf(RECORDS), IteratorMode::Start) {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            let n = k
+                .len()
+                .checked_sub(16)
+                .ok_or_else(|| VerifyError::Corrupt(format!("record key of {} bytes", k.len())))?;
+            let group = &k[..n];
+            for e in runs::Sorted::new(std::iter::once(Ok((k.clone(), v))), n) {
+                let e = e?;
+                b.clear();
+                b.extend_from_slice(group);
+                b.extend(e.origin_offset.to_be_bytes());
+                b.extend(e.own_offset.to_be_bytes());
+                b.extend(e.own_partition.to_be_bytes());
+                b.extend(e.fp.to_be_bytes());
+                sum = sum.wrapping_add(xxh3_128(&b));
+            }
+        }
+        Ok(sum)
     }
 }
