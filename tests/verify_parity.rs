@@ -344,6 +344,16 @@ async fn store_derived_again_is_the_same() {
     assert_eq!(outcome(&first), outcome(&second));
     assert_eq!(first.verdict, Verdict::Pass);
 
+    // The same for a positional store, whose sequences are kept in runs too.
+    let positional_store = dir.path().join("positional");
+    let mut positional = spec(&[a, b], &topic, &positional_store);
+    positional.positional = Some(regex::Regex::new(".*").unwrap());
+    verify_lib(positional.clone()).await;
+    let before = digest(&positional);
+    std::fs::remove_dir_all(&positional_store).unwrap();
+    verify_lib(positional.clone()).await;
+    assert_eq!(before, digest(&positional), "same positional store content");
+
     // A store made for another verification is refused, not mixed in.
     let mut other = s.clone();
     other.positional = Some(regex::Regex::new(".*").unwrap());

@@ -5,7 +5,8 @@
 //! topic prefix      side u8 | topic len u16 | topic
 //! partition prefix  topic prefix | partition u32
 //! group prefix      partition prefix | origin len u8 | origin cluster id
-//! record run        group prefix | origin offset u64 | own offset u64 (of its first record)
+//! record run        group prefix | origin offset u64 | own offset u64 | own partition u32
+//!                   (of its first record; version-1 stores: no partition, one record)
 //! range             group prefix | range index u64
 //! sequence run      partition prefix | own offset u64 (of its first record)
 //! latest            partition prefix | record key bytes
@@ -64,6 +65,14 @@ pub fn u64_at(k: &[u8], at: usize) -> u64 {
     u64::from_be_bytes(b)
 }
 
+/// Length of the group prefix a key of the `records` or `ranges` family starts with.
+pub fn group_len(k: &[u8]) -> Option<usize> {
+    let t = u16::from_be_bytes(k.get(1..3)?.try_into().ok()?) as usize;
+    let o = *k.get(3 + t + 4)? as usize;
+    let n = 3 + t + 4 + 1 + o;
+    (k.len() >= n).then_some(n)
+}
+
 /// Splits a group key suffix: the origin id after a partition prefix of length `len`.
 pub fn origin_after(k: &[u8], len: usize) -> Option<&str> {
     let n = *k.get(len)? as usize;
@@ -104,6 +113,15 @@ mod tests {
         let b = group(0, "t", 0, "abc");
         assert!(!b.starts_with(&a));
         assert_eq!(origin_after(&a, partition(0, "t", 0).len()), Some("ab"));
+    }
+
+    #[test]
+    fn a_group_prefix_is_measured_from_its_key() {
+        let g = group(1, "orders", 3, "east");
+        let mut k = g.clone();
+        push_u64(&mut k, 5);
+        assert_eq!(group_len(&k), Some(g.len()));
+        assert_eq!(group_len(&g[..g.len() - 1]), None);
     }
 
     #[test]

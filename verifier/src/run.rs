@@ -271,11 +271,16 @@ pub fn pass(
             .map(|(idx, plan)| {
                 let progress = &progress[idx];
                 let done_tx = done_tx.clone();
-                scope.spawn(move || {
-                    let r = reader::read_side(store, spec, idx as u8, plan, progress, stop);
-                    let _ = done_tx.send(());
-                    r
-                })
+                // Named for the side, so that top and perf tell the readers apart.
+                std::thread::Builder::new()
+                    .name(format!("verify-{idx}"))
+                    .spawn_scoped(scope, move || {
+                        let r = reader::read_side(store, spec, idx as u8, plan, progress, stop);
+                        let _ = done_tx.send(());
+                        r
+                    })
+                    // As `scope.spawn` does: no thread, no pass.
+                    .expect("the OS starts a reader thread")
             })
             .collect();
         drop(done_tx);

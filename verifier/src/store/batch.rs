@@ -58,7 +58,7 @@ impl Batch {
 
     /// Writes a group's open run, if it holds records, and adds its digest to its range.
     pub fn end_run(&mut self, store: &Store, group: &[u8], run: &mut Run) {
-        let Some((x, own)) = run.start() else {
+        let Some((x, own, p)) = run.start() else {
             return;
         };
         let k = &mut self.key;
@@ -66,6 +66,7 @@ impl Batch {
         k.extend_from_slice(group);
         keys::push_u64(k, x);
         keys::push_u64(k, own);
+        k.extend((p as u32).to_be_bytes());
         self.wb.put_cf(store.cf(RECORDS), &k[..], run.value());
         // The range key: the group, then the range index (a run never crosses ranges).
         // Allocated only for a range this batch has not touched yet.

@@ -46,7 +46,13 @@ const META: &str = "meta";
 const FAMILIES: [&str; 7] = [RECORDS, RANGES, SEQUENCE, LATEST, POSITIONS, ORDER, META];
 
 /// Layout version of the store; a store of another version is refused, not misread.
-pub const STORE_VERSION: &str = "duplex-verify-store/1";
+/// Version 2 keeps records in runs ([`runs`]), which a version-1 reader would misread
+/// (it takes the first fingerprint of an entry); a version-1 store is read as it is
+/// (its entries are runs of one) and marked version 2 when opened.
+pub const STORE_VERSION: &str = "duplex-verify-store/2";
+
+/// The layout before runs, upgraded in place by [`Store::open`].
+const STORE_VERSION_1: &str = "duplex-verify-store/1";
 
 /// Count, digest sum and order inversions of a set of records.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -223,14 +229,18 @@ impl Store {
             .get_cf(meta, b"signature")
             .map_err(|e| store.err(e))?
         {
-            Some(found) if found != wanted.as_bytes() => {
+            Some(found) if found == wanted.as_bytes() => {}
+            Some(found) if found == format!("{STORE_VERSION_1}\n{signature}").as_bytes() => store
+                .db
+                .put_cf(meta, b"signature", wanted.as_bytes())
+                .map_err(|e| store.err(e))?,
+            Some(found) => {
                 return Err(VerifyError::StoreMismatch {
                     dir: dir.to_path_buf(),
                     found: String::from_utf8_lossy(&found).into_owned(),
                     wanted,
                 });
             }
-            Some(_) => {}
             None => store
                 .db
                 .put_cf(meta, b"signature", wanted.as_bytes())
@@ -477,14 +487,15 @@ impl Store {
 
     /// Digest of everything the store derived from the clusters (all families but
     /// `meta`): two stores built from the same records have the same content digest.
-    /// The `records` family counts record by record (a wrapping sum over them), not run
-    /// by run: where runs end depends on when read batches were written.
+    /// The `records` and `sequence` families count record by record (a wrapping sum over
+    /// the records), not run by run: where runs end depends on when read batches were
+    /// written.
     pub fn content_digest(&self) -> Result<u128, VerifyError> {
         let mut h = Xxh3::new();
         for family in FAMILIES.iter().filter(|f| **f != META) {
             h.update(family.as_bytes());
-            if *family == RECORDS {
-                h.update(&self.records_digest()?.to_be_bytes());
+            if *family == RECORDS || *family == SEQUENCE {
+                h.update(&self.runs_digest(family)?.to_be_bytes());
                 continue;
             }
             for item in self.db.iterator_cf(self.cf(family), IteratorMode::Start) {
@@ -498,29 +509,129 @@ impl Store {
         Ok(h.digest128())
     }
 
-    /// Wrapping sum, over every record of the `records` family, of the hash of its
-    /// group, offsets, own partition and fingerprint.
-    fn records_digest(&self) -> Result<u128, VerifyError> {
+    /// Wrapping sum, over every record of a family of runs, of the hash of its prefix
+    /// (group, or partition for `sequence`), offsets, own partition and fingerprint.
+    fn runs_digest(&self, family: &str) -> Result<u128, VerifyError> {
         let mut sum = 0u128;
         let mut b = Vec::new();
-        for item in self.db.iterator_cf(self.cf(RECORDS), IteratorMode::Start) {
+        let mut add = |prefix: &[u8], offsets: &[u64], p: Option<i32>, fp: Fingerprint| {
+            b.clear();
+            b.extend_from_slice(prefix);
+            offsets.iter().for_each(|o| b.extend(o.to_be_bytes()));
+            b.extend(p.unwrap_or(-1).to_be_bytes());
+            b.extend(fp.to_be_bytes());
+            sum = sum.wrapping_add(xxh3_128(&b));
+        };
+        for item in self.db.iterator_cf(self.cf(family), IteratorMode::Start) {
             let (k, v) = item.map_err(|e| self.err(e))?;
-            let n = k
-                .len()
-                .checked_sub(16)
-                .ok_or_else(|| VerifyError::Corrupt(format!("record key of {} bytes", k.len())))?;
-            let group = &k[..n];
+            let corrupt = || VerifyError::Corrupt(format!("{family} key of {} bytes", k.len()));
+            if family == SEQUENCE {
+                let n = k.len().checked_sub(8).ok_or_else(corrupt)?;
+                for (own, fp) in runs::sequence_records(&k, &v, n)? {
+                    add(&k[..n], &[own], None, fp);
+                }
+                continue;
+            }
+            let n = keys::group_len(&k).ok_or_else(corrupt)?;
             for e in runs::Sorted::new(std::iter::once(Ok((k.clone(), v))), n) {
                 let e = e?;
-                b.clear();
-                b.extend_from_slice(group);
-                b.extend(e.origin_offset.to_be_bytes());
-                b.extend(e.own_offset.to_be_bytes());
-                b.extend(e.own_partition.to_be_bytes());
-                b.extend(e.fp.to_be_bytes());
-                sum = sum.wrapping_add(xxh3_128(&b));
+                add(
+                    &k[..n],
+                    &[e.origin_offset, e.own_offset],
+                    Some(e.own_partition),
+                    e.fp,
+                );
             }
         }
         Ok(sum)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_1_store_is_read_and_marked_version_2_and_another_version_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let sig = "clusters a,b";
+        {
+            let store = Store::open(dir.path(), sig).unwrap();
+            let v1 = format!("{STORE_VERSION_1}\n{sig}");
+            store
+                .db
+                .put_cf(store.cf(META), b"signature", v1.as_bytes())
+                .unwrap();
+        }
+        let store = Store::open(dir.path(), sig).unwrap();
+        let marked = store.db.get_cf(store.cf(META), b"signature").unwrap();
+        assert_eq!(
+            marked.unwrap(),
+            format!("{STORE_VERSION}\n{sig}").as_bytes()
+        );
+        store
+            .db
+            .put_cf(
+                store.cf(META),
+                b"signature",
+                format!("duplex-verify-store/3\n{sig}"),
+            )
+            .unwrap();
+        drop(store);
+        let err = Store::open(dir.path(), sig).unwrap_err().to_string();
+        assert!(err.contains("duplex-verify-store/3"), "{err}");
+    }
+
+    /// Through the batch and RocksDB: runs written, closed at the end of a batch, and
+    /// read back record by record, a misplaced copy at the same offsets as a placed run's
+    /// first record included.
+    #[test]
+    fn runs_written_in_batches_read_back_record_by_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), "runs").unwrap();
+        let group = keys::group(1, "t", 0, "a");
+        let entry = |x: u64, own: u64, p: i32| RecordEntry {
+            origin_offset: x,
+            own_offset: own,
+            own_partition: p,
+            fp: (x * 1000 + own) as u128,
+        };
+        let mut written = Vec::new();
+        let mut run = Run::default();
+        for batch_records in [0..40u64, 40..70] {
+            let mut batch = Batch::new();
+            for x in batch_records {
+                let e = entry(x, x, 0);
+                batch.put_record(&store, &group, 0, e, false, &mut run);
+                written.push(e);
+                if x == 0 {
+                    // A copy of origin 0 held at offset 0 of partition 1.
+                    let m = entry(0, 0, 1);
+                    batch.put_record(&store, &group, 0, m, false, &mut run);
+                    written.push(m);
+                }
+            }
+            batch.end_run(&store, &group, &mut run);
+            store.write(batch).unwrap();
+        }
+        let read: Vec<RecordEntry> = store
+            .records(1, "t", 0, "a", 0)
+            .collect::<Result<_, _>>()
+            .unwrap();
+        written.sort_by_key(|e| (e.origin_offset, e.own_offset, e.own_partition));
+        assert_eq!(read, written);
+        let from_33: Vec<u64> = store
+            .records(1, "t", 0, "a", 33)
+            .map(|e| e.unwrap().origin_offset)
+            .collect();
+        assert_eq!(from_33, (33..70).collect::<Vec<_>>());
+        let digest: RangeDigest = store.ranges(1, "t", 0, "a").map(|r| r.unwrap().1).fold(
+            RangeDigest::default(),
+            |mut d, r| {
+                d.merge(&r);
+                d
+            },
+        );
+        assert_eq!(digest.count, 71);
     }
 }

@@ -5,9 +5,11 @@
 //! A run is records of one group (side, topic, origin partition, origin) whose origin
 //! offsets and own offsets both go up by one from record to record, held in one own
 //! partition, within one digest range ([`keys::RANGE`]): its key is the first record's
-//! (group, origin offset, own offset), its value the own partition and then the records'
-//! fingerprints in order. A run of one record is the layout of the single-record entries
-//! stores held before runs, which read as runs of one.
+//! (group, origin offset, own offset, own partition), its value the own partition and
+//! then the records' fingerprints in order. The own partition is in the key so that a
+//! copy held in another partition at the same offsets never overwrites a run. Stores
+//! from before runs (version 1) hold single-record entries keyed without the partition,
+//! with the same value: they read as runs of one.
 //!
 //! Runs never cross a range boundary, so reading from a range's first origin offset
 //! finds every record of the range, and runs of one group may overlap only where a side
@@ -63,9 +65,10 @@ impl Run {
         None
     }
 
-    /// Origin and own offset of the run's first record; `None` while it is empty.
-    pub(super) fn start(&self) -> Option<(u64, u64)> {
-        self.first.map(|(x, own, _)| (x, own))
+    /// Origin offset, own offset and own partition of the run's first record; `None`
+    /// while it is empty.
+    pub(super) fn start(&self) -> Option<(u64, u64, i32)> {
+        self.first
     }
 
     /// The value as stored: own partition, then the fingerprints.
@@ -73,11 +76,11 @@ impl Run {
         &self.value
     }
 
-    /// Empties the run (its buffer kept for the next) and hands back its digest.
+    /// Empties the run and hands back its digest.
     pub(super) fn reset(&mut self) -> RangeDigest {
         self.first = None;
         self.len = 0;
-        self.value.clear();
+        clear(&mut self.value);
         std::mem::take(&mut self.digest)
     }
 }
@@ -117,13 +120,27 @@ impl SequenceRun {
         &self.value
     }
 
-    /// Empties the run, its buffer kept for the next.
+    /// Empties the run.
     pub(super) fn reset(&mut self) {
         self.first = None;
         self.len = 0;
-        self.value.clear();
+        clear(&mut self.value);
     }
 }
+
+/// Empties a run's buffer, keeping it for the next run only if it is small: a side keeps
+/// a run per partition and origin for the whole pass, and runs of up to 1024 records
+/// (16 KiB) in each of thousands of partitions would hold on to memory for nothing.
+fn clear(value: &mut Vec<u8>) {
+    if value.capacity() > KEPT {
+        *value = Vec::new();
+    } else {
+        value.clear();
+    }
+}
+
+/// Bytes of a run's buffer kept between runs.
+const KEPT: usize = 1024;
 
 /// The records of a stored sequence run (key after a partition prefix of `n` bytes):
 /// `(own offset, fingerprint)` in order.
@@ -159,9 +176,11 @@ struct Cursor {
 }
 
 impl Cursor {
-    /// Decodes a run's key (after a group prefix of `n` bytes) and value.
+    /// Decodes a run's key (after a group prefix of `n` bytes: origin offset, own offset
+    /// and, but in version-1 stores, own partition) and value.
     fn decode(k: &[u8], v: Box<[u8]>, n: usize) -> Result<Cursor, VerifyError> {
-        if k.len() != n + 16 || v.len() < 20 || (v.len() - 4) % 16 != 0 {
+        let key_ok = k.len() == n + 16 || k.len() == n + 20;
+        if !key_ok || v.len() < 20 || (v.len() - 4) % 16 != 0 {
             return Err(VerifyError::Corrupt(format!(
                 "record run with a key of {} bytes and a value of {} bytes",
                 k.len(),
@@ -177,8 +196,8 @@ impl Cursor {
         })
     }
 
-    fn key(&self) -> (u64, u64) {
-        (self.origin_offset, self.own_offset)
+    fn key(&self) -> (u64, u64, i32) {
+        (self.origin_offset, self.own_offset, self.own_partition)
     }
 
     fn fp(&self) -> Fingerprint {
@@ -214,7 +233,8 @@ impl PartialOrd for Cursor {
 }
 
 /// The records of stored runs (raw `(key, value)` in key order, keys after a group
-/// prefix of `n` bytes), one at a time in (origin offset, own offset) order.
+/// prefix of `n` bytes), one at a time in (origin offset, own offset, own partition)
+/// order.
 pub(super) struct Sorted<I> {
     raw: I,
     n: usize,
@@ -317,14 +337,16 @@ mod tests {
 
     /// Builds stored runs from records in arrival order, as a side's batch would.
     fn store(records: &[RecordEntry]) -> Vec<super::super::KeyValue> {
+        // A map, as RocksDB is: an entry put again under the same key replaces the first.
         let mut run = Run::default();
-        let mut out = Vec::new();
-        let emit = |run: &mut Run, out: &mut Vec<super::super::KeyValue>| {
-            if let Some((x, own)) = run.start() {
+        let mut out = std::collections::BTreeMap::new();
+        let emit = |run: &mut Run, out: &mut std::collections::BTreeMap<_, _>| {
+            if let Some((x, own, p)) = run.start() {
                 let mut k = Vec::new();
                 keys::push_u64(&mut k, x);
                 keys::push_u64(&mut k, own);
-                out.push((k.into_boxed_slice(), run.value().into()));
+                k.extend((p as u32).to_be_bytes());
+                out.insert(k.into_boxed_slice(), Box::<[u8]>::from(run.value()));
             }
             run.reset();
         };
@@ -335,8 +357,7 @@ mod tests {
             }
         }
         emit(&mut run, &mut out);
-        out.sort();
-        out
+        out.into_iter().collect()
     }
 
     fn read(stored: Vec<super::super::KeyValue>) -> Vec<RecordEntry> {
@@ -384,6 +405,37 @@ mod tests {
         let mut want = records.clone();
         want.sort_by_key(|e| (e.origin_offset, e.own_offset));
         assert_eq!(read(stored), want);
+    }
+
+    #[test]
+    fn a_copy_in_another_partition_at_the_same_offsets_keeps_its_own_run() {
+        // Two partitions of the target both start empty: a misplaced copy of origin 0 at
+        // offset 0 of partition 1 has the same offsets as the placed run's first record.
+        let mut records: Vec<_> = (0..5).map(|i| entry(i, i, 0, i as u128)).collect();
+        records.insert(1, entry(0, 0, 1, 99));
+        let stored = store(&records);
+        assert_eq!(stored.len(), 3, "{stored:?}");
+        let mut want = records.clone();
+        want.sort_by_key(|e| (e.origin_offset, e.own_offset, e.own_partition));
+        assert_eq!(read(stored), want);
+    }
+
+    #[test]
+    fn single_record_entries_of_a_version_1_store_read_as_runs_of_one() {
+        let mut stored = Vec::new();
+        for (x, own) in [(0u64, 3u64), (1, 4), (1, 9)] {
+            let mut k = Vec::new();
+            keys::push_u64(&mut k, x);
+            keys::push_u64(&mut k, own);
+            let mut v = 2i32.to_be_bytes().to_vec();
+            v.extend((x as u128 + 7).to_be_bytes());
+            stored.push((k.into_boxed_slice(), v.into_boxed_slice()));
+        }
+        let got: Vec<_> = read(stored)
+            .iter()
+            .map(|e| (e.origin_offset, e.own_offset, e.own_partition, e.fp))
+            .collect();
+        assert_eq!(got, vec![(0, 3, 2, 7), (1, 4, 2, 8), (1, 9, 2, 8)]);
     }
 
     #[test]
