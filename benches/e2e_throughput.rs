@@ -11,7 +11,7 @@
 //! `DUPLEX_BENCH_PYTHON` a python with confluent-kafka for the naive script,
 //! `DUPLEX_BENCH_PHASES` which phases run (`throughput,latency,mesh,memory`),
 //! `DUPLEX_BENCH_LATENCY_RATE` the latency phase's rate (default: half the replication
-//! rate), and
+//! rate), `DUPLEX_BENCH_LATENCY_SECONDS` how long it writes (default 4), and
 //! `DUPLEX_BENCH_CONSUMER` / `DUPLEX_BENCH_PRODUCER` extra librdkafka options for the
 //! engine's clients (`key=value,key=value`), to try a setting without a rebuild;
 //! `RUST_LOG` prints the engine's logs on stderr. What

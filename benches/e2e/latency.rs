@@ -3,16 +3,29 @@
 
 use super::*;
 
-/// How long the latency phase writes.
-const LATENCY_WINDOW: Duration = Duration::from_secs(1);
+/// How long the latency phase writes, by default; `DUPLEX_BENCH_LATENCY_SECONDS` sets it.
+const LATENCY_WINDOW: Duration = Duration::from_secs(4);
+
+/// The latency phase's window: `DUPLEX_BENCH_LATENCY_SECONDS`, else [`LATENCY_WINDOW`].
+fn window() -> anyhow::Result<Duration> {
+    match std::env::var("DUPLEX_BENCH_LATENCY_SECONDS") {
+        Ok(v) => v
+            .parse::<f64>()
+            .ok()
+            .filter(|s| *s > 0.0 && s.is_finite())
+            .map(Duration::from_secs_f64)
+            .with_context(|| format!("DUPLEX_BENCH_LATENCY_SECONDS={v:?} is not a duration")),
+        Err(_) => Ok(LATENCY_WINDOW),
+    }
+}
 
 /// Latency at `rate` records/s (half the median replication rate): the engine runs with
-/// the topic empty, records are produced on a at that pace for [`LATENCY_WINDOW`], and
+/// the topic empty, records are produced on a at that pace for [`window`], and
 /// once b acknowledged them all the flow's latency histogram (record timestamp on a to
 /// acknowledgement by b, `duplex_replication_latency_seconds`) gives p50, p99 and p999,
 /// each as the upper bound of its bucket.
 pub(super) fn latency(rt: &Runtime, value_bytes: usize, rate: f64) -> anyhow::Result<()> {
-    let n = (rate * LATENCY_WINDOW.as_secs_f64()).max(1.0) as usize;
+    let n = (rate * window()?.as_secs_f64()).max(1.0) as usize;
     let partitions = n.div_ceil(3_300_000 / (value_bytes + 100)).max(8) as i32;
     let mut brokers = Brokers::spawn(2)?;
     let (a, b) = (brokers.bootstrap[0].clone(), brokers.bootstrap[1].clone());
@@ -31,16 +44,25 @@ pub(super) fn latency(rt: &Runtime, value_bytes: usize, rate: f64) -> anyhow::Re
         c.consumer.insert("fetch.wait.max.ms".into(), "5".into());
     }
     with_bench_options(&mut spec)?;
-    let (text, _) = rt.block_on(while_engine_runs(spec, |registry, _| async move {
-        // Started once a->b reads every partition.
-        let _ = watch(&registry, Instant::now(), 0, partitions, "a->b", |_| 0).await?;
-        paced_produce(&a, &topic, n, partitions, value_bytes, rate).await?;
-        watch(&registry, Instant::now(), n, partitions, "a->b", |m| {
-            m.forwarded.load(Relaxed)
-        })
-        .await?;
-        anyhow::Ok(registry.render())
-    }))?;
+    let ((text, hops, behind), _) =
+        rt.block_on(while_engine_runs(spec, |registry, _| async move {
+            // Started once a->b reads every partition.
+            let _ = watch(&registry, Instant::now(), 0, partitions, "a->b", |_| 0).await?;
+            let flow = registry
+                .entries()
+                .into_iter()
+                .find(|e| e.flow == "a->b")
+                .context("flow a->b in the registry")?
+                .metrics;
+            let forwarded = || flow.forwarded.load(Relaxed);
+            let (hops, behind) =
+                paced_produce(&a, &topic, n, partitions, value_bytes, rate, forwarded).await?;
+            watch(&registry, Instant::now(), n, partitions, "a->b", |m| {
+                m.forwarded.load(Relaxed)
+            })
+            .await?;
+            anyhow::Ok((registry.render(), hops, behind))
+        }))?;
     let buckets = histogram(&text, "a->b");
     let count = buckets.last().map_or(0, |b| b.1);
     ensure!(
@@ -60,6 +82,20 @@ pub(super) fn latency(rt: &Runtime, value_bytes: usize, rate: f64) -> anyhow::Re
         q(0.5),
         q(0.99),
         q(0.999)
+    );
+    // The same quantiles of one hop, exact (not bucketed).
+    let hop = |q: f64| hops[((q * hops.len() as f64).ceil() as usize).clamp(1, hops.len()) - 1];
+    println!(
+        "  baseline, one hop (the source's producer, flow settings: send to acknowledged \
+         by a): p50 {:.1} ms  p99 {:.1} ms  p999 {:.1} ms",
+        hop(0.5),
+        hop(0.99),
+        hop(0.999)
+    );
+    println!(
+        "  the flow's backlog when the last record was sent: {behind} records ({:.0} ms \
+         at this rate)",
+        behind as f64 / rate * 1e3
     );
     Ok(())
 }
@@ -104,7 +140,10 @@ pub(super) fn histogram(text: &str, flow: &str) -> Vec<(f64, u64)> {
 
 /// Produces `n` records on `topic` at `rate` records/s, each timestamped when sent,
 /// and waits for their acknowledgements. `DUPLEX_BENCH_SOURCE_LINGER_MS` sets the
-/// producer's `linger.ms` (5, as a flow's).
+/// producer's `linger.ms` (5, as a flow's). Returns how long each record took from its
+/// send to its acknowledgement by a, in milliseconds, sorted (one hop with a flow's
+/// producer settings, the baseline of the flow's two), and how many records the flow
+/// (`forwarded`: its count) had still to forward when the last was sent.
 async fn paced_produce(
     bootstrap: &str,
     topic: &str,
@@ -112,12 +151,37 @@ async fn paced_produce(
     partitions: i32,
     value_bytes: usize,
     rate: f64,
-) -> anyhow::Result<()> {
+    forwarded: impl Fn() -> u64,
+) -> anyhow::Result<(Vec<f64>, usize)> {
+    use futures::StreamExt;
+    use futures::stream::FuturesUnordered;
     let linger = std::env::var("DUPLEX_BENCH_SOURCE_LINGER_MS").unwrap_or_else(|_| "5".into());
     let producer = warm_producer(bootstrap, topic, &linger).await?;
     let value = vec![0x5a_u8; value_bytes];
+    // The acknowledgements are awaited as they come, by one task, so that each is timed
+    // when it resolves, not when the sender gets to it.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Instant, _)>();
+    let acks = tokio::spawn(async move {
+        let mut hops = Vec::with_capacity(n);
+        let mut pending = FuturesUnordered::new();
+        loop {
+            tokio::select! {
+                sent = rx.recv() => match sent {
+                    Some((at, delivery)) => pending.push(async move {
+                        let r: Result<_, _> = load::delivered(vec![delivery]).await;
+                        r.map(|()| at.elapsed())
+                    }),
+                    None => break,
+                },
+                Some(done) = pending.next() => hops.push(done?),
+            }
+        }
+        while let Some(done) = pending.next().await {
+            hops.push(done?);
+        }
+        anyhow::Ok(hops)
+    });
     let began = Instant::now();
-    let mut deliveries = Vec::with_capacity(n);
     for i in 0..n {
         // Ahead of the pace: wait for it (in steps of a millisecond at least).
         let due = began + Duration::from_secs_f64(i as f64 / rate);
@@ -129,8 +193,22 @@ async fn paced_produce(
             .partition(i as i32 % partitions)
             .key(key.as_bytes())
             .payload(value.as_slice());
-        deliveries.push(load::enqueue(&producer, record).await?);
+        let at = Instant::now();
+        let delivery = load::enqueue(&producer, record).await?;
+        tx.send((at, delivery))
+            .context("the acknowledgement task ended")?;
     }
-    load::delivered(deliveries).await?;
-    Ok(())
+    // How far behind the flow is when the last record is sent: a flow that keeps up at
+    // this rate is a few milliseconds of records behind; one that does not has a
+    // backlog, and its latency grows with the window.
+    let behind = n.saturating_sub(forwarded() as usize);
+    drop(tx);
+    let mut hops: Vec<f64> = acks
+        .await
+        .context("the acknowledgement task panicked")??
+        .into_iter()
+        .map(|d| d.as_secs_f64() * 1e3)
+        .collect();
+    hops.sort_by(f64::total_cmp);
+    Ok((hops, behind))
 }
