@@ -196,6 +196,7 @@ async fn api(events: usize, round_trips: usize) -> anyhow::Result<()> {
             .list_events(pb::ListEventsRequest {
                 from_sequence: from,
                 page_size: 1000,
+                ..Default::default()
             })
             .await?
             .into_inner();
@@ -206,7 +207,10 @@ async fn api(events: usize, round_trips: usize) -> anyhow::Result<()> {
     let list_time = t.elapsed();
     let t = Instant::now();
     let mut stream = watch_client
-        .watch_events(pb::WatchEventsRequest { from_sequence: 1 })
+        .watch_events(pb::WatchEventsRequest {
+            from_sequence: 1,
+            ..Default::default()
+        })
         .await?
         .into_inner();
     let mut watched = 0u64;

@@ -90,6 +90,10 @@ enum Command {
         /// Keep printing new events as they are recorded, until interrupted.
         #[arg(long)]
         follow: bool,
+        /// Only events of these types (e.g. `VerificationFinished,FlowStateChanged`);
+        /// repeat the flag or separate with commas.
+        #[arg(long = "type", value_name = "TYPE", value_delimiter = ',')]
+        types: Vec<String>,
     },
 }
 
@@ -301,8 +305,11 @@ fn main() -> ExitCode {
         Command::Offsets {
             action: OffsetsAction::Sync(args),
         } => duplex::offsets::sync_cli(&args),
-        Command::Events { api, from, follow } => {
-            duplex::client::run(duplex::client::events::events(&api, from, follow))
-        }
+        Command::Events {
+            api,
+            from,
+            follow,
+            types,
+        } => duplex::client::run(duplex::client::events::events(&api, from, follow, &types)),
     }
 }

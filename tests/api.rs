@@ -281,6 +281,129 @@ async fn pause_resume_idempotency_and_refusals_on_mock() {
     stop(r).await;
 }
 
+/// ListEvents and WatchEvents with `types`: only events of those types, in log order,
+/// pages that stop where they stopped looking, a watch that skips the rest, and an
+/// unknown type refused by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_of_some_types_only_on_mock() {
+    let Some(clusters) = harness::start(Provider::Mock, &["a", "b"]) else {
+        return;
+    };
+    let (a, b) = (&clusters[0], &clusters[1]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = start(&config(&[a, b]), dir.path()).await;
+    let types = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    // A watch of resumes only, from the start, before anything is resumed.
+    let mut resumes = r
+        .events
+        .watch_events(pb::WatchEventsRequest {
+            from_sequence: 1,
+            types: types(&["FlowResumed"]),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut paused = Vec::new();
+    let mut resumed = Vec::new();
+    for _ in 0..2 {
+        let p = r.topology.pause_link(link_req("a-b", "")).await.unwrap();
+        paused.extend(p.into_inner().events);
+        let q = r.topology.resume_link(link_req("a-b", "")).await.unwrap();
+        resumed.extend(q.into_inner().events);
+    }
+    assert_eq!((paused.len(), resumed.len()), (4, 4));
+
+    // Pages of one pause each: each page ends just past its event.
+    let mut from = 1;
+    let mut listed = Vec::new();
+    loop {
+        let page = r
+            .events
+            .list_events(pb::ListEventsRequest {
+                from_sequence: from,
+                page_size: 1,
+                types: types(&["FlowPaused"]),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        match page.events.as_slice() {
+            [e] => {
+                assert_eq!(e.r#type, "FlowPaused");
+                assert_eq!(page.next_sequence, e.sequence + 1, "{page:?}");
+                listed.push(e.sequence);
+            }
+            [] => {
+                assert!(page.next_sequence > page.revision, "the end: {page:?}");
+                break;
+            }
+            more => panic!("page of 1 with {} events", more.len()),
+        }
+        from = page.next_sequence;
+    }
+    assert_eq!(listed, paused);
+
+    // Two types: the whole log's events of those types, in order.
+    let all = all_events(&mut r).await;
+    let page = r
+        .events
+        .list_events(pb::ListEventsRequest {
+            from_sequence: 1,
+            page_size: 1000,
+            types: types(&["FlowPaused", "FlowResumed"]),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let want: Vec<u64> = all
+        .iter()
+        .filter(|e| e.r#type == "FlowPaused" || e.r#type == "FlowResumed")
+        .map(|e| e.sequence)
+        .collect();
+    let got: Vec<u64> = page.events.iter().map(|e| e.sequence).collect();
+    assert_eq!(got, want);
+    assert_eq!(want.len(), 8);
+
+    // The watch got the resumes, and nothing else, in order.
+    let mut watched = Vec::new();
+    while watched.len() < resumed.len() {
+        let e = resumes.next().await.unwrap().unwrap();
+        assert_eq!(e.r#type, "FlowResumed", "{e:?}");
+        watched.push(e.sequence);
+    }
+    assert_eq!(watched, resumed);
+
+    // A type that does not exist: refused, naming it and the ones that do.
+    for call in ["list", "watch"] {
+        let err = if call == "list" {
+            r.events
+                .list_events(pb::ListEventsRequest {
+                    types: types(&["FlowPaused", "FlowPause"]),
+                    ..Default::default()
+                })
+                .await
+                .unwrap_err()
+        } else {
+            r.events
+                .watch_events(pb::WatchEventsRequest {
+                    types: types(&["FlowPause"]),
+                    ..Default::default()
+                })
+                .await
+                .unwrap_err()
+        };
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{call}: {err:?}");
+        assert!(
+            err.message().contains("\"FlowPause\"")
+                && err.message().contains("VerificationFinished"),
+            "{call}: {}",
+            err.message()
+        );
+    }
+    drop(resumes);
+    stop(r).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_keeps_the_state_the_log_and_the_keys_on_mock() {
     let Some(clusters) = harness::start(Provider::Mock, &["a", "b"]) else {
@@ -303,7 +426,10 @@ async fn a_restart_keeps_the_state_the_log_and_the_keys_on_mock() {
     // A watcher from the start sees what is recorded, live.
     let mut watch = r
         .events
-        .watch_events(pb::WatchEventsRequest { from_sequence: 1 })
+        .watch_events(pb::WatchEventsRequest {
+            from_sequence: 1,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
@@ -350,7 +476,10 @@ async fn a_restart_keeps_the_state_the_log_and_the_keys_on_mock() {
     let n = before.len() as u64 + 1;
     let mut watch = r
         .events
-        .watch_events(pb::WatchEventsRequest { from_sequence: n })
+        .watch_events(pb::WatchEventsRequest {
+            from_sequence: n,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();

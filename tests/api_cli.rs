@@ -172,6 +172,40 @@ async fn client_commands_print_and_exit_as_documented_on_mock() {
     assert!(lines[0].starts_with(&format!("#{from} ")), "{out}");
     assert!(lines[1].starts_with(&format!("#{} ", from + 1)), "{out}");
 
+    // Only some types: exactly the log's events of those types, in order (flows may
+    // record state changes meanwhile, which these types leave out).
+    let (out, _) = expect(
+        &cli(&["events", "--api", &api, "--type", "FlowPaused,FlowResumed"]).await,
+        0,
+    );
+    let wanted: Vec<u64> = s
+        .service
+        .store
+        .read(1, 10_000)
+        .unwrap()
+        .iter()
+        .filter(|e| matches!(e.payload.type_name(), "FlowPaused" | "FlowResumed"))
+        .map(|e| e.seq)
+        .collect();
+    let printed: Vec<u64> = out
+        .lines()
+        .map(|l| l[1..].split(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(
+        wanted.len() >= 4,
+        "a pause and a resume of a link: {wanted:?}"
+    );
+    assert_eq!(printed, wanted, "{out}");
+    // A type that does not exist is named, with the ones that do.
+    let (_, err) = expect(
+        &cli(&["events", "--api", &api, "--type", "FlowPause"]).await,
+        2,
+    );
+    assert!(
+        err.contains("no event type \"FlowPause\"") && err.contains("FlowPaused"),
+        "{err}"
+    );
+
     // Nothing listening: exit 2, saying where it looked.
     let (_, err) = expect(&cli(&["status", "--api", "127.0.0.1:1"]).await, 2);
     assert!(

@@ -364,12 +364,16 @@ async fn run(
             e.list_events(pb::ListEventsRequest {
                 from_sequence,
                 page_size,
+                ..Default::default()
             })
             .await?;
         }
         Call::Watch(from_sequence) => {
             let mut s = e
-                .watch_events(pb::WatchEventsRequest { from_sequence })
+                .watch_events(pb::WatchEventsRequest {
+                    from_sequence,
+                    ..Default::default()
+                })
                 .await?
                 .into_inner();
             // A watch from the past gives its first event at once; from the future, none

@@ -211,7 +211,10 @@ async fn tls_and_tokens_with_roles_on_mock() {
     );
     let mut watch = events
         .watch_events(with_token(
-            pb::WatchEventsRequest { from_sequence: 1 },
+            pb::WatchEventsRequest {
+                from_sequence: 1,
+                ..Default::default()
+            },
             READ,
         ))
         .await
@@ -231,6 +234,7 @@ async fn tls_and_tokens_with_roles_on_mock() {
             pb::ListEventsRequest {
                 from_sequence: paused.events[0],
                 page_size: 1,
+                ..Default::default()
             },
             READ,
         ))

@@ -18,6 +18,8 @@ pub struct Events(pub Ready);
 
 /// Default and largest page of ListEvents.
 const PAGE: (u32, u32) = (100, 1000);
+/// Events one ListEvents call looks at, at most, for a page of the types asked.
+const SCAN: usize = 10_000;
 /// Events buffered per watch before the stream waits for its client.
 const WATCH_BUFFER: usize = 256;
 
@@ -169,6 +171,36 @@ pub fn event_pb(e: &Event) -> pb::Event {
     }
 }
 
+/// The event types a ListEvents or WatchEvents call asks for (`types`): none, every one.
+#[derive(Debug, Clone, Default)]
+struct Types(Vec<&'static str>);
+
+impl Types {
+    /// The types asked, each checked against the log's types: an unknown one (a typo
+    /// would otherwise match nothing, silently) is refused, naming it and the known ones.
+    fn parse(types: &[String]) -> Result<Types, Status> {
+        let mut out = Vec::new();
+        for t in types {
+            let known = Payload::TYPE_NAMES.iter().find(|n| **n == t.as_str());
+            let Some(known) = known else {
+                return Err(super::error::invalid(
+                    "types",
+                    format!(
+                        "no event type {t:?}; the types are {}",
+                        Payload::TYPE_NAMES.join(", ")
+                    ),
+                ));
+            };
+            out.push(*known);
+        }
+        Ok(Types(out))
+    }
+
+    fn matches(&self, e: &Event) -> bool {
+        self.0.is_empty() || self.0.contains(&e.payload.type_name())
+    }
+}
+
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -184,10 +216,28 @@ impl pb::event_service_server::EventService for Events {
             0 => PAGE.0,
             n => n.min(PAGE.1),
         };
-        let from = r.from_sequence.max(1);
+        let wanted = Types::parse(&r.types)?;
+        let size = size as usize;
         let revision = api.store.revision();
-        let events = api.store.read(from, size as usize)?;
-        let next = events.last().map_or(from, |e| e.seq + 1);
+        // Pages of the log until the page asked for is full, the log ends or SCAN events
+        // were looked at; `next` is the first event not looked at.
+        let (mut events, mut next, mut scanned) = (Vec::new(), r.from_sequence.max(1), 0);
+        'scan: while scanned < SCAN {
+            let page = api.store.read(next, PAGE.1 as usize)?;
+            if page.is_empty() {
+                break;
+            }
+            for e in page {
+                if events.len() == size {
+                    break 'scan;
+                }
+                next = e.seq + 1;
+                scanned += 1;
+                if wanted.matches(&e) {
+                    events.push(e);
+                }
+            }
+        }
         Ok(Response::new(pb::ListEventsResponse {
             events: events.iter().map(event_pb).collect(),
             next_sequence: next,
@@ -202,6 +252,7 @@ impl pb::event_service_server::EventService for Events {
         req: Request<pb::WatchEventsRequest>,
     ) -> Result<Response<EventStream>, Status> {
         let api = self.0.get()?;
+        let wanted = Types::parse(&req.get_ref().types)?;
         let rx = watch(
             api.store.clone(),
             req.get_ref().from_sequence,
@@ -209,7 +260,9 @@ impl pb::event_service_server::EventService for Events {
             api.stop.clone(),
             &api.tasks,
         );
-        let stream = ReceiverStream::new(rx).map(|r| r.map(|e| event_pb(&e)).map_err(Status::from));
+        let stream = ReceiverStream::new(rx)
+            .filter(move |r| std::future::ready(r.as_ref().map_or(true, |e| wanted.matches(e))))
+            .map(|r| r.map(|e| event_pb(&e)).map_err(Status::from));
         Ok(Response::new(Box::pin(stream)))
     }
 }

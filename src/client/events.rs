@@ -1,4 +1,4 @@
-//! `duplex events [--from N] [--follow]`: the event log, one line per event.
+//! `duplex events [--from N] [--follow] [--type T,...]`: the event log, one line per event.
 
 use std::process::ExitCode;
 
@@ -8,11 +8,17 @@ use futures::StreamExt;
 
 use super::{ApiArgs, status_error};
 
-/// Prints events from `from`; with `follow`, keeps printing new ones until interrupted.
-pub async fn events(api: &ApiArgs, from: u64, follow: bool) -> anyhow::Result<ExitCode> {
+/// Prints events from `from` (only those of `types`, if any); with `follow`, keeps
+/// printing new ones until interrupted.
+pub async fn events(
+    api: &ApiArgs,
+    from: u64,
+    follow: bool,
+    types: &[String],
+) -> anyhow::Result<ExitCode> {
     let mut c = api.connect().await?;
     if follow {
-        let mut stream = watch(&mut c, from).await?;
+        let mut stream = watch_types(&mut c, from, types).await?;
         while let Some(e) = stream.next().await {
             println!("{}", line(&e.map_err(|s| status_error("WatchEvents", s))?));
         }
@@ -25,6 +31,7 @@ pub async fn events(api: &ApiArgs, from: u64, follow: bool) -> anyhow::Result<Ex
             .list_events(pb::ListEventsRequest {
                 from_sequence: next,
                 page_size: 1000,
+                types: types.to_vec(),
             })
             .await
             .map_err(|s| status_error("ListEvents", s))?
@@ -32,7 +39,9 @@ pub async fn events(api: &ApiArgs, from: u64, follow: bool) -> anyhow::Result<Ex
         for e in &page.events {
             println!("{}", line(e));
         }
-        if page.events.is_empty() {
+        // With types a page can be short, even empty, while later events match: the log
+        // is read to the revision the page saw.
+        if page.next_sequence > page.revision || page.next_sequence == next {
             return Ok(ExitCode::SUCCESS);
         }
         next = page.next_sequence;
@@ -44,9 +53,19 @@ pub async fn watch(
     c: &mut super::Clients,
     from: u64,
 ) -> anyhow::Result<tonic::Streaming<pb::Event>> {
+    watch_types(c, from, &[]).await
+}
+
+/// The events of `types` (every event, if empty) from `from` on, as they are recorded.
+pub async fn watch_types(
+    c: &mut super::Clients,
+    from: u64,
+    types: &[String],
+) -> anyhow::Result<tonic::Streaming<pb::Event>> {
     Ok(c.events
         .watch_events(pb::WatchEventsRequest {
             from_sequence: from,
+            types: types.to_vec(),
         })
         .await
         .map_err(|s| status_error("WatchEvents", s))?

@@ -268,6 +268,23 @@ pub enum VerificationOutcome {
 }
 
 impl Payload {
+    /// Every payload type's name, as [`Payload::type_name`] gives it: what a client may
+    /// ask the log for (ListEvents and WatchEvents `types`).
+    pub const TYPE_NAMES: [&'static str; 12] = [
+        "ServiceStarted",
+        "ConfigApplied",
+        "TopologyChanged",
+        "LinkRemoved",
+        "TopologySettled",
+        "FlowPaused",
+        "FlowResumed",
+        "FlowStateChanged",
+        "VerificationStarted",
+        "VerificationCancelRequested",
+        "VerificationFinished",
+        "GroupOffsetsSynced",
+    ];
+
     /// The type name, as stored and as the API's `Event.type` says.
     pub fn type_name(&self) -> &'static str {
         match self {

@@ -220,6 +220,7 @@ pub async fn all_events(
             .list_events(duplex_proto::v1::ListEventsRequest {
                 from_sequence: from,
                 page_size,
+                ..Default::default()
             })
             .await
             .expect("ListEvents")
