@@ -171,6 +171,41 @@ pub fn event_pb(e: &Event) -> pb::Event {
     }
 }
 
+/// One ListEvents page: up to `size` events of the types `wanted`, from `from`, read
+/// through `read(from, n)` (up to `n` events of the log from `from`), looking at no more
+/// than [`SCAN`] events. Returns the events and the sequence number of the first event
+/// not looked at. Without types it reads just the page; with types, larger reads.
+fn page<E>(
+    read: impl Fn(u64, usize) -> Result<Vec<Event>, E>,
+    from: u64,
+    size: usize,
+    wanted: &Types,
+) -> Result<(Vec<Event>, u64), E> {
+    let (mut events, mut next, mut scanned) = (Vec::new(), from, 0);
+    while events.len() < size && scanned < SCAN {
+        let n = if wanted.0.is_empty() {
+            size - events.len()
+        } else {
+            PAGE.1 as usize
+        };
+        let read = read(next, n.min(SCAN - scanned))?;
+        if read.is_empty() {
+            break;
+        }
+        for e in read {
+            if events.len() == size {
+                break;
+            }
+            next = e.seq + 1;
+            scanned += 1;
+            if wanted.matches(&e) {
+                events.push(e);
+            }
+        }
+    }
+    Ok((events, next))
+}
+
 /// The event types a ListEvents or WatchEvents call asks for (`types`): none, every one.
 #[derive(Debug, Clone, Default)]
 struct Types(Vec<&'static str>);
@@ -217,27 +252,13 @@ impl pb::event_service_server::EventService for Events {
             n => n.min(PAGE.1),
         };
         let wanted = Types::parse(&r.types)?;
-        let size = size as usize;
         let revision = api.store.revision();
-        // Pages of the log until the page asked for is full, the log ends or SCAN events
-        // were looked at; `next` is the first event not looked at.
-        let (mut events, mut next, mut scanned) = (Vec::new(), r.from_sequence.max(1), 0);
-        'scan: while scanned < SCAN {
-            let page = api.store.read(next, PAGE.1 as usize)?;
-            if page.is_empty() {
-                break;
-            }
-            for e in page {
-                if events.len() == size {
-                    break 'scan;
-                }
-                next = e.seq + 1;
-                scanned += 1;
-                if wanted.matches(&e) {
-                    events.push(e);
-                }
-            }
-        }
+        let (events, next) = page(
+            |from, n| api.store.read(from, n),
+            r.from_sequence.max(1),
+            size as usize,
+            &wanted,
+        )?;
         Ok(Response::new(pb::ListEventsResponse {
             events: events.iter().map(event_pb).collect(),
             next_sequence: next,
@@ -264,5 +285,110 @@ impl pb::event_service_server::EventService for Events {
             .filter(move |r| std::future::ready(r.as_ref().map_or(true, |e| wanted.matches(e))))
             .map(|r| r.map(|e| event_pb(&e)).map_err(Status::from));
         Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A log of `n` events: a `FlowPaused` at every thousandth, `FlowStateChanged` else.
+    fn log(n: u64) -> Vec<Event> {
+        (1..=n)
+            .map(|seq| Event {
+                seq,
+                time_ms: 0,
+                actor: "service".into(),
+                request_id: None,
+                v: 1,
+                payload: if seq % 1000 == 0 {
+                    Payload::FlowPaused {
+                        flow: "a->b".into(),
+                        link: "a-b".into(),
+                    }
+                } else {
+                    Payload::FlowStateChanged {
+                        flow: "a->b".into(),
+                        state: "running".into(),
+                        error: None,
+                    }
+                },
+            })
+            .collect()
+    }
+
+    fn reader(log: &[Event]) -> impl Fn(u64, usize) -> Result<Vec<Event>, ()> + '_ {
+        |from, n| {
+            let at = (from as usize - 1).min(log.len());
+            Ok(log[at..(at + n).min(log.len())].to_vec())
+        }
+    }
+
+    #[test]
+    fn a_filtered_page_stops_after_looking_at_scan_events_and_goes_on_from_there() {
+        let log = log(25_500);
+        let paused = Types::parse(&["FlowPaused".into()]).unwrap();
+        let mut from = 1;
+        let mut got = Vec::new();
+        let mut pages = 0;
+        loop {
+            let (events, next) = page(reader(&log), from, 1000, &paused).unwrap();
+            pages += 1;
+            assert!(next - from <= SCAN as u64, "looked at {}", next - from);
+            got.extend(events.iter().map(|e| e.seq));
+            if next > log.len() as u64 {
+                break;
+            }
+            from = next;
+        }
+        assert_eq!(got, (1..=25).map(|i| i * 1000).collect::<Vec<_>>());
+        assert_eq!(pages, 3, "10,000 events looked at per call");
+        // A page that comes back empty while later events match: 1,001 to 1,999 hold
+        // none, and a page looking at 999 events stops at 2,000.
+        let (events, next) = page(reader(&log[..1999]), 1001, 10, &paused).unwrap();
+        assert!(events.is_empty());
+        assert_eq!(next, 2000);
+    }
+
+    #[test]
+    fn without_types_a_page_is_the_next_events_and_reads_no_more() {
+        let log = log(2500);
+        let reads = std::cell::Cell::new(0);
+        let counting = |from, n| {
+            reads.set(reads.get() + n);
+            reader(&log)(from, n)
+        };
+        let (events, next) = page(counting, 7, 100, &Types::default()).unwrap();
+        assert_eq!(
+            events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            (7..107).collect::<Vec<_>>()
+        );
+        assert_eq!((next, reads.get()), (107, 100));
+        let (events, next) = page(reader(&log), 2490, 100, &Types::default()).unwrap();
+        assert_eq!((events.len(), next), (11, 2501));
+        let (events, next) = page(reader(&log), 9000, 100, &Types::default()).unwrap();
+        assert_eq!((events.len(), next), (0, 9000), "past the end");
+    }
+
+    /// Every payload type is a type a client can ask for: serde names the variants of
+    /// `Payload` when it meets an unknown one, and they must be `TYPE_NAMES`.
+    #[test]
+    fn the_type_names_are_every_payload_type() {
+        let err = serde_json::from_value::<Payload>(serde_json::json!({"type": "?"}))
+            .unwrap_err()
+            .to_string();
+        let listed = err
+            .split("expected one of ")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{err}"));
+        let mut names: Vec<&str> = listed
+            .split(", ")
+            .map(|n| n.trim().trim_matches(|c| c == '`' || c == '.'))
+            .filter(|n| !n.is_empty())
+            .collect();
+        names.sort();
+        let mut known = Payload::TYPE_NAMES.to_vec();
+        known.sort();
+        assert_eq!(names, known, "{err}");
     }
 }

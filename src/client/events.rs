@@ -41,7 +41,14 @@ pub async fn events(
         }
         // With types a page can be short, even empty, while later events match: the log
         // is read to the revision the page saw.
-        if page.next_sequence > page.revision || page.next_sequence == next {
+        if page.next_sequence > page.revision {
+            return Ok(ExitCode::SUCCESS);
+        }
+        if page.next_sequence == next {
+            eprintln!(
+                "ListEvents answered from {next} without moving on (revision {}); stopping",
+                page.revision
+            );
             return Ok(ExitCode::SUCCESS);
         }
         next = page.next_sequence;
