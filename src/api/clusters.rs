@@ -17,12 +17,13 @@ use rdkafka::producer::BaseProducer;
 use tonic::{Request, Response, Status};
 
 use super::auth::operator;
+use super::keyed::command;
 use super::links::{changed, response, selection_of, still_changing};
-use super::{Api, fingerprint, request_id, required};
+use super::{Api, required};
 use crate::config::{ClusterConfig, check_cluster, is_secret_option, join_key};
 use crate::state::config::{cluster_spec, link_spec};
 use crate::state::events::{ClientOptions, ClusterRecord, LinkRecord};
-use crate::state::{Command, CommandError, Payload, State};
+use crate::state::{CommandError, Payload, State};
 
 /// The most links one AddCluster may add.
 pub const MAX_LINKS: usize = 64;
@@ -47,14 +48,7 @@ pub async fn add_cluster(
     let links = link_records(&cluster.id, &r.links)?;
     let mut touches = vec![format!("cluster:{}", cluster.id)];
     touches.extend(links.iter().map(|l| format!("link:{}", l.name)));
-    let cmd = Command {
-        method: "AddCluster",
-        actor,
-        request_id: request_id(&r.request_id),
-        fingerprint: fingerprint(r, |r| r.request_id.clear()),
-        expected_revision: r.expected_revision,
-        touches,
-    };
+    let cmd = command("AddCluster", actor, r, touches);
     if let Some(out) = api.store.replayed(&cmd)? {
         return Ok(response(out));
     }

@@ -9,7 +9,8 @@ use duplex_sync::engine::PreparedChange;
 use tonic::{Request, Response, Status};
 
 use super::auth::operator;
-use super::{Api, fingerprint, request_id, required};
+use super::keyed::command;
+use super::{Api, required};
 use crate::config::TopicPattern;
 use crate::state::config::{link_spec, selection};
 use crate::state::events::{CutRecord, LinkRecord};
@@ -28,14 +29,7 @@ pub async fn add_link(
     let actor = operator(&req, "AddLink")?;
     let r = req.get_ref();
     let link = link_record(r)?;
-    let cmd = Command {
-        method: "AddLink",
-        actor,
-        request_id: request_id(&r.request_id),
-        fingerprint: fingerprint(r, |r| r.request_id.clear()),
-        expected_revision: r.expected_revision,
-        touches: vec![format!("link:{}", link.name)],
-    };
+    let cmd = command("AddLink", actor, r, vec![format!("link:{}", link.name)]);
     if let Some(out) = api.store.replayed(&cmd)? {
         return Ok(response(out));
     }
@@ -60,14 +54,7 @@ pub async fn remove_link(
     let actor = operator(&req, "RemoveLink")?;
     let r = req.get_ref();
     let name = required("name", &r.name)?.to_string();
-    let cmd = Command {
-        method: "RemoveLink",
-        actor,
-        request_id: request_id(&r.request_id),
-        fingerprint: fingerprint(r, |r| r.request_id.clear()),
-        expected_revision: r.expected_revision,
-        touches: vec![format!("link:{name}")],
-    };
+    let cmd = command("RemoveLink", actor, r, vec![format!("link:{name}")]);
     if let Some(out) = api.store.replayed(&cmd)? {
         return Ok(response(out));
     }
@@ -91,14 +78,7 @@ pub async fn set_link_topics(
     let r = req.get_ref();
     let name = required("name", &r.name)?.to_string();
     let (include, exclude) = selection_of("topics", r.topics.as_ref())?;
-    let cmd = Command {
-        method: "SetLinkTopics",
-        actor,
-        request_id: request_id(&r.request_id),
-        fingerprint: fingerprint(r, |r| r.request_id.clear()),
-        expected_revision: r.expected_revision,
-        touches: vec![format!("link:{name}")],
-    };
+    let cmd = command("SetLinkTopics", actor, r, vec![format!("link:{name}")]);
     if let Some(out) = api.store.replayed(&cmd)? {
         return Ok(response(out));
     }

@@ -17,6 +17,7 @@ pub mod auth;
 pub mod clusters;
 pub mod error;
 pub mod events;
+pub mod keyed;
 pub mod links;
 pub mod offsets;
 pub mod rates;

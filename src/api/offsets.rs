@@ -18,7 +18,8 @@ use regex::Regex;
 use tonic::{Request, Response, Status};
 
 use super::auth::{actor, operator};
-use super::{Api, Ready, error::invalid, fingerprint, request_id, required};
+use super::keyed::command;
+use super::{Api, Ready, error::invalid, required};
 use crate::state::Command;
 use crate::state::events::{
     BehindRecord, GroupSyncRecord, MemberRecord, PartitionSyncRecord, Payload, RefusalRecord,
@@ -432,14 +433,12 @@ impl pb::offset_service_server::OffsetService for Offsets {
         let api = self.0.get()?.clone();
         let r = req.get_ref();
         let (group, to) = (required("group", &r.group)?, required("to", &r.to)?);
-        let cmd = Command {
-            method: "SyncGroupOffsets",
+        let cmd = command(
+            "SyncGroupOffsets",
             actor,
-            request_id: request_id(&r.request_id),
-            fingerprint: fingerprint(r, |r| r.request_id.clear()),
-            expected_revision: None,
-            touches: vec![format!("group:{to}/{group}")],
-        };
+            r,
+            vec![format!("group:{to}/{group}")],
+        );
         // A retry answers what was recorded, even if a cluster has left the mesh since.
         if let Some(out) = api.store.replayed(&cmd)?
             && let Some(&seq) = out.events.first()

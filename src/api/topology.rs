@@ -9,7 +9,8 @@ use duplex_sync::engine::routes;
 use tonic::{Request, Response, Status};
 
 use super::auth::operator;
-use super::{Api, Ready, fingerprint, request_id, required};
+use super::keyed::command;
+use super::{Api, Ready, required};
 use crate::state::fold::flows_of;
 use crate::state::{Command, CommandError, Payload, State};
 
@@ -183,14 +184,7 @@ impl Topology {
             .ok_or_else(|| {
                 Status::not_found(format!("no flow {flow:?} (flows are named source->target)"))
             })?;
-        let cmd = Command {
-            method,
-            actor,
-            request_id: request_id(&r.request_id),
-            fingerprint: fingerprint(r, |r| r.request_id.clear()),
-            expected_revision: r.expected_revision,
-            touches: vec![format!("flow:{flow}"), link],
-        };
+        let cmd = command(method, actor, r, vec![format!("flow:{flow}"), link]);
         Ok((cmd, vec![flow]))
     }
 
@@ -209,14 +203,7 @@ impl Topology {
             .ok_or_else(|| Status::not_found(format!("no link {name:?}")))?;
         let mut touches = vec![format!("link:{name}")];
         touches.extend(flows.iter().map(|f| format!("flow:{f}")));
-        let cmd = Command {
-            method,
-            actor,
-            request_id: request_id(&r.request_id),
-            fingerprint: fingerprint(r, |r| r.request_id.clear()),
-            expected_revision: r.expected_revision,
-            touches,
-        };
+        let cmd = command(method, actor, r, touches);
         Ok((cmd, flows))
     }
 }

@@ -13,8 +13,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::auth::{actor, operator};
-use super::{Api, Ready, fingerprint, request_id};
-use crate::state::Command;
+use super::keyed::command;
+use super::{Api, Ready};
 use crate::state::events::VerificationOutcome;
 use crate::state::fold::Verification;
 use crate::verify::Selection;
@@ -205,14 +205,7 @@ impl pb::verification_service_server::VerificationService for Verifications {
         let api = self.0.get()?;
         let r = req.get_ref();
         let sel = selection(r)?;
-        let cmd = Command {
-            method: METHOD,
-            actor,
-            request_id: request_id(&r.request_id),
-            fingerprint: fingerprint(r, |r| r.request_id.clear()),
-            expected_revision: None,
-            touches: Vec::new(),
-        };
+        let cmd = command(METHOD, actor, r, Vec::new());
         let id = api.runs.start(&cmd, &sel)?;
         let v = Self::find(api, id)?;
         Ok(Response::new(verification_pb(api, &v, false)))
@@ -331,14 +324,7 @@ impl pb::verification_service_server::VerificationService for Verifications {
         let api = self.0.get()?;
         let r = req.get_ref();
         let id = parse_name(&r.name)?;
-        let cmd = Command {
-            method: METHOD,
-            actor,
-            request_id: request_id(&r.request_id),
-            fingerprint: fingerprint(r, |r| r.request_id.clear()),
-            expected_revision: None,
-            touches: vec![format!("verification:{id}")],
-        };
+        let cmd = command(METHOD, actor, r, vec![format!("verification:{id}")]);
         api.runs.cancel(&cmd, id)?;
         if let Some(live) = api.runs.live(id) {
             tokio::select! {
