@@ -2,8 +2,9 @@
 //! `DUPLEX_BENCH_ON=tansu`), in one run:
 //! a consume-only baseline (both clusters read to their end offsets, with the verifier's
 //! own consumer settings) against `duplex_verifier::run::verify` over the same records,
-//! then verify / consume-only, the baseline ratio; and a second, resumed verification
-//! over the filled store (snapshot and comparison only). The clusters run in other
+//! then verify / consume-only, the baseline ratio; a second, resumed verification over
+//! the filled store (snapshot and comparison only); and the same records verified by
+//! position (`positional`) in a fresh store. The clusters run in other
 //! processes (common/brokers.rs), so that the CPU time read here is the reader's own.
 //!
 //! Run with `cargo bench --bench verify_e2e`; `DUPLEX_BENCH_RECORDS` sets the record
@@ -113,6 +114,7 @@ fn main() -> anyhow::Result<()> {
         .collect();
     let topics = Regex::new(&format!("^{TOPIC}$"))?;
     let (mut consumed, mut fresh, mut resumed) = (Vec::new(), Vec::new(), Vec::new());
+    let mut by_position = Vec::new();
     for run in 1..=RUNS {
         let c = consume_both(&sides, partitions, n)?;
         let dir = tempfile::tempdir().context("store directory")?;
@@ -121,19 +123,30 @@ fn main() -> anyhow::Result<()> {
         check(&first, n, 2 * n as u64, "fresh")?;
         let (r, again) = timed_verify(&spec, 2 * n)?;
         check(&again, n, 0, "resumed")?;
+        // The same records compared by position (`--positional`): the copies sit at the
+        // same offsets, and `duplex.path` is left out of the fingerprint.
+        let mut positional = spec.clone();
+        positional.store_dir = dir.path().join("positional");
+        positional.positional = Some(topics.clone());
+        let (p, by_offset) = timed_verify(&positional, 2 * n)?;
+        check(&by_offset, n, 2 * n as u64, "positional")?;
         println!(
             "run {run}: consume-only {:>7.0}/s  verify {:>7.0}/s  (report run time {:.3} s, \
-             store {:.0} MiB)  resumed verify {:.3} s (report {:.3} s)",
+             store {:.0} MiB)  resumed verify {:.3} s (report {:.3} s)  positional verify \
+             {:>7.0}/s (store {:.0} MiB)",
             c.rate(),
             f.rate(),
             first.run.seconds,
-            dir_mib(dir.path()),
+            dir_mib(&spec.store_dir),
             r.elapsed.as_secs_f64(),
             again.run.seconds,
+            p.rate(),
+            dir_mib(&positional.store_dir),
         );
         consumed.push(c);
         fresh.push(f);
         resumed.push(r);
+        by_position.push(p);
     }
 
     let best = |v: &[Timed]| {
@@ -142,14 +155,15 @@ fn main() -> anyhow::Result<()> {
             .expect("RUNS >= 1")
     };
     let (c, f, r) = (best(&consumed), best(&fresh), best(&resumed));
+    let p = best(&by_position);
     println!();
     println!(
-        "{:<16} {:>8} {:>8} {:>10} {:>7} {:>6}",
+        "{:<17} {:>8} {:>8} {:>10} {:>7} {:>6}",
         "best run", "records", "seconds", "records/s", "MiB/s", "cores"
     );
-    for (name, t) in [("consume-only", c), ("verify", f)] {
+    for (name, t) in [("consume-only", c), ("verify", f), ("verify positional", p)] {
         println!(
-            "{name:<16} {:>8} {:>8.3} {:>10.0} {:>7.1} {:>6}",
+            "{name:<17} {:>8} {:>8.3} {:>10.0} {:>7.1} {:>6}",
             t.records,
             t.elapsed.as_secs_f64(),
             t.rate(),
@@ -158,7 +172,7 @@ fn main() -> anyhow::Result<()> {
         );
     }
     println!(
-        "{:<16} {:>8} {:>8.3} {:>10} {:>7} {:>6}",
+        "{:<17} {:>8} {:>8.3} {:>10} {:>7} {:>6}",
         "resumed verify",
         0,
         r.elapsed.as_secs_f64(),
@@ -181,6 +195,10 @@ fn main() -> anyhow::Result<()> {
     );
     println!();
     println!("ratio verify / consume-only = {:.2}", f.rate() / c.rate());
+    println!(
+        "ratio positional verify / consume-only = {:.2}",
+        p.rate() / c.rate()
+    );
     Ok(())
 }
 
