@@ -44,25 +44,23 @@ pub(super) fn latency(rt: &Runtime, value_bytes: usize, rate: f64) -> anyhow::Re
         c.consumer.insert("fetch.wait.max.ms".into(), "5".into());
     }
     with_bench_options(&mut spec)?;
-    let ((text, hops, behind), _) =
-        rt.block_on(while_engine_runs(spec, |registry, _| async move {
-            // Started once a->b reads every partition.
-            let _ = watch(&registry, Instant::now(), 0, partitions, "a->b", |_| 0).await?;
-            let flow = registry
-                .entries()
-                .into_iter()
-                .find(|e| e.flow == "a->b")
-                .context("flow a->b in the registry")?
-                .metrics;
-            let forwarded = || flow.forwarded.load(Relaxed);
-            let (hops, behind) =
-                paced_produce(&a, &topic, n, partitions, value_bytes, rate, forwarded).await?;
-            watch(&registry, Instant::now(), n, partitions, "a->b", |m| {
-                m.forwarded.load(Relaxed)
-            })
-            .await?;
-            anyhow::Ok((registry.render(), hops, behind))
-        }))?;
+    let ((text, paced), _) = rt.block_on(while_engine_runs(spec, |registry, _| async move {
+        // Started once a->b reads every partition.
+        let _ = watch(&registry, Instant::now(), 0, partitions, "a->b", |_| 0).await?;
+        let flow = registry
+            .entries()
+            .into_iter()
+            .find(|e| e.flow == "a->b")
+            .context("flow a->b in the registry")?
+            .metrics;
+        let forwarded = || flow.forwarded.load(Relaxed);
+        let paced = paced_produce(&a, &topic, n, partitions, value_bytes, rate, forwarded).await?;
+        watch(&registry, Instant::now(), n, partitions, "a->b", |m| {
+            m.forwarded.load(Relaxed)
+        })
+        .await?;
+        anyhow::Ok((registry.render(), paced))
+    }))?;
     let buckets = histogram(&text, "a->b");
     let count = buckets.last().map_or(0, |b| b.1);
     ensure!(
@@ -84,18 +82,21 @@ pub(super) fn latency(rt: &Runtime, value_bytes: usize, rate: f64) -> anyhow::Re
         q(0.999)
     );
     // The same quantiles of one hop, exact (not bucketed).
+    let hops = &paced.hops;
     let hop = |q: f64| hops[((q * hops.len() as f64).ceil() as usize).clamp(1, hops.len()) - 1];
     println!(
-        "  baseline, one hop (the source's producer, flow settings: send to acknowledged \
-         by a): p50 {:.1} ms  p99 {:.1} ms  p999 {:.1} ms",
+        "  baseline, one hop (the source's producer, linger.ms as a flow's: send to \
+         acknowledged by a): p50 {:.1} ms  p99 {:.1} ms  p999 {:.1} ms; sent at {:.0}/s",
         hop(0.5),
         hop(0.99),
-        hop(0.999)
+        hop(0.999),
+        paced.sent_rate
     );
     println!(
-        "  the flow's backlog when the last record was sent: {behind} records ({:.0} ms \
-         at this rate)",
-        behind as f64 / rate * 1e3
+        "  the flow's backlog when the last record was sent (acknowledged by a, not yet \
+         forwarded): {} records ({:.0} ms at this rate)",
+        paced.behind,
+        paced.behind as f64 / rate * 1e3
     );
     Ok(())
 }
@@ -141,9 +142,9 @@ pub(super) fn histogram(text: &str, flow: &str) -> Vec<(f64, u64)> {
 /// Produces `n` records on `topic` at `rate` records/s, each timestamped when sent,
 /// and waits for their acknowledgements. `DUPLEX_BENCH_SOURCE_LINGER_MS` sets the
 /// producer's `linger.ms` (5, as a flow's). Returns how long each record took from its
-/// send to its acknowledgement by a, in milliseconds, sorted (one hop with a flow's
-/// producer settings, the baseline of the flow's two), and how many records the flow
-/// (`forwarded`: its count) had still to forward when the last was sent.
+/// send to its acknowledgement by a (one hop, the baseline of the flow's two), how many
+/// records a had acknowledged that the flow (`forwarded`: its count) had still to
+/// forward when the last was sent, and the rate they were sent at.
 async fn paced_produce(
     bootstrap: &str,
     topic: &str,
@@ -152,7 +153,7 @@ async fn paced_produce(
     value_bytes: usize,
     rate: f64,
     forwarded: impl Fn() -> u64,
-) -> anyhow::Result<(Vec<f64>, usize)> {
+) -> anyhow::Result<Paced> {
     use futures::StreamExt;
     use futures::stream::FuturesUnordered;
     let linger = std::env::var("DUPLEX_BENCH_SOURCE_LINGER_MS").unwrap_or_else(|_| "5".into());
@@ -161,7 +162,13 @@ async fn paced_produce(
     // The acknowledgements are awaited as they come, by one task, so that each is timed
     // when it resolves, not when the sender gets to it.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Instant, _)>();
+    let acked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = Arc::clone(&acked);
     let acks = tokio::spawn(async move {
+        let push = |hops: &mut Vec<Duration>, d| {
+            hops.push(d);
+            counted.fetch_add(1, Relaxed);
+        };
         let mut hops = Vec::with_capacity(n);
         let mut pending = FuturesUnordered::new();
         loop {
@@ -173,11 +180,11 @@ async fn paced_produce(
                     }),
                     None => break,
                 },
-                Some(done) = pending.next() => hops.push(done?),
+                Some(done) = pending.next() => push(&mut hops, done?),
             }
         }
         while let Some(done) = pending.next().await {
-            hops.push(done?);
+            push(&mut hops, done?);
         }
         anyhow::Ok(hops)
     });
@@ -195,13 +202,18 @@ async fn paced_produce(
             .payload(value.as_slice());
         let at = Instant::now();
         let delivery = load::enqueue(&producer, record).await?;
-        tx.send((at, delivery))
-            .context("the acknowledgement task ended")?;
+        if tx.send((at, delivery)).is_err() {
+            // The task ended early: a delivery failed, and its error says which.
+            acks.await.context("the acknowledgement task panicked")??;
+            bail!("the acknowledgement task ended before the last record");
+        }
     }
-    // How far behind the flow is when the last record is sent: a flow that keeps up at
-    // this rate is a few milliseconds of records behind; one that does not has a
-    // backlog, and its latency grows with the window.
-    let behind = n.saturating_sub(forwarded() as usize);
+    let sent_rate = n as f64 / began.elapsed().as_secs_f64();
+    // The flow's backlog when the last record is sent: records a had acknowledged that
+    // the flow had not yet forwarded. A flow that keeps up at this rate is a few
+    // milliseconds of records behind; one that does not has a backlog, and its latency
+    // grows with the window.
+    let behind = acked.load(Relaxed).saturating_sub(forwarded() as usize);
     drop(tx);
     let mut hops: Vec<f64> = acks
         .await
@@ -210,5 +222,20 @@ async fn paced_produce(
         .map(|d| d.as_secs_f64() * 1e3)
         .collect();
     hops.sort_by(f64::total_cmp);
-    Ok((hops, behind))
+    Ok(Paced {
+        hops,
+        behind,
+        sent_rate,
+    })
+}
+
+/// What [`paced_produce`] measured.
+struct Paced {
+    /// Send to acknowledged by a, per record, in milliseconds, sorted.
+    hops: Vec<f64>,
+    /// Records a had acknowledged and the flow had not forwarded, at the last send.
+    behind: usize,
+    /// The rate the records were sent at (below the one asked when the producer's
+    /// queue was full).
+    sent_rate: f64,
 }

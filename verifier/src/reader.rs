@@ -128,12 +128,7 @@ pub fn read_side(
             ingest.flush()?;
             return Err(VerifyError::Stopped);
         }
-        // A poll that does not wait reads no clock in librdkafka (one of its two clock
-        // reads per poll); only when nothing is queued does the reader wait.
-        let polled = match consumer.poll(Duration::ZERO) {
-            None => consumer.poll(Duration::from_millis(100)),
-            ready => ready,
-        };
+        let polled = consumer.poll(Duration::from_millis(100));
         // The checks below compare against `now`. A clock read was 2-3 % of a reader's
         // time here (a virtual machine's clock), so in a run of records it is read every
         // `CLOCK_EVERY` polls, and after every empty or failed one. `now` can then be
