@@ -101,13 +101,7 @@ async fn records_before_replication_began_are_out_of_scope(provider: Provider) {
     let text = std::fs::read_to_string(&config).unwrap() + "name = \"other\"\n";
     let config = other.path().join("duplex.toml");
     std::fs::write(&config, text).unwrap();
-    let out = harness::verify::run(&config, other.path(), &args).await;
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        harness::verify::describe(&out)
-    );
+    harness::verify::run_expecting(&config, other.path(), &args, 1).await;
     let report = harness::verify::report(other.path());
     assert_eq!(report.totals.missing, n(BEFORE) as u64);
     assert_eq!(report.totals.matched, n(50) as u64);

@@ -217,13 +217,7 @@ async fn identity_mode_names_each_discrepancy(provider: Provider) {
         "--watermark",
         "a=5",
     ];
-    let out = harness::verify::run(&config, scoped.path(), &args).await;
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        harness::verify::describe(&out)
-    );
+    harness::verify::run_expecting(&config, scoped.path(), &args, 1).await;
     let r = harness::verify::report(scoped.path());
     let t = &r.totals;
     assert_eq!(
@@ -279,13 +273,7 @@ async fn positional_mode_names_each_discrepancy(provider: Provider) {
         "--from",
         &from,
     ];
-    let out = harness::verify::run(&config, dir.path(), &args).await;
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        harness::verify::describe(&out)
-    );
+    harness::verify::run_expecting(&config, dir.path(), &args, 1).await;
     let report = harness::verify::report(dir.path());
     let t = &report.totals;
     assert_eq!(
@@ -333,13 +321,7 @@ async fn positional_mode_names_each_discrepancy(provider: Provider) {
     // Without --from the target's earlier records are extra.
     let dir2 = tempfile::tempdir().unwrap();
     let args = ["--between", "a,b", "--topics", &topic, "--positional", ".*"];
-    let out = harness::verify::run(&config, dir2.path(), &args).await;
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        harness::verify::describe(&out)
-    );
+    harness::verify::run_expecting(&config, dir2.path(), &args, 1).await;
     let report = harness::verify::report(dir2.path());
     assert_eq!(report.totals.extra, 1 + (SHIFT * MUTATIONS.len()) as u64);
 }
@@ -390,18 +372,13 @@ async fn a_replayed_stretch_is_named_duplicated_on_mock() {
 
     let dir = tempfile::tempdir().unwrap();
     let config = harness::verify::write_config(dir.path(), &[a, b]);
-    let out = harness::verify::run(
+    harness::verify::run_expecting(
         &config,
         dir.path(),
         &["--between", "a,b", "--topics", &topic],
+        1,
     )
     .await;
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        harness::verify::describe(&out)
-    );
     let report = harness::verify::report(dir.path());
     let t = &report.totals;
     assert_eq!(

@@ -99,13 +99,7 @@ async fn identical_topics_pass(provider: Provider) {
         "--ignore-header",
         "__mskmr",
     ];
-    let out = harness::verify::run(&config, dir.path(), &args).await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        harness::verify::describe(&out)
-    );
+    let out = harness::verify::run_expecting(&config, dir.path(), &args, 0).await;
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("PASS"));
     let report = harness::verify::report(dir.path());
     assert_eq!(report.verdict, Verdict::Pass);
@@ -209,13 +203,7 @@ async fn compacted_topic_compares_latest_values() {
     let dir = tempfile::tempdir().unwrap();
     let config = harness::verify::write_config(dir.path(), &[a, b]);
     let args = ["--between", "a,b", "--topics", &topic, "--compacted", ".*"];
-    let out = harness::verify::run(&config, dir.path(), &args).await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        harness::verify::describe(&out)
-    );
+    harness::verify::run_expecting(&config, dir.path(), &args, 0).await;
     let report = harness::verify::report(dir.path());
     assert_eq!(report.totals.matched, 9, "k0..k8 hold equal latest values");
     assert_eq!(
@@ -224,13 +212,7 @@ async fn compacted_topic_compares_latest_values() {
     );
 
     harness::produce(b, &topic, &[rec("k3", Some("changed"), 7000)]).await;
-    let out = harness::verify::run(&config, dir.path(), &args).await;
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        harness::verify::describe(&out)
-    );
+    harness::verify::run_expecting(&config, dir.path(), &args, 1).await;
     let report = harness::verify::report(dir.path());
     // A key compacted away between passes leaves nothing to read after the stored
     // position, so compacted topics are read whole on every pass: 11 records and the
@@ -280,18 +262,13 @@ async fn kill9_mid_verification_resumes_to_the_same_report() {
         let _ = tokio::task::spawn_blocking(move || child.wait()).await;
     }
     assert_eq!(kills, 3, "every run was killed mid-way");
-    let out = harness::verify::run(
+    harness::verify::run_expecting(
         &config,
         dir.path(),
         &["--between", "a,b", "--topics", &topic],
+        1,
     )
     .await;
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        harness::verify::describe(&out)
-    );
     let resumed = harness::verify::report(dir.path());
     let read: u64 = resumed.run.sides.iter().map(|s| s.records_read).sum();
     assert!(
@@ -460,13 +437,7 @@ async fn bad_requests_exit_2_naming_the_problem() {
     for c in &clusters {
         c.create_topic(&topic, 1).await;
     }
-    let out = harness::verify::run(&config, dir.path(), &["--between", "a,b"]).await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        harness::verify::describe(&out)
-    );
+    harness::verify::run_expecting(&config, dir.path(), &["--between", "a,b"], 0).await;
     let out = harness::verify::run(
         &config,
         dir.path(),

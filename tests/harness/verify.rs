@@ -47,6 +47,14 @@ pub async fn run(config: &Path, dir: &Path, args: &[&str]) -> Output {
         .expect("join")
 }
 
+/// [`run`], asserting its exit code (0 PASS, 1 FAIL, 2 a refused request), with the
+/// run's output in the message when it differs.
+pub async fn run_expecting(config: &Path, dir: &Path, args: &[&str], code: i32) -> Output {
+    let out = run(config, dir, args).await;
+    assert_eq!(out.status.code(), Some(code), "{}", describe(&out));
+    out
+}
+
 /// The `parity.json` a run wrote into `dir/report`. With `DUPLEX_TEST_KEEP_REPORTS=DIR`
 /// the report files are also copied to `DIR/<n>-parity.{json,html}` to look at.
 pub fn report(dir: &Path) -> Report {
