@@ -15,12 +15,14 @@ pub trait Keyed: prost::Message + Clone {
     /// The same, to clear it: the request's fingerprint leaves it out.
     fn key_mut(&mut self) -> &mut String;
     /// The revision the client expects, if the request takes one and it was given.
-    fn expected_revision(&self) -> Option<u64>;
+    fn expected_revision(&self) -> Option<u64> {
+        None
+    }
 }
 
-/// Requests with `request_id` and `expected_revision`.
-macro_rules! conditional {
-    ($($t:ident),* $(,)?) => {$(
+/// `Keyed` for a request with `request_id`, and `expected_revision` when named.
+macro_rules! keyed {
+    ($t:ident $(, $revision:ident)?) => {
         impl Keyed for pb::$t {
             fn key(&self) -> &str {
                 &self.request_id
@@ -28,43 +30,22 @@ macro_rules! conditional {
             fn key_mut(&mut self) -> &mut String {
                 &mut self.request_id
             }
-            fn expected_revision(&self) -> Option<u64> {
-                self.expected_revision
-            }
+            $(fn expected_revision(&self) -> Option<u64> {
+                self.$revision
+            })?
         }
-    )*};
+    };
 }
 
-/// Requests with `request_id` only.
-macro_rules! unconditional {
-    ($($t:ident),* $(,)?) => {$(
-        impl Keyed for pb::$t {
-            fn key(&self) -> &str {
-                &self.request_id
-            }
-            fn key_mut(&mut self) -> &mut String {
-                &mut self.request_id
-            }
-            fn expected_revision(&self) -> Option<u64> {
-                None
-            }
-        }
-    )*};
-}
-
-conditional!(
-    FlowChangeRequest,
-    LinkChangeRequest,
-    AddLinkRequest,
-    RemoveLinkRequest,
-    SetLinkTopicsRequest,
-    AddClusterRequest,
-);
-unconditional!(
-    SyncGroupOffsetsRequest,
-    StartVerificationRequest,
-    CancelVerificationRequest,
-);
+keyed!(FlowChangeRequest, expected_revision);
+keyed!(LinkChangeRequest, expected_revision);
+keyed!(AddLinkRequest, expected_revision);
+keyed!(RemoveLinkRequest, expected_revision);
+keyed!(SetLinkTopicsRequest, expected_revision);
+keyed!(AddClusterRequest, expected_revision);
+keyed!(SyncGroupOffsetsRequest);
+keyed!(StartVerificationRequest);
+keyed!(CancelVerificationRequest);
 
 /// The command `r` records: `method`, called by `actor`, changing `touches`.
 pub fn command<R: Keyed>(
