@@ -25,7 +25,9 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
+use duplex_sync::message_ffi::Batches;
 use duplex_sync::spec::ClusterSpec;
+use duplex_verifier::reader;
 use duplex_verifier::run::verify;
 use duplex_verifier::{Report, Verdict, VerifySpec};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -114,9 +116,11 @@ fn main() -> anyhow::Result<()> {
         .collect();
     let topics = Regex::new(&format!("^{TOPIC}$"))?;
     let (mut consumed, mut fresh, mut resumed) = (Vec::new(), Vec::new(), Vec::new());
-    let mut by_position = Vec::new();
+    let (mut by_position, mut polled, mut hashed) = (Vec::new(), Vec::new(), Vec::new());
     for run in 1..=RUNS {
-        let c = consume_both(&sides, partitions, n)?;
+        let c = consume_both(&sides, partitions, n, Read::Batches)?;
+        let c1 = consume_both(&sides, partitions, n, Read::Poll)?;
+        let ch = consume_both(&sides, partitions, n, Read::Hashed)?;
         let dir = tempfile::tempdir().context("store directory")?;
         let spec = VerifySpec::new(sides.clone(), topics.clone(), dir.path().join("store"));
         let (f, first) = timed_verify(&spec, 2 * n)?;
@@ -131,10 +135,13 @@ fn main() -> anyhow::Result<()> {
         let (p, by_offset) = timed_verify(&positional, 2 * n)?;
         check(&by_offset, n, 2 * n as u64, "positional")?;
         println!(
-            "run {run}: consume-only {:>7.0}/s  verify {:>7.0}/s  (report run time {:.3} s, \
-             store {:.0} MiB)  resumed verify {:.3} s (report {:.3} s)  positional verify \
-             {:>7.0}/s (store {:.0} MiB)",
+            "run {run}: consume-only {:>7.0}/s (one poll a message {:>7.0}/s, every byte hashed \
+             {:>7.0}/s)  verify {:>7.0}/s  \
+             (report run time {:.3} s, store {:.0} MiB)  resumed verify {:.3} s (report {:.3} \
+             s)  positional verify {:>7.0}/s (store {:.0} MiB)",
             c.rate(),
+            c1.rate(),
+            ch.rate(),
             f.rate(),
             first.run.seconds,
             dir_mib(&spec.store_dir),
@@ -144,6 +151,8 @@ fn main() -> anyhow::Result<()> {
             dir_mib(&positional.store_dir),
         );
         consumed.push(c);
+        polled.push(c1);
+        hashed.push(ch);
         fresh.push(f);
         resumed.push(r);
         by_position.push(p);
@@ -155,13 +164,19 @@ fn main() -> anyhow::Result<()> {
             .expect("RUNS >= 1")
     };
     let (c, f, r) = (best(&consumed), best(&fresh), best(&resumed));
-    let p = best(&by_position);
+    let (p, c1, ch) = (best(&by_position), best(&polled), best(&hashed));
     println!();
     println!(
         "{:<17} {:>8} {:>8} {:>10} {:>7} {:>6}",
         "best run", "records", "seconds", "records/s", "MiB/s", "cores"
     );
-    for (name, t) in [("consume-only", c), ("verify", f), ("verify positional", p)] {
+    for (name, t) in [
+        ("consume-only", c),
+        ("  one poll a msg", c1),
+        ("  bytes hashed", ch),
+        ("verify", f),
+        ("verify positional", p),
+    ] {
         println!(
             "{name:<17} {:>8} {:>8.3} {:>10.0} {:>7.1} {:>6}",
             t.records,
@@ -196,23 +211,51 @@ fn main() -> anyhow::Result<()> {
     println!();
     println!("ratio verify / consume-only = {:.2}", f.rate() / c.rate());
     println!(
+        "ratio verify / consume-only, one poll a message = {:.2}",
+        f.rate() / c1.rate()
+    );
+    println!(
+        "ratio verify / consume-only, every byte hashed = {:.2}",
+        f.rate() / ch.rate()
+    );
+    println!(
         "ratio positional verify / consume-only = {:.2}",
         p.rate() / c.rate()
     );
     Ok(())
 }
 
+/// How consume-only takes its messages from librdkafka.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// In batches, as the verifier's readers do (`message_ffi::Batches`, same batch size
+    /// and wait): the baseline.
+    Batches,
+    /// One `BaseConsumer::poll` a message, as they did until session 20.
+    Poll,
+    /// In batches, and every key and value byte hashed once (xxh3-128 of each, one call
+    /// for the key and one for the value, the record two ahead prefetched as the readers
+    /// do; headers are not read): what reading those bytes costs, which any
+    /// verification must, where consume-only reads only the lengths.
+    Hashed,
+}
+
 /// Consume-only: what the verifier's readers do without the verifier's work. One
 /// thread per cluster creates a consumer with the verifier's settings
 /// (`reader::consumer_config`), looks up each partition's log start and end, assigns
-/// every partition at its log start and polls until each reached its end. Timed from
+/// every partition at its log start and reads until each reached its end. Timed from
 /// before the threads start to when both finished, as `verify` is timed as a whole.
-fn consume_both(sides: &[ClusterSpec], partitions: i32, n: usize) -> anyhow::Result<Timed> {
+fn consume_both(
+    sides: &[ClusterSpec],
+    partitions: i32,
+    n: usize,
+    read: Read,
+) -> anyhow::Result<Timed> {
     let window = Window::start();
     let counts = std::thread::scope(|scope| {
         let handles: Vec<_> = sides
             .iter()
-            .map(|c| scope.spawn(move || consume(c, partitions)))
+            .map(|c| scope.spawn(move || consume(c, partitions, read)))
             .collect();
         handles
             .into_iter()
@@ -230,8 +273,8 @@ fn consume_both(sides: &[ClusterSpec], partitions: i32, n: usize) -> anyhow::Res
     Ok(timed)
 }
 
-fn consume(cluster: &ClusterSpec, partitions: i32) -> anyhow::Result<usize> {
-    let consumer: BaseConsumer = duplex_verifier::reader::consumer_config(cluster)
+fn consume(cluster: &ClusterSpec, partitions: i32, read: Read) -> anyhow::Result<usize> {
+    let consumer: BaseConsumer = reader::consumer_config(cluster)
         .create()
         .context("create consumer")?;
     let mut tpl = TopicPartitionList::new();
@@ -248,15 +291,47 @@ fn consume(cluster: &ClusterSpec, partitions: i32) -> anyhow::Result<usize> {
     consumer.assign(&tpl).context("assign")?;
     let started = Instant::now();
     let (mut got, mut bytes) = (0usize, 0usize);
+    let mut batches = None;
+    let mut hashes = 0u128;
     while !remaining.is_empty() {
         ensure!(
             started.elapsed() < TIMEOUT,
             "consume {}: {got} records after {TIMEOUT:?}",
             cluster.id
         );
-        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
-            let m = m.context("consume")?;
-            bytes += m.payload_len() + m.key().map_or(0, <[u8]>::len);
+        if read == Read::Poll {
+            if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+                let m = m.context("consume")?;
+                bytes += m.payload_len() + m.key().map_or(0, <[u8]>::len);
+                got += 1;
+                if remaining
+                    .get(&m.partition())
+                    .is_some_and(|end| m.offset() + 1 >= *end)
+                {
+                    remaining.remove(&m.partition());
+                }
+            }
+            continue;
+        }
+        let batches = batches.get_or_insert_with(|| {
+            Batches::new(&consumer, reader::READ_BATCH).expect("a consumer read in batches")
+        });
+        let batch = batches.next_batch(reader::BATCH_WAIT);
+        let ahead = if read == Read::Hashed {
+            reader::PREFETCH_AHEAD
+        } else {
+            0
+        };
+        for m in batch.iter_prefetching(ahead) {
+            if let Some(e) = m.error() {
+                anyhow::bail!("consume: {e}");
+            }
+            bytes += m.payload().map_or(0, <[u8]>::len) + m.key().map_or(0, <[u8]>::len);
+            if read == Read::Hashed {
+                for part in [m.key(), m.payload()].into_iter().flatten() {
+                    hashes ^= xxhash_rust::xxh3::xxh3_128(part);
+                }
+            }
             got += 1;
             if remaining
                 .get(&m.partition())
@@ -266,7 +341,7 @@ fn consume(cluster: &ClusterSpec, partitions: i32) -> anyhow::Result<usize> {
             }
         }
     }
-    std::hint::black_box(bytes);
+    std::hint::black_box((bytes, hashes));
     Ok(got)
 }
 

@@ -42,10 +42,10 @@ fn fingerprint(c: &mut Criterion) {
     for size in [100usize, 1024] {
         let value = vec![0x5a_u8; size];
         // Three headers, the last one Duplex's own: it is read, and left out of the hash.
-        let headers: [(&str, Option<&[u8]>); 3] = [
-            ("trace-id", Some(trace)),
-            ("source", Some(b"bench")),
-            (PATH_HEADER, Some(&dpath)),
+        let headers: [(&[u8], Option<&[u8]>); 3] = [
+            (b"trace-id", Some(trace)),
+            (b"source", Some(b"bench")),
+            (PATH_HEADER.as_bytes(), Some(&dpath)),
         ];
         // Bytes of the record: key, value, header names and values.
         let bytes = KEY.len()
@@ -106,10 +106,10 @@ fn ingest(c: &mut Criterion) {
                     let (partition, offset) = ((next % PARTITIONS) as i32, next / PARTITIONS);
                     next += 1;
                     path(partition, offset, &mut dpath);
-                    let all: [(&str, Option<&[u8]>); 3] = [
-                        ("trace-id", Some(trace)),
-                        ("source", Some(b"bench")),
-                        (PATH_HEADER, Some(&dpath)),
+                    let all: [(&[u8], Option<&[u8]>); 3] = [
+                        (b"trace-id", Some(trace)),
+                        (b"source", Some(b"bench")),
+                        (PATH_HEADER.as_bytes(), Some(&dpath)),
                     ];
                     // Positional topics are copies made by other tools: no provenance.
                     let headers = if mode == Mode::Identity {

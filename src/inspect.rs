@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use duplex_sync::message_ffi;
 use duplex_sync::provenance::{PATH_HEADER, Path, is_reserved};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 /// One record as read back, with its identity.
@@ -78,13 +79,14 @@ pub fn read_topic(
         let Some(&end) = ends.get(&p) else { continue };
         let mut headers = Vec::new();
         let mut path = None;
-        if let Some(hs) = m.headers() {
-            for h in hs.iter() {
-                if h.key == PATH_HEADER {
-                    path = h.value.map(<[u8]>::to_vec);
-                } else if !is_reserved(h.key) {
-                    headers.push((h.key.to_string(), h.value.map(<[u8]>::to_vec)));
-                }
+        for (name, value) in message_ffi::headers(&m) {
+            if name == PATH_HEADER.as_bytes() {
+                path = value.map(<[u8]>::to_vec);
+            } else if !is_reserved(name) {
+                headers.push((
+                    String::from_utf8_lossy(name).into_owned(),
+                    value.map(<[u8]>::to_vec),
+                ));
             }
         }
         let (origin, origin_position, hops) = match &path {

@@ -11,8 +11,10 @@
 //! - [`discovery`]: selected topics, and their creation on the target.
 //! - [`topic_configs`]: topic settings that follow their owner cluster.
 //! - [`acls`]: READ and DESCRIBE topic ACLs that follow it too (off by default).
-//! - [`admin_ffi`]: admin requests rdkafka does not wrap (`unsafe`, as is [`alloc`]).
+//! - [`admin_ffi`]: admin requests rdkafka does not wrap (`unsafe`, as are [`alloc`] and [`message_ffi`]).
 //! - [`alloc`]: the process's memory settings (no transparent huge pages).
+//! - [`message_ffi`]: header names as bytes, which rdkafka reads as `&str`, and
+//!   consuming in batches (`unsafe`).
 //! - [`clients`]: librdkafka settings the guarantees rest on.
 //! - [`offsets`]: consumer-group offsets translated exactly between clusters; group sync.
 //! - [`metrics`]: per-flow counters and latency histograms, OpenMetrics text.
@@ -31,6 +33,7 @@ pub mod discovery;
 pub mod engine;
 pub mod error;
 pub mod flow;
+pub mod message_ffi;
 pub mod metrics;
 pub mod offsets;
 pub mod provenance;

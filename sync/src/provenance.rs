@@ -30,8 +30,8 @@ const HOP_FIXED: usize = 1 + 4 + 8;
 
 /// Whether a header name belongs to Duplex rather than to the user.
 #[inline]
-pub fn is_reserved(name: &str) -> bool {
-    name.starts_with(RESERVED_PREFIX)
+pub fn is_reserved(name: &[u8]) -> bool {
+    name.starts_with(RESERVED_PREFIX.as_bytes())
 }
 
 /// A `duplex.path` value that cannot be read. Named with the byte where reading failed.
@@ -294,8 +294,8 @@ mod tests {
 
     #[test]
     fn reserved_prefix() {
-        assert!(is_reserved("duplex.path"));
-        assert!(!is_reserved("duplexer"));
-        assert!(!is_reserved("traceparent"));
+        assert!(is_reserved(b"duplex.path"));
+        assert!(!is_reserved(b"duplexer"));
+        assert!(!is_reserved(b"traceparent"));
     }
 }

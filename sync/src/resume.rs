@@ -18,10 +18,11 @@ use rdkafka::Offset;
 use rdkafka::TopicPartitionList;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::error::SyncError;
+use crate::message_ffi;
 use crate::provenance::{PATH_HEADER, Path};
 
 /// Commit metadata: the target offset of the last record written, the source offset of
@@ -291,10 +292,9 @@ pub(crate) fn read_range(
                 if to.is_some_and(|to| m.offset() >= to) {
                     break Ok(());
                 }
-                let path = m
-                    .headers()
-                    .and_then(|hs| hs.iter().find(|h| h.key == PATH_HEADER))
-                    .and_then(|h| h.value);
+                let path = message_ffi::headers(&m)
+                    .find(|(name, _)| *name == PATH_HEADER.as_bytes())
+                    .and_then(|(_, value)| value);
                 if let Some(Ok(p)) = path.map(Path::decode) {
                     visit(&p);
                 }

@@ -49,14 +49,14 @@ pub struct RecordView<'a, H> {
 
 impl Canon {
     /// Whether a header takes part in fingerprints.
-    pub fn counts(&self, name: &str) -> bool {
-        !is_reserved(name) && !self.ignored_headers.iter().any(|h| h == name)
+    pub fn counts(&self, name: &[u8]) -> bool {
+        !is_reserved(name) && !self.ignored_headers.iter().any(|h| h.as_bytes() == name)
     }
 
     /// The fingerprint of one record.
     pub fn fingerprint<'a, H>(&self, record: RecordView<'a, H>) -> Fingerprint
     where
-        H: Iterator<Item = (&'a str, Option<&'a [u8]>)>,
+        H: Iterator<Item = (&'a [u8], Option<&'a [u8]>)>,
     {
         let size = record.key.map_or(0, <[u8]>::len) + record.value.map_or(0, <[u8]>::len);
         self.fingerprint_in(
@@ -70,15 +70,14 @@ impl Canon {
     /// buffer and allocates once. The same value as [`Canon::fingerprint`]; hashing the
     /// bytes at once instead of field by field (xxh3's streaming state) halves the cost of
     /// a small record. Key and value above [`ONE_CALL_MAX`] together are streamed into
-    /// the hash instead of copied: a record just read from Kafka is not in the cache
-    /// yet, and copying it first cost more than the streaming state saves.
+    /// the hash instead of copied, so that a large record is not held twice.
     pub fn fingerprint_in<'a, H>(
         &self,
         scratch: &mut Vec<u8>,
         record: RecordView<'a, H>,
     ) -> Fingerprint
     where
-        H: Iterator<Item = (&'a str, Option<&'a [u8]>)>,
+        H: Iterator<Item = (&'a [u8], Option<&'a [u8]>)>,
     {
         let size = record.key.map_or(0, <[u8]>::len) + record.value.map_or(0, <[u8]>::len);
         let streamed = size > ONE_CALL_MAX;
@@ -95,7 +94,7 @@ impl Canon {
         for (name, value) in record.headers.filter(|(n, _)| self.counts(n)) {
             counted += 1;
             scratch.extend_from_slice(&(name.len() as u32).to_be_bytes());
-            scratch.extend_from_slice(name.as_bytes());
+            scratch.extend_from_slice(name);
             field(scratch, value);
         }
         scratch[count_at..count_at + 4].copy_from_slice(&counted.to_be_bytes());
@@ -130,9 +129,14 @@ impl Canon {
 
 /// Key and value bytes above which a record is hashed without copying them
 /// ([`Canon::fingerprint_in`]). At 1 KiB, streaming costs 20 ns more on a record in the
-/// cache (`verify_hot`, 110 against 130 ns) and saves about 6 % of the verifier's CPU on
-/// records read from the clusters (`verify_e2e`, docs/benchmarks.md).
-pub const ONE_CALL_MAX: usize = 256;
+/// cache (`verify_hot`, 110 against 130 ns). Session 19 set this to 256 B, when the
+/// readers met each record cold and the copy cost more than streaming; since they
+/// prefetch the records ahead (reader.rs), up to 4 KiB of a key and of a value, such a
+/// record is in the cache when it is hashed, and one call over a copy verified 5–10 %
+/// faster at 1 KiB (`verify_e2e`, docs/benchmarks.md, "Batches"). Larger records, whose
+/// tail the prefetch does not cover, are streamed as before (not measured between 4 and
+/// 64 KiB, the limit until session 19).
+pub const ONE_CALL_MAX: usize = 4 * 1024;
 
 fn field(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
     match bytes {
@@ -164,7 +168,7 @@ mod tests {
         canon.fingerprint(RecordView {
             key,
             value,
-            headers: headers.iter().copied(),
+            headers: headers.iter().map(|(n, v)| (n.as_bytes(), *v)),
             timestamp: ts,
         })
     }
@@ -239,7 +243,7 @@ mod tests {
             let view = RecordView {
                 key: Some(b"key".as_slice()),
                 value: Some(value.as_slice()),
-                headers: headers.iter().copied(),
+                headers: headers.iter().map(|(n, v)| (n.as_bytes(), *v)),
                 timestamp: Some(7),
             };
             let expected = by_hand(b"key", &value, ("h", b"v"), 7);
@@ -264,7 +268,7 @@ mod tests {
                 let view = || RecordView {
                     key,
                     value,
-                    headers: headers.iter().copied(),
+                    headers: headers.iter().map(|(n, v)| (n.as_bytes(), *v)),
                     timestamp: None,
                 };
                 let mut bytes = ENCODING.to_vec();
@@ -300,6 +304,31 @@ mod tests {
         for (i, v) in variants.iter().enumerate() {
             assert_ne!(*v, base, "variant {i} collides with the base record");
         }
+    }
+
+    /// A header name is hashed as the bytes the record holds, UTF-8 or not: two names
+    /// that differ only in bytes that are not UTF-8 differ.
+    #[test]
+    fn a_name_that_is_not_utf8_is_hashed_as_its_bytes() {
+        let c = Canon::default();
+        let with = |name: &'static [u8]| {
+            let headers = [(name, Some(&b"1"[..]))];
+            c.fingerprint(RecordView {
+                key: None,
+                value: None,
+                headers: headers.iter().copied(),
+                timestamp: None,
+            })
+        };
+        let mut bytes = ENCODING.to_vec();
+        bytes.extend([0, 0]);
+        bytes.extend(1u32.to_be_bytes());
+        bytes.extend(2u32.to_be_bytes());
+        bytes.extend(b"\xff\xfe");
+        bytes.extend([1, 0, 0, 0, 1, b'1', 0]);
+        assert_eq!(with(b"\xff\xfe"), xxhash_rust::xxh3::xxh3_128(&bytes));
+        assert_ne!(with(b"\xff\xfe"), with(b"\xff\xfd"));
+        assert_ne!(with(b"\xff"), with("\u{fffd}".as_bytes()));
     }
 
     #[test]

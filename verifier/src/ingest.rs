@@ -25,8 +25,8 @@ pub struct Incoming<'a> {
     pub key: Option<&'a [u8]>,
     /// Value.
     pub value: Option<&'a [u8]>,
-    /// Headers in order.
-    pub headers: &'a [(&'a str, Option<&'a [u8]>)],
+    /// Headers in order, names as the bytes the record holds.
+    pub headers: &'a [(&'a [u8], Option<&'a [u8]>)],
     /// Timestamp in milliseconds.
     pub timestamp: Option<i64>,
 }
@@ -34,18 +34,15 @@ pub struct Incoming<'a> {
 /// The headers of a consumed message, in order, as [`Incoming::headers`] takes them.
 pub fn headers_of<'a>(
     msg: &'a rdkafka::message::BorrowedMessage<'_>,
-) -> Vec<(&'a str, Option<&'a [u8]>)> {
-    use rdkafka::message::{Headers, Message};
-    msg.headers()
-        .map(|h| h.iter().map(|h| (h.key, h.value)).collect())
-        .unwrap_or_default()
+) -> Vec<(&'a [u8], Option<&'a [u8]>)> {
+    duplex_sync::message_ffi::headers(msg).collect()
 }
 
 impl<'a> Incoming<'a> {
     /// A consumed message, with `headers` from [`headers_of`] of the same message.
     pub fn of(
         msg: &'a rdkafka::message::BorrowedMessage<'_>,
-        headers: &'a [(&'a str, Option<&'a [u8]>)],
+        headers: &'a [(&'a [u8], Option<&'a [u8]>)],
     ) -> Incoming<'a> {
         use rdkafka::message::Message;
         Incoming {
@@ -73,7 +70,11 @@ pub struct Identity<'a> {
 
 /// The identity of a record read on `cluster`: its provenance origin, or its own position.
 pub fn identity<'a>(cluster: &'a str, rec: &Incoming<'a>) -> Result<Identity<'a>, VerifyError> {
-    let Some((_, Some(raw))) = rec.headers.iter().find(|(n, _)| *n == PATH_HEADER) else {
+    let Some((_, Some(raw))) = rec
+        .headers
+        .iter()
+        .find(|(n, _)| *n == PATH_HEADER.as_bytes())
+    else {
         return Ok(Identity {
             origin: cluster,
             partition: rec.partition,

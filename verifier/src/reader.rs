@@ -4,15 +4,15 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use duplex_sync::message_ffi::Batches;
 use duplex_sync::spec::ClusterSpec;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::error::VerifyError;
 use crate::fasthash::FastMap;
-use crate::ingest::{Incoming, SideIngest, headers_of};
+use crate::ingest::{Incoming, SideIngest};
 use crate::spec::{Mode, VerifySpec};
 use crate::store::Store;
 
@@ -20,8 +20,27 @@ use crate::store::Store;
 const BATCH_RECORDS: usize = 4096;
 /// A batch is written at least this often, so positions follow the reads closely.
 const BATCH_AGE: Duration = Duration::from_millis(200);
-/// In a run of records, the clock is read once per this many polls.
-const CLOCK_EVERY: u32 = 32;
+/// Messages taken from librdkafka per call at most.
+pub const READ_BATCH: usize = 1024;
+/// How long a call waits for a batch to fill. librdkafka returns early only with a full
+/// batch, so this is also how long records that trickle in wait to be read.
+pub const BATCH_WAIT: Duration = Duration::from_millis(10);
+
+/// How many records ahead of the one being handled the reader prefetches: a record's
+/// bytes were fetched by another thread long before and are read from memory, not the
+/// cache, so the hash of every byte waited on them (docs/benchmarks.md, "Batches").
+pub const PREFETCH_AHEAD: usize = 2;
+
+/// Messages per call: [`READ_BATCH`], or at a rate limit a tenth of a second's worth,
+/// so that the limit holds batch by batch.
+fn read_batch(max_rate: Option<u64>) -> usize {
+    match max_rate.filter(|r| *r > 0) {
+        Some(rate) => usize::try_from(rate / 10)
+            .unwrap_or(READ_BATCH)
+            .clamp(1, READ_BATCH),
+        None => READ_BATCH,
+    }
+}
 
 /// One partition to read.
 #[derive(Debug, Clone)]
@@ -114,65 +133,99 @@ pub fn read_side(
     for p in plan {
         ingest.set_log_start(&p.topic, p.partition, p.log_start);
     }
+    let mut batches = Batches::new(&consumer, read_batch(spec.max_rate)).map_err(|e| {
+        VerifyError::kafka(
+            &cluster.id,
+            "read in batches",
+            rdkafka::error::KafkaError::ClientCreation(e),
+        )
+    })?;
     let started = Instant::now();
     let mut last_flush = Instant::now();
     let mut last_progress = Instant::now();
     let mut last_position_check = Instant::now();
-    let mut now = Instant::now();
-    let mut polls: u32 = 0;
-    // Progress since `now` was read (stamped into `last_progress` at the next read).
-    let mut progressed = false;
     let mut read: u64 = 0;
     while !remaining.is_empty() {
         if stop.load(Ordering::Relaxed) {
             ingest.flush()?;
             return Err(VerifyError::Stopped);
         }
-        let polled = consumer.poll(Duration::from_millis(100));
-        // The checks below compare against `now`. A clock read was 2-3 % of a reader's
-        // time here (a virtual machine's clock), so in a run of records it is read every
-        // `CLOCK_EVERY` polls, and after every empty or failed one. `now` can then be
-        // behind by `CLOCK_EVERY` polls: microseconds while records stream, up to
-        // 3.2 s when each poll waits most of its 100 ms for one record. The batch age and
-        // the position check may run that much late; progress is stamped at the next
-        // clock read, so the stall timeout never fires early.
-        polls = polls.wrapping_add(1);
-        if !matches!(polled, Some(Ok(_))) || polls % CLOCK_EVERY == 0 {
-            now = Instant::now();
-            if progressed {
-                last_progress = now;
-                progressed = false;
+        // `--max-rate`: nothing more is read while the side is ahead of the rate, so that
+        // it holds whatever the batch size; the positions are written meanwhile.
+        if let Some(rate) = spec.max_rate.filter(|r| *r > 0) {
+            let due = Duration::from_secs_f64(read as f64 / rate as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                ingest.flush()?;
+                last_flush = Instant::now();
+                std::thread::sleep(wait.min(Duration::from_millis(200)));
+                continue;
             }
         }
-        match polled {
-            Some(Ok(msg)) => match remaining.get(msg.topic(), msg.partition()) {
-                // A record of a partition read to its end (a live topic goes on past it)
-                // is skipped, and the checks below still run: a stream of such records
-                // must not keep the position check or the stall timeout from running.
-                None => {}
-                Some((end, mode)) => {
-                    if msg.offset() < end {
-                        let headers = headers_of(&msg);
-                        ingest.add(&Incoming::of(&msg, &headers), mode)?;
-                        read += 1;
-                        progress.records.fetch_add(1, Ordering::Relaxed);
-                        let size =
-                            msg.key().map_or(0, <[u8]>::len) + msg.payload().map_or(0, <[u8]>::len);
-                        progress.bytes.fetch_add(size as u64, Ordering::Relaxed);
-                    }
-                    if msg.offset() + 1 >= end {
-                        ingest.advance(msg.topic(), msg.partition(), end);
-                        remaining.remove(msg.topic(), msg.partition());
-                        stop_fetching(&consumer, &cluster.id, msg.topic(), msg.partition());
-                    }
-                    progressed = true;
-                }
-            },
-            Some(Err(e)) => {
+        let batch = batches.next_batch(BATCH_WAIT);
+        let mut progressed = false;
+        let (mut records, mut bytes) = (0u64, 0u64);
+        // One headers buffer a batch, cleared for each record.
+        let mut headers: Vec<(&[u8], Option<&[u8]>)> = Vec::new();
+        // The last record's (topic handle, partition) and what `remaining` said of it:
+        // records come in runs of one partition, looked up once a run.
+        let mut last: Option<((usize, i32), &str, Option<(i64, Mode)>)> = None;
+        // A later record's bytes come into the cache while this one is hashed.
+        for msg in batch.iter_prefetching(PREFETCH_AHEAD) {
+            if let Some(e) = msg.error() {
                 tracing::warn!(cluster = %cluster.id, error = %e, "verifier read error; retrying");
+                continue;
             }
-            None => {}
+            let (partition, offset) = (msg.partition(), msg.offset());
+            let at = (msg.topic_id(), partition);
+            let (topic, found) = match last {
+                Some((key, topic, found)) if key == at => (topic, found),
+                _ => {
+                    let Some(topic) = msg.topic() else { continue };
+                    let found = remaining.get(topic, partition);
+                    last = Some((at, topic, found));
+                    (topic, found)
+                }
+            };
+            // A record of a partition read to its end (a live topic goes on past it) is
+            // skipped, and the checks below still run: a stream of such records must not
+            // keep the position check or the stall timeout from running.
+            let Some((end, mode)) = found else {
+                continue;
+            };
+            if offset < end {
+                headers.clear();
+                headers.extend(msg.headers());
+                let rec = Incoming {
+                    topic,
+                    partition,
+                    offset,
+                    key: msg.key(),
+                    value: msg.payload(),
+                    headers: &headers,
+                    timestamp: msg.timestamp(),
+                };
+                ingest.add(&rec, mode)?;
+                records += 1;
+                bytes += (rec.key.map_or(0, <[u8]>::len) + rec.value.map_or(0, <[u8]>::len)) as u64;
+                if ingest.pending() >= BATCH_RECORDS {
+                    ingest.flush()?;
+                    last_flush = Instant::now();
+                }
+            }
+            if offset + 1 >= end {
+                ingest.advance(topic, partition, end);
+                remaining.remove(topic, partition);
+                last = None;
+                stop_fetching(&consumer, &cluster.id, topic, partition);
+            }
+            progressed = true;
         }
+        // One clock read a batch, once it is in: the checks below run between batches, and
+        // progress is never stamped before it was made.
+        let now = Instant::now();
+        read += records;
+        progress.records.fetch_add(records, Ordering::Relaxed);
+        progress.bytes.fetch_add(bytes, Ordering::Relaxed);
         if now.saturating_duration_since(last_position_check) >= Duration::from_millis(500) {
             // Transaction markers and aborted records take offsets no record is read at:
             // a partition whose fetch position passed its end is read.
@@ -191,27 +244,20 @@ pub fn read_side(
                 }
             }
         }
-        if ingest.pending() >= BATCH_RECORDS
-            || now.saturating_duration_since(last_flush) >= BATCH_AGE
-        {
-            ingest.flush()?;
-            last_flush = Instant::now();
+        if progressed {
+            last_progress = now;
         }
-        if !progressed && now.saturating_duration_since(last_progress) > spec.stall_timeout {
+        if now.saturating_duration_since(last_flush) >= BATCH_AGE {
+            ingest.flush()?;
+            last_flush = now;
+        }
+        if now.saturating_duration_since(last_progress) > spec.stall_timeout {
             ingest.flush()?;
             return Err(VerifyError::Stalled {
                 cluster: cluster.id.clone(),
                 secs: spec.stall_timeout.as_secs(),
                 what: remaining.describe(),
             });
-        }
-        if let Some(rate) = spec.max_rate.filter(|r| *r > 0) {
-            let due = Duration::from_secs_f64(read as f64 / rate as f64);
-            if let Some(wait) = due.checked_sub(started.elapsed()) {
-                ingest.flush()?;
-                last_flush = Instant::now();
-                std::thread::sleep(wait.min(Duration::from_millis(200)));
-            }
         }
     }
     ingest.flush()?;

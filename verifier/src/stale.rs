@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::compare::Snapshot;
@@ -188,10 +188,7 @@ fn changed_lasts(
         if let Some(Ok(msg)) = consumer.poll(Duration::from_millis(100)) {
             let key = (msg.topic().to_string(), msg.partition());
             if let (Some(&(offset, fp, _)), true) = (want.get(&key), left.contains(&key)) {
-                let headers: Vec<(&str, Option<&[u8]>)> = msg
-                    .headers()
-                    .map(|h| h.iter().map(|h| (h.key, h.value)).collect())
-                    .unwrap_or_default();
+                let headers = crate::ingest::headers_of(&msg);
                 let now = canon.fingerprint(RecordView {
                     key: msg.key(),
                     value: msg.payload(),

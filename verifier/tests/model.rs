@@ -130,9 +130,9 @@ fn side_spec(store: &std::path::Path) -> VerifySpec {
 fn ingest(store: &Store, side: u8, cluster: &str, recs: &[Stored], mode: Mode, batch: usize) {
     let mut w = SideIngest::new(store, side, cluster, Default::default());
     for (partition, offset, path, value) in recs {
-        let headers: Vec<(&str, Option<&[u8]>)> = path
+        let headers: Vec<(&[u8], Option<&[u8]>)> = path
             .iter()
-            .map(|p| (PATH_HEADER, Some(p.as_slice())))
+            .map(|p| (PATH_HEADER.as_bytes(), Some(p.as_slice())))
             .collect();
         let rec = Incoming {
             topic: TOPIC,

@@ -23,7 +23,7 @@ pub use configs::alter_topic;
 // the bindings' Rust enums: a value the enum does not list must not be undefined
 // behaviour. Same symbols, same ABI (the C enums are ints).
 unsafe extern "C" {
-    fn rd_kafka_event_error(rkev: *mut rd::rd_kafka_event_t) -> c_int;
+    pub(crate) fn rd_kafka_event_error(rkev: *mut rd::rd_kafka_event_t) -> c_int;
     fn rd_kafka_error_code(error: *const rd::rd_kafka_error_t) -> c_int;
     fn rd_kafka_ConfigResource_error(config: *const rd::rd_kafka_ConfigResource_t) -> c_int;
     fn rd_kafka_AclBinding_restype(acl: *const rd::rd_kafka_AclBinding_t) -> c_int;
@@ -61,30 +61,9 @@ fn c_string(s: &str) -> Result<std::ffi::CString, AdminError> {
 
 /// The error code for a raw code a broker or librdkafka sent; one the bindings do not
 /// list is `Unknown` (the message keeps the text).
-fn code(raw: c_int) -> RDKafkaErrorCode {
-    use rd::rd_kafka_resp_err_t as E;
-    let known = [
-        E::RD_KAFKA_RESP_ERR_NO_ERROR,
-        E::RD_KAFKA_RESP_ERR__TIMED_OUT,
-        E::RD_KAFKA_RESP_ERR__TRANSPORT,
-        E::RD_KAFKA_RESP_ERR__UNSUPPORTED_FEATURE,
-        E::RD_KAFKA_RESP_ERR__INVALID_ARG,
-        E::RD_KAFKA_RESP_ERR_SECURITY_DISABLED,
-        E::RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED,
-        E::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
-        E::RD_KAFKA_RESP_ERR_POLICY_VIOLATION,
-        E::RD_KAFKA_RESP_ERR_INVALID_CONFIG,
-        E::RD_KAFKA_RESP_ERR_INVALID_REQUEST,
-        E::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART,
-        E::RD_KAFKA_RESP_ERR_UNSUPPORTED_VERSION,
-        E::RD_KAFKA_RESP_ERR_NOT_CONTROLLER,
-        E::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
-    ];
-    let e = known
-        .into_iter()
-        .find(|e| *e as c_int == raw)
-        .unwrap_or(E::RD_KAFKA_RESP_ERR_UNKNOWN);
-    RDKafkaErrorCode::from(e)
+pub(crate) fn code(raw: c_int) -> RDKafkaErrorCode {
+    rdkafka::types::RDKafkaRespErr::try_from(raw)
+        .map_or(RDKafkaErrorCode::Unknown, RDKafkaErrorCode::from)
 }
 
 /// A result event, destroyed when dropped.

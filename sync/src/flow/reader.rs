@@ -20,6 +20,7 @@ use super::book::Book;
 use super::marks::{OriginMarks, RunMarks};
 use super::{Clients, Flow, watchdog};
 use crate::error::SyncError;
+use crate::message_ffi;
 use crate::provenance::{Hop, PATH_HEADER, Path, encode_origin, is_reserved};
 use crate::routing::{Decision, EpochRouter};
 
@@ -304,16 +305,15 @@ impl<'a> Reader<'a> {
         let mut path_value: Option<Option<&[u8]>> = None;
         let mut user = OwnedHeaders::new_with_capacity(m.headers().map_or(0, |h| h.count()) + 1);
         let mut header_bytes = 0usize;
-        if let Some(hs) = m.headers() {
-            for h in hs.iter() {
-                if is_reserved(h.key) {
-                    if h.key == PATH_HEADER {
-                        path_value = Some(h.value);
-                    }
-                } else {
-                    header_bytes += h.key.len() + h.value.map_or(0, <[u8]>::len);
-                    user = user.insert(h);
+        // Names as bytes: a name that is not UTF-8 is copied as it is (message_ffi).
+        for (name, value) in message_ffi::headers(m) {
+            if is_reserved(name) {
+                if name == PATH_HEADER.as_bytes() {
+                    path_value = Some(value);
                 }
+            } else {
+                header_bytes += name.len() + value.map_or(0, <[u8]>::len);
+                user = message_ffi::add_header(user, name, value);
             }
         }
         let path = match path_value {

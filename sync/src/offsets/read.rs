@@ -6,11 +6,12 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::error::SyncError;
+use crate::message_ffi;
 use crate::provenance::{PATH_HEADER, Path, ProvenanceError};
 
 /// One partition to read: from `from` up to `to` (exclusive; to its end when None).
@@ -119,10 +120,9 @@ pub fn read(
             open -= 1;
             continue;
         }
-        let raw = m
-            .headers()
-            .and_then(|hs| hs.iter().find(|h| h.key == PATH_HEADER))
-            .and_then(|h| h.value);
+        let raw = message_ffi::headers(&m)
+            .find(|(name, _)| *name == PATH_HEADER.as_bytes())
+            .and_then(|(_, value)| value);
         let timestamp = m.timestamp().to_millis().unwrap_or(-1);
         let bytes = m.key_len() + m.payload_len();
         let seen = match raw {

@@ -1,0 +1,557 @@
+//! Consuming in batches: `rd_kafka_consume_batch_queue` on a consumer's queue hands
+//! over up to a batch of messages per call, where rdkafka's `BaseConsumer::poll` takes
+//! one call, one event, one `Arc` and three clock reads (its own and librdkafka's) per
+//! message. For readers that take every record they are given, as the verifier's do.
+
+use std::ffi::{CStr, c_char, c_int};
+use std::marker::PhantomData;
+use std::ptr::{self, NonNull};
+use std::time::Duration;
+
+use rdkafka::bindings as rd;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+
+use super::HeaderIter;
+use crate::admin_ffi::{code as error_code, rd_kafka_event_error};
+
+// Declared with `c_int` where the bindings have a Rust enum: a value the enum does not
+// list must not be undefined behaviour (as in admin_ffi). Same symbols, same ABI.
+unsafe extern "C" {
+    fn rd_kafka_message_timestamp(
+        rkmessage: *const rd::rd_kafka_message_t,
+        tstype: *mut c_int,
+    ) -> i64;
+}
+
+/// Reads a consumer's messages in batches; see the module. Holds the last batch until
+/// the next [`Batches::next_batch`] or until dropped, and borrows the consumer, which
+/// must outlive its messages.
+///
+/// librdkafka's batch call serves every other event on the queue itself, with the
+/// callbacks rdkafka does not set: logs would be printed raw to stderr, errors only
+/// logged, and a rebalance (`subscribe`) or an offset commit's reply mishandled (the
+/// latter is an assertion in librdkafka). So while a `Batches` lives, the client's main
+/// queue (errors, logs, statistics) goes to a queue of its own, whose events go to the
+/// consumer's context as rdkafka's `poll` would pass them, before each batch; and
+/// [`Batches::new`] refuses a consumer that subscribed or commits by itself.
+pub struct Batches<'c, C: ConsumerContext> {
+    consumer: &'c BaseConsumer<C>,
+    queue: NonNull<rd::rd_kafka_queue_t>,
+    events: NonNull<rd::rd_kafka_queue_t>,
+    messages: Vec<*mut rd::rd_kafka_message_t>,
+}
+
+impl<C: ConsumerContext> std::fmt::Debug for Batches<'_, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batches")
+            .field("queue", &self.queue)
+            .field("held", &self.messages.len())
+            .field("capacity", &self.messages.capacity())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'c, C: ConsumerContext> Batches<'c, C> {
+    /// Batches of up to `capacity` messages from `consumer`'s queue. The consumer must
+    /// have a `group.id` (its queue), read by `assign` (no `subscribe`: rebalances are not
+    /// served here) with `enable.auto.commit=false`, and commit nothing while this lives.
+    pub fn new(consumer: &'c BaseConsumer<C>, capacity: usize) -> Result<Batches<'c, C>, String> {
+        if consumer.subscription().is_ok_and(|s| s.count() > 0) {
+            return Err(
+                "a consumer that subscribed cannot be read in batches (assign instead)".into(),
+            );
+        }
+        let rk = consumer.client().native_ptr();
+        if !auto_commit_off(rk) {
+            return Err("a consumer read in batches must have enable.auto.commit=false".into());
+        }
+        // SAFETY: the client handle is alive while `consumer` is, which outlives us
+        // (`'c`). Both queue handles are ours, destroyed in `drop`.
+        let queue = NonNull::new(unsafe { rd::rd_kafka_queue_get_consumer(rk) })
+            .ok_or("librdkafka has no consumer queue for a consumer without a group.id")?;
+        let events = NonNull::new(unsafe { rd::rd_kafka_queue_new(rk) })
+            .ok_or("librdkafka could not make a queue")?;
+        // SAFETY: as above. The main queue's forward is changed from the consumer queue
+        // (rdkafka's `rd_kafka_poll_set_consumer`) to `events`, and set back in `drop`.
+        unsafe {
+            let main = rd::rd_kafka_queue_get_main(rk);
+            rd::rd_kafka_queue_forward(main, events.as_ptr());
+            rd::rd_kafka_queue_destroy(main);
+        }
+        Ok(Batches {
+            consumer,
+            queue,
+            events,
+            messages: Vec::with_capacity(capacity.max(1)),
+        })
+    }
+
+    /// The next batch: the messages that were waiting, or that came, within `timeout`.
+    /// librdkafka returns early only with a full batch (or when told to yield): a
+    /// partial one takes the whole timeout, so keep it short where records trickle. The
+    /// previous batch's messages are given back first, and the events that came meanwhile
+    /// are passed on.
+    pub fn next_batch(&mut self, timeout: Duration) -> Batch<'_> {
+        self.release();
+        self.serve_events();
+        let capacity = self.messages.capacity();
+        let timeout_ms = c_int::try_from(timeout.as_millis()).unwrap_or(c_int::MAX);
+        // SAFETY: the queue is alive (ours until `drop`); librdkafka writes at most
+        // `capacity` message pointers into the buffer, which has room for them, and
+        // returns how many (or -1 on an error, counted as none).
+        let got = unsafe {
+            rd::rd_kafka_consume_batch_queue(
+                self.queue.as_ptr(),
+                timeout_ms,
+                self.messages.as_mut_ptr(),
+                capacity,
+            )
+        };
+        // SAFETY: the first `got` entries were written just now.
+        unsafe {
+            self.messages
+                .set_len(usize::try_from(got).unwrap_or(0).min(capacity))
+        };
+        Batch {
+            messages: &self.messages,
+        }
+    }
+
+    /// Passes the events waiting on the main queue to the consumer's context, as
+    /// rdkafka's `BaseConsumer::poll` does: logs, errors, statistics.
+    fn serve_events(&mut self) {
+        let context = self.consumer.context();
+        loop {
+            // SAFETY: our queue; a zero timeout only looks.
+            let ev = unsafe { rd::rd_kafka_queue_poll(self.events.as_ptr(), 0) };
+            if ev.is_null() {
+                return;
+            }
+            // SAFETY: `ev` is an event librdkafka handed over, destroyed below, after
+            // the strings read from it were copied.
+            unsafe {
+                match rd::rd_kafka_event_type(ev) {
+                    rd::RD_KAFKA_EVENT_LOG => {
+                        let (mut fac, mut text, mut level) = (ptr::null(), ptr::null(), 0);
+                        if rd::rd_kafka_event_log(ev, &mut fac, &mut text, &mut level) == 0 {
+                            context.log(log_level(level), lossy(fac).trim(), lossy(text).trim());
+                        }
+                    }
+                    rd::RD_KAFKA_EVENT_ERROR => {
+                        let code = error_code(rd_kafka_event_error(ev));
+                        let reason = lossy(rd::rd_kafka_event_error_string(ev));
+                        context.error(KafkaError::Global(code), reason.trim());
+                    }
+                    rd::RD_KAFKA_EVENT_STATS => {
+                        let json = rd::rd_kafka_event_stats(ev);
+                        if !json.is_null() {
+                            context.stats_raw(CStr::from_ptr(json).to_bytes());
+                        }
+                    }
+                    _ => {}
+                }
+                rd::rd_kafka_event_destroy(ev);
+            }
+        }
+    }
+
+    fn release(&mut self) {
+        for m in self.messages.drain(..) {
+            // SAFETY: each was handed over by librdkafka in the last batch, and no
+            // `Consumed` borrowing it is alive (they borrow `self`).
+            unsafe { rd::rd_kafka_message_destroy(m) };
+        }
+    }
+}
+
+impl<C: ConsumerContext> Drop for Batches<'_, C> {
+    fn drop(&mut self) {
+        self.release();
+        self.serve_events();
+        let rk = self.consumer.client().native_ptr();
+        // SAFETY: the client is alive (`'c`). The main queue goes back to the consumer
+        // queue, as rdkafka set it up, before `events` is given back; each queue handle
+        // is ours and given back once.
+        unsafe {
+            rd::rd_kafka_poll_set_consumer(rk);
+            rd::rd_kafka_queue_destroy(self.events.as_ptr());
+            rd::rd_kafka_queue_destroy(self.queue.as_ptr());
+        }
+    }
+}
+
+/// Prefetches the cache line holding `p` (x86_64's `prefetcht0`), which never faults and
+/// has no effect a program can see: `p` need not point at memory that is mapped. (Rust
+/// 1.87 and later call `_mm_prefetch` safe; the workspace builds with older ones too.)
+#[inline(always)]
+fn prefetch_line(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint with no effect a program can see, and never faults,
+    // whatever `p`.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// Whether the client's `enable.auto.commit` is `false`.
+fn auto_commit_off(rk: *mut rd::rd_kafka_t) -> bool {
+    let mut buf = [0 as c_char; 16];
+    let mut size = buf.len();
+    // SAFETY: the client is alive; librdkafka writes at most `size` bytes, NUL included,
+    // and sets `size` to what the value needs.
+    let ok = unsafe {
+        rd::rd_kafka_conf_get(
+            rd::rd_kafka_conf(rk),
+            c"enable.auto.commit".as_ptr(),
+            buf.as_mut_ptr(),
+            &mut size,
+        )
+    };
+    ok == rd::rd_kafka_conf_res_t::RD_KAFKA_CONF_OK
+        && unsafe { CStr::from_ptr(buf.as_ptr()) }.to_bytes() == b"false"
+}
+
+/// A C string librdkafka handed over, lossily as UTF-8; empty for a null pointer.
+///
+/// # Safety
+/// `s` is null or a NUL-terminated string alive while the result is used.
+unsafe fn lossy<'a>(s: *const c_char) -> std::borrow::Cow<'a, str> {
+    if s.is_null() {
+        return "".into();
+    }
+    unsafe { CStr::from_ptr(s) }.to_string_lossy()
+}
+
+/// rdkafka's log level for a syslog level librdkafka sends.
+fn log_level(level: c_int) -> RDKafkaLogLevel {
+    match level {
+        0 => RDKafkaLogLevel::Emerg,
+        1 => RDKafkaLogLevel::Alert,
+        2 => RDKafkaLogLevel::Critical,
+        3 => RDKafkaLogLevel::Error,
+        4 => RDKafkaLogLevel::Warning,
+        5 => RDKafkaLogLevel::Notice,
+        6 => RDKafkaLogLevel::Info,
+        _ => RDKafkaLogLevel::Debug,
+    }
+}
+
+/// One batch of messages, in the order librdkafka queued them.
+#[derive(Debug)]
+pub struct Batch<'b> {
+    messages: &'b [*mut rd::rd_kafka_message_t],
+}
+
+impl<'b> Batch<'b> {
+    /// How many messages (errors included).
+    pub fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// Whether the batch is empty (nothing came within the timeout).
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
+    /// The messages.
+    pub fn iter(&self) -> impl Iterator<Item = Consumed<'b>> + 'b {
+        self.messages.iter().map(|&m| Consumed::of(m))
+    }
+
+    /// The messages, each yielded after the one `ahead` places later was
+    /// [prefetched](Consumed::prefetch); `ahead == 0` prefetches nothing (same as
+    /// [`Batch::iter`]). For a reader that reads every byte of each record.
+    pub fn iter_prefetching(&self, ahead: usize) -> impl Iterator<Item = Consumed<'b>> + 'b {
+        let messages = self.messages;
+        messages.iter().enumerate().map(move |(i, &m)| {
+            if ahead > 0 {
+                if let Some(&later) = messages.get(i + ahead) {
+                    Consumed::of(later).prefetch();
+                }
+            }
+            Consumed::of(m)
+        })
+    }
+}
+
+/// A consumed message or a consumer error, borrowed from its batch.
+#[derive(Debug, Clone, Copy)]
+pub struct Consumed<'b> {
+    msg: *const rd::rd_kafka_message_t,
+    _batch: PhantomData<&'b ()>,
+}
+
+/// The public fields of a message but its error code.
+struct Fields {
+    rkt: *mut rd::rd_kafka_topic_t,
+    partition: i32,
+    offset: i64,
+    key: *const u8,
+    key_len: usize,
+    payload: *const u8,
+    len: usize,
+}
+
+/// A consumer error librdkafka handed over in a batch instead of a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumeError {
+    /// librdkafka's error code.
+    pub code: RDKafkaErrorCode,
+    /// Its description (librdkafka's message for this error).
+    pub message: String,
+}
+
+impl std::fmt::Display for ConsumeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl<'b> Consumed<'b> {
+    fn of(msg: *mut rd::rd_kafka_message_t) -> Consumed<'b> {
+        // librdkafka hands over valid, non-null message pointers, alive until released,
+        // which needs `&mut Batches` and so comes after `'b`.
+        Consumed {
+            msg,
+            _batch: PhantomData,
+        }
+    }
+
+    /// Equal for two messages of the same topic in one batch (its topic handle's
+    /// address): a reader compares it with the last message's to skip looking the topic
+    /// up again. Compare only within one batch: once a batch is given back, an address
+    /// may be reused. Zero for an entry without a topic.
+    pub fn topic_id(&self) -> usize {
+        self.fields().rkt as usize
+    }
+
+    fn ptr(&self) -> *const rd::rd_kafka_message_t {
+        self.msg
+    }
+
+    /// The message's public fields, read one at a time through the pointer (no
+    /// reference to the whole struct, whose `err` is a Rust enum the C side may hold
+    /// any value in).
+    fn fields(&self) -> Fields {
+        let m = self.msg;
+        // SAFETY: alive for `'b` (see `Batch::iter`); librdkafka does not change a
+        // message's public fields once it handed the message over.
+        unsafe {
+            Fields {
+                rkt: (*m).rkt,
+                partition: (*m).partition,
+                offset: (*m).offset,
+                key: (*m).key.cast::<u8>(),
+                key_len: (*m).key_len,
+                payload: (*m).payload.cast::<u8>(),
+                len: (*m).len,
+            }
+        }
+    }
+
+    /// The error this entry stands for, if it is one rather than a record.
+    pub fn error(&self) -> Option<ConsumeError> {
+        // SAFETY: read as the `c_int` it is in C, so that a code the bindings' enum does
+        // not list is not undefined behaviour.
+        let code = unsafe { ptr::addr_of!((*self.msg).err).cast::<c_int>().read() };
+        if code == 0 {
+            return None;
+        }
+        let code = error_code(code);
+        // SAFETY: librdkafka returns a NUL-terminated string that lives with the message
+        // (its payload, or a static description).
+        let text = unsafe { rd::rd_kafka_message_errstr(self.ptr()) };
+        let message = if text.is_null() {
+            String::new()
+        } else {
+            unsafe { CStr::from_ptr(text.cast::<c_char>()) }
+                .to_string_lossy()
+                .into_owned()
+        };
+        Some(ConsumeError { code, message })
+    }
+
+    /// The topic's name, or `None` when it is not UTF-8 (Kafka allows only ASCII
+    /// letters, digits, `.`, `_` and `-`) or the entry has no topic.
+    pub fn topic(&self) -> Option<&'b str> {
+        let rkt = self.fields().rkt;
+        if rkt.is_null() {
+            return None;
+        }
+        // SAFETY: the topic handle lives at least as long as the message, and its
+        // name is NUL-terminated.
+        unsafe { CStr::from_ptr(rd::rd_kafka_topic_name(rkt)) }
+            .to_str()
+            .ok()
+    }
+
+    /// Partition.
+    pub fn partition(&self) -> i32 {
+        self.fields().partition
+    }
+
+    /// Offset.
+    pub fn offset(&self) -> i64 {
+        self.fields().offset
+    }
+
+    /// Key, `None` for a null key.
+    pub fn key(&self) -> Option<&'b [u8]> {
+        let m = self.fields();
+        // SAFETY: `key_len` bytes at `key`, alive with the message.
+        (!m.key.is_null()).then(|| unsafe { std::slice::from_raw_parts(m.key, m.key_len) })
+    }
+
+    /// Value, `None` for a null value.
+    pub fn payload(&self) -> Option<&'b [u8]> {
+        let m = self.fields();
+        // SAFETY: `len` bytes at `payload`, alive with the message.
+        (!m.payload.is_null()).then(|| unsafe { std::slice::from_raw_parts(m.payload, m.len) })
+    }
+
+    /// CreateTime or LogAppendTime in milliseconds, `None` when the record has none.
+    pub fn timestamp(&self) -> Option<i64> {
+        let mut kind: c_int = 0;
+        // SAFETY: a message librdkafka handed over; `kind` is written as a C enum.
+        let ts = unsafe { rd_kafka_message_timestamp(self.ptr(), &mut kind) };
+        (ts != -1 && kind != 0).then_some(ts)
+    }
+
+    /// Asks the CPU to bring the record's key, value and the bytes after them (its
+    /// headers, in the fetched buffer) into the cache, without waiting: a reader that
+    /// hashes every byte calls it for a record a little ahead (the verifier's: two)
+    /// before it handles this one, so that that one's cache misses overlap this one's
+    /// work. Does nothing where no prefetch instruction is known (only x86_64 has one
+    /// here).
+    pub fn prefetch(&self) {
+        /// A cache line.
+        const LINE: usize = 64;
+        /// Bytes prefetched at most, from the start of the key and of the value: beyond
+        /// this the CPU's own prefetcher has seen the stream.
+        const MOST: usize = 4096;
+        let m = self.fields();
+        for (at, len) in [(m.key, m.key_len), (m.payload, m.len + 2 * LINE)] {
+            if at.is_null() {
+                continue;
+            }
+            for off in (0..len.min(MOST)).step_by(LINE) {
+                prefetch_line(at.wrapping_add(off));
+            }
+        }
+    }
+
+    /// Headers in record order, names as bytes (see [`super::headers`]).
+    pub fn headers(&self) -> HeaderIter<'b> {
+        // SAFETY: the message lives for `'b`, and only this thread reads it.
+        unsafe { HeaderIter::of(self.ptr()) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::ClientConfig;
+    use rdkafka::TopicPartitionList;
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+    fn consumer(bootstrap: &str, auto_commit: &str) -> BaseConsumer {
+        ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", "batches-test")
+            .set("enable.auto.commit", auto_commit)
+            .create()
+            .expect("consumer")
+    }
+
+    #[test]
+    fn a_batch_holds_each_record_as_produced_and_misuse_is_refused() {
+        let mock = MockCluster::new(1).expect("mock cluster");
+        mock.create_topic("t", 1, 1).expect("topic");
+        let boot = mock.bootstrap_servers();
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", &boot)
+            .create()
+            .expect("producer");
+        for i in 0..5i64 {
+            let key = format!("k{i}");
+            let mut rec = BaseRecord::<str, [u8]>::to("t")
+                .partition(0)
+                .key(&key)
+                .timestamp(1_000 + i)
+                .headers(OwnedHeaders::new().insert(Header {
+                    key: "h",
+                    value: Some(&[i as u8][..]),
+                }));
+            // Record 3 has a null value.
+            if i != 3 {
+                rec = rec.payload(&b"value"[..]);
+            }
+            producer.send(rec).map_err(|(e, _)| e).expect("send");
+        }
+        producer.flush(Duration::from_secs(10)).expect("flush");
+
+        let c = consumer(&boot, "false");
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset("t", 0, rdkafka::Offset::Beginning)
+            .expect("add");
+        c.assign(&tpl).expect("assign");
+        let mut batches = Batches::new(&c, 4).expect("batches");
+        let mut seen = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while seen.len() < 5 && std::time::Instant::now() < deadline {
+            let batch = batches.next_batch(Duration::from_millis(100));
+            assert!(batch.len() <= 4, "a batch holds at most its capacity");
+            // Prefetching ahead yields the same messages as `iter`.
+            assert_eq!(batch.iter().count(), batch.iter_prefetching(2).count());
+            for m in batch.iter_prefetching(2) {
+                assert!(m.error().is_none(), "{:?}", m.error());
+                let headers: Vec<_> = m.headers().collect();
+                seen.push((
+                    m.topic().map(str::to_string),
+                    m.partition(),
+                    m.offset(),
+                    m.key().map(<[u8]>::to_vec),
+                    m.payload().map(<[u8]>::to_vec),
+                    m.timestamp(),
+                    headers.len(),
+                    headers
+                        .first()
+                        .map(|(n, v)| (n.to_vec(), v.map(<[u8]>::to_vec))),
+                ));
+            }
+        }
+        assert_eq!(seen.len(), 5, "every record read");
+        for (i, s) in seen.iter().enumerate() {
+            let i = i as i64;
+            assert_eq!(
+                s,
+                &(
+                    Some("t".to_string()),
+                    0,
+                    i,
+                    Some(format!("k{i}").into_bytes()),
+                    (i != 3).then(|| b"value".to_vec()),
+                    Some(1_000 + i),
+                    1,
+                    Some((b"h".to_vec(), Some(vec![i as u8]))),
+                )
+            );
+        }
+        drop(batches);
+
+        let committing = consumer(&boot, "true");
+        let err = Batches::new(&committing, 8).expect_err("auto-commit refused");
+        assert!(err.contains("enable.auto.commit"), "{err}");
+        let subscribed = consumer(&boot, "false");
+        subscribed.subscribe(&["t"]).expect("subscribe");
+        let err = Batches::new(&subscribed, 8).expect_err("subscribe refused");
+        assert!(err.contains("subscribed"), "{err}");
+    }
+}

@@ -1,0 +1,25 @@
+//! What rdkafka 0.39's safe API cannot express about consumed messages, through
+//! librdkafka's C API: header names as the bytes a record holds ([`headers`],
+//! [`add_header`]), and consuming in batches ([`Batches`]). The crate's third place
+//! with `unsafe` (besides admin_ffi/ and alloc.rs); every call has what keeps it sound
+//! beside it.
+//!
+//! **Why header names are bytes here.** Kafka's protocol calls a header name a UTF-8
+//! string, but brokers store whatever a producer sent, and librdkafka's C API lets a
+//! producer send any bytes. rdkafka's `Headers::iter` turns each name into `&str` with
+//! `unwrap()`: one record whose header name is not UTF-8 panicked the flow that read
+//! it, and the engine with it, again at every restart, since the record stays where it
+//! is. Read here, a name is the bytes librdkafka holds, and a flow copies it as it is.
+//!
+//! **Except a NUL byte.** librdkafka keeps a name's length but hands it over only as a
+//! NUL-terminated string, so a name holding a NUL byte (valid UTF-8, which a Java client
+//! can send) reads as its bytes before it: a flow writes that shorter name, and the
+//! verifier reads the same on both sides and cannot tell. rdkafka did the same before.
+//! docs/headers.md says so.
+#![allow(unsafe_code)]
+
+mod batch;
+mod headers;
+
+pub use batch::{Batch, Batches, ConsumeError, Consumed};
+pub use headers::{HeaderIter, add_header, headers};
