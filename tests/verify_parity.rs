@@ -2,6 +2,7 @@
 //! positional), an active-active pair replicated by Duplex while it runs, a compacted
 //! topic with another history but the same latest values. A run killed with SIGKILL
 //! resumes to the same report, and a store derived again from scratch is the same store.
+//! `--max-rate` holds the read rate of each side.
 
 mod harness;
 
@@ -159,6 +160,29 @@ async fn active_active_pair_verified_while_duplex_runs() {
         .map(|g| g.origin.clone().unwrap())
         .collect();
     assert_eq!(origins, ["a", "b"], "records of both origins compared");
+}
+
+/// `--max-rate` holds per side: 1,200 records a side at 1,000/s take at least the
+/// 1.1 s that all but the first tenth of a second's batch are due after, and every
+/// record is still compared. Without the limit the mock is read in well under that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_rate_holds_the_read_rate() {
+    let clusters = harness::start(Provider::Mock, &["a", "b"]).unwrap();
+    let (a, b) = (&clusters[0], &clusters[1]);
+    let topic = harness::unique("rate");
+    replicated_topic(a, b, &topic, 3, 400).await;
+    let store = tempfile::tempdir().unwrap();
+    let mut spec = spec(&[a, b], &topic, store.path());
+    spec.max_rate = Some(1_000);
+    let began = std::time::Instant::now();
+    let report = verify_lib(spec).await;
+    let took = began.elapsed();
+    assert_eq!(report.verdict, Verdict::Pass, "{}", outcome(&report));
+    assert_eq!(report.totals.matched, 1_200);
+    assert!(
+        took >= Duration::from_millis(1_100),
+        "1,200 records a side at 1,000/s read in {took:?}"
+    );
 }
 
 /// Latest value per key: another history on the target, same latest values: PASS. Then
