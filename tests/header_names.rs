@@ -3,7 +3,9 @@
 //! record once panicked the flow that read it, and the engine with it, at every restart;
 //! and `duplex verify`'s readers with it. Now a flow copies the name byte for byte, and
 //! the verifier fingerprints the bytes: the copy passes, and a name changed in a byte
-//! that is not UTF-8 is named altered.
+//! that is not UTF-8 is named altered. A flow passes the record's own header list on
+//! (message_ffi::HeaderList): Duplex's reserved headers in it are removed, and a
+//! `duplex.path` it carried is replaced by the extended one, never kept beside it.
 
 mod harness;
 
@@ -11,7 +13,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use duplex_sync::message_ffi;
-use duplex_sync::provenance::{Hop, PATH_HEADER, encode_origin};
+use duplex_sync::provenance::{Hop, PATH_HEADER, Path, encode_origin};
 use harness::{Provider, TestCluster};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -111,6 +113,20 @@ fn read_all(c: &TestCluster, topic: &str) -> BTreeMap<(i32, i64), (Vec<u8>, Head
     out
 }
 
+/// Runs a link a-b until the N records of `topic` on `a` are on `b` and read back by
+/// b->a; each must have crossed once.
+async fn replicate(a: &TestCluster, b: &TestCluster, topic: &str) {
+    let running = harness::run_engine(harness::spec(&[a, b], &[[0, 1]], "bin\\..*"));
+    harness::wait_for_count(&[b], topic, N as i64, Duration::from_secs(60)).await;
+    harness::wait_until("the copies read back", Duration::from_secs(30), || {
+        running.sum(|m| &m.not_forwarded) >= N as u64
+    })
+    .await;
+    let forwarded = running.sum(|m| &m.forwarded);
+    running.stop().await;
+    assert_eq!(forwarded, N as u64, "each record crossed once");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn names_that_are_not_utf8_are_copied_and_verified_byte_for_byte_on_mock() {
     let Some(clusters) = harness::start(Provider::Mock, &["src", "dst"]) else {
@@ -125,15 +141,7 @@ async fn names_that_are_not_utf8_are_copied_and_verified_byte_for_byte_on_mock()
         .collect();
     produce(a, &topic, 0, &recs).await;
 
-    let running = harness::run_engine(harness::spec(&[a, b], &[[0, 1]], "bin\\..*"));
-    harness::wait_for_count(&[b], &topic, N as i64, Duration::from_secs(60)).await;
-    harness::wait_until("the copies read back", Duration::from_secs(30), || {
-        running.sum(|m| &m.not_forwarded) >= N as u64
-    })
-    .await;
-    let forwarded = running.sum(|m| &m.forwarded);
-    running.stop().await;
-    assert_eq!(forwarded, N as u64, "each record crossed once");
+    replicate(a, b, &topic).await;
 
     // The target holds each record once, its headers byte for byte and in order, with
     // duplex.path last; the source holds its own records and nothing more.
@@ -200,4 +208,77 @@ async fn names_that_are_not_utf8_are_copied_and_verified_byte_for_byte_on_mock()
         (t.matched, t.altered, t.missing, t.extra),
         (N as u64, 1, 0, 0)
     );
+}
+
+/// Records that carry Duplex's own headers: `duplex.note` (reserved, not Duplex's to
+/// copy) and a `duplex.path` from a cluster outside the topology (forwarded, its path
+/// extended by the source's hop). The target holds the user's headers in order and one
+/// `duplex.path`, last: the old one is replaced, not kept beside the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reserved_headers_are_dropped_and_a_carried_path_is_replaced_on_mock() {
+    let Some(clusters) = harness::start(Provider::Mock, &["src", "dst"]) else {
+        return;
+    };
+    let (a, b) = (&clusters[0], &clusters[1]);
+    let topic = harness::unique("bin");
+    a.create_topic(&topic, PARTITIONS).await;
+    b.create_topic(&topic, PARTITIONS).await;
+    let carried = |i: usize| {
+        let mut path = Vec::new();
+        encode_origin(
+            Hop {
+                cluster: b"elsewhere",
+                partition: 7,
+                offset: i as i64,
+            },
+            &mut path,
+        )
+        .expect("encode provenance");
+        path
+    };
+    let user = |i: usize| -> Headers {
+        vec![
+            (b"trace".to_vec(), Some(format!("t-{i}").into_bytes())),
+            (b"\xffbin".to_vec(), None),
+        ]
+    };
+    let recs: Vec<_> = (0..N)
+        .map(|i| {
+            let mut hs = user(i);
+            hs.insert(1, (b"duplex.note".to_vec(), Some(b"x".to_vec())));
+            if i % 2 == 0 {
+                hs.insert(0, (PATH_HEADER.as_bytes().to_vec(), Some(carried(i))));
+            }
+            (i as i32 % PARTITIONS, hs)
+        })
+        .collect();
+    let at = produce(a, &topic, 0, &recs).await;
+
+    replicate(a, b, &topic).await;
+
+    let on_b = read_all(b, &topic);
+    assert_eq!(on_b.len(), N);
+    for ((p, o), (key, hs)) in &on_b {
+        let i: usize = std::str::from_utf8(&key[4..]).unwrap().parse().unwrap();
+        let (last, rest) = hs.split_last().expect("headers");
+        assert_eq!(rest, &user(i)[..], "dst {p}/{o}: the user's headers only");
+        assert_eq!(
+            last.0,
+            PATH_HEADER.as_bytes(),
+            "dst {p}/{o}: duplex.path last"
+        );
+        let value = last.1.as_deref().expect("a path value");
+        let hops: Vec<_> = Path::decode(value)
+            .expect("a path")
+            .hops()
+            .map(|h| (h.cluster.to_vec(), h.partition, h.offset))
+            .collect();
+        let (sp, so) = at[i];
+        let mut want = Vec::new();
+        if i % 2 == 0 {
+            want.push((b"elsewhere".to_vec(), 7, i as i64));
+        }
+        want.push((b"src".to_vec(), sp, so));
+        assert_eq!(hops, want, "dst {p}/{o}: the path extended by one hop");
+    }
 }

@@ -23,6 +23,8 @@ use thiserror::Error;
 pub const RESERVED_PREFIX: &str = "duplex.";
 /// The provenance header.
 pub const PATH_HEADER: &str = "duplex.path";
+/// [`PATH_HEADER`] as a C string, for librdkafka's calls by name.
+pub const PATH_HEADER_C: &std::ffi::CStr = c"duplex.path";
 /// The major version this build writes and reads.
 pub const VERSION: u8 = 1;
 
@@ -290,6 +292,11 @@ mod tests {
             Path::decode(&[1, 1, 3, b'a']).unwrap_err(),
             ProvenanceError::Malformed("truncated hop")
         );
+    }
+
+    #[test]
+    fn path_header_c_is_the_path_header() {
+        assert_eq!(PATH_HEADER_C.to_bytes(), PATH_HEADER.as_bytes());
     }
 
     #[test]

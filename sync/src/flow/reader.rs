@@ -9,19 +9,18 @@ use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::BaseRecord;
+use rdkafka::message::{BorrowedMessage, Message};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::acker::Holds;
 use super::assign::Assignment;
-use super::book::Book;
+use super::book::{Book, DeliveryContext};
 use super::marks::{OriginMarks, RunMarks};
 use super::{Clients, Flow, watchdog};
 use crate::error::SyncError;
-use crate::message_ffi;
-use crate::provenance::{Hop, PATH_HEADER, Path, encode_origin, is_reserved};
+use crate::message_ffi::{HeaderList, Outgoing, TopicHandle};
+use crate::provenance::{Hop, PATH_HEADER, PATH_HEADER_C, Path, encode_origin, is_reserved};
 use crate::routing::{Decision, EpochRouter};
 
 /// Records handled in a row, from what librdkafka has fetched already, before the
@@ -48,11 +47,14 @@ struct Topics {
 }
 
 /// What the reader keeps per topic: its shared name (for acks), this flow's routing
-/// decision for it, computed when the topic is first seen, and the next offset expected
-/// of each partition.
+/// decision for it, computed when the topic is first seen, the producer's handle on it
+/// once a record of it is forwarded, and the next offset expected of each partition.
 struct TopicRoute {
     name: Arc<str>,
     router: EpochRouter,
+    /// The producer's handle on the topic (message_ffi::produce): no lookup by name per
+    /// record.
+    handle: Option<TopicHandle<DeliveryContext>>,
     /// Per partition: the offset after the last record handled, or -1.
     next: Vec<i64>,
     /// Per partition: what the target holds of each origin, when this run reads the
@@ -210,8 +212,8 @@ impl<'a> Reader<'a> {
                     let mut burst = 0;
                     loop {
                         match m {
-                            Ok(m) => {
-                                self.handle(&m, stop).await?;
+                            Ok(mut m) => {
+                                self.handle(&mut m, stop).await?;
                                 if !read_any {
                                     read_any = true;
                                     self.flow.note_read();
@@ -279,6 +281,7 @@ impl<'a> Reader<'a> {
                     topics.routes.push(TopicRoute {
                         name: Arc::from(name),
                         router: flow.spec.routes.router(name),
+                        handle: None,
                         next: Vec::new(),
                         marks: Vec::new(),
                         parts: Vec::new(),
@@ -295,25 +298,30 @@ impl<'a> Reader<'a> {
 
     async fn handle(
         &mut self,
-        m: &BorrowedMessage<'_>,
+        m: &mut BorrowedMessage<'_>,
         stop: &CancellationToken,
     ) -> Result<(), SyncError> {
+        // The record's own header list goes to the target with it: reserved headers
+        // removed and `duplex.path` added, the user's headers as they are, in order, each
+        // name with the length the record gives it (message_ffi).
+        let headers = HeaderList::detach(m);
+        let m = &*m;
         let spec = &self.flow.spec;
         let (partition, offset) = (m.partition(), m.offset());
         // Read once: each call measures and checks the name librdkafka holds.
         let topic = m.topic();
         let mut path_value: Option<Option<&[u8]>> = None;
-        let mut user = OwnedHeaders::new_with_capacity(m.headers().map_or(0, |h| h.count()) + 1);
+        let mut other_reserved = false;
         let mut header_bytes = 0usize;
-        // Names as bytes: a name that is not UTF-8 is copied as it is (message_ffi).
-        for (name, value) in message_ffi::headers(m) {
+        for (name, value) in headers.iter().flat_map(HeaderList::iter) {
             if is_reserved(name) {
                 if name == PATH_HEADER.as_bytes() {
                     path_value = Some(value);
+                } else {
+                    other_reserved = true;
                 }
             } else {
                 header_bytes += name.len() + value.map_or(0, <[u8]>::len);
-                user = message_ffi::add_header(user, name, value);
             }
         }
         let path = match path_value {
@@ -371,6 +379,24 @@ impl<'a> Reader<'a> {
             }
         }
         let part = route.part(partition, &self.book);
+        // Why this record could not be handed to the producer.
+        let not_sent = |e| {
+            SyncError::delivery(
+                &spec.source.id,
+                &spec.target.id,
+                topic,
+                partition,
+                offset,
+                e,
+            )
+        };
+        let handle = match &mut route.handle {
+            Some(h) => &*h,
+            slot @ None => match TopicHandle::new(&clients.producer, topic) {
+                Ok(h) => &*slot.insert(h),
+                Err(why) => return Err(not_sent(KafkaError::ClientCreation(why))),
+            },
+        };
         let hop = Hop {
             cluster: spec.source.id.as_bytes(),
             partition,
@@ -387,10 +413,24 @@ impl<'a> Reader<'a> {
             offset,
             source,
         })?;
-        let headers = user.insert(Header {
-            key: PATH_HEADER,
-            value: Some(self.path_buf.as_slice()),
-        });
+        let had_path = path_value.is_some();
+        let mut headers = headers.unwrap_or_else(|| HeaderList::with_capacity(1));
+        if other_reserved {
+            // Other `duplex.` names are Duplex's own too, and not copied (rare: none is
+            // written today). Names as read hold no NUL byte.
+            let names: Vec<std::ffi::CString> = headers
+                .iter()
+                .filter(|(n, _)| is_reserved(n) && *n != PATH_HEADER.as_bytes())
+                .filter_map(|(n, _)| std::ffi::CString::new(n).ok())
+                .collect();
+            for name in &names {
+                headers.remove(name);
+            }
+        }
+        if had_path {
+            headers.remove(PATH_HEADER_C);
+        }
+        headers.add(PATH_HEADER.as_bytes(), Some(self.path_buf.as_slice()));
         let bytes =
             m.key().map_or(0, <[u8]>::len) + m.payload().map_or(0, <[u8]>::len) + header_bytes;
         // Rule 5: wait for acknowledgements while the in-flight budget is spent. The
@@ -406,24 +446,19 @@ impl<'a> Reader<'a> {
             },
         }
         let timestamp = m.timestamp().to_millis();
-        let mut record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(topic, 0)
-            .partition(partition)
-            .headers(headers);
-        if let Some(k) = m.key() {
-            record = record.key(k);
-        }
-        if let Some(v) = m.payload() {
-            record = record.payload(v);
-        }
-        if let Some(ts) = timestamp {
-            record = record.timestamp(ts);
-        }
         let pause = loop {
-            match self.try_send(part, offset, bytes, timestamp, record) {
+            let record = Outgoing {
+                partition,
+                key: m.key(),
+                payload: m.payload(),
+                timestamp,
+                headers,
+            };
+            match Self::try_send(&self.book, handle, part, offset, bytes, record) {
                 Ok(pause) => break pause,
                 // A full local queue is "not ready": wait and try again.
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    record = r;
+                Err((RDKafkaErrorCode::QueueFull, h)) => {
+                    headers = h;
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_millis(2)) => {}
                         _ = stop.cancelled() => {
@@ -432,16 +467,9 @@ impl<'a> Reader<'a> {
                         }
                     }
                 }
-                Err((e, _)) => {
+                Err((code, _)) => {
                     self.book.budget.add_permits(permits);
-                    return Err(SyncError::delivery(
-                        &spec.source.id,
-                        &spec.target.id,
-                        topic,
-                        partition,
-                        offset,
-                        e,
-                    ));
+                    return Err(not_sent(KafkaError::MessageProduction(code)));
                 }
             }
         };
@@ -452,38 +480,35 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// A record the producer did not take, with why.
-type NotTaken<'r> = (KafkaError, BaseRecord<'r, [u8], [u8], usize>);
-
 impl Reader<'_> {
     /// Enters a record in the book, then hands it to the producer: it is there before
     /// its delivery can resolve, and the producer's copy of it is made without the lock
     /// the delivery callback takes. Returns whether its partition now holds more than
-    /// its share of the budget, or the record with the error when the producer did not
-    /// take it (and the book no longer holds it).
-    fn try_send<'r>(
-        &self,
+    /// its share of the budget, or why the producer did not take it, with its headers
+    /// (and the book no longer holds it).
+    fn try_send(
+        book: &Book,
+        topic: &TopicHandle<DeliveryContext>,
         part: u32,
         offset: i64,
         bytes: usize,
-        timestamp: Option<i64>,
-        mut record: BaseRecord<'r, [u8], [u8], usize>,
-    ) -> Result<bool, NotTaken<'r>> {
-        let (seq, pause) = {
-            let mut book = self.book.lock();
-            record.delivery_opaque = book.next_token(part);
-            book.outstanding += 1;
-            let p = &mut book.parts[part as usize].p;
-            let seq = p.sent(offset, bytes, timestamp);
-            (seq, !p.paused && p.in_flight > self.book.cap)
+        record: Outgoing<'_>,
+    ) -> Result<bool, (RDKafkaErrorCode, HeaderList)> {
+        let (token, seq, pause) = {
+            let mut state = book.lock();
+            let token = state.next_token(part);
+            state.outstanding += 1;
+            let p = &mut state.parts[part as usize].p;
+            let seq = p.sent(offset, bytes, record.timestamp);
+            (token, seq, !p.paused && p.in_flight > book.cap)
         };
-        match self.clients.producer.send(record) {
+        match crate::message_ffi::send(topic, record, token) {
             Ok(()) => Ok(pause),
             Err(not_taken) => {
                 // No delivery report exists for it, and only this reader adds entries.
-                let mut book = self.book.lock();
-                book.outstanding -= 1;
-                book.parts[part as usize].p.unsent(seq);
+                let mut state = book.lock();
+                state.outstanding -= 1;
+                state.parts[part as usize].p.unsent(seq);
                 Err(not_taken)
             }
         }

@@ -3,7 +3,7 @@
 
 use std::ffi::{CStr, c_char, c_int, c_void};
 use std::marker::PhantomData;
-use std::ptr;
+use std::ptr::{self, NonNull};
 
 use rdkafka::bindings as rd;
 use rdkafka::message::{BorrowedHeaders, BorrowedMessage, Header, Headers, OwnedHeaders};
@@ -28,6 +28,11 @@ unsafe extern "C" {
         name_size: isize,
         value: *const c_void,
         value_size: isize,
+    ) -> c_int;
+    fn rd_kafka_header_remove(hdrs: *mut rd::rd_kafka_headers_t, name: *const c_char) -> c_int;
+    fn rd_kafka_message_detach_headers(
+        rkmessage: *mut rd::rd_kafka_message_t,
+        hdrsp: *mut *mut rd::rd_kafka_headers_t,
     ) -> c_int;
 }
 
@@ -79,6 +84,108 @@ impl<'m> HeaderIter<'m> {
             next: 0,
             _message: PhantomData,
         }
+    }
+}
+
+/// A header list of librdkafka's, owned here: taken from a consumed message
+/// ([`HeaderList::detach`]) to be changed and handed to the producer with its record
+/// ([`super::send`]), so that a flow neither copies a record's headers one by one into
+/// a new list nor frees the parsed one. Destroyed when dropped, unless the producer took
+/// it.
+#[derive(Debug)]
+pub struct HeaderList {
+    list: NonNull<rd::rd_kafka_headers_t>,
+}
+
+// SAFETY: the list is librdkafka's plain memory, owned by this value alone; librdkafka
+// keeps no pointer to it (a detached list is no longer the message's).
+unsafe impl Send for HeaderList {}
+
+impl HeaderList {
+    /// An empty list with room for `capacity` headers.
+    pub fn with_capacity(capacity: usize) -> HeaderList {
+        // SAFETY: allocates a list; librdkafka aborts rather than return null.
+        let list = unsafe { rd::rd_kafka_headers_new(capacity) };
+        HeaderList {
+            list: NonNull::new(list).expect("rd_kafka_headers_new returned null"),
+        }
+    }
+
+    /// The headers of `msg`, taken from it: the list librdkafka parses them into, now
+    /// owned here, in record order, each name with the length the record gives it (a
+    /// name holding a NUL byte stays whole here, though [`HeaderList::iter`] reads it up
+    /// to the NUL). `None` when the record has no headers, or headers librdkafka cannot
+    /// parse. The message keeps its raw headers: reading them again parses them again.
+    pub fn detach(msg: &mut BorrowedMessage<'_>) -> Option<HeaderList> {
+        let mut list: *mut rd::rd_kafka_headers_t = ptr::null_mut();
+        // SAFETY: `msg.ptr()` is the message `msg` owns; `&mut` proves no header list
+        // read from it is borrowed (the detached list may be changed and freed here).
+        // librdkafka parses the headers if it has not yet, and gives the list up.
+        let err = unsafe { rd_kafka_message_detach_headers(msg.ptr(), &mut list) };
+        if err != 0 {
+            return None;
+        }
+        NonNull::new(list).map(|list| HeaderList { list })
+    }
+
+    /// The headers in order, names as bytes (see [`headers`]).
+    pub fn iter(&self) -> HeaderIter<'_> {
+        HeaderIter {
+            hdrs: self.list.as_ptr(),
+            next: 0,
+            _message: PhantomData,
+        }
+    }
+
+    /// Removes every header named `name` (as [`HeaderList::iter`] reads names: up to a
+    /// NUL byte). A name holding a NUL byte matches nothing.
+    pub fn remove(&mut self, name: &CStr) {
+        // SAFETY: the list is ours, and `&mut self` proves nothing borrows a header of it
+        // (librdkafka frees the removed ones). A name it does not hold is `NOENT`.
+        unsafe { rd_kafka_header_remove(self.list.as_ptr(), name.as_ptr()) };
+    }
+
+    /// Adds a header at the end: `name` as given, any bytes.
+    pub fn add(&mut self, name: &[u8], value: Option<&[u8]>) {
+        let (value_ptr, value_len) = match value {
+            Some(v) => (v.as_ptr().cast::<c_void>(), v.len() as isize),
+            None => (ptr::null(), 0),
+        };
+        // SAFETY: the list is ours (`&mut self`); librdkafka copies `name.len()` bytes of
+        // the name and the value before it returns.
+        let err = unsafe {
+            rd_kafka_header_add(
+                self.list.as_ptr(),
+                name.as_ptr().cast::<c_char>(),
+                name.len() as isize,
+                value_ptr,
+                value_len,
+            )
+        };
+        // librdkafka 2.12.1's rd_kafka_header_add does not fail.
+        assert_eq!(err, 0, "rd_kafka_header_add failed");
+    }
+
+    /// The list, for the producer: it owns it once a record carrying it was taken.
+    pub(super) fn into_raw(self) -> *mut rd::rd_kafka_headers_t {
+        std::mem::ManuallyDrop::new(self).list.as_ptr()
+    }
+
+    /// A list [`HeaderList::into_raw`] gave out and the producer did not take.
+    ///
+    /// # Safety
+    /// `list` must come from `into_raw`, and nothing else may own it.
+    pub(super) unsafe fn from_raw(list: *mut rd::rd_kafka_headers_t) -> HeaderList {
+        HeaderList {
+            list: NonNull::new(list).expect("a list from into_raw"),
+        }
+    }
+}
+
+impl Drop for HeaderList {
+    fn drop(&mut self) {
+        // SAFETY: the list is ours and nothing borrows it (`&mut self`).
+        unsafe { rd::rd_kafka_headers_destroy(self.list.as_ptr()) }
     }
 }
 
