@@ -21,9 +21,10 @@ unsafe extern "C" {
     fn rd_kafka_producev(rk: *mut rd::rd_kafka_t, ...) -> c_int;
 }
 
-/// A producer's handle on one topic. Keeps a clone of the producer: librdkafka's
-/// handle must be destroyed before its client (a client destroyed first waits for it
-/// forever), and this handle is destroyed first because it holds the client.
+/// A producer's handle on one topic. Keeps a clone of the producer: librdkafka wants a
+/// client's topic handles destroyed before the client (2.12.1 frees a client without
+/// looking at its handles, so a handle destroyed later would touch freed memory), and
+/// this handle is destroyed first because it holds the client.
 pub struct TopicHandle<C: ProducerContext + 'static> {
     rkt: NonNull<rd::rd_kafka_topic_t>,
     producer: ThreadedProducer<C>,
