@@ -304,12 +304,7 @@ fn consume(cluster: &ClusterSpec, partitions: i32, read: Read) -> anyhow::Result
                 let m = m.context("consume")?;
                 bytes += m.payload_len() + m.key().map_or(0, <[u8]>::len);
                 got += 1;
-                if remaining
-                    .get(&m.partition())
-                    .is_some_and(|end| m.offset() + 1 >= *end)
-                {
-                    remaining.remove(&m.partition());
-                }
+                reached(&mut remaining, m.partition(), m.offset());
             }
             continue;
         }
@@ -333,16 +328,22 @@ fn consume(cluster: &ClusterSpec, partitions: i32, read: Read) -> anyhow::Result
                 }
             }
             got += 1;
-            if remaining
-                .get(&m.partition())
-                .is_some_and(|end| m.offset() + 1 >= *end)
-            {
-                remaining.remove(&m.partition());
-            }
+            reached(&mut remaining, m.partition(), m.offset());
         }
     }
     std::hint::black_box((bytes, hashes));
     Ok(got)
+}
+
+/// A record at `offset` of `partition` was read: the partition is done once that is
+/// the last offset before its end.
+fn reached(remaining: &mut HashMap<i32, i64>, partition: i32, offset: i64) {
+    if remaining
+        .get(&partition)
+        .is_some_and(|end| offset + 1 >= *end)
+    {
+        remaining.remove(&partition);
+    }
 }
 
 /// One `verify` call (store open, snapshot, read, compare), timed as a whole.

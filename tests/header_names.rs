@@ -113,6 +113,16 @@ fn read_all(c: &TestCluster, topic: &str) -> BTreeMap<(i32, i64), (Vec<u8>, Head
     out
 }
 
+/// Two mock clusters, `src` and `dst`, and a new topic of PARTITIONS on both.
+async fn src_and_dst() -> (Vec<TestCluster>, String) {
+    let clusters = harness::start(Provider::Mock, &["src", "dst"]).expect("mock clusters");
+    let topic = harness::unique("bin");
+    for c in &clusters {
+        c.create_topic(&topic, PARTITIONS).await;
+    }
+    (clusters, topic)
+}
+
 /// Runs a link a-b until the N records of `topic` on `a` are on `b` and read back by
 /// b->a; each must have crossed once.
 async fn replicate(a: &TestCluster, b: &TestCluster, topic: &str) {
@@ -129,13 +139,8 @@ async fn replicate(a: &TestCluster, b: &TestCluster, topic: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn names_that_are_not_utf8_are_copied_and_verified_byte_for_byte_on_mock() {
-    let Some(clusters) = harness::start(Provider::Mock, &["src", "dst"]) else {
-        return;
-    };
+    let (clusters, topic) = src_and_dst().await;
     let (a, b) = (&clusters[0], &clusters[1]);
-    let topic = harness::unique("bin");
-    a.create_topic(&topic, PARTITIONS).await;
-    b.create_topic(&topic, PARTITIONS).await;
     let recs: Vec<_> = (0..N)
         .map(|i| (i as i32 % PARTITIONS, headers(i)))
         .collect();
@@ -216,13 +221,8 @@ async fn names_that_are_not_utf8_are_copied_and_verified_byte_for_byte_on_mock()
 /// `duplex.path`, last: the old one is replaced, not kept beside the new one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reserved_headers_are_dropped_and_a_carried_path_is_replaced_on_mock() {
-    let Some(clusters) = harness::start(Provider::Mock, &["src", "dst"]) else {
-        return;
-    };
+    let (clusters, topic) = src_and_dst().await;
     let (a, b) = (&clusters[0], &clusters[1]);
-    let topic = harness::unique("bin");
-    a.create_topic(&topic, PARTITIONS).await;
-    b.create_topic(&topic, PARTITIONS).await;
     let carried = |i: usize| {
         let mut path = Vec::new();
         encode_origin(

@@ -188,11 +188,10 @@ fn changed_lasts(
         if let Some(Ok(msg)) = consumer.poll(Duration::from_millis(100)) {
             let key = (msg.topic().to_string(), msg.partition());
             if let (Some(&(offset, fp, _)), true) = (want.get(&key), left.contains(&key)) {
-                let headers = crate::ingest::headers_of(&msg);
                 let now = canon.fingerprint(RecordView {
                     key: msg.key(),
                     value: msg.payload(),
-                    headers: headers.iter().copied(),
+                    headers: duplex_sync::message_ffi::headers(&msg),
                     timestamp: msg.timestamp().to_millis(),
                 });
                 if msg.offset() != offset {

@@ -78,7 +78,8 @@ impl<'m> HeaderIter<'m> {
     }
 
     /// The headers of a record to produce, as [`headers`] reads a consumed one's.
-    pub fn of_owned(headers: &'m OwnedHeaders) -> HeaderIter<'m> {
+    #[cfg(test)]
+    fn of_owned(headers: &'m OwnedHeaders) -> HeaderIter<'m> {
         HeaderIter {
             hdrs: list_of(headers),
             next: 0,
@@ -147,23 +148,8 @@ impl HeaderList {
 
     /// Adds a header at the end: `name` as given, any bytes.
     pub fn add(&mut self, name: &[u8], value: Option<&[u8]>) {
-        let (value_ptr, value_len) = match value {
-            Some(v) => (v.as_ptr().cast::<c_void>(), v.len() as isize),
-            None => (ptr::null(), 0),
-        };
-        // SAFETY: the list is ours (`&mut self`); librdkafka copies `name.len()` bytes of
-        // the name and the value before it returns.
-        let err = unsafe {
-            rd_kafka_header_add(
-                self.list.as_ptr(),
-                name.as_ptr().cast::<c_char>(),
-                name.len() as isize,
-                value_ptr,
-                value_len,
-            )
-        };
-        // librdkafka 2.12.1's rd_kafka_header_add does not fail.
-        assert_eq!(err, 0, "rd_kafka_header_add failed");
+        // SAFETY: the list is ours, and `&mut self` proves nothing else uses it.
+        unsafe { add_to(self.list.as_ptr(), name, value) }
     }
 
     /// The list, for the producer: it owns it once a record carrying it was taken.
@@ -236,14 +222,32 @@ pub fn add_header(headers: OwnedHeaders, name: &[u8], value: Option<&[u8]>) -> O
         return headers.insert(Header { key, value });
     }
     let before = headers.count();
-    let list = list_of(&headers);
+    // SAFETY: `list_of` is the header list `headers` owns, and `headers` is ours (moved
+    // in), so nothing else reads or writes it meanwhile.
+    unsafe { add_to(list_of(&headers), name, value) };
+    // The count, read through rdkafka (O(1)), proves the header went to this list: a
+    // later rdkafka whose `as_borrowed` no longer points at the native list fails here,
+    // not silently.
+    assert_eq!(
+        headers.count(),
+        before + 1,
+        "the header went to another list"
+    );
+    headers
+}
+
+/// Appends a header to `list`: `name.len()` bytes of name, whatever they are, and the
+/// value (`None`: a null value).
+///
+/// # Safety
+/// `list` must be a live header list that nothing else reads or writes meanwhile.
+unsafe fn add_to(list: *mut rd::rd_kafka_headers_t, name: &[u8], value: Option<&[u8]>) {
     let (value_ptr, value_len) = match value {
         Some(v) => (v.as_ptr().cast::<c_void>(), v.len() as isize),
         None => (ptr::null(), 0),
     };
-    // SAFETY: `list` is the header list `headers` owns, and `headers` is ours (moved
-    // in), so nothing else reads or writes it meanwhile. librdkafka copies the name
-    // (`name.len()` bytes) and the value before it returns.
+    // SAFETY: as the caller promises; librdkafka copies the name and the value before
+    // it returns.
     let err = unsafe {
         rd_kafka_header_add(
             list,
@@ -253,16 +257,8 @@ pub fn add_header(headers: OwnedHeaders, name: &[u8], value: Option<&[u8]>) -> O
             value_len,
         )
     };
-    // librdkafka 2.12.1's rd_kafka_header_add does not fail. The count, read through
-    // rdkafka (O(1)), proves the header went to this list: a later rdkafka whose
-    // `as_borrowed` no longer points at the native list fails here, not silently.
+    // librdkafka 2.12.1's rd_kafka_header_add does not fail.
     assert_eq!(err, 0, "rd_kafka_header_add failed");
-    assert_eq!(
-        headers.count(),
-        before + 1,
-        "the header went to another list"
-    );
-    headers
 }
 
 #[cfg(test)]
