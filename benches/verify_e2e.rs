@@ -317,7 +317,7 @@ fn consume(cluster: &ClusterSpec, partitions: i32, read: Read) -> anyhow::Result
         } else {
             0
         };
-        for m in batch.iter_prefetching(ahead) {
+        for m in batch.into_iter_prefetching(ahead) {
             if let Some(e) = m.error() {
                 anyhow::bail!("consume: {e}");
             }

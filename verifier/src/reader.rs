@@ -170,7 +170,7 @@ pub fn read_side(
         // records come in runs of one partition, looked up once a run.
         let mut last: Option<((usize, i32), &str, Option<(i64, Mode)>)> = None;
         // A later record's bytes come into the cache while this one is hashed.
-        for msg in batch.iter_prefetching(PREFETCH_AHEAD) {
+        for msg in batch.into_iter_prefetching(PREFETCH_AHEAD) {
             if let Some(e) = msg.error() {
                 tracing::warn!(cluster = %cluster.id, error = %e, "verifier read error; retrying");
                 continue;

@@ -12,13 +12,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::book::{Book, FlowProducer};
-use super::{Clients, Flow, LagContext};
+use super::{Clients, Flow, FlowConsumer};
 use crate::error::SyncError;
 use crate::resume::checkpoint_metadata;
 
@@ -59,7 +59,7 @@ impl Holds {
 
 pub(crate) struct Acker<'a> {
     flow: &'a Flow,
-    consumer: Arc<StreamConsumer<LagContext>>,
+    consumer: Arc<FlowConsumer>,
     /// Kept alive past the drain timeout while deliveries are unresolved.
     producer: FlowProducer,
     book: Arc<Book>,

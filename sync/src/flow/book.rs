@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{DeliveryResult, ProducerContext};
@@ -27,7 +27,7 @@ use tracing::{debug, info, warn};
 
 use super::acker::{Holds, LONG_HOLD};
 use super::pending::{Partition, Position, Resolved};
-use super::{FlowSpec, LagContext, Leftovers};
+use super::{FlowConsumer, FlowSpec, Leftovers};
 use crate::error::SyncError;
 use crate::metrics::FlowMetrics;
 
@@ -270,20 +270,25 @@ impl Book {
     /// its records: one target partition that does not answer holds about its share of
     /// the in-flight budget, and the other partitions carry on with the rest.
     /// librdkafka drops what it prefetched for a paused partition and fetches again from
-    /// the record after the last one the reader received; a pause that lands while the
-    /// reader is taking a record can resume at that record, which the reader then
-    /// recognises and skips (`TopicRoute::seen` in reader.rs): nothing is written twice.
+    /// the record after the last one the reader received. The reader takes records in
+    /// batches, and librdkafka counts a whole batch as received: the reader leaves the
+    /// paused partition's later records in the batch unsent and seeks the partition back
+    /// to the first of them (`Reader::rewind`). A resume that starts at a record already
+    /// handled is recognised and skipped (`TopicRoute::seen` in reader.rs): nothing is
+    /// written twice, nothing is left out.
     ///
     /// Called without the lock held: librdkafka's pause waits on its own threads. The
     /// consumer is passed in, not kept: the book outlives the run while deliveries
     /// linger (it is the producer's context), and must not keep the run's consumer and
     /// its prefetched records alive.
-    pub(crate) fn pause(&self, consumer: &StreamConsumer<LagContext>, i: u32, pause: bool) {
+    ///
+    /// Returns whether the partition is now paused (or resumed) as asked.
+    pub(crate) fn pause(&self, consumer: &FlowConsumer, i: u32, pause: bool) -> bool {
         let (topic, partition) = {
             let s = self.lock();
             let part = &s.parts[i as usize];
             if part.p.paused == pause {
-                return;
+                return true;
             }
             (part.topic.clone(), part.partition)
         };
@@ -327,17 +332,19 @@ impl Book {
                         debug!(flow = %name, %topic, partition, "Reading the partition again.");
                     }
                 }
+                true
             }
             // Not fatal either way: a partition not paused only uses more of the
             // budget; one not resumed is tried again at the acker's next tick.
             Err(e) => {
-                warn!(flow = %name, %topic, partition, pause, error = %e, "Pausing or resuming a partition failed.")
+                warn!(flow = %name, %topic, partition, pause, error = %e, "Pausing or resuming a partition failed.");
+                false
             }
         }
     }
 
     /// Resumes held partitions whose in-flight bytes fell to half their share.
-    pub(crate) fn resume_due(&self, consumer: &StreamConsumer<LagContext>) {
+    pub(crate) fn resume_due(&self, consumer: &FlowConsumer) {
         let due: Vec<u32> = {
             let mut s = self.lock();
             s.resume_due = false;
@@ -349,7 +356,8 @@ impl Book {
                 .collect()
         };
         for i in due {
-            self.pause(consumer, i, false);
+            // A failure was logged; the next tick tries again.
+            let _ = self.pause(consumer, i, false);
         }
     }
 }

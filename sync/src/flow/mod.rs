@@ -29,7 +29,7 @@ use std::time::Duration;
 use rdkafka::ClientContext;
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::producer::{Producer, PurgeConfig};
 use rdkafka::statistics::Statistics;
 use tokio_util::sync::CancellationToken;
@@ -145,9 +145,14 @@ impl ClientContext for LagContext {
 }
 impl ConsumerContext for LagContext {}
 
+/// A flow's consumer. A `BaseConsumer`, not rdkafka's `StreamConsumer`: the reader
+/// waits for batches itself (message_ffi::BatchStream), which needs the consumer queue's
+/// event callback that a `StreamConsumer` takes for its own.
+pub(crate) type FlowConsumer = BaseConsumer<LagContext>;
+
 /// The clients of one run of a flow.
 pub(crate) struct Clients {
-    pub consumer: Arc<StreamConsumer<LagContext>>,
+    pub consumer: Arc<FlowConsumer>,
     pub producer: book::FlowProducer,
     /// Where this run's records are entered as they are sent and resolved as the
     /// target acknowledges them.
@@ -266,7 +271,7 @@ impl Flow {
             cluster: cluster.to_string(),
             source: e,
         };
-        let consumer: StreamConsumer<LagContext> =
+        let consumer: FlowConsumer =
             clients::consumer(&s.source, &name, &s.group_id(), s.in_flight_bytes)
                 .create_with_context(LagContext {
                     metrics: self.metrics.clone(),

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use futures::{FutureExt, StreamExt};
+use rdkafka::Offset;
+use rdkafka::consumer::Consumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Message};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
@@ -19,13 +19,13 @@ use super::book::{Book, DeliveryContext};
 use super::marks::{OriginMarks, RunMarks};
 use super::{Clients, Flow, watchdog};
 use crate::error::SyncError;
-use crate::message_ffi::{HeaderList, Outgoing, TopicHandle};
+use crate::message_ffi::{BatchStream, ConsumedMut, HeaderList, Outgoing, TopicHandle};
 use crate::provenance::{Hop, PATH_HEADER, PATH_HEADER_C, Path, encode_origin, is_reserved};
 use crate::routing::{Decision, EpochRouter};
 
-/// Records handled in a row, from what librdkafka has fetched already, before the
+/// Records taken from librdkafka in one batch, at most: handled in a row, before the
 /// reader's select (stop, watchdog, refresh) has its turn again.
-const BURST: usize = 64;
+const READ_BATCH: usize = 256;
 
 pub(crate) struct Reader<'a> {
     flow: &'a Flow,
@@ -34,6 +34,8 @@ pub(crate) struct Reader<'a> {
     holds: Holds,
     topics: Topics,
     path_buf: Vec<u8>,
+    /// The partitions paused during the current batch (see [`Reader::rewind`]).
+    rewinds: Vec<Rewind>,
 }
 
 /// The routes of the topics this run has read, found by name. Records come in runs of
@@ -118,6 +120,7 @@ impl<'a> Reader<'a> {
             holds,
             topics: Topics::default(),
             path_buf: Vec::with_capacity(128),
+            rewinds: Vec::new(),
         }
     }
 
@@ -157,9 +160,14 @@ impl<'a> Reader<'a> {
         // tick, not per record.
         let mut read_since_tick = false;
         let consumer = self.clients.consumer.clone();
-        // One stream for the run: recv() would register and unregister a waker slot
-        // (a mutex each) per record.
-        let mut messages = consumer.stream();
+        // One stream for the run. Batches: one call to librdkafka per batch, not per
+        // record (docs/benchmarks.md).
+        let mut batches =
+            BatchStream::new(&consumer, READ_BATCH).map_err(|why| SyncError::Kafka {
+                op: "read in batches",
+                cluster: self.flow.spec.source.id.clone(),
+                source: KafkaError::ClientCreation(why),
+            })?;
         loop {
             tokio::select! {
                 biased;
@@ -203,16 +211,19 @@ impl<'a> Reader<'a> {
                     debug!(flow = %self.flow.spec.name(), idle_ms = last_read.elapsed().as_millis() as u64, "Looking for new topics and partitions.");
                     refreshing = idle.take().map(assign);
                 }
-                m = messages.next() => {
-                    let mut m = m.expect("kafka streams never terminate");
-                    // What librdkafka has fetched already is handled in a burst, without
-                    // this select's work per record (a waiter on the stop token, two
-                    // timers polled): the select has its turn again after BURST records,
-                    // when nothing more is fetched, or once stopped.
-                    let mut burst = 0;
-                    loop {
-                        match m {
-                            Ok(mut m) => {
+                batch = batches.next() => {
+                    // The client's errors first (all brokers down, ...), as rdkafka's
+                    // poll returns them.
+                    for e in batch.errors() {
+                        self.consume_error(e.clone(), &starts, stop).await?;
+                    }
+                    // A batch is handled whole, without this select's work per record (a
+                    // waiter on the stop token, two timers polled): its records are the
+                    // reader's already (librdkafka's position is past them), so a pause
+                    // of their partition does not take them back (book.rs).
+                    for mut m in batch.into_iter_mut() {
+                        match m.error() {
+                            None => {
                                 self.handle(&mut m, stop).await?;
                                 if !read_any {
                                     read_any = true;
@@ -220,20 +231,25 @@ impl<'a> Reader<'a> {
                                 }
                                 read_since_tick = true;
                             }
-                            Err(e) => self.consume_error(e, &starts, stop).await?,
+                            Some(e) => {
+                                let e = if e.code == RDKafkaErrorCode::PartitionEOF {
+                                    KafkaError::PartitionEOF(m.partition())
+                                } else {
+                                    KafkaError::MessageConsumption(e.code)
+                                };
+                                self.consume_error(e, &starts, stop).await?;
+                            }
                         }
                         // The acker runs in this task (run_once joins them): it gets its
                         // turn when this one yields, which tokio's budget enforces here,
                         // every 128 records, as long as records keep coming.
                         tokio::task::coop::consume_budget().await;
-                        burst += 1;
-                        if burst == BURST || stop.is_cancelled() {
-                            break;
+                        if stop.is_cancelled() {
+                            return Ok(());
                         }
-                        match messages.next().now_or_never() {
-                            Some(next) => m = next.expect("kafka streams never terminate"),
-                            None => break,
-                        }
+                    }
+                    if !self.rewinds.is_empty() {
+                        self.rewind()?;
                     }
                 }
             }
@@ -298,18 +314,35 @@ impl<'a> Reader<'a> {
 
     async fn handle(
         &mut self,
-        m: &mut BorrowedMessage<'_>,
+        m: &mut ConsumedMut<'_>,
         stop: &CancellationToken,
     ) -> Result<(), SyncError> {
         // The record's own header list goes to the target with it: reserved headers
         // removed and `duplex.path` added, the user's headers as they are, in order, each
         // name with the length the record gives it (message_ffi).
-        let headers = HeaderList::detach(m);
-        let m = &*m;
         let spec = &self.flow.spec;
         let (partition, offset) = (m.partition(), m.offset());
-        // Read once: each call measures and checks the name librdkafka holds.
-        let topic = m.topic();
+        // Read once: each call measures and checks the name librdkafka holds. Kafka's
+        // topic names are ASCII; a record without a topic name is not one to copy.
+        let Some(topic) = m.topic() else {
+            return Err(SyncError::Kafka {
+                op: "consume",
+                cluster: spec.source.id.clone(),
+                source: KafkaError::MessageConsumption(RDKafkaErrorCode::InvalidTopic),
+            });
+        };
+        // A partition paused earlier in this batch: its later records wait for the
+        // resume, which starts at the first of them (`rewind`).
+        if let Some(r) = self
+            .rewinds
+            .iter_mut()
+            .find(|r| r.partition == partition && &*r.topic == topic)
+        {
+            r.to.get_or_insert(offset);
+            return Ok(());
+        }
+        let headers = m.detach_headers();
+        let m = &*m;
         let mut path_value: Option<Option<&[u8]>> = None;
         let mut other_reserved = false;
         let mut header_bytes = 0usize;
@@ -445,7 +478,7 @@ impl<'a> Reader<'a> {
                 _ = stop.cancelled() => return Ok(()),
             },
         }
-        let timestamp = m.timestamp().to_millis();
+        let timestamp = m.timestamp();
         let pause = loop {
             let record = Outgoing {
                 partition,
@@ -473,11 +506,52 @@ impl<'a> Reader<'a> {
                 }
             }
         };
-        if pause {
-            self.book.pause(&self.clients.consumer, part, true);
+        if pause && self.book.pause(&self.clients.consumer, part, true) {
+            self.rewinds.push(Rewind {
+                topic: route.name.clone(),
+                partition,
+                to: None,
+            });
         }
         Ok(())
     }
+
+    /// After a batch: each partition paused during it, whose later records in it were
+    /// not sent, is set to read again from the first of them once resumed. librdkafka
+    /// took the whole batch as read (its position is past it), and a resume fetches from
+    /// that position: without the seek those records would be skipped; sending them
+    /// instead would let a partition whose target does not answer take more than its
+    /// share of the budget, up to a batch of its records (rule 5's per-partition hold,
+    /// docs/delivery.md). Waits for librdkafka's reply, as a pause does; a seek that
+    /// fails restarts the flow, which resumes from its checkpoint.
+    fn rewind(&mut self) -> Result<(), SyncError> {
+        for r in self.rewinds.drain(..) {
+            let Some(to) = r.to else { continue };
+            debug!(flow = %self.flow.spec.name(), topic = %r.topic, partition = r.partition, offset = to, "Paused during a batch: its later records are read again on resume.");
+            self.clients
+                .consumer
+                .seek(
+                    &r.topic,
+                    r.partition,
+                    Offset::Offset(to),
+                    self.flow.spec.limits.request_timeout,
+                )
+                .map_err(|source| SyncError::Kafka {
+                    op: "seek back to the records a pause left",
+                    cluster: self.flow.spec.source.id.clone(),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+}
+
+/// A partition paused during the current batch, and the first of its records in the
+/// batch that was left for the resume.
+struct Rewind {
+    topic: Arc<str>,
+    partition: i32,
+    to: Option<i64>,
 }
 
 impl Reader<'_> {

@@ -18,14 +18,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::Offset;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use tokio_util::sync::CancellationToken;
 
 use tracing::warn;
 
 use super::acker::Holds;
-use super::{FlowSpec, LagContext};
+use super::{FlowConsumer, FlowSpec};
 use crate::error::{SyncError, joined};
 
 /// Where each partition of a run started, and when.
@@ -37,7 +37,7 @@ pub(crate) type Starts = HashMap<(String, i32), (i64, Instant)>;
 /// have not read anything yet. `idle`: time since the last record.
 pub(crate) async fn check(
     spec: &Arc<FlowSpec>,
-    consumer: &Arc<StreamConsumer<LagContext>>,
+    consumer: &Arc<FlowConsumer>,
     starts: &Starts,
     holds: &Holds,
     idle: Duration,
@@ -117,7 +117,7 @@ pub(crate) async fn check(
 /// flow, whose assignment then counts a retention gap or stops at a source behind it.
 pub(crate) async fn out_of_range(
     spec: &Arc<FlowSpec>,
-    consumer: &Arc<StreamConsumer<LagContext>>,
+    consumer: &Arc<FlowConsumer>,
     starts: &Starts,
     error: KafkaError,
 ) -> SyncError {

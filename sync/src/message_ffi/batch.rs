@@ -1,7 +1,8 @@
 //! Consuming in batches: `rd_kafka_consume_batch_queue` on a consumer's queue hands
 //! over up to a batch of messages per call, where rdkafka's `BaseConsumer::poll` takes
 //! one call, one event, one `Arc` and three clock reads (its own and librdkafka's) per
-//! message. For readers that take every record they are given, as the verifier's do.
+//! message. For the verifier's readers (threads, which wait inside librdkafka) and the
+//! flow's (async, through [`super::BatchStream`]).
 
 use std::ffi::{CStr, c_char, c_int};
 use std::marker::PhantomData;
@@ -14,7 +15,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 
-use super::HeaderIter;
+use super::{HeaderIter, HeaderList};
 use crate::admin_ffi::{code as error_code, rd_kafka_event_error};
 
 // Declared with `c_int` where the bindings have a Rust enum: a value the enum does not
@@ -42,7 +43,14 @@ pub struct Batches<'c, C: ConsumerContext> {
     queue: NonNull<rd::rd_kafka_queue_t>,
     events: NonNull<rd::rd_kafka_queue_t>,
     messages: Vec<*mut rd::rd_kafka_message_t>,
+    /// The client's errors that came since the last batch (see [`Batch::errors`]).
+    errors: Vec<KafkaError>,
 }
+
+// SAFETY: librdkafka's queue handles and the messages it handed over may be used from
+// any thread (its API locks what it shares); this value owns them alone, and the
+// consumer it borrows is `Sync`. An async reader moves between a runtime's threads.
+unsafe impl<C: ConsumerContext> Send for Batches<'_, C> where BaseConsumer<C>: Sync {}
 
 impl<C: ConsumerContext> std::fmt::Debug for Batches<'_, C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -86,6 +94,7 @@ impl<'c, C: ConsumerContext> Batches<'c, C> {
             queue,
             events,
             messages: Vec::with_capacity(capacity.max(1)),
+            errors: Vec::new(),
         })
     }
 
@@ -95,6 +104,14 @@ impl<'c, C: ConsumerContext> Batches<'c, C> {
     /// previous batch's messages are given back first, and the events that came meanwhile
     /// are passed on.
     pub fn next_batch(&mut self, timeout: Duration) -> Batch<'_> {
+        self.fill(timeout);
+        self.current()
+    }
+
+    /// Gives the last batch back, passes on the events that came, and takes the next
+    /// batch (within `timeout`) into `messages`. Returns how many messages and errors
+    /// it holds.
+    pub(super) fn fill(&mut self, timeout: Duration) -> usize {
         self.release();
         self.serve_events();
         let capacity = self.messages.capacity();
@@ -115,14 +132,28 @@ impl<'c, C: ConsumerContext> Batches<'c, C> {
             self.messages
                 .set_len(usize::try_from(got).unwrap_or(0).min(capacity))
         };
+        self.messages.len() + self.errors.len()
+    }
+
+    /// The batch [`Batches::fill`] took.
+    pub(super) fn current(&mut self) -> Batch<'_> {
         Batch {
             messages: &self.messages,
+            errors: &self.errors,
         }
     }
 
+    /// The consumer queue (messages) and the queue the client's own events go to while
+    /// this lives: a reader that waits for either to fill asks both to tell it.
+    pub(super) fn queues(&self) -> [NonNull<rd::rd_kafka_queue_t>; 2] {
+        [self.queue, self.events]
+    }
+
     /// Passes the events waiting on the main queue to the consumer's context, as
-    /// rdkafka's `BaseConsumer::poll` does: logs, errors, statistics.
+    /// rdkafka's `BaseConsumer::poll` does: logs, errors, statistics. Errors are also
+    /// kept for the next batch, as rdkafka's `poll` returns them.
     fn serve_events(&mut self) {
+        self.errors.clear();
         let context = self.consumer.context();
         loop {
             // SAFETY: our queue; a zero timeout only looks.
@@ -144,6 +175,7 @@ impl<'c, C: ConsumerContext> Batches<'c, C> {
                         let code = error_code(rd_kafka_event_error(ev));
                         let reason = lossy(rd::rd_kafka_event_error_string(ev));
                         context.error(KafkaError::Global(code), reason.trim());
+                        self.errors.push(returned_error(ev, code));
                     }
                     rd::RD_KAFKA_EVENT_STATS => {
                         let json = rd::rd_kafka_event_stats(ev);
@@ -151,6 +183,9 @@ impl<'c, C: ConsumerContext> Batches<'c, C> {
                             context.stats_raw(CStr::from_ptr(json).to_bytes());
                         }
                     }
+                    // None other is expected: no rebalance (no `subscribe`), and no
+                    // offset commit's result (no auto-commit; `commit` without a reply
+                    // queue, as rdkafka calls it, sends none).
                     _ => {}
                 }
                 rd::rd_kafka_event_destroy(ev);
@@ -241,11 +276,46 @@ fn log_level(level: c_int) -> RDKafkaLogLevel {
     }
 }
 
-/// One batch of messages, in the order librdkafka queued them.
+/// The error an `RD_KAFKA_EVENT_ERROR` event stands for, as rdkafka's consumer `poll`
+/// returns it: the end of a partition, a fatal error, or another consume error.
+///
+/// # Safety
+/// `ev` is an error event librdkafka handed over, not destroyed yet.
+unsafe fn returned_error(ev: *mut rd::rd_kafka_event_t, code: RDKafkaErrorCode) -> KafkaError {
+    if code == RDKafkaErrorCode::PartitionEOF {
+        // SAFETY: the event's partition is a copy that is ours to destroy.
+        let partition = unsafe {
+            let tp = rd::rd_kafka_event_topic_partition(ev);
+            if tp.is_null() {
+                -1
+            } else {
+                let p = (*tp).partition;
+                rd::rd_kafka_topic_partition_destroy(tp);
+                p
+            }
+        };
+        return KafkaError::PartitionEOF(partition);
+    }
+    // SAFETY: as above.
+    if unsafe { rd::rd_kafka_event_error_is_fatal(ev) } != 0 {
+        KafkaError::MessageConsumptionFatal(code)
+    } else {
+        KafkaError::MessageConsumption(code)
+    }
+}
+
+/// One batch of messages, in the order librdkafka queued them, and the client's errors
+/// that came since the last. Read once, as [`Consumed`] or [`ConsumedMut`]: either
+/// iterator takes it, so that no message has a handle of each kind.
 #[derive(Debug)]
 pub struct Batch<'b> {
     messages: &'b [*mut rd::rd_kafka_message_t],
+    errors: &'b [KafkaError],
 }
+
+// SAFETY: a view of messages (librdkafka's heap, readable from any thread) that only
+// the holder of the `Batches`' exclusive borrow reads.
+unsafe impl Send for Batch<'_> {}
 
 impl<'b> Batch<'b> {
     /// How many messages (errors included).
@@ -258,10 +328,17 @@ impl<'b> Batch<'b> {
         self.messages.is_empty()
     }
 
+    /// The client's errors (`RD_KAFKA_EVENT_ERROR`: all brokers down, a fatal error, ...)
+    /// that came since the last batch, as rdkafka's consumer `poll` returns them. The
+    /// consumer's context was told of each already (`ClientContext::error`).
+    pub fn errors(&self) -> &'b [KafkaError] {
+        self.errors
+    }
+
     /// The messages, each yielded after the one `ahead` places later was
     /// [prefetched](Consumed::prefetch); `ahead == 0` prefetches nothing. A reader that
     /// reads every byte of each record asks for a few ahead.
-    pub fn iter_prefetching(&self, ahead: usize) -> impl Iterator<Item = Consumed<'b>> + 'b {
+    pub fn into_iter_prefetching(self, ahead: usize) -> impl Iterator<Item = Consumed<'b>> + 'b {
         let messages = self.messages;
         messages.iter().enumerate().map(move |(i, &m)| {
             if ahead > 0 {
@@ -272,12 +349,33 @@ impl<'b> Batch<'b> {
             Consumed::of(m)
         })
     }
+
+    /// The messages, each the only handle on its message, whose headers may be taken
+    /// ([`ConsumedMut::detach_headers`]): for a reader that forwards them.
+    pub fn into_iter_mut(self) -> IntoIterMut<'b> {
+        IntoIterMut(self.messages.iter())
+    }
+}
+
+/// The messages of a batch as [`ConsumedMut`]s ([`Batch::into_iter_mut`]).
+#[derive(Debug)]
+pub struct IntoIterMut<'b>(std::slice::Iter<'b, *mut rd::rd_kafka_message_t>);
+
+// SAFETY: as for `Batch`, whose messages it yields, each once.
+unsafe impl Send for IntoIterMut<'_> {}
+
+impl<'b> Iterator for IntoIterMut<'b> {
+    type Item = ConsumedMut<'b>;
+
+    fn next(&mut self) -> Option<ConsumedMut<'b>> {
+        self.0.next().map(|&m| ConsumedMut(Consumed::of(m)))
+    }
 }
 
 /// A consumed message or a consumer error, borrowed from its batch.
 #[derive(Debug, Clone, Copy)]
 pub struct Consumed<'b> {
-    msg: *const rd::rd_kafka_message_t,
+    msg: *mut rd::rd_kafka_message_t,
     _batch: PhantomData<&'b ()>,
 }
 
@@ -334,7 +432,7 @@ impl<'b> Consumed<'b> {
     /// any value in).
     fn fields(&self) -> Fields {
         let m = self.msg;
-        // SAFETY: alive for `'b` (see `Batch::iter`); librdkafka does not change a
+        // SAFETY: alive for `'b` (see `Consumed::of`); librdkafka does not change a
         // message's public fields once it handed the message over.
         unsafe {
             Fields {
@@ -442,8 +540,69 @@ impl<'b> Consumed<'b> {
 
     /// Headers in record order, names as bytes (see [`super::headers`]).
     pub fn headers(&self) -> HeaderIter<'b> {
-        // SAFETY: the message lives for `'b`, and only this thread reads it.
+        // SAFETY: the message lives for `'b`, and only this thread reads it. Its header
+        // list is not detached meanwhile: only a `ConsumedMut` does that, and a batch
+        // yields either kind, once per message.
         unsafe { HeaderIter::of(self.ptr()) }
+    }
+}
+
+/// A consumed message or a consumer error, borrowed from its batch, whose header list
+/// may be taken ([`ConsumedMut::detach_headers`]): the only handle on its message, and
+/// without [`Consumed::headers`], whose iterator could read a list taken and freed.
+#[derive(Debug)]
+pub struct ConsumedMut<'b>(Consumed<'b>);
+
+// SAFETY: the only handle on its message (not `Copy`, unlike `Consumed`, which stays on
+// its thread: reading headers parses them into the message the first time), and
+// librdkafka lets any thread read and change a message it handed over.
+unsafe impl Send for ConsumedMut<'_> {}
+// SAFETY: through `&self` it only reads fields librdkafka no longer changes (no header
+// parse: that is `Consumed::headers`, which it does not offer).
+unsafe impl Sync for ConsumedMut<'_> {}
+
+impl<'b> ConsumedMut<'b> {
+    /// The record's headers, taken from it (see [`HeaderList::detach`]).
+    pub fn detach_headers(&mut self) -> Option<HeaderList> {
+        // SAFETY: alive for `'b`; no header list read from it is borrowed (no
+        // `Consumed::headers` exists for this message), and `&mut self` makes a second
+        // call wait for the first's list to be taken.
+        unsafe { HeaderList::detach(self.0.msg) }
+    }
+
+    /// See [`Consumed::error`].
+    pub fn error(&self) -> Option<ConsumeError> {
+        self.0.error()
+    }
+
+    /// See [`Consumed::topic`].
+    pub fn topic(&self) -> Option<&'b str> {
+        self.0.topic()
+    }
+
+    /// Partition.
+    pub fn partition(&self) -> i32 {
+        self.0.partition()
+    }
+
+    /// Offset.
+    pub fn offset(&self) -> i64 {
+        self.0.offset()
+    }
+
+    /// See [`Consumed::key`].
+    pub fn key(&self) -> Option<&'b [u8]> {
+        self.0.key()
+    }
+
+    /// See [`Consumed::payload`].
+    pub fn payload(&self) -> Option<&'b [u8]> {
+        self.0.payload()
+    }
+
+    /// See [`Consumed::timestamp`].
+    pub fn timestamp(&self) -> Option<i64> {
+        self.0.timestamp()
     }
 }
 
@@ -503,7 +662,7 @@ mod tests {
         while seen.len() < 5 && std::time::Instant::now() < deadline {
             let batch = batches.next_batch(Duration::from_millis(100));
             assert!(batch.len() <= 4, "a batch holds at most its capacity");
-            for m in batch.iter_prefetching(2) {
+            for m in batch.into_iter_prefetching(2) {
                 assert!(m.error().is_none(), "{:?}", m.error());
                 let headers: Vec<_> = m.headers().collect();
                 seen.push((

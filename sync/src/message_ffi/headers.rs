@@ -89,7 +89,7 @@ impl<'m> HeaderIter<'m> {
 }
 
 /// A header list of librdkafka's, owned here: taken from a consumed message
-/// ([`HeaderList::detach`]) to be changed and handed to the producer with its record
+/// ([`super::Consumed::detach_headers`]) to be changed and handed to the producer with its record
 /// ([`super::send`]), so that a flow neither copies a record's headers one by one into
 /// a new list nor frees the parsed one. Destroyed when dropped, unless the producer took
 /// it.
@@ -117,12 +117,16 @@ impl HeaderList {
     /// name holding a NUL byte stays whole here, though [`HeaderList::iter`] reads it up
     /// to the NUL). `None` when the record has no headers, or headers librdkafka cannot
     /// parse. The message keeps its raw headers: reading them again parses them again.
-    pub fn detach(msg: &mut BorrowedMessage<'_>) -> Option<HeaderList> {
+    /// Through [`super::Consumed::detach_headers`].
+    ///
+    /// # Safety
+    /// `msg` is a message librdkafka handed over and not destroyed yet, from which no
+    /// header list read is borrowed (the detached list may be changed and freed here).
+    pub(super) unsafe fn detach(msg: *mut rd::rd_kafka_message_t) -> Option<HeaderList> {
         let mut list: *mut rd::rd_kafka_headers_t = ptr::null_mut();
-        // SAFETY: `msg.ptr()` is the message `msg` owns; `&mut` proves no header list
-        // read from it is borrowed (the detached list may be changed and freed here).
-        // librdkafka parses the headers if it has not yet, and gives the list up.
-        let err = unsafe { rd_kafka_message_detach_headers(msg.ptr(), &mut list) };
+        // SAFETY: see the function's contract. librdkafka parses the headers if it has
+        // not yet, and gives the list up.
+        let err = unsafe { rd_kafka_message_detach_headers(msg, &mut list) };
         if err != 0 {
             return None;
         }

@@ -1,6 +1,6 @@
 //! What rdkafka 0.39's safe API cannot express about messages, through librdkafka's C
 //! API: header names as the bytes a record holds ([`headers`], [`add_header`]),
-//! consuming in batches ([`Batches`]), and producing through a topic handle with the
+//! consuming in batches ([`Batches`], and [`BatchStream`] for async readers), and producing through a topic handle with the
 //! header list taken from the consumed record ([`send`], [`HeaderList`]). The crate's
 //! third place with `unsafe` (besides admin_ffi/ and alloc.rs); every call has what
 //! keeps it sound beside it.
@@ -22,7 +22,9 @@
 mod batch;
 mod headers;
 mod produce;
+mod stream;
 
-pub use batch::{Batch, Batches, ConsumeError, Consumed};
+pub use batch::{Batch, Batches, ConsumeError, Consumed, ConsumedMut, IntoIterMut};
 pub use headers::{HeaderIter, HeaderList, add_header, headers};
 pub use produce::{Outgoing, TopicHandle, send};
+pub use stream::BatchStream;

@@ -3,11 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use tracing::{debug, warn};
 
 use super::super::marks::OriginMarks;
-use super::super::{FlowSpec, LagContext};
+use super::super::{FlowConsumer, FlowSpec};
 use crate::error::SyncError;
 use crate::resume;
 use crate::spec::StartPosition;
@@ -43,7 +43,7 @@ pub(crate) struct Assigned {
 /// Where partition `p` of `topic` resumes: the target's word (resume.rs), the
 /// checkpoint, the source's range and the link's start position. Blocking.
 pub(super) fn start_of(
-    consumer: &StreamConsumer<LagContext>,
+    consumer: &FlowConsumer,
     scanner: &BaseConsumer,
     s: &FlowSpec,
     topic: &str,
