@@ -68,10 +68,10 @@ struct TopicRoute {
 
 impl TopicRoute {
     /// Whether `offset` of `partition` was handled already in this run. librdkafka never
-    /// hands a record out twice, except after a pause and resume (book.rs) that raced
-    /// with a fetch: a resume starts again from the record after the last one this
-    /// reader received, and a record handled twice would be written twice. The check
-    /// costs one comparison per record.
+    /// hands a record out twice; a resume starts after the last batch it handed over, or
+    /// where the reader sought back to (`Reader::rewind`), both past what was handled.
+    /// This is the safeguard should a resume ever start earlier: a record handled twice
+    /// would be written twice. The check costs one comparison per record.
     fn seen(&mut self, partition: i32, offset: i64, run: &RunMarks) -> bool {
         let Ok(p) = usize::try_from(partition) else {
             return false;
@@ -218,9 +218,9 @@ impl<'a> Reader<'a> {
                         self.consume_error(e.clone(), &starts, stop).await?;
                     }
                     // A batch is handled whole, without this select's work per record (a
-                    // waiter on the stop token, two timers polled): its records are the
-                    // reader's already (librdkafka's position is past them), so a pause
-                    // of their partition does not take them back (book.rs).
+                    // waiter on the stop token, two timers polled). librdkafka's position
+                    // is past it already: a partition paused during it keeps its later
+                    // records for the resume, by a seek back to them (`rewind`).
                     for mut m in batch.into_iter_mut() {
                         match m.error() {
                             None => {

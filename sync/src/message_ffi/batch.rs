@@ -65,7 +65,10 @@ impl<C: ConsumerContext> std::fmt::Debug for Batches<'_, C> {
 impl<'c, C: ConsumerContext> Batches<'c, C> {
     /// Batches of up to `capacity` messages from `consumer`'s queue. The consumer must
     /// have a `group.id` (its queue), read by `assign` (no `subscribe`: rebalances are not
-    /// served here) with `enable.auto.commit=false`, and commit nothing while this lives.
+    /// served here) with `enable.auto.commit=false`. Its commits must send no result to
+    /// the main queue: rdkafka's `commit` sends none (async: no reply queue and no
+    /// `offset_commit_cb`; sync: a queue of its own), which is how the flow's acker
+    /// commits.
     pub fn new(consumer: &'c BaseConsumer<C>, capacity: usize) -> Result<Batches<'c, C>, String> {
         if consumer.subscription().is_ok_and(|s| s.count() > 0) {
             return Err(
@@ -318,12 +321,14 @@ pub struct Batch<'b> {
 unsafe impl Send for Batch<'_> {}
 
 impl<'b> Batch<'b> {
-    /// How many messages (errors included).
+    /// How many messages, consumer errors handed over in their place included (not
+    /// [`Batch::errors`]).
     pub fn len(&self) -> usize {
         self.messages.len()
     }
 
-    /// Whether the batch is empty (nothing came within the timeout).
+    /// Whether the batch holds no message (nor consumer error in one's place); it may
+    /// still hold [`Batch::errors`].
     pub fn is_empty(&self) -> bool {
         self.messages.is_empty()
     }

@@ -89,7 +89,7 @@ impl<'m> HeaderIter<'m> {
 }
 
 /// A header list of librdkafka's, owned here: taken from a consumed message
-/// ([`super::Consumed::detach_headers`]) to be changed and handed to the producer with its record
+/// ([`super::ConsumedMut::detach_headers`]) to be changed and handed to the producer with its record
 /// ([`super::send`]), so that a flow neither copies a record's headers one by one into
 /// a new list nor frees the parsed one. Destroyed when dropped, unless the producer took
 /// it.
@@ -117,7 +117,7 @@ impl HeaderList {
     /// name holding a NUL byte stays whole here, though [`HeaderList::iter`] reads it up
     /// to the NUL). `None` when the record has no headers, or headers librdkafka cannot
     /// parse. The message keeps its raw headers: reading them again parses them again.
-    /// Through [`super::Consumed::detach_headers`].
+    /// Through [`super::ConsumedMut::detach_headers`].
     ///
     /// # Safety
     /// `msg` is a message librdkafka handed over and not destroyed yet, from which no
