@@ -222,7 +222,7 @@ impl<'a> Reader<'a> {
                     // is past it already: a partition paused during it keeps its later
                     // records for the resume, by a seek back to them (`rewind`).
                     for mut m in batch.into_iter_mut() {
-                        match m.error() {
+                        match m.kafka_error() {
                             None => {
                                 self.handle(&mut m, stop).await?;
                                 if !read_any {
@@ -231,14 +231,7 @@ impl<'a> Reader<'a> {
                                 }
                                 read_since_tick = true;
                             }
-                            Some(e) => {
-                                let e = if e.code == RDKafkaErrorCode::PartitionEOF {
-                                    KafkaError::PartitionEOF(m.partition())
-                                } else {
-                                    KafkaError::MessageConsumption(e.code)
-                                };
-                                self.consume_error(e, &starts, stop).await?;
-                            }
+                            Some(e) => self.consume_error(e, &starts, stop).await?,
                         }
                         // The acker runs in this task (run_once joins them): it gets its
                         // turn when this one yields, which tokio's budget enforces here,
@@ -248,9 +241,7 @@ impl<'a> Reader<'a> {
                             return Ok(());
                         }
                     }
-                    if !self.rewinds.is_empty() {
-                        self.rewind()?;
-                    }
+                    self.rewind()?;
                 }
             }
         }

@@ -20,11 +20,13 @@
 #![allow(unsafe_code)]
 
 mod batch;
+mod consumed;
 mod headers;
 mod produce;
 mod stream;
 
-pub use batch::{Batch, Batches, ConsumeError, Consumed, ConsumedMut, IntoIterMut};
+pub use batch::{Batch, Batches, IntoIterMut};
+pub use consumed::{ConsumeError, Consumed, ConsumedMut};
 pub use headers::{HeaderIter, HeaderList, add_header, headers};
 pub use produce::{Outgoing, TopicHandle, send};
 pub use stream::BatchStream;

@@ -102,7 +102,6 @@ impl<C: ConsumerContext> Drop for BatchStream<'_, C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use futures::FutureExt;
     use rdkafka::consumer::Consumer;
     use rdkafka::mocking::MockCluster;
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -117,21 +116,57 @@ mod tests {
             .expect("consumer")
     }
 
-    fn runtime() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_time()
-            .build()
-            .expect("runtime")
+    /// Counts the wakes of the one task it stands for.
+    struct Wakes(std::sync::atomic::AtomicUsize);
+
+    impl futures::task::ArcWake for Wakes {
+        fn wake_by_ref(w: &std::sync::Arc<Self>) {
+            w.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
     }
 
-    /// `f`'s output, or a panic once 20 s passed. Not `tokio::time::timeout`, which polls
-    /// `f` once more at its deadline: a reader never woken would pass.
-    async fn woken<F: std::future::Future>(f: F) -> F::Output {
-        tokio::select! {
-            biased;
-            _ = tokio::time::sleep(Duration::from_secs(20)) => panic!("not woken in 20 s"),
-            out = f => out,
+    /// `fut`'s output, polled by hand: once, then, after `first` ran (what makes the
+    /// output come; `None` when it may be there already), again each time its waker was
+    /// woken. Panics when the first poll is ready although `first` was given, or when no
+    /// wake comes in 20 s: a reader that librdkafka does not wake fails here, where an
+    /// executor that polls again for other reasons (a timeout at its deadline, a join
+    /// after its other branch) could let it pass.
+    fn woken<F: std::future::Future>(fut: F, first: Option<&mut dyn FnMut()>) -> F::Output {
+        use std::sync::atomic::Ordering::SeqCst;
+        use std::task::{Context, Poll};
+        let mut fut = std::pin::pin!(fut);
+        let wakes = std::sync::Arc::new(Wakes(0.into()));
+        let waker = futures::task::waker(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        match (fut.as_mut().poll(&mut cx), first) {
+            (Poll::Ready(out), None) => return out,
+            (Poll::Ready(_), Some(_)) => panic!("ready before what makes it so"),
+            (Poll::Pending, Some(first)) => first(),
+            (Poll::Pending, None) => {}
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            while wakes.0.swap(0, SeqCst) == 0 {
+                assert!(std::time::Instant::now() < deadline, "not woken in 20 s");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            // A wake for an event that is not a record or an error (statistics, a log
+            // line) finds nothing: wait for the next.
+            if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+                return out;
+            }
+        }
+    }
+
+    /// Each record of `batch` as (partition, offset, key), checked to be a record of at
+    /// most a batch's capacity (16) without headers or errors.
+    fn collect(batch: Batch<'_>, seen: &mut Vec<(i32, i64, Option<Vec<u8>>)>) {
+        assert!(batch.len() <= 16, "a batch holds at most its capacity");
+        assert!(batch.errors().is_empty(), "{:?}", batch.errors());
+        for mut m in batch.into_iter_mut() {
+            assert!(m.error().is_none(), "{:?}", m.error());
+            assert!(m.detach_headers().is_none(), "no headers were sent");
+            seen.push((m.partition(), m.offset(), m.key().map(<[u8]>::to_vec)));
         }
     }
 
@@ -150,15 +185,7 @@ mod tests {
         }
         c.assign(&tpl).expect("assign");
         let mut stream = BatchStream::new(&c, 16).expect("batch stream");
-        // Nothing yet: the first poll registers the waker and is pending.
-        assert!(
-            stream.next().now_or_never().is_none(),
-            "nothing to read yet"
-        );
-
-        // The records come while the reader waits.
-        let producing = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(500));
+        let mut produce = Some(move || {
             let producer: BaseProducer = ClientConfig::new()
                 .set("bootstrap.servers", &boot)
                 .create()
@@ -176,20 +203,18 @@ mod tests {
             }
             producer.flush(Duration::from_secs(10)).expect("flush");
         });
-        let rt = runtime();
         let mut seen = Vec::new();
-        rt.block_on(async {
-            while seen.len() < 40 {
-                let batch = woken(stream.next()).await;
-                assert!(batch.len() <= 16, "a batch holds at most its capacity");
-                assert!(batch.errors().is_empty(), "{:?}", batch.errors());
-                for mut m in batch.into_iter_mut() {
-                    assert!(m.error().is_none(), "{:?}", m.error());
-                    assert!(m.detach_headers().is_none(), "no headers were sent");
-                    seen.push((m.partition(), m.offset(), m.key().map(<[u8]>::to_vec)));
-                }
-            }
-        });
+        // The records are produced only after a first look found nothing.
+        let mut producing = None;
+        let batch = woken(
+            stream.next(),
+            Some(&mut || producing = Some(std::thread::spawn(produce.take().expect("once")))),
+        );
+        collect(batch, &mut seen);
+        while seen.len() < 40 {
+            collect(woken(stream.next(), None), &mut seen);
+        }
+        let producing = producing.expect("produced");
         producing.join().expect("producer thread");
         assert_eq!(seen.len(), 40, "every record once");
         for p in 0..2 {
@@ -201,7 +226,10 @@ mod tests {
             );
         }
         // Nothing more: pending again, and dropping a stream that waits is clean.
-        assert!(stream.next().now_or_never().is_none(), "nothing more");
+        assert!(
+            futures::FutureExt::now_or_never(stream.next()).is_none(),
+            "nothing more"
+        );
     }
 
     /// The client's errors (here: its only broker goes down while the reader waits)
@@ -216,20 +244,13 @@ mod tests {
             .expect("add");
         c.assign(&tpl).expect("assign");
         let mut stream = BatchStream::new(&c, 16).expect("batch stream");
-        let rt = runtime();
-        let errors = rt.block_on(async {
-            // Connected, with nothing to read.
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let batch = stream.next().now_or_never();
-            assert!(batch.is_none(), "nothing yet: {batch:?}");
-            let down = async {
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                mock.broker_down(1).expect("broker down");
-            };
-            let (_, batch) = tokio::join!(down, woken(stream.next()));
-            assert_eq!(batch.len(), 0, "no record from a broker that is down");
-            batch.errors().to_vec()
-        });
+        // The broker goes down only after a first look found nothing.
+        let batch = woken(
+            stream.next(),
+            Some(&mut || mock.broker_down(1).expect("broker down")),
+        );
+        assert_eq!(batch.len(), 0, "no record from a broker that is down");
+        let errors = batch.errors().to_vec();
         assert!(!errors.is_empty(), "the error is returned");
         assert!(
             errors.iter().all(|e| e.rdkafka_error_code().is_some()),
