@@ -57,6 +57,12 @@ async fn retention_overtaking_a_lagging_flow_is_counted_exactly_on_mock() {
     harness::wait_for_count(&[&clusters[1]], &topic, kept, Duration::from_secs(60)).await;
     running.stop().await;
     assert_eq!(flow.up.load(Relaxed), 1);
+    // The flow restarted for the position retention overtook, and said where it was.
+    let error = flow.last_error().unwrap_or_default();
+    assert!(
+        error.contains(&format!("{topic}/0 on cluster src does not hold offset")),
+        "{error}"
+    );
     // The target holds what the flow delivered before the gap (records it had read but
     // not delivered when it stopped are purged, gone from the source, and counted too),
     // then everything from the source's log start on: the gap counted is exactly what

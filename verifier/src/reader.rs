@@ -120,6 +120,15 @@ pub fn read_side(
     let consumer: BaseConsumer = consumer_config(cluster)
         .create()
         .map_err(|e| VerifyError::kafka(&cluster.id, "create consumer", e))?;
+    // Before the assignment: the client's events so far (its warnings at creation) are
+    // passed on with the ones to come (`Batches::new`).
+    let mut batches = Batches::new(&consumer, read_batch(spec.max_rate)).map_err(|e| {
+        VerifyError::kafka(
+            &cluster.id,
+            "read in batches",
+            rdkafka::error::KafkaError::ClientCreation(e),
+        )
+    })?;
     let mut tpl = TopicPartitionList::new();
     for p in plan.iter().filter(|p| p.start < p.end) {
         tpl.add_partition_offset(&p.topic, p.partition, Offset::Offset(p.start))
@@ -133,13 +142,6 @@ pub fn read_side(
     for p in plan {
         ingest.set_log_start(&p.topic, p.partition, p.log_start);
     }
-    let mut batches = Batches::new(&consumer, read_batch(spec.max_rate)).map_err(|e| {
-        VerifyError::kafka(
-            &cluster.id,
-            "read in batches",
-            rdkafka::error::KafkaError::ClientCreation(e),
-        )
-    })?;
     let started = Instant::now();
     let mut last_flush = Instant::now();
     let mut last_progress = Instant::now();

@@ -215,7 +215,7 @@ impl<'a> Reader<'a> {
                     // The client's errors first (all brokers down, ...), as rdkafka's
                     // poll returns them.
                     for e in batch.errors() {
-                        self.consume_error(e.clone(), &starts, stop).await?;
+                        self.consume_error(e.clone(), None, &starts, stop).await?;
                     }
                     // A batch is handled whole, without this select's work per record (a
                     // waiter on the stop token, two timers polled). librdkafka's position
@@ -231,7 +231,11 @@ impl<'a> Reader<'a> {
                                 }
                                 read_since_tick = true;
                             }
-                            Some(e) => self.consume_error(e, &starts, stop).await?,
+                            // An entry of one partition says which, and at what offset.
+                            Some(e) => {
+                                let at = m.topic().map(|t| (t, m.partition(), m.offset()));
+                                self.consume_error(e, at, &starts, stop).await?
+                            }
                         }
                         // The acker runs in this task (run_once joins them): it gets its
                         // turn when this one yields, which tokio's budget enforces here,
@@ -247,9 +251,11 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// `at`: the topic, partition and offset of an error that came in a record's place.
     async fn consume_error(
         &self,
         e: KafkaError,
+        at: Option<(&str, i32, i64)>,
         starts: &watchdog::Starts,
         stop: &CancellationToken,
     ) -> Result<(), SyncError> {
@@ -257,7 +263,7 @@ impl<'a> Reader<'a> {
             // auto.offset.reset=error (clients.rs): name the partition and restart.
             // Stopping does not wait for the search on a source that stopped answering.
             Some(RDKafkaErrorCode::AutoOffsetReset) => tokio::select! {
-                e = watchdog::out_of_range(&self.flow.spec, &self.clients.consumer, starts, e) => Err(e),
+                e = watchdog::out_of_range(&self.flow.spec, &self.clients.consumer, starts, at, e) => Err(e),
                 _ = stop.cancelled() => Ok(()),
             },
             // Transport hiccups are retried inside librdkafka; they surface as events.

@@ -111,23 +111,48 @@ pub(crate) async fn check(
     joined("check for a stall", r)
 }
 
-/// After `ERR__AUTO_OFFSET_RESET` (the consumer's position is outside a partition; it
-/// does not say which): finds the partition and returns [`SyncError::OutOfRange`], or
-/// the consumer's error when no position is out of range any more. Both restart the
-/// flow, whose assignment then counts a retention gap or stops at a source behind it.
+/// After `ERR__AUTO_OFFSET_RESET` (a fetch position outside a partition): returns
+/// [`SyncError::OutOfRange`] naming the partition, or the consumer's error when its
+/// position is in range after all. Both restart the flow, whose assignment then counts
+/// a retention gap or stops at a source behind it.
+///
+/// `at`: the topic, partition and offset the error came with (librdkafka hands it over
+/// in the partition's place, at the offset that failed). Without them the partition is
+/// searched for among the consumer's positions; a partition sought back
+/// (`Reader::rewind`) has none until it reads again, and counts as where it started.
 pub(crate) async fn out_of_range(
     spec: &Arc<FlowSpec>,
     consumer: &Arc<FlowConsumer>,
     starts: &Starts,
+    at: Option<(&str, i32, i64)>,
     error: KafkaError,
 ) -> SyncError {
     let (spec, consumer, starts) = (spec.clone(), consumer.clone(), starts.clone());
+    let at = at.map(|(t, p, o)| (t.to_string(), p, o));
     let r = tokio::task::spawn_blocking(move || {
         let kafka = |op, source| SyncError::Kafka {
             op,
             cluster: spec.source.id.clone(),
             source,
         };
+        if let Some((topic, partition, position)) = at.filter(|(_, _, o)| *o >= 0) {
+            let (low, high) = consumer
+                .fetch_watermarks(&topic, partition, spec.limits.request_timeout)
+                .map_err(|err| kafka("fetch watermarks", err))?;
+            return Ok(if position < low || position > high {
+                SyncError::OutOfRange {
+                    flow: spec.name(),
+                    cluster: spec.source.id.clone(),
+                    topic,
+                    partition,
+                    position,
+                    low,
+                    high,
+                }
+            } else {
+                kafka("consume", error)
+            });
+        }
         let positions = consumer
             .position()
             .map_err(|e| kafka("read consumer positions", e))?;

@@ -27,14 +27,19 @@ use crate::admin_ffi::{code as error_code, rd_kafka_event_error};
 /// latter is an assertion in librdkafka). So while a `Batches` lives, the client's main
 /// queue (errors, logs, statistics) goes to a queue of its own, whose events go to the
 /// consumer's context as rdkafka's `poll` would pass them, before each batch; and
-/// [`Batches::new`] refuses a consumer that subscribed or commits by itself.
+/// [`Batches::new`] refuses a consumer that subscribed or commits by itself. Events the
+/// client queued before that (its warnings at creation, a first connection's errors)
+/// sit on the consumer queue: made before anything is assigned, [`Batches::new`] passes
+/// them on too; made after, the batch call serves them.
 pub struct Batches<'c, C: ConsumerContext> {
     consumer: &'c BaseConsumer<C>,
     queue: NonNull<rd::rd_kafka_queue_t>,
     events: NonNull<rd::rd_kafka_queue_t>,
     messages: Vec<*mut rd::rd_kafka_message_t>,
-    /// The client's errors that came since the last batch (see [`Batch::errors`]).
+    /// The client's errors not yet handed out in a batch (see [`Batch::errors`]).
     errors: Vec<KafkaError>,
+    /// `errors` went out in the last batch: the next fill starts a new list.
+    errors_handed: bool,
 }
 
 // SAFETY: librdkafka's queue handles and the messages it handed over may be used from
@@ -82,13 +87,21 @@ impl<'c, C: ConsumerContext> Batches<'c, C> {
             rd::rd_kafka_queue_forward(main, events.as_ptr());
             rd::rd_kafka_queue_destroy(main);
         }
-        Ok(Batches {
+        let mut batches = Batches {
             consumer,
             queue,
             events,
             messages: Vec::with_capacity(capacity.max(1)),
             errors: Vec::new(),
-        })
+            errors_handed: false,
+        };
+        // Until now the main queue's events went to the consumer queue. With nothing
+        // assigned, that queue holds only such events: they go to the context (and their
+        // errors to the first batch) like the ones to come.
+        if consumer.assignment().is_ok_and(|a| a.count() == 0) {
+            batches.serve(queue);
+        }
+        Ok(batches)
     }
 
     /// The next batch: the messages that were waiting, or that came, within `timeout`.
@@ -106,7 +119,10 @@ impl<'c, C: ConsumerContext> Batches<'c, C> {
     /// it holds.
     pub(super) fn fill(&mut self, timeout: Duration) -> usize {
         self.release();
-        self.serve_events();
+        if std::mem::take(&mut self.errors_handed) {
+            self.errors.clear();
+        }
+        self.serve(self.events);
         let capacity = self.messages.capacity();
         let timeout_ms = c_int::try_from(timeout.as_millis()).unwrap_or(c_int::MAX);
         // SAFETY: the queue is alive (ours until `drop`); librdkafka writes at most
@@ -130,6 +146,7 @@ impl<'c, C: ConsumerContext> Batches<'c, C> {
 
     /// The batch [`Batches::fill`] took.
     pub(super) fn current(&mut self) -> Batch<'_> {
+        self.errors_handed = true;
         Batch {
             messages: &self.messages,
             errors: &self.errors,
@@ -142,15 +159,15 @@ impl<'c, C: ConsumerContext> Batches<'c, C> {
         [self.queue, self.events]
     }
 
-    /// Passes the events waiting on the main queue to the consumer's context, as
-    /// rdkafka's `BaseConsumer::poll` does: logs, errors, statistics. Errors are also
-    /// kept for the next batch, as rdkafka's `poll` returns them.
-    fn serve_events(&mut self) {
-        self.errors.clear();
+    /// Passes the events waiting on `queue` (ours: the main queue's, or the consumer
+    /// queue before anything is assigned) to the consumer's context, as rdkafka's
+    /// `BaseConsumer::poll` does: logs, errors, statistics. Errors are also kept for the
+    /// next batch, as rdkafka's `poll` returns them.
+    fn serve(&mut self, queue: NonNull<rd::rd_kafka_queue_t>) {
         let context = self.consumer.context();
         loop {
             // SAFETY: our queue; a zero timeout only looks.
-            let ev = unsafe { rd::rd_kafka_queue_poll(self.events.as_ptr(), 0) };
+            let ev = unsafe { rd::rd_kafka_queue_poll(queue.as_ptr(), 0) };
             if ev.is_null() {
                 return;
             }
@@ -176,9 +193,11 @@ impl<'c, C: ConsumerContext> Batches<'c, C> {
                             context.stats_raw(CStr::from_ptr(json).to_bytes());
                         }
                     }
-                    // None other is expected: no rebalance (no `subscribe`), and no
+                    // None other is expected: no rebalance (no `subscribe`), no
                     // offset commit's result (no auto-commit; `commit` without a reply
-                    // queue, as rdkafka calls it, sends none).
+                    // queue, as rdkafka calls it, sends none), and no message on the
+                    // consumer queue while nothing is assigned (one left from an
+                    // assignment undone is outdated; librdkafka drops those too).
                     _ => {}
                 }
                 rd::rd_kafka_event_destroy(ev);
@@ -198,7 +217,7 @@ impl<'c, C: ConsumerContext> Batches<'c, C> {
 impl<C: ConsumerContext> Drop for Batches<'_, C> {
     fn drop(&mut self) {
         self.release();
-        self.serve_events();
+        self.serve(self.events);
         let rk = self.consumer.client().native_ptr();
         // SAFETY: the client is alive (`'c`). The main queue goes back to the consumer
         // queue, as rdkafka set it up, before `events` is given back; each queue handle
@@ -451,5 +470,42 @@ mod tests {
         subscribed.subscribe(&["t"]).expect("subscribe");
         let err = Batches::new(&subscribed, 8).expect_err("subscribe refused");
         assert!(err.contains("subscribed"), "{err}");
+    }
+
+    /// Keeps the logs it is given.
+    #[derive(Default)]
+    struct Logs(std::sync::Mutex<Vec<String>>);
+
+    impl rdkafka::ClientContext for Logs {
+        fn log(&self, _level: RDKafkaLogLevel, fac: &str, line: &str) {
+            self.0.lock().unwrap().push(format!("{fac}: {line}"));
+        }
+    }
+
+    impl ConsumerContext for Logs {}
+
+    #[test]
+    fn what_the_client_said_before_the_batches_reaches_its_context() {
+        let mock = MockCluster::new(1).expect("mock cluster");
+        // A producer's setting on a consumer: librdkafka warns (CONFWARN, naming it
+        // `queue.buffering.max.ms`) as it creates the client, before any batch reader
+        // exists.
+        let c: BaseConsumer<Logs> = ClientConfig::new()
+            .set("bootstrap.servers", mock.bootstrap_servers())
+            .set("group.id", "batches-test")
+            .set("enable.auto.commit", "false")
+            .set("linger.ms", "7")
+            .create_with_context(Logs::default())
+            .expect("consumer");
+        let mut batches = Batches::new(&c, 4).expect("batches");
+        let batch = batches.next_batch(Duration::ZERO);
+        assert!(batch.is_empty());
+        drop(batches);
+        let logs = c.context().0.lock().unwrap().clone();
+        assert!(
+            logs.iter()
+                .any(|l| l.starts_with("CONFWARN") && l.contains("producer property")),
+            "the creation warning went to the context: {logs:?}"
+        );
     }
 }

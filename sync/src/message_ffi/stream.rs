@@ -11,7 +11,7 @@
 
 use std::ffi::c_void;
 use std::future::poll_fn;
-use std::ptr;
+use std::ptr::{self, NonNull};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -26,10 +26,15 @@ use super::{Batch, Batches};
 /// rdkafka's `StreamConsumer` sets its own, which this would replace).
 pub struct BatchStream<'c, C: ConsumerContext> {
     batches: Batches<'c, C>,
-    /// Where the callback finds the task to wake; boxed, so that its address, which
-    /// librdkafka holds, does not move with `self`.
-    waker: Box<AtomicWaker>,
+    /// Where the callback finds the task to wake: a leaked box, so that the address
+    /// librdkafka holds stays put and no reference to it is moved or made unique
+    /// while librdkafka's threads may read it; freed in `drop`, after the callbacks.
+    waker: NonNull<AtomicWaker>,
 }
+
+// SAFETY: `waker` is an `AtomicWaker` (Send + Sync) that this value owns; the rest is
+// `Batches`, which is Send on the same terms.
+unsafe impl<C: ConsumerContext> Send for BatchStream<'_, C> where BaseConsumer<C>: Sync {}
 
 impl<C: ConsumerContext> std::fmt::Debug for BatchStream<'_, C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -56,10 +61,8 @@ impl<'c, C: ConsumerContext> BatchStream<'c, C> {
         capacity: usize,
     ) -> Result<BatchStream<'c, C>, String> {
         let batches = Batches::new(consumer, capacity)?;
-        let waker = Box::new(AtomicWaker::new());
-        let opaque = ptr::from_ref::<AtomicWaker>(&waker)
-            .cast_mut()
-            .cast::<c_void>();
+        let waker = NonNull::from(Box::leak(Box::new(AtomicWaker::new())));
+        let opaque = waker.as_ptr().cast::<c_void>();
         for q in batches.queues() {
             // SAFETY: both queues are alive while `batches` is; `opaque` outlives the
             // registration, which `drop` removes before the box is freed.
@@ -72,7 +75,8 @@ impl<'c, C: ConsumerContext> BatchStream<'c, C> {
     /// Cancel-safe: a batch is taken only by the poll that returns it. The previous
     /// batch is given back first.
     pub async fn next(&mut self) -> Batch<'_> {
-        let (batches, waker) = (&mut self.batches, &self.waker);
+        // SAFETY: the box is freed only in `drop`; shared references are all anyone makes.
+        let (batches, waker) = (&mut self.batches, unsafe { self.waker.as_ref() });
         poll_fn(|cx| {
             if batches.fill(Duration::ZERO) > 0 {
                 return Poll::Ready(());
@@ -96,6 +100,8 @@ impl<C: ConsumerContext> Drop for BatchStream<'_, C> {
             // this returns, no call is running or to come.
             unsafe { rd::rd_kafka_queue_cb_event_enable(q.as_ptr(), None, ptr::null_mut()) };
         }
+        // SAFETY: leaked in `new`, freed once; no callback can read it any more (above).
+        drop(unsafe { Box::from_raw(self.waker.as_ptr()) });
     }
 }
 
