@@ -26,6 +26,11 @@ use crate::routing::{Decision, EpochRouter};
 /// Records taken from librdkafka in one batch, at most: handled in a row, before the
 /// reader's select (stop, watchdog, refresh) has its turn again.
 const READ_BATCH: usize = 256;
+/// How many records ahead of the one being handled the reader prefetches. A record's
+/// bytes were fetched by another thread and sit in memory, not the cache: the header
+/// parse and the producer's copy of key and value waited on them (docs/benchmarks.md,
+/// "Prefetching in the flow").
+const PREFETCH_AHEAD: usize = 2;
 
 pub(crate) struct Reader<'a> {
     flow: &'a Flow,
@@ -221,7 +226,7 @@ impl<'a> Reader<'a> {
                     // waiter on the stop token, two timers polled). librdkafka's position
                     // is past it already: a partition paused during it keeps its later
                     // records for the resume, by a seek back to them (`rewind`).
-                    for mut m in batch.into_iter_mut() {
+                    for mut m in batch.into_iter_mut(PREFETCH_AHEAD) {
                         match m.kafka_error() {
                             None => {
                                 self.handle(&mut m, stop).await?;

@@ -350,15 +350,26 @@ impl<'b> Batch<'b> {
     }
 
     /// The messages, each the only handle on its message, whose headers may be taken
-    /// ([`ConsumedMut::detach_headers`]): for a reader that forwards them.
-    pub fn into_iter_mut(self) -> IntoIterMut<'b> {
-        IntoIterMut(self.messages.iter())
+    /// ([`ConsumedMut::detach_headers`]): for a reader that forwards them. Each is
+    /// yielded after the one `ahead` places later was [prefetched](Consumed::prefetch),
+    /// as in [`Batch::into_iter_prefetching`]: a reader that copies the records (the
+    /// producer copies key and value, librdkafka parses the headers) reads all of them.
+    pub fn into_iter_mut(self, ahead: usize) -> IntoIterMut<'b> {
+        IntoIterMut {
+            messages: self.messages,
+            next: 0,
+            ahead,
+        }
     }
 }
 
 /// The messages of a batch as [`ConsumedMut`]s ([`Batch::into_iter_mut`]).
 #[derive(Debug)]
-pub struct IntoIterMut<'b>(std::slice::Iter<'b, *mut rd::rd_kafka_message_t>);
+pub struct IntoIterMut<'b> {
+    messages: &'b [*mut rd::rd_kafka_message_t],
+    next: usize,
+    ahead: usize,
+}
 
 // SAFETY: as for `Batch`, whose messages it yields, each once.
 unsafe impl Send for IntoIterMut<'_> {}
@@ -367,7 +378,16 @@ impl<'b> Iterator for IntoIterMut<'b> {
     type Item = ConsumedMut<'b>;
 
     fn next(&mut self) -> Option<ConsumedMut<'b>> {
-        self.0.next().map(|&m| ConsumedMut::of(m))
+        let &m = self.messages.get(self.next)?;
+        if self.ahead > 0 {
+            if let Some(&later) = self.messages.get(self.next + self.ahead) {
+                // Reads the later message's fields only (no header parse), which no
+                // handle of it changes before it is yielded.
+                Consumed::of(later).prefetch();
+            }
+        }
+        self.next += 1;
+        Some(ConsumedMut::of(m))
     }
 }
 
