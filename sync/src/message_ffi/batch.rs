@@ -29,8 +29,11 @@ use crate::admin_ffi::{code as error_code, rd_kafka_event_error};
 /// consumer's context as rdkafka's `poll` would pass them, before each batch; and
 /// [`Batches::new`] refuses a consumer that subscribed or commits by itself. Events the
 /// client queued before that (its warnings at creation, a first connection's errors)
-/// sit on the consumer queue: made before anything is assigned, [`Batches::new`] passes
-/// them on too; made after, the batch call serves them.
+/// sit on the consumer queue: make the `Batches` before anything is assigned and
+/// [`Batches::new`] passes them on too; made after, the batch call serves them with
+/// librdkafka's defaults (logs raw to stderr, errors not in [`Batch::errors`]). A client
+/// that authenticates with OAUTHBEARER keeps them there either way: its first token
+/// refresh is among them, and only the batch call runs librdkafka's handler of it.
 pub struct Batches<'c, C: ConsumerContext> {
     consumer: &'c BaseConsumer<C>,
     queue: NonNull<rd::rd_kafka_queue_t>,
@@ -71,7 +74,7 @@ impl<'c, C: ConsumerContext> Batches<'c, C> {
             );
         }
         let rk = consumer.client().native_ptr();
-        if !auto_commit_off(rk) {
+        if conf_value(rk, c"enable.auto.commit").as_deref() != Some("false") {
             return Err("a consumer read in batches must have enable.auto.commit=false".into());
         }
         // SAFETY: the client handle is alive while `consumer` is, which outlives us
@@ -98,7 +101,10 @@ impl<'c, C: ConsumerContext> Batches<'c, C> {
         // Until now the main queue's events went to the consumer queue. With nothing
         // assigned, that queue holds only such events: they go to the context (and their
         // errors to the first batch) like the ones to come.
-        if consumer.assignment().is_ok_and(|a| a.count() == 0) {
+        if consumer.assignment().is_ok_and(|a| a.count() == 0)
+            && conf_value(rk, c"sasl.mechanisms")
+                .is_none_or(|m| !m.eq_ignore_ascii_case("OAUTHBEARER"))
+        {
             batches.serve(queue);
         }
         Ok(batches)
@@ -217,35 +223,41 @@ impl<'c, C: ConsumerContext> Batches<'c, C> {
 impl<C: ConsumerContext> Drop for Batches<'_, C> {
     fn drop(&mut self) {
         self.release();
-        self.serve(self.events);
         let rk = self.consumer.client().native_ptr();
         // SAFETY: the client is alive (`'c`). The main queue goes back to the consumer
-        // queue, as rdkafka set it up, before `events` is given back; each queue handle
+        // queue, as rdkafka set it up, before the events that came to `events` are
+        // passed on (none can come after) and `events` is given back; each queue handle
         // is ours and given back once.
+        unsafe { rd::rd_kafka_poll_set_consumer(rk) };
+        self.serve(self.events);
         unsafe {
-            rd::rd_kafka_poll_set_consumer(rk);
             rd::rd_kafka_queue_destroy(self.events.as_ptr());
             rd::rd_kafka_queue_destroy(self.queue.as_ptr());
         }
     }
 }
 
-/// Whether the client's `enable.auto.commit` is `false`.
-fn auto_commit_off(rk: *mut rd::rd_kafka_t) -> bool {
-    let mut buf = [0 as c_char; 16];
+/// The client's setting `name`, when it is known and fits in 64 bytes (the settings
+/// asked for here are words).
+fn conf_value(rk: *mut rd::rd_kafka_t, name: &CStr) -> Option<String> {
+    let mut buf = [0 as c_char; 64];
     let mut size = buf.len();
     // SAFETY: the client is alive; librdkafka writes at most `size` bytes, NUL included,
     // and sets `size` to what the value needs.
     let ok = unsafe {
         rd::rd_kafka_conf_get(
             rd::rd_kafka_conf(rk),
-            c"enable.auto.commit".as_ptr(),
+            name.as_ptr(),
             buf.as_mut_ptr(),
             &mut size,
         )
     };
-    ok == rd::rd_kafka_conf_res_t::RD_KAFKA_CONF_OK
-        && unsafe { CStr::from_ptr(buf.as_ptr()) }.to_bytes() == b"false"
+    (ok == rd::rd_kafka_conf_res_t::RD_KAFKA_CONF_OK && size <= buf.len()).then(|| {
+        // SAFETY: written NUL-terminated within the buffer (`size` fits).
+        unsafe { CStr::from_ptr(buf.as_ptr()) }
+            .to_string_lossy()
+            .into_owned()
+    })
 }
 
 /// A C string librdkafka handed over, lossily as UTF-8; empty for a null pointer.
@@ -340,11 +352,7 @@ impl<'b> Batch<'b> {
     pub fn into_iter_prefetching(self, ahead: usize) -> impl Iterator<Item = Consumed<'b>> + 'b {
         let messages = self.messages;
         messages.iter().enumerate().map(move |(i, &m)| {
-            if ahead > 0 {
-                if let Some(&later) = messages.get(i + ahead) {
-                    Consumed::of(later).prefetch();
-                }
-            }
+            prefetch_ahead(messages, i, ahead);
             Consumed::of(m)
         })
     }
@@ -360,6 +368,24 @@ impl<'b> Batch<'b> {
             next: 0,
             ahead,
         }
+    }
+}
+
+/// Before message `i` of a batch is yielded: prefetches the one `ahead` places later,
+/// and on the first, the ones before that too (`ahead == 0`: none).
+fn prefetch_ahead(messages: &[*mut rd::rd_kafka_message_t], i: usize, ahead: usize) {
+    if ahead == 0 {
+        return;
+    }
+    let from = if i == 0 { 1 } else { ahead };
+    for &later in messages
+        .iter()
+        .skip(i.saturating_add(from))
+        .take((ahead - from).saturating_add(1))
+    {
+        // SAFETY: a message of the batch, not yet yielded: no handle of it exists or
+        // changes it meanwhile.
+        unsafe { Consumed::prefetch_message(later) };
     }
 }
 
@@ -379,13 +405,7 @@ impl<'b> Iterator for IntoIterMut<'b> {
 
     fn next(&mut self) -> Option<ConsumedMut<'b>> {
         let &m = self.messages.get(self.next)?;
-        if self.ahead > 0 {
-            if let Some(&later) = self.messages.get(self.next + self.ahead) {
-                // Reads the later message's fields only (no header parse), which no
-                // handle of it changes before it is yielded.
-                Consumed::of(later).prefetch();
-            }
-        }
+        prefetch_ahead(self.messages, self.next, self.ahead);
         self.next += 1;
         Some(ConsumedMut::of(m))
     }

@@ -81,20 +81,8 @@ impl<'b> Consumed<'b> {
     /// reference to the whole struct, whose `err` is a Rust enum the C side may hold
     /// any value in).
     fn fields(&self) -> Fields {
-        let m = self.msg;
-        // SAFETY: alive for `'b` (see `Consumed::of`); librdkafka does not change a
-        // message's public fields once it handed the message over.
-        unsafe {
-            Fields {
-                rkt: (*m).rkt,
-                partition: (*m).partition,
-                offset: (*m).offset,
-                key: (*m).key.cast::<u8>(),
-                key_len: (*m).key_len,
-                payload: (*m).payload.cast::<u8>(),
-                len: (*m).len,
-            }
-        }
+        // SAFETY: alive for `'b` (see `Consumed::of`).
+        unsafe { fields_of(self.msg) }
     }
 
     /// The error this entry stands for, if it is one rather than a record.
@@ -172,12 +160,22 @@ impl<'b> Consumed<'b> {
     /// work. Does nothing where no prefetch instruction is known (only x86_64 has one
     /// here).
     pub fn prefetch(&self) {
+        // SAFETY: alive for `'b` (see `Consumed::of`).
+        unsafe { Self::prefetch_message(self.msg) }
+    }
+
+    /// [`Consumed::prefetch`] of a message no handle was made for yet.
+    ///
+    /// # Safety
+    /// As [`Consumed::of`]: a message of a batch that was not given back.
+    pub(super) unsafe fn prefetch_message(msg: *const rd::rd_kafka_message_t) {
         /// A cache line.
         const LINE: usize = 64;
         /// Bytes prefetched at most, from the start of the key and of the value: beyond
         /// this the CPU's own prefetcher has seen the stream.
         const MOST: usize = 4096;
-        let m = self.fields();
+        // SAFETY: see above.
+        let m = unsafe { fields_of(msg) };
         for (at, len) in [(m.key, m.key_len), (m.payload, m.len + 2 * LINE)] {
             if at.is_null() {
                 continue;
@@ -266,6 +264,25 @@ impl<'b> ConsumedMut<'b> {
     /// See [`Consumed::timestamp`].
     pub fn timestamp(&self) -> Option<i64> {
         self.0.timestamp()
+    }
+}
+
+/// A message's public fields (see `Consumed::fields`).
+///
+/// # Safety
+/// `m` is a message librdkafka handed over and has not been given back; librdkafka does
+/// not change a message's public fields once it handed the message over.
+unsafe fn fields_of(m: *const rd::rd_kafka_message_t) -> Fields {
+    unsafe {
+        Fields {
+            rkt: (*m).rkt,
+            partition: (*m).partition,
+            offset: (*m).offset,
+            key: (*m).key.cast::<u8>(),
+            key_len: (*m).key_len,
+            payload: (*m).payload.cast::<u8>(),
+            len: (*m).len,
+        }
     }
 }
 
