@@ -135,40 +135,29 @@ pub(crate) async fn out_of_range(
             cluster: spec.source.id.clone(),
             source,
         };
-        if let Some((topic, partition, position)) = at.filter(|(_, _, o)| *o >= 0) {
+        // The partition the error names, or every partition the flow started.
+        let candidates: Vec<(String, i32, i64)> = match at.filter(|(_, _, o)| *o >= 0) {
+            Some(at) => vec![at],
+            None => consumer
+                .position()
+                .map_err(|e| kafka("read consumer positions", e))?
+                .elements()
+                .iter()
+                .filter_map(|e| {
+                    position_of(e, &starts).map(|o| (e.topic().to_string(), e.partition(), o))
+                })
+                .collect(),
+        };
+        for (topic, partition, position) in candidates {
             let (low, high) = consumer
                 .fetch_watermarks(&topic, partition, spec.limits.request_timeout)
-                .map_err(|err| kafka("fetch watermarks", err))?;
-            return Ok(if position < low || position > high {
-                SyncError::OutOfRange {
-                    flow: spec.name(),
-                    cluster: spec.source.id.clone(),
-                    topic,
-                    partition,
-                    position,
-                    low,
-                    high,
-                }
-            } else {
-                kafka("consume", error)
-            });
-        }
-        let positions = consumer
-            .position()
-            .map_err(|e| kafka("read consumer positions", e))?;
-        for e in positions.elements() {
-            let Some(position) = position_of(&e, &starts) else {
-                continue;
-            };
-            let (low, high) = consumer
-                .fetch_watermarks(e.topic(), e.partition(), spec.limits.request_timeout)
                 .map_err(|err| kafka("fetch watermarks", err))?;
             if position < low || position > high {
                 return Ok(SyncError::OutOfRange {
                     flow: spec.name(),
                     cluster: spec.source.id.clone(),
-                    topic: e.topic().to_string(),
-                    partition: e.partition(),
+                    topic,
+                    partition,
                     position,
                     low,
                     high,

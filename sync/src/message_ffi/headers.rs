@@ -89,8 +89,8 @@ impl<'m> HeaderIter<'m> {
 }
 
 /// A header list of librdkafka's, owned here: taken from a consumed message
-/// ([`super::ConsumedMut::detach_headers`]) to be changed and handed to the producer with its record
-/// ([`super::send`]), so that a flow neither copies a record's headers one by one into
+/// ([`super::ConsumedMut::detach_headers`]) to be changed and handed to the producer
+/// with its record ([`super::send`]), so that a flow neither copies a record's headers one by one into
 /// a new list nor frees the parsed one. Destroyed when dropped, unless the producer took
 /// it.
 #[derive(Debug)]

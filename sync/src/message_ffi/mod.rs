@@ -1,9 +1,9 @@
 //! What rdkafka 0.39's safe API cannot express about messages, through librdkafka's C
 //! API: header names as the bytes a record holds ([`headers`], [`add_header`]),
-//! consuming in batches ([`Batches`], and [`BatchStream`] for async readers), and producing through a topic handle with the
-//! header list taken from the consumed record ([`send`], [`HeaderList`]). The crate's
-//! third place with `unsafe` (besides admin_ffi/ and alloc.rs); every call has what
-//! keeps it sound beside it.
+//! consuming in batches ([`Batches`], and [`BatchStream`] for async readers), and
+//! producing through a topic handle with the header list taken from the consumed record
+//! ([`send`], [`HeaderList`]). The crate's third place with `unsafe` (besides admin_ffi/
+//! and alloc.rs); every call has what keeps it sound beside it.
 //!
 //! **Why header names are bytes here.** Kafka's protocol calls a header name a UTF-8
 //! string, but brokers store whatever a producer sent, and librdkafka's C API lets a
