@@ -272,8 +272,15 @@ fn bench_size(
     let s = median(naive);
     let o = median(passed);
     println!(
-        "{:<12} {:>8} {:>8} {:>10} {:>7} {:>6} {:>13}",
-        "median run", "records", "seconds", "records/s", "MiB/s", "cores", "MiB/s per core"
+        "{:<12} {:>8} {:>8} {:>10} {:>7} {:>6} {:>14} {:>10}",
+        "median run",
+        "records",
+        "seconds",
+        "records/s",
+        "MiB/s",
+        "cores",
+        "MiB/s per core",
+        "faults/MiB"
     );
     let rows = [
         ("produce", Some(p)),
@@ -294,17 +301,19 @@ fn bench_size(
                 )
             });
         println!(
-            "{name:<12} {:>8} {:>8.3} {:>10.0} {:>7.1} {:>6} {per_core:>13}",
+            "{name:<12} {:>8} {:>8.3} {:>10.0} {:>7.1} {:>6} {per_core:>14} {:>10}",
             t.records,
             t.elapsed.as_secs_f64(),
             t.rate(),
             t.mib(value_bytes),
             t.cores(),
+            t.faults_per_mib(value_bytes),
         );
     }
     println!(
         "(MiB/s counts the values only; cores: CPU time of the timed process / wall time, \
-         of {}; the brokers' CPU is not counted)",
+         of {}; the brokers' CPU is not counted; faults/MiB: the process's minor page \
+         faults, pages the kernel zeroed for it, per MiB of values)",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!(

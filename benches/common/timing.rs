@@ -10,6 +10,9 @@ pub struct Timed {
     pub elapsed: Duration,
     /// CPU time of the whole process in the window.
     pub cpu: Option<Duration>,
+    /// Minor page faults of the whole process in the window: each one a page the kernel
+    /// mapped and zeroed, most of them memory the allocator gave back and took again.
+    pub faults: Option<u64>,
 }
 
 impl Timed {
@@ -26,12 +29,22 @@ impl Timed {
             format!("{:.2}", c.as_secs_f64() / self.elapsed.as_secs_f64())
         })
     }
+    /// Minor page faults per MiB of `value_bytes`-byte values, as text (`-` if unknown).
+    #[allow(dead_code)] // Not every bench prints it.
+    pub fn faults_per_mib(&self, value_bytes: usize) -> String {
+        let mib = self.records as f64 * value_bytes as f64 / (1024.0 * 1024.0);
+        match self.faults {
+            Some(f) if mib > 0.0 => format!("{:.0}", f as f64 / mib),
+            _ => "-".into(),
+        }
+    }
 }
 
 /// Marks the start of a timed window: wall clock and process CPU time.
 pub struct Window {
     pub wall: Instant,
     cpu: Option<Duration>,
+    faults: Option<u64>,
 }
 
 impl Window {
@@ -39,6 +52,7 @@ impl Window {
         Window {
             wall: Instant::now(),
             cpu: cpu_time(),
+            faults: minor_faults(),
         }
     }
     pub fn end(&self, records: usize) -> Timed {
@@ -46,6 +60,9 @@ impl Window {
             records,
             elapsed: self.wall.elapsed(),
             cpu: cpu_time().zip(self.cpu).map(|(e, s)| e.saturating_sub(s)),
+            faults: minor_faults()
+                .zip(self.faults)
+                .map(|(e, s)| e.saturating_sub(s)),
         }
     }
 }
@@ -64,12 +81,23 @@ pub fn children_cpu_time() -> Option<Duration> {
     stat_ticks(13, 14)
 }
 
+/// Minor page faults of this process so far (`minflt`, field 10 of `/proc/self/stat`),
+/// its exited threads' included.
+pub fn minor_faults() -> Option<u64> {
+    stat_field(7)
+}
+
 /// The sum of two tick fields of `/proc/self/stat`, counted after the command name.
 fn stat_ticks(user: usize, system: usize) -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the command name (which may hold spaces): state is field 3, utime 14,
-    // stime 15, cutime 16, cstime 17.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks = fields.get(user)?.parse::<u64>().ok()? + fields.get(system)?.parse::<u64>().ok()?;
+    let ticks = stat_field(user)? + stat_field(system)?;
     Some(Duration::from_millis(ticks * 10))
+}
+
+/// A numeric field of `/proc/self/stat`, counted after the command name (which may hold
+/// spaces): state is 0 (field 3), minflt 7 (field 10), utime 11, stime 12, cutime 13,
+/// cstime 14.
+fn stat_field(index: usize) -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    fields.get(index)?.parse::<u64>().ok()
 }

@@ -52,12 +52,12 @@ pub(super) fn memory(rt: &Runtime, n: usize) -> anyhow::Result<()> {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8_lossy(&out.stdout);
-    let kib: Vec<u64> = text
+    let fields: Vec<u64> = text
         .split_whitespace()
         .map(str::parse)
         .collect::<Result<_, _>>()
         .with_context(|| format!("the memory phase printed {text:?}"))?;
-    let [before, peak, cpu_ms] = kib[..] else {
+    let [before, peak, cpu_ms, faults] = fields[..] else {
         bail!("the memory phase printed {text:?}");
     };
     let on_b = inspect::count(&b_boot, topic, REQUEST)?;
@@ -72,7 +72,7 @@ pub(super) fn memory(rt: &Runtime, n: usize) -> anyhow::Result<()> {
         "memory: backlog {:.0} MiB ({n} records of {value_bytes} B), in-flight budget {} MiB: \
          resident {:.0} MiB before the engine started, peak {:.0} MiB while it replicated: \
          growth {:.0} MiB = budget + {:.0} MiB; the engine's CPU {:.2} s, {:.0} MiB per \
-         CPU-second",
+         CPU-second, {:.0} page faults per MiB",
         backlog as f64 / (1024.0 * 1024.0),
         budget >> 20,
         mib(before),
@@ -81,6 +81,7 @@ pub(super) fn memory(rt: &Runtime, n: usize) -> anyhow::Result<()> {
         mib(peak.saturating_sub(before)) - (budget >> 20) as f64,
         cpu_ms as f64 / 1e3,
         (n * value_bytes) as f64 / (1024.0 * 1024.0) / (cpu_ms.max(1) as f64 / 1e3),
+        faults as f64 / ((n * value_bytes) as f64 / (1024.0 * 1024.0)),
     );
     Ok(())
 }
@@ -88,13 +89,14 @@ pub(super) fn memory(rt: &Runtime, n: usize) -> anyhow::Result<()> {
 const MEMORY_ENV: &str = "DUPLEX_BENCH_MEMORY";
 
 /// The memory phase's own process: replicates, then prints `VmRSS` before the engine
-/// started and `VmHWM` after, in KiB, and the CPU time the replication took, in ms.
+/// started and `VmHWM` after, in KiB, the CPU time the replication took, in ms, and the
+/// minor page faults it took.
 /// Exits the process.
 pub(super) fn memory_child_if_asked() {
     let Ok(args) = std::env::var(MEMORY_ENV) else {
         return;
     };
-    let run = || -> anyhow::Result<(u64, u64, u64)> {
+    let run = || -> anyhow::Result<(u64, u64, u64, u64)> {
         let v: Vec<&str> = args.split_whitespace().collect();
         let [a, b, topic, n, partitions] = v[..] else {
             bail!("{MEMORY_ENV}={args:?}");
@@ -105,6 +107,7 @@ pub(super) fn memory_child_if_asked() {
             .build()?;
         let before = status_kib("VmRSS")?;
         let cpu = timing::cpu_time();
+        let faults = timing::minor_faults();
         engine_run(
             &rt,
             a,
@@ -119,11 +122,14 @@ pub(super) fn memory_child_if_asked() {
         let cpu = timing::cpu_time().zip(cpu).map_or(0, |(end, start)| {
             end.saturating_sub(start).as_millis() as u64
         });
-        Ok((before, status_kib("VmHWM")?, cpu))
+        let faults = timing::minor_faults()
+            .zip(faults)
+            .map_or(0, |(end, start)| end.saturating_sub(start));
+        Ok((before, status_kib("VmHWM")?, cpu, faults))
     };
     match run() {
-        Ok((before, peak, cpu)) => {
-            println!("{before} {peak} {cpu}");
+        Ok((before, peak, cpu, faults)) => {
+            println!("{before} {peak} {cpu} {faults}");
             std::process::exit(0);
         }
         Err(e) => {

@@ -57,5 +57,6 @@ pub(super) fn naive_replicate(
         records,
         elapsed: Duration::from_secs_f64(seconds),
         cpu,
+        faults: None,
     })
 }

@@ -73,7 +73,7 @@ impl<'b> Consumed<'b> {
         self.fields().rkt as usize
     }
 
-    fn ptr(&self) -> *const rd::rd_kafka_message_t {
+    pub(super) fn ptr(&self) -> *const rd::rd_kafka_message_t {
         self.msg
     }
 

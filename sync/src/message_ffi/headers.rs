@@ -8,6 +8,8 @@ use std::ptr::{self, NonNull};
 use rdkafka::bindings as rd;
 use rdkafka::message::{BorrowedHeaders, BorrowedMessage, Header, Headers, OwnedHeaders};
 
+use super::raw_headers::{self, RawHeaders};
+
 // Declared returning `c_int` rather than the bindings' Rust enum: a value the enum does
 // not list must not be undefined behaviour (as in admin_ffi). Same symbols, same ABI.
 unsafe extern "C" {
@@ -40,27 +42,74 @@ unsafe extern "C" {
 /// as the bytes the record holds, the value `None` for a null value.
 pub fn headers<'m>(msg: &'m BorrowedMessage<'_>) -> HeaderIter<'m> {
     // SAFETY: `msg.ptr()` is the message `msg` owns, alive while `'m` lasts, and
-    // `HeaderIter` borrows for no longer. librdkafka parses the headers on the first
-    // call without a lock, so two threads must not read one message's headers at once
-    // (as with rdkafka's own `Message::headers`): no caller shares a message.
+    // `HeaderIter` borrows for no longer. librdkafka (where it parses them) parses the
+    // headers on the first call without a lock, so two threads must not read one
+    // message's headers at once (as with rdkafka's own `Message::headers`): no caller
+    // shares a message.
     unsafe { HeaderIter::of(msg.ptr()) }
 }
 
 /// Iterator over a message's headers; see [`headers`].
 #[derive(Debug)]
 pub struct HeaderIter<'m> {
+    /// Read from the record's header bytes (a consumer's message, raw_headers.rs), or,
+    /// when `None`, from the list below.
+    pub(super) raw: Option<RawHeaders<'m>>,
     hdrs: *const rd::rd_kafka_headers_t,
     next: usize,
     _message: PhantomData<&'m ()>,
 }
 
 impl<'m> HeaderIter<'m> {
-    /// The headers of the message at `msg`.
+    /// The headers of the message at `msg`: read in place from the record's header bytes
+    /// where that is known to be right (raw_headers.rs), else through librdkafka's parse,
+    /// which keeps the list with the message. Either way the same headers.
     ///
     /// # Safety
     /// `msg` must be a message librdkafka handed over that stays alive, and is not
     /// destroyed or changed by another thread, for `'m`.
     pub(crate) unsafe fn of(msg: *const rd::rd_kafka_message_t) -> HeaderIter<'m> {
+        // SAFETY: as the caller promises.
+        if let Some(raw) = unsafe { raw_headers::bytes_of(msg) }.and_then(RawHeaders::parse) {
+            if !raw_headers::cross_check_due() {
+                return HeaderIter::raw(raw);
+            }
+            // SAFETY: as the caller promises.
+            let parsed = unsafe { HeaderIter::parsed(msg) };
+            if parsed.clone_list().eq(raw.clone()) {
+                return HeaderIter::raw(raw);
+            }
+            raw_headers::disable("a record's headers");
+            return parsed;
+        }
+        // SAFETY: as the caller promises.
+        unsafe { HeaderIter::parsed(msg) }
+    }
+
+    fn raw(raw: RawHeaders<'m>) -> HeaderIter<'m> {
+        HeaderIter {
+            raw: Some(raw),
+            hdrs: ptr::null(),
+            next: 0,
+            _message: PhantomData,
+        }
+    }
+
+    /// A second iterator over the same list, from its start.
+    fn clone_list(&self) -> HeaderIter<'m> {
+        HeaderIter {
+            raw: self.raw.clone(),
+            hdrs: self.hdrs,
+            next: 0,
+            _message: PhantomData,
+        }
+    }
+
+    /// The headers of the message at `msg`, through librdkafka's parse.
+    ///
+    /// # Safety
+    /// As [`HeaderIter::of`].
+    pub(super) unsafe fn parsed(msg: *const rd::rd_kafka_message_t) -> HeaderIter<'m> {
         let mut hdrs: *mut rd::rd_kafka_headers_t = ptr::null_mut();
         // SAFETY: as the caller promises. librdkafka parses the headers on the first call
         // and keeps them with the message: the list lives as long as the message. Any
@@ -71,6 +120,7 @@ impl<'m> HeaderIter<'m> {
             hdrs = ptr::null_mut();
         }
         HeaderIter {
+            raw: None,
             hdrs,
             next: 0,
             _message: PhantomData,
@@ -81,6 +131,7 @@ impl<'m> HeaderIter<'m> {
     #[cfg(test)]
     fn of_owned(headers: &'m OwnedHeaders) -> HeaderIter<'m> {
         HeaderIter {
+            raw: None,
             hdrs: list_of(headers),
             next: 0,
             _message: PhantomData,
@@ -136,6 +187,7 @@ impl HeaderList {
     /// The headers in order, names as bytes (see [`headers`]).
     pub fn iter(&self) -> HeaderIter<'_> {
         HeaderIter {
+            raw: None,
             hdrs: self.list.as_ptr(),
             next: 0,
             _message: PhantomData,
@@ -193,6 +245,9 @@ impl<'m> Iterator for HeaderIter<'m> {
     type Item = (&'m [u8], Option<&'m [u8]>);
 
     fn next(&mut self) -> Option<Self::Item> {
+        if let Some(raw) = &mut self.raw {
+            return raw.next();
+        }
         if self.hdrs.is_null() {
             return None;
         }
