@@ -313,7 +313,7 @@ fn bench_size(
     println!(
         "(MiB/s counts the values only; cores: CPU time of the timed process / wall time, \
          of {}; the brokers' CPU is not counted; faults/MiB: the process's minor page \
-         faults, pages the kernel zeroed for it, per MiB of values)",
+         faults, mostly pages the kernel zeroed for it, per MiB of values)",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!(

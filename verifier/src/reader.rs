@@ -222,6 +222,16 @@ pub fn read_side(
             }
             progressed = true;
         }
+        // Headers read in place that a cross-check found different from librdkafka's
+        // parse (message_ffi): records of this pass may hold wrong fingerprints.
+        if duplex_sync::message_ffi::headers_misread() {
+            return Err(VerifyError::Invalid(format!(
+                "cluster {}: a record's headers read in place differed from librdkafka's \
+                 parse (logged); the records read so far may hold wrong fingerprints: \
+                 verify again into a new store directory",
+                cluster.id
+            )));
+        }
         // One clock read a batch, once it is in: the checks below run between batches, and
         // progress is never stamped before it was made.
         let now = Instant::now();

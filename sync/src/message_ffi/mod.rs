@@ -20,7 +20,7 @@
 //!
 //! **Read in place.** A consumed record's headers are read from the bytes it came with
 //! (raw_headers.rs), where librdkafka's private message layout is known (2.12.1, checked
-//! at run time, and cross-checked against librdkafka's own parse every 1,024 records),
+//! at run time, and cross-checked against librdkafka's own parse in samples),
 //! instead of through the list librdkafka builds with one allocation per header; the
 //! same headers either way.
 #![allow(unsafe_code)]
@@ -36,4 +36,5 @@ pub use batch::{Batch, Batches, IntoIterMut};
 pub use consumed::{ConsumeError, Consumed, ConsumedMut};
 pub use headers::{HeaderIter, HeaderList, add_header, headers};
 pub use produce::{Outgoing, TopicHandle, send};
+pub use raw_headers::misread as headers_misread;
 pub use stream::BatchStream;

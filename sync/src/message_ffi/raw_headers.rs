@@ -9,15 +9,20 @@
 //! own, so this reads it only where it is known: librdkafka 2.12.1 (checked at run time
 //! against `rd_kafka_version`), on a 64-bit target, and only for a consumer's message.
 //! Anything else, and any header bytes this parser does not accept whole, goes through
-//! librdkafka's own parse, which then decides, as before. And every
-//! [`CROSS_CHECK_EVERY`]th message read here is also read through librdkafka and
-//! compared: a difference turns the reading in place off for the process, with an error
-//! in the log, so that a layout this code misreads can never make both sides of a
-//! verification read the same wrong headers.
+//! librdkafka's own parse, which then decides, as before; so does a message whose
+//! headers librdkafka already holds as a list (set by the application or an
+//! interceptor), which librdkafka would hand over instead of the bytes. And the first
+//! [`CROSS_CHECK_FIRST`] messages with headers a thread reads here, then every
+//! [`CROSS_CHECK_EVERY`]th, are also read through librdkafka and compared: a difference
+//! turns the reading in place off for the process, with an error in the log, and is
+//! kept ([`misread`]) so that a verification that read records before it fails instead
+//! of comparing what may be wrong headers. This detects a misread in samples; the
+//! mirrored layout itself was read off librdkafka 2.12.1's rdkafka_msg.h.
 
+use std::cell::Cell;
 use std::ffi::c_void;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use rdkafka::bindings as rd;
 
@@ -31,8 +36,11 @@ const F_PRODUCER: i32 = 0x40000;
 /// librdkafka refuses more headers than this in one record (rdkafka_msg.c).
 const MAX_HEADERS: i64 = 100_000;
 
-/// Every this many messages read in place, one is read through librdkafka too and the
-/// two compared.
+/// The first this many messages with headers that a thread reads in place are each read
+/// through librdkafka too and the two compared.
+pub const CROSS_CHECK_FIRST: u64 = 64;
+
+/// After those, one in this many.
 pub const CROSS_CHECK_EVERY: u64 = 1024;
 
 /// The first fields of librdkafka 2.12.1's `rd_kafka_msg_t`, up to the consumer's
@@ -53,6 +61,8 @@ struct MsgPrefix {
     binhdrs_data: *const u8,
 }
 
+// The Rust mirror against the offsets read off rdkafka_msg.h (this checks the mirror,
+// not librdkafka: the version check at run time and the cross-checks do that).
 #[cfg(target_pointer_width = "64")]
 const _: () = {
     // rd_kafka_message_t is 72 bytes on LP64; the union after broker_id starts at 120.
@@ -63,7 +73,13 @@ const _: () = {
 
 /// 0: not decided yet, 1: on, 2: off.
 static STATE: AtomicU8 = AtomicU8::new(0);
-static READ: AtomicU64 = AtomicU64::new(0);
+/// A cross-check found a difference.
+static MISREAD: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    /// Messages with headers this thread read in place.
+    static READ: Cell<u64> = const { Cell::new(0) };
+}
 
 /// Whether headers are read in place in this process.
 pub fn enabled() -> bool {
@@ -85,8 +101,15 @@ pub fn enabled() -> bool {
     }
 }
 
-/// Turns reading in place off for the rest of the process.
+/// Whether a cross-check in this process found headers read in place that differ from
+/// librdkafka's parse: what was read before it may hold wrong headers.
+pub fn misread() -> bool {
+    MISREAD.load(Ordering::Relaxed)
+}
+
+/// Turns reading in place off for the rest of the process, after a difference.
 pub(super) fn disable(why: &str) {
+    MISREAD.store(true, Ordering::Relaxed);
     if STATE.swap(2, Ordering::Relaxed) != 2 {
         tracing::error!(
             why,
@@ -95,9 +118,14 @@ pub(super) fn disable(why: &str) {
     }
 }
 
-/// Whether this message's in-place read is to be compared with librdkafka's.
+/// Whether the in-place read of this message, which has headers, is to be compared
+/// with librdkafka's.
 pub(super) fn cross_check_due() -> bool {
-    READ.fetch_add(1, Ordering::Relaxed) % CROSS_CHECK_EVERY == 0
+    READ.with(|n| {
+        let read = n.get();
+        n.set(read.wrapping_add(1));
+        read < CROSS_CHECK_FIRST || read % CROSS_CHECK_EVERY == 0
+    })
 }
 
 /// The unparsed headers of the consumer's message at `msg`: `Some` of the record's
@@ -116,7 +144,9 @@ pub(super) unsafe fn bytes_of<'m>(msg: *const rd::rd_kafka_message_t) -> Option<
     // these fields is `MsgPrefix` in the version `enabled` checked. The header bytes
     // point into the fetch buffer the message holds a reference to, alive as long as it.
     unsafe {
-        if (*m).flags & F_PRODUCER != 0 {
+        // A producer's message, or one whose headers librdkafka holds as a list (which
+        // it hands over first, whatever the bytes say).
+        if (*m).flags & F_PRODUCER != 0 || !(*m).headers.is_null() {
             return None;
         }
         let (len, data) = ((*m).binhdrs_len, (*m).binhdrs_data);
@@ -216,7 +246,8 @@ impl<'m> Iterator for RawHeaders<'m> {
     }
 }
 
-/// A zigzag-encoded varint of at most 10 bytes (librdkafka's `rd_varint_dec_i64`).
+/// A zigzag-encoded varint of at most 10 bytes, decoded as librdkafka's header parse
+/// decodes it (`rd_slice_read_varint`); a longer one is left to librdkafka.
 fn varint(at: &mut &[u8]) -> Option<i64> {
     let mut n: u64 = 0;
     for (i, b) in at.iter().enumerate().take(10) {
@@ -317,7 +348,9 @@ mod tests {
         let mut bad = Vec::new();
         zigzag(&mut bad, MAX_HEADERS + 1);
         assert!(RawHeaders::parse(&bad).is_none());
-        assert!(RawHeaders::parse(&[0xff; 11]).is_none());
+        let mut eleven = vec![0x80; 10];
+        eleven.push(0);
+        assert!(RawHeaders::parse(&eleven).is_none());
         // Bytes after the last header are left alone, as librdkafka leaves them.
         let mut trailing = good.clone();
         trailing.extend_from_slice(b"xyz");
