@@ -74,13 +74,12 @@ impl<'m> HeaderIter<'m> {
             if !raw_headers::cross_check_due() {
                 return HeaderIter::raw(raw);
             }
-            // SAFETY: as the caller promises.
-            let parsed = unsafe { HeaderIter::parsed(msg) };
-            if parsed.clone_list().eq(raw.clone()) {
+            // SAFETY: as the caller promises. librdkafka keeps the list it parses with the
+            // message, so the second call below hands over the same list, unparsed again.
+            if unsafe { HeaderIter::parsed(msg) }.eq(raw.clone()) {
                 return HeaderIter::raw(raw);
             }
             raw_headers::disable("a record's headers");
-            return parsed;
         }
         // SAFETY: as the caller promises.
         unsafe { HeaderIter::parsed(msg) }
@@ -90,16 +89,6 @@ impl<'m> HeaderIter<'m> {
         HeaderIter {
             raw: Some(raw),
             hdrs: ptr::null(),
-            next: 0,
-            _message: PhantomData,
-        }
-    }
-
-    /// A second iterator over the same list, from its start.
-    fn clone_list(&self) -> HeaderIter<'m> {
-        HeaderIter {
-            raw: self.raw.clone(),
-            hdrs: self.hdrs,
             next: 0,
             _message: PhantomData,
         }

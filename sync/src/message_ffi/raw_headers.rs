@@ -12,7 +12,7 @@
 //! librdkafka's own parse, which then decides, as before; so does a message whose
 //! headers librdkafka already holds as a list (set by the application or an
 //! interceptor), which librdkafka would hand over instead of the bytes. And the first
-//! [`CROSS_CHECK_FIRST`] messages with headers a thread reads here, then every
+//! [`CROSS_CHECK_FIRST`] messages a thread reads here (with headers or without), then every
 //! [`CROSS_CHECK_EVERY`]th, are also read through librdkafka and compared: a difference
 //! turns the reading in place off for the process, with an error in the log, and is
 //! kept ([`misread`]) so that a verification that read records before it fails instead
@@ -21,7 +21,6 @@
 
 use std::cell::Cell;
 use std::ffi::c_void;
-use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use rdkafka::bindings as rd;
@@ -36,8 +35,9 @@ const F_PRODUCER: i32 = 0x40000;
 /// librdkafka refuses more headers than this in one record (rdkafka_msg.c).
 const MAX_HEADERS: i64 = 100_000;
 
-/// The first this many messages with headers that a thread reads in place are each read
-/// through librdkafka too and the two compared.
+/// The first this many messages that a thread reads in place are each read through
+/// librdkafka too and the two compared (those without headers too: a misread that
+/// yields no headers is a misread).
 pub const CROSS_CHECK_FIRST: u64 = 64;
 
 /// After those, one in this many.
@@ -77,7 +77,7 @@ static STATE: AtomicU8 = AtomicU8::new(0);
 static MISREAD: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
-    /// Messages with headers this thread read in place.
+    /// Messages this thread read in place.
     static READ: Cell<u64> = const { Cell::new(0) };
 }
 
@@ -90,6 +90,7 @@ pub fn enabled() -> bool {
             // SAFETY: returns a constant.
             let version = unsafe { rd::rd_kafka_version() };
             let on = cfg!(target_pointer_width = "64") && version == KNOWN_VERSION;
+            // Every thread decides the same, except after a `disable`, which must stay.
             let _ = STATE.compare_exchange(
                 0,
                 if on { 1 } else { 2 },
@@ -118,8 +119,7 @@ pub(super) fn disable(why: &str) {
     }
 }
 
-/// Whether the in-place read of this message, which has headers, is to be compared
-/// with librdkafka's.
+/// Whether the in-place read of this message is to be compared with librdkafka's.
 pub(super) fn cross_check_due() -> bool {
     READ.with(|n| {
         let read = n.get();
@@ -165,7 +165,6 @@ pub(super) unsafe fn bytes_of<'m>(msg: *const rd::rd_kafka_message_t) -> Option<
 pub struct RawHeaders<'m> {
     rest: &'m [u8],
     left: usize,
-    _message: PhantomData<&'m ()>,
 }
 
 impl<'m> RawHeaders<'m> {
@@ -199,16 +198,11 @@ impl<'m> RawHeaders<'m> {
         Some(RawHeaders {
             rest,
             left: count as usize,
-            _message: PhantomData,
         })
     }
 
     fn empty() -> RawHeaders<'m> {
-        RawHeaders {
-            rest: &[],
-            left: 0,
-            _message: PhantomData,
-        }
+        RawHeaders { rest: &[], left: 0 }
     }
 }
 
