@@ -343,22 +343,32 @@ impl<'a> Reader<'a> {
             r.to.get_or_insert(offset);
             return Ok(());
         }
-        let headers = m.detach_headers();
-        let m = &*m;
-        let mut path_value: Option<Option<&[u8]>> = None;
-        let mut other_reserved = false;
-        let mut header_bytes = 0usize;
-        for (name, value) in headers.iter().flat_map(HeaderList::iter) {
-            if is_reserved(name) {
-                if name == PATH_HEADER.as_bytes() {
-                    path_value = Some(value);
-                } else {
-                    other_reserved = true;
-                }
+        // What decides the record's fate is read in place, without librdkafka's parse
+        // (message_ffi), where that read applies: a record passed over then costs no
+        // header list. Its list is taken below only if it is sent. Else the list is taken
+        // now and read. (In a block: a header iterator is not `Send`, and must not be
+        // held across the awaits below.)
+        let in_place_read;
+        let mut headers;
+        let HeaderScan {
+            path_value,
+            other_reserved,
+            header_bytes,
+        } = {
+            let in_place = m.headers_in_place();
+            in_place_read = in_place.is_some();
+            headers = if in_place_read {
+                None
             } else {
-                header_bytes += name.len() + value.map_or(0, <[u8]>::len);
-            }
-        }
+                m.detach_headers()
+            };
+            HeaderScan::of(
+                in_place
+                    .or_else(|| headers.as_ref().map(HeaderList::iter))
+                    .into_iter()
+                    .flatten(),
+            )
+        };
         let path = match path_value {
             None => None,
             Some(v) => Some(Path::decode(v.unwrap_or_default()).map_err(|source| {
@@ -449,6 +459,9 @@ impl<'a> Reader<'a> {
             source,
         })?;
         let had_path = path_value.is_some();
+        if in_place_read {
+            headers = m.detach_headers();
+        }
         let mut headers = headers.unwrap_or_else(|| HeaderList::with_capacity(1));
         if other_reserved {
             // Other `duplex.` names are Duplex's own too, and not copied (rare: none is
@@ -588,6 +601,38 @@ impl Reader<'_> {
                 Err(not_taken)
             }
         }
+    }
+}
+
+/// What the reader needs of a record's headers to decide and to count it.
+struct HeaderScan<'h> {
+    /// The value of `duplex.path` (`Some(None)` for a null value), if the record has one.
+    path_value: Option<Option<&'h [u8]>>,
+    /// Whether other `duplex.*` headers are there (not copied).
+    other_reserved: bool,
+    /// Bytes of the user's headers, names and values: the record's size in the budget.
+    header_bytes: usize,
+}
+
+impl<'h> HeaderScan<'h> {
+    fn of(headers: impl Iterator<Item = (&'h [u8], Option<&'h [u8]>)>) -> Self {
+        let mut scan = HeaderScan {
+            path_value: None,
+            other_reserved: false,
+            header_bytes: 0,
+        };
+        for (name, value) in headers {
+            if is_reserved(name) {
+                if name == PATH_HEADER.as_bytes() {
+                    scan.path_value = Some(value);
+                } else {
+                    scan.other_reserved = true;
+                }
+            } else {
+                scan.header_bytes += name.len() + value.map_or(0, <[u8]>::len);
+            }
+        }
+        scan
     }
 }
 

@@ -223,6 +223,20 @@ impl<'b> ConsumedMut<'b> {
         })
     }
 
+    /// The record's headers read in place from its bytes, without librdkafka's parse
+    /// (see [`Consumed::headers`]), or `None` where that read does not apply: then
+    /// [`ConsumedMut::detach_headers`] gives them. A reader that may pass the record over
+    /// reads what decides that here, and takes the list only for a record it sends. The
+    /// iterator borrows the message's bytes, not this handle: detaching the list later
+    /// leaves those bytes where they are.
+    pub fn headers_in_place(&mut self) -> Option<HeaderIter<'b>> {
+        // SAFETY: alive for `'b`. `&mut self`: no other thread reads this message's
+        // headers meanwhile (a due cross-check has librdkafka parse them into the
+        // message). The iterator reads bytes librdkafka never changes or frees before the
+        // message (detaching the parsed list leaves them), never the list.
+        unsafe { HeaderIter::in_place(self.0.msg) }
+    }
+
     /// The record's headers, taken from it (see [`HeaderList::detach`]).
     pub fn detach_headers(&mut self) -> Option<HeaderList> {
         // SAFETY: alive for `'b`; no header list read from it is borrowed (no

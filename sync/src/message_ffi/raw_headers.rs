@@ -353,43 +353,69 @@ mod tests {
 
     /// Records through a mock cluster, read in batches: each one's headers read in place
     /// equal librdkafka's parse and what was produced, and the in-place read was used.
-    #[test]
-    fn headers_read_in_place_are_librdkafkas_and_what_was_produced() {
-        use super::super::{Batches, HeaderIter, add_header};
-        use rdkafka::ClientConfig;
-        use rdkafka::consumer::{BaseConsumer, Consumer};
-        use rdkafka::message::OwnedHeaders;
-        use rdkafka::mocking::MockCluster;
-        use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-        use std::time::{Duration, Instant};
+    /// Headers (name, value) of a record as produced, by its offset: none, a
+    /// non-UTF-8 name, null and empty values, a NUL in a name, twenty headers.
+    fn produced_headers(i: usize) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        match i % 5 {
+            0 => vec![],
+            1 => vec![(b"trace".to_vec(), Some(i.to_string().into_bytes()))],
+            2 => vec![
+                (b"\xff\xfe".to_vec(), Some(vec![])),
+                (b"null".to_vec(), None),
+                (b"".to_vec(), Some(vec![0u8; 200 + i % 7])),
+            ],
+            3 => vec![(b"nul\0after".to_vec(), Some(b"v".to_vec()))],
+            _ => (0..20)
+                .map(|h| (format!("h{h}").into_bytes(), Some(vec![h as u8; h])))
+                .collect(),
+        }
+    }
 
-        // More than CROSS_CHECK_EVERY, so that cross-checks ran along the way.
-        const N: usize = 2_500;
-        let expected = |i: usize| -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
-            match i % 5 {
-                0 => vec![],
-                1 => vec![(b"trace".to_vec(), Some(i.to_string().into_bytes()))],
-                2 => vec![
-                    (b"\xff\xfe".to_vec(), Some(vec![])),
-                    (b"null".to_vec(), None),
-                    (b"".to_vec(), Some(vec![0u8; 200 + i % 7])),
-                ],
-                3 => vec![(b"nul\0after".to_vec(), Some(b"v".to_vec()))],
-                _ => (0..20)
-                    .map(|h| (format!("h{h}").into_bytes(), Some(vec![h as u8; h])))
-                    .collect(),
-            }
-        };
-        let mock = MockCluster::new(1).expect("mock cluster");
+    /// As [`produced_headers`], each name up to its first NUL byte, as librdkafka hands
+    /// names over.
+    fn read_headers(i: usize) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        produced_headers(i)
+            .into_iter()
+            .map(|(mut n, v)| {
+                if let Some(nul) = n.iter().position(|b| *b == 0) {
+                    n.truncate(nul);
+                }
+                (n, v)
+            })
+            .collect()
+    }
+
+    fn owned(it: super::super::HeaderIter<'_>) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        it.map(|(n, v)| (n.to_vec(), v.map(<[u8]>::to_vec)))
+            .collect()
+    }
+
+    /// A mock cluster whose topic `raw` holds `n` records headed by [`produced_headers`],
+    /// and a consumer assigned to it from the start.
+    fn consumer_of_produced(
+        n: usize,
+        group: &str,
+    ) -> (
+        rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+        rdkafka::consumer::BaseConsumer,
+    ) {
+        use super::super::add_header;
+        use rdkafka::ClientConfig;
+        use rdkafka::consumer::Consumer;
+        use rdkafka::message::OwnedHeaders;
+        use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+        use std::time::Duration;
+
+        let mock = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
         mock.create_topic("raw", 1, 1).expect("topic");
         let boot = mock.bootstrap_servers();
         let producer: BaseProducer = ClientConfig::new()
             .set("bootstrap.servers", &boot)
             .create()
             .expect("producer");
-        for i in 0..N {
+        for i in 0..n {
             let mut headers = OwnedHeaders::new();
-            for (name, value) in expected(i) {
+            for (name, value) in produced_headers(i) {
                 headers = add_header(headers, &name, value.as_deref());
             }
             let mut rec = BaseRecord::<(), [u8]>::to("raw")
@@ -402,18 +428,28 @@ mod tests {
             producer.poll(Duration::ZERO);
         }
         producer.flush(Duration::from_secs(20)).expect("flush");
-
-        let c: BaseConsumer = ClientConfig::new()
+        let c: rdkafka::consumer::BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", &boot)
-            .set("group.id", "raw-headers-test")
+            .set("group.id", group)
             .set("enable.auto.commit", "false")
             .create()
             .expect("consumer");
-        let mut batches = Batches::new(&c, 256).expect("batches");
         let mut tpl = rdkafka::TopicPartitionList::new();
         tpl.add_partition_offset("raw", 0, rdkafka::Offset::Beginning)
             .expect("add");
         c.assign(&tpl).expect("assign");
+        (mock, c)
+    }
+
+    #[test]
+    fn headers_read_in_place_are_librdkafkas_and_what_was_produced() {
+        use super::super::{Batches, HeaderIter};
+        use std::time::{Duration, Instant};
+
+        // More than CROSS_CHECK_EVERY, so that cross-checks ran along the way.
+        const N: usize = 2_500;
+        let (_mock, c) = consumer_of_produced(N, "raw-headers-test");
+        let mut batches = Batches::new(&c, 256).expect("batches");
         let (mut read, mut in_place) = (0usize, 0usize);
         let deadline = Instant::now() + Duration::from_secs(30);
         while read < N && Instant::now() < deadline {
@@ -425,30 +461,55 @@ mod tests {
                 let i = usize::try_from(m.offset()).expect("offset");
                 let it = m.headers();
                 in_place += usize::from(it.raw.is_some());
-                let got: Vec<_> = it
-                    .map(|(n, v)| (n.to_vec(), v.map(<[u8]>::to_vec)))
-                    .collect();
+                let got = owned(it);
                 // SAFETY: the message lives while `m` does, on this thread.
-                let parsed: Vec<_> = unsafe { HeaderIter::parsed(m.ptr()) }
-                    .map(|(n, v)| (n.to_vec(), v.map(<[u8]>::to_vec)))
-                    .collect();
+                let parsed = owned(unsafe { HeaderIter::parsed(m.ptr()) });
                 assert_eq!(got, parsed, "record {i}: in place against librdkafka");
-                // librdkafka hands a name over up to its first NUL byte.
-                let want: Vec<_> = expected(i)
-                    .into_iter()
-                    .map(|(mut n, v)| {
-                        if let Some(nul) = n.iter().position(|b| *b == 0) {
-                            n.truncate(nul);
-                        }
-                        (n, v)
-                    })
-                    .collect();
-                assert_eq!(got, want, "record {i}: as produced");
+                assert_eq!(got, read_headers(i), "record {i}: as produced");
                 read += 1;
             }
         }
         assert_eq!(read, N, "every record read");
         assert_eq!(in_place, N, "every record's headers read in place");
+        assert!(enabled(), "no cross-check found a difference");
+    }
+
+    #[test]
+    fn headers_read_in_place_outlive_the_list_detached_after() {
+        // The flow's reader reads a record's headers in place to decide, then takes
+        // librdkafka's list for a record it sends: both must be the record's headers, and
+        // the bytes read in place must stay after the list is taken.
+        use super::super::Batches;
+        use std::time::{Duration, Instant};
+
+        const N: usize = 1_200;
+        let (_mock, c) = consumer_of_produced(N, "raw-headers-detach-test");
+        let mut batches = Batches::new(&c, 256).expect("batches");
+        let mut read = 0usize;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while read < N && Instant::now() < deadline {
+            for mut m in batches
+                .next_batch(Duration::from_millis(100))
+                .into_iter_mut(2)
+            {
+                assert!(m.error().is_none(), "{:?}", m.error());
+                let i = usize::try_from(m.offset()).expect("offset");
+                let it = m
+                    .headers_in_place()
+                    .unwrap_or_else(|| panic!("record {i}: not read in place"));
+                // Every other record's list is taken and freed before the in-place read
+                // is used (taking it again parses the bytes again).
+                if i % 2 == 0 {
+                    drop(m.detach_headers());
+                }
+                assert_eq!(owned(it), read_headers(i), "record {i}: in place");
+                let list = m.detach_headers();
+                let listed = list.as_ref().map(|l| owned(l.iter())).unwrap_or_default();
+                assert_eq!(listed, read_headers(i), "record {i}: detached");
+                read += 1;
+            }
+        }
+        assert_eq!(read, N, "every record read");
         assert!(enabled(), "no cross-check found a difference");
     }
 
