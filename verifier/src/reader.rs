@@ -106,6 +106,9 @@ pub fn read_side(
     stop: &AtomicBool,
 ) -> Result<(), VerifyError> {
     let cluster = &spec.sides[side as usize];
+    // A difference found while this side is read (by any thread) fails it; one found
+    // before it began turned reading in place off for all of it.
+    let misreads_before = duplex_sync::message_ffi::headers_misreads();
     let mut remaining = Remaining::default();
     for p in plan.iter().filter(|p| p.start < p.end) {
         remaining.insert(&p.topic, p.partition, (p.end, p.mode));
@@ -224,11 +227,12 @@ pub fn read_side(
         }
         // Headers read in place that a cross-check found different from librdkafka's
         // parse (message_ffi): records of this pass may hold wrong fingerprints.
-        if duplex_sync::message_ffi::headers_misread() {
+        if duplex_sync::message_ffi::headers_misreads() != misreads_before {
             return Err(VerifyError::Invalid(format!(
                 "cluster {}: a record's headers read in place differed from librdkafka's \
                  parse (logged); the records read so far may hold wrong fingerprints: \
-                 verify again into a new store directory",
+                 verify again into a new store directory (headers are read through \
+                 librdkafka from now on)",
                 cluster.id
             )));
         }

@@ -346,28 +346,24 @@ impl<'a> Reader<'a> {
         // What decides the record's fate is read in place, without librdkafka's parse
         // (message_ffi), where that read applies: a record passed over then costs no
         // header list. Its list is taken below only if it is sent. Else the list is taken
-        // now and read. (In a block: a header iterator is not `Send`, and must not be
-        // held across the awaits below.)
+        // now and read.
         let in_place_read;
         let mut headers;
         let HeaderScan {
             path_value,
             other_reserved,
             header_bytes,
-        } = {
-            let in_place = m.headers_in_place();
-            in_place_read = in_place.is_some();
-            headers = if in_place_read {
-                None
-            } else {
-                m.detach_headers()
-            };
-            HeaderScan::of(
-                in_place
-                    .or_else(|| headers.as_ref().map(HeaderList::iter))
-                    .into_iter()
-                    .flatten(),
-            )
+        } = match m.headers_in_place() {
+            Some(raw) => {
+                in_place_read = true;
+                headers = None;
+                HeaderScan::of(raw)
+            }
+            None => {
+                in_place_read = false;
+                headers = m.detach_headers();
+                HeaderScan::of(headers.iter().flat_map(HeaderList::iter))
+            }
         };
         let path = match path_value {
             None => None,
@@ -458,9 +454,21 @@ impl<'a> Reader<'a> {
             offset,
             source,
         })?;
-        let had_path = path_value.is_some();
+        let mut had_path = path_value.is_some();
+        let mut other_reserved = other_reserved;
         if in_place_read {
             headers = m.detach_headers();
+            // What to remove is read off the list that is sent (the same headers as
+            // those read in place, unless that read went wrong, when a `duplex.*` header
+            // left on the list would go to the target).
+            (had_path, other_reserved) = (false, false);
+            for (name, _) in headers.iter().flat_map(HeaderList::iter) {
+                if name == PATH_HEADER.as_bytes() {
+                    had_path = true;
+                } else if is_reserved(name) {
+                    other_reserved = true;
+                }
+            }
         }
         let mut headers = headers.unwrap_or_else(|| HeaderList::with_capacity(1));
         if other_reserved {

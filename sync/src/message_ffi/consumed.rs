@@ -10,7 +10,7 @@ use rdkafka::bindings as rd;
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 
-use super::{HeaderIter, HeaderList};
+use super::{HeaderIter, HeaderList, RawHeaders};
 use crate::admin_ffi::code as error_code;
 
 // Declared with `c_int` where the bindings have a Rust enum: a value the enum does not
@@ -227,9 +227,10 @@ impl<'b> ConsumedMut<'b> {
     /// (see [`Consumed::headers`]), or `None` where that read does not apply: then
     /// [`ConsumedMut::detach_headers`] gives them. A reader that may pass the record over
     /// reads what decides that here, and takes the list only for a record it sends. The
-    /// iterator borrows the message's bytes, not this handle: detaching the list later
-    /// leaves those bytes where they are.
-    pub fn headers_in_place(&mut self) -> Option<HeaderIter<'b>> {
+    /// iterator reads the message's bytes, never a list, and borrows them, not this
+    /// handle: detaching the list later (and freeing it) leaves those bytes where they
+    /// are.
+    pub fn headers_in_place(&mut self) -> Option<RawHeaders<'b>> {
         // SAFETY: alive for `'b`. `&mut self`: no other thread reads this message's
         // headers meanwhile (a due cross-check has librdkafka parse them into the
         // message). The iterator reads bytes librdkafka never changes or frees before the

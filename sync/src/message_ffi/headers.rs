@@ -70,30 +70,32 @@ impl<'m> HeaderIter<'m> {
     /// destroyed or changed by another thread, for `'m`.
     pub(crate) unsafe fn of(msg: *const rd::rd_kafka_message_t) -> HeaderIter<'m> {
         // SAFETY: as the caller promises.
-        unsafe { HeaderIter::in_place(msg) }.unwrap_or_else(|| {
+        match unsafe { HeaderIter::in_place(msg) } {
+            Some(raw) => HeaderIter::raw(raw),
             // SAFETY: as the caller promises.
-            unsafe { HeaderIter::parsed(msg) }
-        })
+            None => unsafe { HeaderIter::parsed(msg) },
+        }
     }
 
     /// The headers of the message at `msg` read in place from the record's header bytes,
     /// or `None` where that read does not apply (raw_headers.rs) or the cross-check found
     /// it wrong. No list is made, but when a cross-check is due: then librdkafka's, which
-    /// stays with the message (and may be detached from it later). The bytes read stay
+    /// stays with the message (and may be detached from it later). What is returned reads
+    /// the record's bytes only, never a list (its type says so), and those bytes stay
     /// with the message whether or not its list is detached.
     ///
     /// # Safety
     /// As [`HeaderIter::of`].
-    pub(super) unsafe fn in_place(msg: *const rd::rd_kafka_message_t) -> Option<HeaderIter<'m>> {
+    pub(super) unsafe fn in_place(msg: *const rd::rd_kafka_message_t) -> Option<RawHeaders<'m>> {
         // SAFETY: as the caller promises.
         let raw = unsafe { raw_headers::bytes_of(msg) }.and_then(RawHeaders::parse)?;
         if !raw_headers::cross_check_due() {
-            return Some(HeaderIter::raw(raw));
+            return Some(raw);
         }
         // SAFETY: as the caller promises. librdkafka keeps the list it parses with the
-        // message, so the second call below hands over the same list, unparsed again.
+        // message, so a later call hands over the same list, not parsed again.
         if unsafe { HeaderIter::parsed(msg) }.eq(raw.clone()) {
-            return Some(HeaderIter::raw(raw));
+            return Some(raw);
         }
         raw_headers::disable("a record's headers");
         None

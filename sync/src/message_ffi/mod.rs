@@ -36,5 +36,6 @@ pub use batch::{Batch, Batches, IntoIterMut};
 pub use consumed::{ConsumeError, Consumed, ConsumedMut};
 pub use headers::{HeaderIter, HeaderList, add_header, headers};
 pub use produce::{Outgoing, TopicHandle, send};
-pub use raw_headers::misread as headers_misread;
+pub use raw_headers::RawHeaders;
+pub use raw_headers::misreads as headers_misreads;
 pub use stream::BatchStream;

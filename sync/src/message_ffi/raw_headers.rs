@@ -21,7 +21,7 @@
 
 use std::cell::Cell;
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use rdkafka::bindings as rd;
 
@@ -74,7 +74,7 @@ const _: () = {
 /// 0: not decided yet, 1: on, 2: off.
 static STATE: AtomicU8 = AtomicU8::new(0);
 /// A cross-check found a difference.
-static MISREAD: AtomicBool = AtomicBool::new(false);
+static MISREADS: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
     /// Messages this thread read in place.
@@ -102,15 +102,17 @@ pub fn enabled() -> bool {
     }
 }
 
-/// Whether a cross-check in this process found headers read in place that differ from
-/// librdkafka's parse: what was read before it may hold wrong headers.
-pub fn misread() -> bool {
-    MISREAD.load(Ordering::Relaxed)
+/// How many cross-checks in this process found headers read in place that differ from
+/// librdkafka's parse (what was read in place before such a difference may hold wrong
+/// headers; after the first, nothing is read in place). A reader compares the count
+/// before and after its work: a rise means some of its records may have been misread.
+pub fn misreads() -> u64 {
+    MISREADS.load(Ordering::Relaxed)
 }
 
 /// Turns reading in place off for the rest of the process, after a difference.
 pub(super) fn disable(why: &str) {
-    MISREAD.store(true, Ordering::Relaxed);
+    MISREADS.fetch_add(1, Ordering::Relaxed);
     if STATE.swap(2, Ordering::Relaxed) != 2 {
         tracing::error!(
             why,
@@ -385,7 +387,9 @@ mod tests {
             .collect()
     }
 
-    fn owned(it: super::super::HeaderIter<'_>) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+    fn owned<'a>(
+        it: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+    ) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
         it.map(|(n, v)| (n.to_vec(), v.map(<[u8]>::to_vec)))
             .collect()
     }
