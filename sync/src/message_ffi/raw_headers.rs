@@ -15,7 +15,7 @@
 //! [`CROSS_CHECK_FIRST`] messages a thread reads here (with headers or without), then every
 //! [`CROSS_CHECK_EVERY`]th, are also read through librdkafka and compared: a difference
 //! turns the reading in place off for the process, with an error in the log, and is
-//! kept ([`misread`]) so that a verification that read records before it fails instead
+//! counted ([`misreads`]) so that a verification that read records before it fails instead
 //! of comparing what may be wrong headers. This detects a misread in samples; the
 //! mirrored layout itself was read off librdkafka 2.12.1's rdkafka_msg.h.
 
@@ -73,7 +73,7 @@ const _: () = {
 
 /// 0: not decided yet, 1: on, 2: off.
 static STATE: AtomicU8 = AtomicU8::new(0);
-/// A cross-check found a difference.
+/// Differences cross-checks found.
 static MISREADS: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
@@ -353,8 +353,6 @@ mod tests {
         assert_eq!(RawHeaders::parse(&trailing).unwrap().count(), 2);
     }
 
-    /// Records through a mock cluster, read in batches: each one's headers read in place
-    /// equal librdkafka's parse and what was produced, and the in-place read was used.
     /// Headers (name, value) of a record as produced, by its offset: none, a
     /// non-UTF-8 name, null and empty values, a NUL in a name, twenty headers.
     fn produced_headers(i: usize) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
@@ -445,6 +443,8 @@ mod tests {
         (mock, c)
     }
 
+    /// Records through a mock cluster, read in batches: each one's headers read in place
+    /// equal librdkafka's parse and what was produced, and the in-place read was used.
     #[test]
     fn headers_read_in_place_are_librdkafkas_and_what_was_produced() {
         use super::super::{Batches, HeaderIter};

@@ -13,15 +13,20 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+mod headers;
+mod topics;
+
+use headers::{HeaderScan, for_target};
+use topics::{TopicRoute, Topics};
+
 use super::acker::Holds;
 use super::assign::Assignment;
 use super::book::{Book, DeliveryContext};
-use super::marks::{OriginMarks, RunMarks};
 use super::{Clients, Flow, watchdog};
 use crate::error::SyncError;
 use crate::message_ffi::{BatchStream, ConsumedMut, HeaderList, Outgoing, TopicHandle};
-use crate::provenance::{Hop, PATH_HEADER, PATH_HEADER_C, Path, encode_origin, is_reserved};
-use crate::routing::{Decision, EpochRouter};
+use crate::provenance::{Hop, Path, encode_origin};
+use crate::routing::Decision;
 
 /// Records taken from librdkafka in one batch, at most: handled in a row, before the
 /// reader's select (stop, watchdog, refresh) has its turn again.
@@ -41,79 +46,6 @@ pub(crate) struct Reader<'a> {
     path_buf: Vec<u8>,
     /// The partitions paused during the current batch (see [`Reader::rewind`]).
     rewinds: Vec<Rewind>,
-}
-
-/// The routes of the topics this run has read, found by name. Records come in runs of
-/// one partition (a fetch's batch), so the last route used is tried first, by comparing
-/// names, before the map is hashed.
-#[derive(Default)]
-struct Topics {
-    routes: Vec<TopicRoute>,
-    index: HashMap<String, usize>,
-    last: Option<usize>,
-}
-
-/// What the reader keeps per topic: its shared name (for acks), this flow's routing
-/// decision for it, computed when the topic is first seen, the producer's handle on it
-/// once a record of it is forwarded, and the next offset expected of each partition.
-struct TopicRoute {
-    name: Arc<str>,
-    router: EpochRouter,
-    /// The producer's handle on the topic (message_ffi::produce): no lookup by name per
-    /// record.
-    handle: Option<TopicHandle<DeliveryContext>>,
-    /// Per partition: the offset after the last record handled, or -1.
-    next: Vec<i64>,
-    /// Per partition: what the target holds of each origin, when this run reads the
-    /// partition again after a topology change (marks.rs); taken at its first record.
-    marks: Vec<Option<Arc<OriginMarks>>>,
-    /// Per partition: its index in the acknowledgement book, once known.
-    parts: Vec<Option<u32>>,
-}
-
-impl TopicRoute {
-    /// Whether `offset` of `partition` was handled already in this run. librdkafka never
-    /// hands a record out twice; a resume starts after the last batch it handed over, or
-    /// where the reader sought back to (`Reader::rewind`), both past what was handled.
-    /// This is the safeguard should a resume ever start earlier: a record handled twice
-    /// would be written twice. The check costs one comparison per record.
-    fn seen(&mut self, partition: i32, offset: i64, run: &RunMarks) -> bool {
-        let Ok(p) = usize::try_from(partition) else {
-            return false;
-        };
-        if p >= self.next.len() {
-            self.next.resize(p + 1, -1);
-            self.marks.resize(p + 1, None);
-            self.parts.resize(p + 1, None);
-        }
-        if self.next[p] < 0 {
-            // The partition's first record in this run: its start set its marks, if any.
-            self.marks[p] = run
-                .lock()
-                .expect("run marks lock")
-                .get(&(self.name.to_string(), partition))
-                .cloned();
-        }
-        if offset < self.next[p] {
-            return true;
-        }
-        self.next[p] = offset + 1;
-        false
-    }
-
-    /// The index of `partition` (seen already) in the book.
-    fn part(&mut self, partition: i32, book: &Book) -> u32 {
-        let p = partition as usize;
-        *self.parts[p].get_or_insert_with(|| book.lock().part(&self.name, partition, None))
-    }
-
-    /// The marks of `partition`, when this run reads it again after a change.
-    #[inline]
-    fn marks(&self, partition: i32) -> Option<&OriginMarks> {
-        self.marks
-            .get(usize::try_from(partition).ok()?)
-            .and_then(|m| m.as_deref())
-    }
 }
 
 impl<'a> Reader<'a> {
@@ -351,7 +283,6 @@ impl<'a> Reader<'a> {
         let mut headers;
         let HeaderScan {
             path_value,
-            other_reserved,
             header_bytes,
         } = match m.headers_in_place() {
             Some(raw) => {
@@ -454,39 +385,10 @@ impl<'a> Reader<'a> {
             offset,
             source,
         })?;
-        let mut had_path = path_value.is_some();
-        let mut other_reserved = other_reserved;
         if in_place_read {
             headers = m.detach_headers();
-            // What to remove is read off the list that is sent (the same headers as
-            // those read in place, unless that read went wrong, when a `duplex.*` header
-            // left on the list would go to the target).
-            (had_path, other_reserved) = (false, false);
-            for (name, _) in headers.iter().flat_map(HeaderList::iter) {
-                if name == PATH_HEADER.as_bytes() {
-                    had_path = true;
-                } else if is_reserved(name) {
-                    other_reserved = true;
-                }
-            }
         }
-        let mut headers = headers.unwrap_or_else(|| HeaderList::with_capacity(1));
-        if other_reserved {
-            // Other `duplex.` names are Duplex's own too, and not copied (rare: none is
-            // written today). Names as read hold no NUL byte.
-            let names: Vec<std::ffi::CString> = headers
-                .iter()
-                .filter(|(n, _)| is_reserved(n) && *n != PATH_HEADER.as_bytes())
-                .filter_map(|(n, _)| std::ffi::CString::new(n).ok())
-                .collect();
-            for name in &names {
-                headers.remove(name);
-            }
-        }
-        if had_path {
-            headers.remove(PATH_HEADER_C);
-        }
-        headers.add(PATH_HEADER.as_bytes(), Some(self.path_buf.as_slice()));
+        let mut headers = for_target(headers, &self.path_buf);
         let bytes =
             m.key().map_or(0, <[u8]>::len) + m.payload().map_or(0, <[u8]>::len) + header_bytes;
         // Rule 5: wait for acknowledgements while the in-flight budget is spent. The
@@ -609,38 +511,6 @@ impl Reader<'_> {
                 Err(not_taken)
             }
         }
-    }
-}
-
-/// What the reader needs of a record's headers to decide and to count it.
-struct HeaderScan<'h> {
-    /// The value of `duplex.path` (`Some(None)` for a null value), if the record has one.
-    path_value: Option<Option<&'h [u8]>>,
-    /// Whether other `duplex.*` headers are there (not copied).
-    other_reserved: bool,
-    /// Bytes of the user's headers, names and values: the record's size in the budget.
-    header_bytes: usize,
-}
-
-impl<'h> HeaderScan<'h> {
-    fn of(headers: impl Iterator<Item = (&'h [u8], Option<&'h [u8]>)>) -> Self {
-        let mut scan = HeaderScan {
-            path_value: None,
-            other_reserved: false,
-            header_bytes: 0,
-        };
-        for (name, value) in headers {
-            if is_reserved(name) {
-                if name == PATH_HEADER.as_bytes() {
-                    scan.path_value = Some(value);
-                } else {
-                    scan.other_reserved = true;
-                }
-            } else {
-                scan.header_bytes += name.len() + value.map_or(0, <[u8]>::len);
-            }
-        }
-        scan
     }
 }
 
