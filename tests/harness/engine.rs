@@ -82,10 +82,16 @@ pub fn spec(clusters: &[&TestCluster], links: &[[usize; 2]], topics: &str) -> En
     s
 }
 
-pub fn run_engine(spec: EngineSpec) -> Running {
+/// With `DUPLEX_TEST_CONSUMER_DEBUG` set (librdkafka debug contexts for the engine's
+/// consumers, e.g. `cgrp,fetch`), the engine's logs and librdkafka's go to stderr.
+fn debug_logs() {
     if std::env::var_os("DUPLEX_TEST_CONSUMER_DEBUG").is_some() {
         duplex::telemetry::init_with("info,librdkafka=debug");
     }
+}
+
+pub fn run_engine(spec: EngineSpec) -> Running {
+    debug_logs();
     let registry = Arc::new(Registry::default());
     let cancel = CancellationToken::new();
     let (r, c) = (registry.clone(), cancel.clone());
@@ -147,6 +153,7 @@ impl Running {
 /// Starts the engine in this process and returns it with its handle (pause, resume,
 /// topology changes).
 pub fn start_engine(spec: EngineSpec) -> (Running, duplex_sync::control::EngineHandle) {
+    debug_logs();
     let registry = Arc::new(Registry::default());
     let cancel = CancellationToken::new();
     let started = duplex_sync::engine::start(

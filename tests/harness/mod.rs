@@ -12,6 +12,7 @@ mod records;
 pub mod service;
 pub mod tansu;
 pub mod verify;
+mod watchdog;
 
 // Each test binary uses some of these.
 #[allow(unused_imports)]
@@ -97,6 +98,7 @@ impl Provider {
 /// Starts (or names) one cluster per id. `None` when the provider is not available
 /// here (External without its variable); the reason is printed.
 pub fn start(provider: Provider, ids: &[&str]) -> Option<Vec<TestCluster>> {
+    watchdog::install();
     match provider {
         Provider::Mock => Some(
             ids.iter()
@@ -159,6 +161,7 @@ pub fn start(provider: Provider, ids: &[&str]) -> Option<Vec<TestCluster>> {
 /// Mock clusters with `brokers` brokers each (ids 1..=brokers), for tests that take
 /// one broker down while another answers.
 pub fn start_mock(ids: &[&str], brokers: i32) -> Vec<TestCluster> {
+    watchdog::install();
     ids.iter()
         .map(|id| {
             let m = MockCluster::new(brokers).expect("mock cluster");

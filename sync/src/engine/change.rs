@@ -418,6 +418,7 @@ pub(super) fn read_cut(
         let client: BaseConsumer = clients::scanner(c, &format!("duplex-cut-{}", c.id))
             .create()
             .map_err(|e| fail(format!("cannot create a client: {e}")))?;
+        let client = clients::Closing::new(client);
         let md = client
             .fetch_metadata(None, timeout)
             .map_err(|e| fail(format!("listing topics: {e}")))?;

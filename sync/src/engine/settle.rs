@@ -208,9 +208,10 @@ fn first_uncommitted(
             cluster: source.clone(),
             source: e,
         })?;
+        let consumer = crate::clients::Closing::new(consumer);
         for (topic, _, p, end) in owed {
             let at = crate::resume::committed(
-                &consumer,
+                &*consumer,
                 source,
                 topic,
                 *p,

@@ -147,8 +147,9 @@ impl ConsumerContext for LagContext {}
 
 /// A flow's consumer. A `BaseConsumer`, not rdkafka's `StreamConsumer`: the reader
 /// waits for batches itself (message_ffi::BatchStream), which needs the consumer queue's
-/// event callback that a `StreamConsumer` takes for its own.
-pub(crate) type FlowConsumer = BaseConsumer<LagContext>;
+/// event callback that a `StreamConsumer` takes for its own. Dropped on a thread of its
+/// own (`clients::Closing`): its close may wait on a cluster that is gone.
+pub(crate) type FlowConsumer = clients::Closing<BaseConsumer<LagContext>>;
 
 /// The clients of one run of a flow.
 pub(crate) struct Clients {
@@ -157,7 +158,7 @@ pub(crate) struct Clients {
     /// Where this run's records are entered as they are sent and resolved as the
     /// target acknowledges them.
     pub book: Arc<book::Book>,
-    pub scanner: Arc<BaseConsumer>,
+    pub scanner: Arc<clients::Closing<BaseConsumer>>,
     pub creator: TopicCreator,
     /// The origin marks of the partitions this run reads again after a change.
     pub marks: marks::RunMarks,
@@ -271,14 +272,14 @@ impl Flow {
             cluster: cluster.to_string(),
             source: e,
         };
-        let consumer: FlowConsumer =
+        let consumer: BaseConsumer<LagContext> =
             clients::consumer(&s.source, &name, &s.group_id(), s.in_flight_bytes)
                 .create_with_context(LagContext {
                     metrics: self.metrics.clone(),
                     live: Mutex::new(false),
                 })
                 .map_err(|e| create("create consumer", &s.source.id, e))?;
-        let consumer = Arc::new(consumer);
+        let consumer = Arc::new(clients::Closing::new(consumer));
         let book = Arc::new(book::Book::new(
             s.clone(),
             self.metrics.clone(),
@@ -310,7 +311,7 @@ impl Flow {
             consumer,
             producer,
             book,
-            scanner: Arc::new(scanner),
+            scanner: Arc::new(clients::Closing::new(scanner)),
             creator,
             marks: Default::default(),
         })

@@ -54,7 +54,7 @@ pub(super) fn start_of(
     let topic = topic.to_string();
     let src = s.source.id.as_str();
     {
-        let ck = resume::committed(consumer, src, &topic, p, timeout)?;
+        let ck = resume::committed(&**consumer, src, &topic, p, timeout)?;
         // Without a checkpoint, the start marker says whether the flow started the
         // partition before (starts.rs): then it stands in for the lost checkpoint.
         let marker = markers.and_then(|m| m.get(&topic, p));

@@ -15,6 +15,9 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
 use crate::spec::ClusterSpec;
 
+mod closing;
+pub use closing::Closing;
+
 fn base(
     cluster: &ClusterSpec,
     defaults: &[(&str, String)],
