@@ -114,6 +114,12 @@ pub fn records_on(origin: &str, n: usize, partitions: &[i32]) -> Vec<Rec> {
 /// Produces `recs` on `c` (idempotent producer) and returns each record's identity:
 /// (origin cluster, partition, offset).
 pub async fn produce(c: &TestCluster, topic: &str, recs: &[Rec]) -> Vec<(String, i32, i64)> {
+    produce_with(&producer(c), c, topic, recs).await
+}
+
+/// The idempotent producer [`produce`] writes with, for a writer that sends many
+/// batches (one client, one producer id, instead of one a batch).
+pub fn producer(c: &TestCluster) -> FutureProducer {
     let in_flight = std::env::var("DUPLEX_TEST_PRODUCER_IN_FLIGHT").unwrap_or_else(|_| {
         if matches!(c.backend, Backend::Tansu(_)) {
             "1"
@@ -122,13 +128,22 @@ pub async fn produce(c: &TestCluster, topic: &str, recs: &[Rec]) -> Vec<(String,
         }
         .to_string()
     });
-    let p: FutureProducer = ClientConfig::new()
+    ClientConfig::new()
         .set("bootstrap.servers", &c.bootstrap)
         .set("enable.idempotence", "true")
         .set("max.in.flight.requests.per.connection", &in_flight)
         .set("linger.ms", "2")
         .create()
-        .expect("producer");
+        .expect("producer")
+}
+
+/// Like [`produce`], with `p`, a producer of `c` ([`producer`]).
+pub async fn produce_with(
+    p: &FutureProducer,
+    c: &TestCluster,
+    topic: &str,
+    recs: &[Rec],
+) -> Vec<(String, i32, i64)> {
     let mut futures = Vec::with_capacity(recs.len());
     for r in recs {
         let mut h = OwnedHeaders::new();
@@ -148,7 +163,7 @@ pub async fn produce(c: &TestCluster, topic: &str, recs: &[Rec]) -> Vec<(String,
         if let Some(v) = &r.value {
             rec = rec.payload(v);
         }
-        let queued = duplex_sync::clients::enqueue(&p, rec, Duration::from_secs(60));
+        let queued = duplex_sync::clients::enqueue(p, rec, Duration::from_secs(60));
         futures.push(queued.await.expect("enqueue a record"));
     }
     let mut ids = Vec::with_capacity(futures.len());
