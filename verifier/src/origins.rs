@@ -109,6 +109,7 @@ fn read_origin(
     let consumer: BaseConsumer = consumer_config(origin)
         .create()
         .map_err(|e| VerifyError::kafka(&origin.id, "create consumer", e))?;
+    let consumer = duplex_sync::clients::Closing::new(consumer);
     let mut tpl = TopicPartitionList::new();
     for ((topic, p), tail) in tails {
         let from = tail.pairs.iter().map(|(_, f)| *f).min().expect("a pair");

@@ -123,6 +123,7 @@ pub fn read_side(
     let consumer: BaseConsumer = consumer_config(cluster)
         .create()
         .map_err(|e| VerifyError::kafka(&cluster.id, "create consumer", e))?;
+    let consumer = duplex_sync::clients::Closing::new(consumer);
     // Before the assignment: the client's events so far (its warnings at creation) are
     // passed on with the ones to come (`Batches::new`).
     let mut batches = Batches::new(&consumer, read_batch(spec.max_rate)).map_err(|e| {

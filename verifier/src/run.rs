@@ -146,6 +146,7 @@ fn replication_began(
     let committed = reader::consumer_config(cluster)
         .set("group.id", &flow.group)
         .create::<BaseConsumer>()
+        .map(duplex_sync::clients::Closing::new)
         .and_then(|c| c.committed_offsets(tpl, METADATA_TIMEOUT));
     let committed = match committed {
         Ok(c) => c,
@@ -171,6 +172,7 @@ fn snapshot_side(
     let consumer: BaseConsumer = reader::consumer_config(cluster)
         .create()
         .map_err(|e| VerifyError::kafka(&cluster.id, "create consumer", e))?;
+    let consumer = duplex_sync::clients::Closing::new(consumer);
     let md = consumer
         .fetch_metadata(None, METADATA_TIMEOUT)
         .map_err(|e| VerifyError::kafka(&cluster.id, "fetch metadata", e))?;

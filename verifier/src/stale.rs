@@ -172,6 +172,7 @@ fn changed_lasts(
     let consumer: BaseConsumer = consumer_config(cluster)
         .create()
         .map_err(|e| VerifyError::kafka(&cluster.id, "create consumer", e))?;
+    let consumer = duplex_sync::clients::Closing::new(consumer);
     let mut tpl = TopicPartitionList::new();
     for ((topic, p), (offset, ..)) in want {
         tpl.add_partition_offset(topic, *p, Offset::Offset(*offset))

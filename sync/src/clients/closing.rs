@@ -15,6 +15,11 @@
 //! `duplex-close`: the caller goes on at once, and the thread ends when librdkafka lets
 //! go. A consumer whose close never ends keeps that thread and its client until the
 //! process exits; a process exiting does not wait for it.
+//!
+//! Used for a flow's consumer and scanner, the consumers that read a topology change's
+//! cut and its settling, offset translation's group readers (`offsets::group::client`)
+//! and the verifier's readers. Not (yet) for the short-lived probes of `api/clusters.rs`
+//! and `inspect.rs`, which assign nothing.
 
 use std::ops::Deref;
 

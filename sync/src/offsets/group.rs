@@ -17,10 +17,15 @@ use crate::spec::ClusterSpec;
 /// (topic, partition) → offset.
 pub type Offsets = BTreeMap<(String, i32), i64>;
 
-/// A client of `cluster` that reads and commits for `group`.
-pub fn client(cluster: &ClusterSpec, group: &str) -> Result<BaseConsumer, SyncError> {
+/// A client of `cluster` that reads and commits for `group`, dropped on a thread of
+/// its own (`clients::Closing`).
+pub fn client(
+    cluster: &ClusterSpec,
+    group: &str,
+) -> Result<clients::Closing<BaseConsumer>, SyncError> {
     clients::group_reader(cluster, "duplex-offsets", group)
         .create()
+        .map(clients::Closing::new)
         .map_err(|source| SyncError::Kafka {
             op: "create consumer",
             cluster: cluster.id.clone(),
